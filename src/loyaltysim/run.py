@@ -1,0 +1,231 @@
+"""One simulation run: simulate, tabulate, summarise, and store with its identity.
+
+:func:`simulate` is pure (a scenario and a seed in, tables and a summary out). :func:`execute_run` adds the
+run's identity (a key hashing the effective scenario, the seed and the code version), writes the run
+directory and records the run in the registry. The registry and the output directory are checked before
+simulating, so a bad database URL or an unwritable directory costs nothing and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .agents import Firm
+from .model import CAUSE_NAMES, LoyaltyMarket
+from .scenario import LoyaltyScenario
+from .storage import (
+    Registry,
+    Run,
+    check_writable,
+    code_identity,
+    read_run_dir,
+    run_dir_for,
+    run_key,
+    write_run_dir,
+)
+from .units import DAYS
+
+TABLES = ("firms", "market", "defections", "surveys")
+
+
+@dataclass
+class RunResult:
+    scenario: LoyaltyScenario
+    seed_entropy: int
+    spawn_key: tuple[int, ...]
+    tables: dict[str, pd.DataFrame]
+    summary: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def simulate(scenario: LoyaltyScenario, *, seed: int = 0, spawn_key: tuple[int, ...] = ()) -> RunResult:
+    """Run a scenario from a root seed (and the spawn key of a sweep's child seed)."""
+    t0 = time.perf_counter()
+    model = LoyaltyMarket(scenario, seed=np.random.SeedSequence(seed, spawn_key=spawn_key))
+    t1 = time.perf_counter()
+    model.run()
+    t2 = time.perf_counter()
+    tables = tabulate(model)
+    summary = summarize(scenario, tables)
+    t3 = time.perf_counter()
+    timings = {"build_s": t1 - t0, "simulate_s": t2 - t1, "tabulate_s": t3 - t2}
+    return RunResult(scenario, seed, tuple(spawn_key), tables, summary, timings)
+
+
+def _concat(parts: list[dict[str, np.ndarray]], columns: list[str]) -> dict[str, np.ndarray]:
+    if not parts:
+        return {c: np.array([]) for c in columns}
+    return {c: np.concatenate([p[c] for p in parts]) for c in columns}
+
+
+def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
+    """The run's tables: firm time series, market time series, defection log and survey answers."""
+    names = {f.unique_id: f.name for f in model.firms}
+    firms = model.datacollector.get_agenttype_vars_dataframe(Firm).reset_index()
+    firms = firms.rename(columns={"Step": "step"})
+    firms["step"] = firms["step"].astype(np.int32)
+    firms.insert(1, "firm", firms.pop("AgentID").map(names))
+    market = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    market.insert(0, "step", np.arange(1, len(market) + 1, dtype=np.int32))
+    firm_names = np.array([*model.firm_names, None], dtype=object)  # index -1 (no firm) maps to None
+
+    dep = _concat(model.departures, ["step", "customer", "firm", "destination", "cause", "last_score", "tenure",
+                                     "satisfaction"])
+    defections = pd.DataFrame({
+        "step": dep["step"].astype(np.int32),
+        "customer": dep["customer"].astype(np.int32),
+        "firm": firm_names[dep["firm"].astype(int)],
+        "destination": firm_names[dep["destination"].astype(int)],
+        "cause": pd.Categorical.from_codes(dep["cause"].astype(int), categories=CAUSE_NAMES),
+        "last_score": pd.array(np.where(dep["last_score"] > 0, dep["last_score"], 0), dtype="Int8"),
+        "tenure": dep["tenure"].astype(np.int32),
+        "satisfaction": dep["satisfaction"].astype(np.float64),
+    })
+    defections.loc[defections["last_score"] == 0, "last_score"] = pd.NA
+    srv = _concat(model.responses, ["step", "customer", "firm", "score", "recommend", "true_satisfaction"])
+    surveys = pd.DataFrame({
+        "step": srv["step"].astype(np.int32),
+        "customer": srv["customer"].astype(np.int32),
+        "firm": firm_names[srv["firm"].astype(int)],
+        "score": srv["score"].astype(np.int8),
+        "recommend": srv["recommend"].astype(np.int8),
+        "true_satisfaction": srv["true_satisfaction"].astype(np.float64),
+    })
+    return {"firms": firms, "market": market, "defections": defections, "surveys": surveys}
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def summarize(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Outcomes per firm over the reported period (after the warm-up).
+
+    Annual churn is defections per customer-year: defections over the period divided by mean customers and
+    by the period's length in years. NPV discounts each step's profit to the end of the warm-up.
+    """
+    warm = scenario.warmup_steps()
+    steps = scenario.steps()
+    step_years = DAYS[scenario.time.step] / DAYS["year"]
+    years = (steps - warm) * step_years
+    rate = scenario.economics.discount_rate
+    per_year = rate.value * DAYS["year"] / DAYS[rate.unit]
+    firms = tables["firms"][tables["firms"]["step"] > warm]
+    dep = tables["defections"][tables["defections"]["step"] > warm]
+    focal = scenario.policy.firm
+    out = []
+    for name, g in firms.groupby("firm", sort=False):
+        discount = (1.0 + per_year) ** (-(g["step"].to_numpy() - warm) * step_years)
+        d = dep[dep["firm"] == name]
+        scored = d["last_score"].dropna()
+        answers = g[[f"score_{s}" for s in range(1, 6)]].sum()
+        asked = answers.sum()
+        mean_customers = g["customers"].mean()
+        out.append({
+            "firm": name,
+            "focal": name == focal,
+            "customers_end": int(g["customers"].iloc[-1]),
+            "share_end": _nan_to_none(g["share"].iloc[-1]),
+            "share_mean": _nan_to_none(g["share"].mean()),
+            "annual_churn": _nan_to_none(len(d) / mean_customers / years if mean_customers else float("nan")),
+            "revenue": float(g["revenue"].sum()),
+            "profit": float(g["profit"].sum()),
+            "npv": float((g["profit"].to_numpy() * discount).sum()),
+            "satisfaction_mean": _nan_to_none(g["satisfaction"].mean()),
+            "score_mean": _nan_to_none(
+                float((answers.to_numpy() * np.arange(1, 6)).sum() / asked) if asked else float("nan")),
+            "nps_mean": _nan_to_none(g["nps"].mean()),
+            "satisfied_defector_share": _nan_to_none(
+                float((scored >= 4).mean()) if len(scored) else float("nan")),
+        })
+    scored = dep["last_score"].dropna()
+    causes = dep["cause"].value_counts()
+    return {
+        "scenario": scenario.name,
+        "steps": steps,
+        "warmup_steps": warm,
+        "step": scenario.time.step,
+        "firms": out,
+        "market": {
+            "defections": len(dep),
+            "satisfied_defector_share": _nan_to_none(float((scored >= 4).mean()) if len(scored) else float("nan")),
+            "defection_causes": {c: int(causes.get(c, 0)) for c in CAUSE_NAMES if c != "none"},
+        },
+    }
+
+
+@dataclass
+class StoredRun:
+    key: str
+    run_dir: Path
+    summary: dict[str, Any]
+    reused: bool
+
+
+def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url: str,
+                spawn_key: tuple[int, ...] = (), experiment: str | None = None, force: bool = False) -> StoredRun:
+    """Simulate and store one run, unless the same run (same key) is already stored and complete."""
+    out_root = check_writable(Path(out_root))
+    registry = Registry(db_url)
+    registry.check()
+    try:
+        code = code_identity()
+        effective = scenario.to_dict()
+        key = run_key(effective, seed, spawn_key, code)
+        run_dir = run_dir_for(out_root, key)
+        existing = registry.get_run(key)
+        if existing is not None and existing.status == "done" and not force and run_dir.exists():
+            manifest, _ = read_run_dir(run_dir)
+            return StoredRun(key, run_dir, manifest["summary"], reused=True)
+        started = datetime.now(UTC)
+        record = Run(key=key, experiment_name=experiment, scenario_name=scenario.name, seed_entropy=str(seed),
+                     spawn_key=json.dumps(list(spawn_key)), version=code.version, commit=code.commit, dirty=code.dirty,
+                     status="running", started_at=started, run_dir=str(run_dir))
+        registry.upsert_run(record)
+        try:
+            result = simulate(scenario, seed=seed, spawn_key=spawn_key)
+            manifest = {
+                "run_key": key,
+                "scenario": effective,
+                "seed": {"entropy": seed, "spawn_key": list(spawn_key)},
+                "package": {"name": "loyaltysim", "version": __version__},
+                "code": {"commit": code.commit, "dirty": code.dirty, "source_digest": code.source_digest},
+                "environment": {"python": platform.python_version(), "numpy": np.__version__,
+                                "mesa": _mesa_version(), "pandas": pd.__version__},
+                "tables": list(result.tables),
+                "timings": result.timings,
+                "created_at": started.isoformat(),
+                "summary": result.summary,
+            }
+            write_run_dir(out_root, key, manifest, result.tables)
+        except BaseException as err:
+            record.status = "failed"
+            record.error = f"{type(err).__name__}: {err}"
+            record.finished_at = datetime.now(UTC)
+            registry.upsert_run(record)
+            raise
+        record.status = "done"
+        record.finished_at = datetime.now(UTC)
+        record.duration_s = sum(result.timings.values())
+        record.summary_json = json.dumps(result.summary, sort_keys=True)
+        registry.upsert_run(record)
+        return StoredRun(key, run_dir, result.summary, reused=False)
+    finally:
+        registry.close()
+
+
+def _mesa_version() -> str:
+    import mesa
+
+    return mesa.__version__

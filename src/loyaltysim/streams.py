@@ -1,0 +1,70 @@
+"""Named random streams spawned from one root seed.
+
+Every random number in a run comes from one of these generators. Each stream is the child
+``SeedSequence(entropy, spawn_key=root_key + (index,))`` of the run's root, with a fixed index per name, so
+two runs that differ only in one firm's policy share the population and every draw the policy does not
+touch (common random numbers). New streams are only ever appended to :data:`STREAM_NAMES`, never inserted,
+so existing streams keep their numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STREAM_NAMES: tuple[str, ...] = (
+    "mesa",  # handed to mesa.Model(rng=...): Mesa's own shuffles
+    "population",  # customer traits and starting state
+    "network",  # the social graph
+    "occasions",  # purchase occasions
+    "choice",  # search decisions and taste shocks
+    "service",  # service failures
+    "marketing",  # exposure to firms' marketing
+    "word_of_mouth",  # who talks in a step
+    "life_events",  # natural churn and re-entry
+    "surveys",  # who is asked, and answer noise
+    "policies",  # firm policies: one child per firm
+)
+
+
+@dataclass
+class Streams:
+    """The named generators of one run."""
+
+    entropy: int
+    spawn_key: tuple[int, ...] = ()
+    _cache: dict[str, np.random.Generator] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_seed(cls, seed: int | np.random.SeedSequence) -> Streams:
+        if isinstance(seed, np.random.SeedSequence):
+            if not isinstance(seed.entropy, int):
+                raise ValueError("a SeedSequence with a pooled (non-integer) entropy cannot be recorded")
+            return cls(int(seed.entropy), tuple(int(k) for k in seed.spawn_key))
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        return cls(int(seed), ())
+
+    def seed_sequence(self, name: str, *sub: int) -> np.random.SeedSequence:
+        try:
+            index = STREAM_NAMES.index(name)
+        except ValueError:
+            raise KeyError(f"unknown random stream '{name}'; known: {', '.join(STREAM_NAMES)}") from None
+        return np.random.SeedSequence(self.entropy, spawn_key=(*self.spawn_key, index, *sub))
+
+    def __getitem__(self, name: str) -> np.random.Generator:
+        gen = self._cache.get(name)
+        if gen is None:
+            gen = np.random.Generator(np.random.PCG64(self.seed_sequence(name)))
+            self._cache[name] = gen
+        return gen
+
+    def policy(self, firm_index: int) -> np.random.Generator:
+        """The policy stream of one firm: a firm's own decisions never shift another firm's draws."""
+        key = f"policies/{firm_index}"
+        gen = self._cache.get(key)
+        if gen is None:
+            gen = np.random.Generator(np.random.PCG64(self.seed_sequence("policies", firm_index)))
+            self._cache[key] = gen
+        return gen

@@ -1,0 +1,125 @@
+"""Shared test fixtures.
+
+``postgres_url`` runs a private, throw-away PostgreSQL server so the results registry is tested against
+the real database, not only SQLite.  Without PostgreSQL binaries the tests are skipped locally, but in CI
+(env ``CI`` set) they fail: CI must never pass by silently skipping PostgreSQL.
+"""
+
+import contextlib
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+PG_TEST_USER = "loyaltysim"
+PG_TEST_DB = "loyaltysim_test"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if _in_ci():
+        pytest.fail(f"PostgreSQL is required in CI (CI is set): {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _pg_bindir() -> Path | None:
+    """Directory holding initdb and pg_ctl: PATH first, then the newest Debian/Ubuntu install."""
+    candidates = []
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)  # resolve: Debian links into the versioned bin
+    installs = Path("/usr/lib/postgresql").glob("*/bin")
+    candidates += sorted(installs, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)[::-1]
+    for bindir in candidates:
+        if all(os.access(bindir / tool, os.X_OK) for tool in ("initdb", "pg_ctl", "postgres")):
+            return bindir
+    return None
+
+
+def _server_user() -> str | None:
+    """OS user for the server: None means "as ourselves"; as root a system user, since initdb refuses root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    pytest.fail("running as root but neither a 'postgres' nor a 'nobody' user exists", pytrace=False)
+
+
+def _as_user(cmd: list[str], user: str | None) -> list[str]:
+    if user is None:
+        return cmd
+    if shutil.which("runuser"):
+        return ["runuser", "-u", user, "--", *cmd]
+    entry = pwd.getpwnam(user)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", *cmd]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(cmd: list[str], cwd: Path, what: str, log: Path | None = None) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        server_log = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+        pytest.fail(
+            f"{what} failed ({shlex.join(cmd)}):\n{proc.stdout}{proc.stderr}\n{server_log}", pytrace=False
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of an empty database on a private PostgreSQL server that lives for the test session.
+
+    The cluster sits in a fresh temp dir (under /tmp, so an unprivileged server user can reach it), uses
+    trust auth, listens only on 127.0.0.1 on a free port, keeps its unix socket inside the temp dir and
+    runs with fsync off; it is stopped and deleted at teardown.
+    """
+    bindir = _pg_bindir()
+    if bindir is None:
+        _unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or /usr/lib/postgresql")
+    try:
+        import psycopg
+    except ImportError:
+        _unavailable("psycopg is not installed (pip install 'psycopg[binary]')")
+    user = _server_user()
+    base = Path(tempfile.mkdtemp(prefix="loyaltysim-pg-", dir="/tmp"))
+    data, sock, log = base / "data", base / "sock", base / "server.log"
+    sock.mkdir()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        for path in (base, sock):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    port = _free_port()
+    started = False
+    try:
+        initdb = [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_TEST_USER]
+        _run(_as_user([*initdb, "-E", "UTF8", "--locale=C", "--no-sync"], user), base, "initdb")
+        options = f"-h 127.0.0.1 -p {port} -k {shlex.quote(str(sock))} -F"
+        start = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options]
+        started = True  # from here on, always try to stop: pg_ctl may fail after the postmaster started
+        _run(_as_user([*start, "start"], user), base, "pg_ctl start", log)
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user=PG_TEST_USER, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f"CREATE DATABASE {PG_TEST_DB}")
+        yield f"postgresql+psycopg://{PG_TEST_USER}@127.0.0.1:{port}/{PG_TEST_DB}"
+    finally:
+        if started:
+            stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
+            subprocess.run(_as_user(stop, user), cwd=base, capture_output=True, timeout=60, check=False)
+        shutil.rmtree(base, ignore_errors=True)
