@@ -123,3 +123,71 @@ def postgres_url() -> Iterator[str]:
             stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
             subprocess.run(_as_user(stop, user), cwd=base, capture_output=True, timeout=60, check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------- scenarios for model tests
+
+BASELINE_TOML = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "baseline.toml"
+
+# Small, short markets keep the model tests fast; the baseline's own event (at week 104) lies beyond
+# this horizon and is dropped so that each test states the events it relies on.
+SMALL_DEFAULTS = {
+    "market__customers__population": 500,
+    "time__horizon": "30 weeks",
+    "time__warmup": "4 weeks",
+    "market__events": [],
+}
+
+
+def _apply_override(data: dict, path: str, value) -> None:
+    """Set ``value`` at ``path`` (keys joined by ``__``; digits index lists); dicts merge into dicts."""
+    import copy
+
+    *parents, last = path.split("__")
+    node = data
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    key = int(last) if isinstance(node, list) else last
+    if isinstance(value, dict) and isinstance(node[key] if isinstance(node, list) else node.get(key), dict):
+        for sub, sub_value in value.items():
+            _apply_override(data, f"{path}__{sub}", sub_value)
+    else:
+        node[key] = copy.deepcopy(value)
+
+
+@pytest.fixture(scope="session")
+def baseline_data() -> dict:
+    """The baseline scenario file, parsed but not validated (tests copy it before changing it)."""
+    import tomllib
+
+    with BASELINE_TOML.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+@pytest.fixture(scope="session")
+def scenario_data(baseline_data):
+    """``scenario_data(**overrides)``: a fresh dict of the small baseline with nested overrides applied.
+
+    Keys are paths with ``__`` between parts, e.g. ``market__firms__0__price=25.0`` or
+    ``market__customers={"switching_cost": 0.0}`` (a dict merges into the dict at that path).
+    """
+    import copy
+
+    def build(**overrides) -> dict:
+        data = copy.deepcopy(baseline_data)
+        for path, value in {**SMALL_DEFAULTS, **overrides}.items():
+            _apply_override(data, path, value)
+        return data
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def make_scenario(scenario_data):
+    """``make_scenario(**overrides)``: the small baseline (500 customers, 30 weeks) validated, with overrides."""
+    from loyaltysim.scenario import scenario_from_dict
+
+    def build(**overrides):
+        return scenario_from_dict(scenario_data(**overrides), source="test scenario")
+
+    return build

@@ -243,8 +243,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     t = sh.t
     n_firms = sh.price.shape[0]
     firm_ids = np.arange(n_firms)
-    active = st.active[rows]
-    cur = st.current[rows]
+    # copies: these rows are overwritten below while the old values are still needed
+    active = st.active[rows].copy()
+    cur = st.current[rows].copy()
     m = cur.shape[0]
     idx = np.arange(m)
 

@@ -250,6 +250,12 @@ class Time(_Spec):
     horizon: DurationField = "104 weeks"
     warmup: DurationField = "26 weeks"  # discarded from reported outcomes
 
+    @model_validator(mode="after")
+    def _warmup_shorter(self) -> Time:
+        if self.warmup.steps(self.step) >= self.horizon.steps(self.step):
+            raise ValueError(f"warmup ({self.warmup}) must be shorter than horizon ({self.horizon})")
+        return self
+
 
 class Economics(_Spec):
     discount_rate: RateField = "8% per year"  # for NPV, compounded once per period named
@@ -271,9 +277,6 @@ class LoyaltyScenario(_Spec):
         firms = [f.name for f in self.market.firms]
         if self.policy.firm not in firms:
             raise ValueError(f"policy.firm '{self.policy.firm}' is not a market firm; known: {firms}")
-        if self.time.warmup.days() >= self.time.horizon.days():
-            raise ValueError(f"time.warmup ({self.time.warmup}) must be shorter than time.horizon "
-                             f"({self.time.horizon})")
         return self
 
     # --- derived views -------------------------------------------------------------------------------
@@ -305,6 +308,10 @@ class LoyaltyScenario(_Spec):
         """The effective scenario after command-line overrides (``--steps`` is in model steps)."""
         data = self.to_dict()
         if steps is not None:
+            if steps <= self.warmup_steps():
+                raise ScenarioError("--steps", [f"{steps} steps leave nothing after the warm-up of "
+                                                f"{self.warmup_steps()} steps (time.warmup = {self.time.warmup}); "
+                                                "give more steps"])
             data["time"]["horizon"] = f"{steps} {self.time.step}s"
         return scenario_from_dict(data, source="command-line overrides")
 
@@ -331,7 +338,7 @@ def format_validation_error(err: ValidationError) -> list[str]:
         elif e["type"] == "missing":
             msg = "required key is missing"
         got = e.get("input")
-        if e["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+        if e["type"] not in ("missing", "extra_forbidden", "value_error") and not isinstance(got, dict | list):
             msg += f" (got {got!r})"
         problems.append(f"{where}: {msg}")
     return problems

@@ -35,6 +35,12 @@ _RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*(%?)\s*(?:per|/)\s*([a-zA-Z]+)\s*$")
 ALLOWED_UNITS = "days, weeks, months or years"
 
 
+def _num(value: float) -> str:
+    """Shortest text that reads back as exactly ``value``."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def _unit(word: str) -> str:
     unit = _UNIT_ALIASES.get(word.lower())
     if unit is None:
@@ -59,7 +65,7 @@ class Duration:
         return max(n, 1) if self.value > 0 else 0
 
     def __str__(self) -> str:
-        return f"{self.value!r} {self.unit}s"
+        return f"{_num(self.value)} {self.unit}s"
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Rate:
         return self.value * DAYS[step_unit] / DAYS[self.unit]
 
     def __str__(self) -> str:
-        return f"{self.value!r} per {self.unit}"
+        return f"{_num(self.value)} per {self.unit}"
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class PeriodProbability:
         return -math.expm1(frac * math.log1p(-self.value))
 
     def __str__(self) -> str:
-        return f"{self.value!r} per {self.unit}"
+        return f"{_num(self.value)} per {self.unit}"
 
 
 def parse_duration(text: Any) -> Duration:

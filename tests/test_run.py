@@ -1,0 +1,293 @@
+"""Tests of one simulation run at library level: determinism, a pinned regression, summary consistency and
+what :func:`execute_run` leaves behind when a run fails."""
+
+import copy
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from loyaltysim import run as run_module
+from loyaltysim.run import TABLES, execute_run, simulate
+from loyaltysim.scenario import scenario_from_dict
+from loyaltysim.storage import Registry, StorageError, read_run_dir, run_dir_for
+from loyaltysim.units import DAYS
+
+BASELINE = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "baseline.toml"
+
+
+def small_scenario(population: int = 300, horizon: str = "20 weeks", warmup: str = "4 weeks"):
+    """The baseline scenario shrunk to a few hundred customers and a few months."""
+    data = copy.deepcopy(tomllib.loads(BASELINE.read_text(encoding="utf-8")))
+    data["market"]["customers"]["population"] = population
+    data["time"]["horizon"] = horizon
+    data["time"]["warmup"] = warmup
+    return scenario_from_dict(data, source="small baseline")
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return small_scenario()
+
+
+@pytest.fixture(scope="module")
+def result(scenario):
+    return simulate(scenario, seed=11)
+
+
+# ------------------------------------------------------------------------------------------ determinism
+
+
+def test_tables_are_the_four_documented_ones(result):
+    assert tuple(result.tables) == TABLES == ("firms", "market", "defections", "surveys")
+    assert result.seed_entropy == 11 and result.spawn_key == ()
+
+
+def test_same_seed_gives_identical_tables_and_summary(scenario, result):
+    again = simulate(scenario, seed=11)
+    for name in TABLES:
+        assert_frame_equal(again.tables[name], result.tables[name], check_exact=True)
+    assert again.summary == result.summary
+
+
+def test_different_spawn_key_gives_a_different_run(scenario, result):
+    child = simulate(scenario, seed=11, spawn_key=(1,))
+    assert child.spawn_key == (1,)
+    assert child.summary != result.summary
+    assert not child.tables["firms"].equals(result.tables["firms"])
+    assert not child.tables["defections"].equals(result.tables["defections"])
+
+
+def test_different_seed_gives_a_different_run(scenario, result):
+    other = simulate(scenario, seed=12)
+    assert other.summary != result.summary
+    assert not other.tables["firms"].equals(result.tables["firms"])
+
+
+# ------------------------------------------------------------------------------------------ regression
+
+# A tiny, fully specified market (independent of experiments/scenarios/, which may be edited freely).
+REGRESSION_TOML = """
+name = "regression"
+[time]
+step = "week"
+horizon = "30 weeks"
+warmup = "6 weeks"
+[market.customers]
+population = 200
+[[market.attributes]]
+name = "coverage"
+kano = "must_be"
+[[market.attributes]]
+name = "speed"
+kano = "one_dimensional"
+[[market.attributes]]
+name = "perks"
+kano = "attractive"
+importance = { mean = 0.5, sd = 0.3, min = 0.0 }
+[[market.firms]]
+name = "Focal"
+price = 30.0
+unit_cost = 18.0
+attributes = { coverage = 0.7, speed = 0.6, perks = 0.3 }
+recovery_cost = 5.0
+marketing_spend = "20000 per month"
+fixed_cost = "10000 per week"
+acquisition_cost = 60.0
+[[market.firms]]
+name = "Rival A"
+price = 28.0
+unit_cost = 17.0
+attributes = { coverage = 0.7, speed = 0.55, perks = 0.3 }
+reliability = 0.97
+recovery = 0.4
+[[market.firms]]
+name = "Rival B"
+price = 32.0
+unit_cost = 19.0
+attributes = { coverage = 0.75, speed = 0.65, perks = 0.3 }
+recovery = 0.6
+[[market.events]]
+kind = "price_change"
+at = "20 weeks"
+firm = "Rival A"
+price = 26.0
+[policy]
+firm = "Focal"
+"""
+
+
+# Exact outcomes of REGRESSION_TOML with seed 7. They change only on purpose: when a change to the model, its
+# defaults or its random streams is meant to change results, update them in a commit whose message says why.
+PINNED = {
+    "focal_customers_last": 54,
+    "defections_total": 33,
+    "defections_reported": 24,
+    "survey_answers": 67,
+    "revenue_total": "192668.0",
+    "mean_satisfaction_last": "-0.006797307294728363",
+    "focal_annual_churn": "0.4232774968394438",
+}
+
+
+def test_regression_pinned_numbers():
+    """A tiny seeded run reproduces the pinned numbers exactly (see PINNED)."""
+    s = scenario_from_dict(tomllib.loads(REGRESSION_TOML), source="regression")
+    assert s.steps() == 30 and s.warmup_steps() == 6
+    r = simulate(s, seed=7)
+    firms, market, dep, surveys = (r.tables[t] for t in TABLES)
+    last = firms[firms["step"] == 30].set_index("firm")
+
+    assert int(last.loc["Focal", "customers"]) == PINNED["focal_customers_last"]
+    assert len(dep) == PINNED["defections_total"]
+    assert r.summary["market"]["defections"] == PINNED["defections_reported"]
+    assert len(surveys) == PINNED["survey_answers"]
+    assert repr(float(firms["revenue"].sum())) == PINNED["revenue_total"]
+    assert repr(float(market["mean_satisfaction"].iloc[-1])) == PINNED["mean_satisfaction_last"]
+    focal = next(f for f in r.summary["firms"] if f["focal"])
+    assert repr(focal["annual_churn"]) == PINNED["focal_annual_churn"]
+
+
+
+# ------------------------------------------------------------------------------------------ consistency
+
+
+def test_annual_churn_is_reported_defections_per_customer_year(scenario, result):
+    warm, steps = scenario.warmup_steps(), scenario.steps()
+    years = (steps - warm) * DAYS["week"] / DAYS["year"]
+    firms, dep = result.tables["firms"], result.tables["defections"]
+    reported = firms[firms["step"] > warm]
+    assert sorted(reported["step"].unique()) == list(range(warm + 1, steps + 1))
+    by_firm = {f["firm"]: f for f in result.summary["firms"]}
+    assert list(by_firm) == [f.name for f in scenario.market.firms]
+    for name, f in by_firm.items():
+        n_def = int(((dep["firm"] == name) & (dep["step"] > warm)).sum())
+        mean_customers = reported.loc[reported["firm"] == name, "customers"].mean()
+        assert f["annual_churn"] == pytest.approx(n_def / mean_customers / years, rel=1e-12)
+    # the warm-up's defections are excluded, and there were some
+    assert result.summary["market"]["defections"] == int((dep["step"] > warm).sum()) < len(dep)
+
+
+def test_defection_log_matches_the_firm_time_series(result):
+    firms, dep = result.tables["firms"], result.tables["defections"]
+    assert len(dep) > 0
+    counted = dep.groupby(["step", "firm"]).size()
+    series = firms.set_index(["step", "firm"])["defections"]
+    aligned = counted.reindex(series.index, fill_value=0)
+    assert (aligned.to_numpy() == series.to_numpy()).all()
+    assert set(dep["firm"]) <= set(firms["firm"])
+    assert dep["destination"].isin([*firms["firm"].unique(), None]).all()
+
+
+def test_shares_sum_to_one_at_every_step(scenario, result):
+    firms = result.tables["firms"]
+    assert len(firms) == scenario.steps() * len(scenario.market.firms)
+    totals = firms.groupby("step")["share"].sum()
+    assert len(totals) == scenario.steps()
+    np.testing.assert_allclose(totals.to_numpy(), 1.0, rtol=0, atol=1e-12)
+    customers = firms.groupby("step")["customers"].sum()
+    market = result.tables["market"].set_index("step")
+    assert (customers == market["with_a_firm"]).all()
+
+
+def test_summary_matches_the_tables(scenario, result):
+    warm = scenario.warmup_steps()
+    firms = result.tables["firms"]
+    last = firms[firms["step"] == scenario.steps()].set_index("firm")
+    reported = firms[firms["step"] > warm]
+    causes = result.summary["market"]["defection_causes"]
+    assert sum(causes.values()) == result.summary["market"]["defections"]
+    for f in result.summary["firms"]:
+        assert f["customers_end"] == last.loc[f["firm"], "customers"]
+        assert f["share_end"] == pytest.approx(last.loc[f["firm"], "share"])
+        own = reported[reported["firm"] == f["firm"]]
+        assert f["revenue"] == pytest.approx(own["revenue"].sum())
+        assert f["profit"] == pytest.approx(own["profit"].sum())
+    assert [f["focal"] for f in result.summary["firms"]] == [n == scenario.policy.firm
+                                                             for n in (f.name for f in scenario.market.firms)]
+    assert json.loads(json.dumps(result.summary, allow_nan=False)) == result.summary  # strict JSON
+
+
+def test_surveys_only_on_survey_steps(scenario, result):
+    surveys = result.tables["surveys"]
+    every = scenario.market.survey.every.steps("week")
+    assert len(surveys) > 0
+    assert (surveys["step"] % every == 0).all()
+    assert surveys["score"].between(1, 5).all() and surveys["recommend"].between(0, 10).all()
+
+
+# ------------------------------------------------------------------------------------------ execute_run
+
+
+def _leftovers(out: Path) -> list[str]:
+    runs = out / "runs"
+    return sorted(p.name for p in runs.iterdir()) if runs.exists() else []
+
+
+def test_execute_run_is_idempotent(tmp_path):
+    s = small_scenario(population=150, horizon="12 weeks", warmup="2 weeks")
+    db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    first = execute_run(s, seed=5, out_root=tmp_path, db_url=db)
+    second = execute_run(s, seed=5, out_root=tmp_path, db_url=db)
+    assert not first.reused and second.reused
+    assert second.key == first.key and second.run_dir == first.run_dir == run_dir_for(tmp_path, first.key)
+    assert second.summary == first.summary
+    assert _leftovers(tmp_path) == [first.key[:16]]
+    manifest, tables = read_run_dir(first.run_dir)
+    assert manifest["scenario"] == s.to_dict() and set(tables) == set(TABLES)
+    with Registry(db) as reg:
+        rows = reg.runs()
+    assert [(r.key, r.status) for r in rows] == [(first.key, "done")]
+    forced = execute_run(s, seed=5, out_root=tmp_path, db_url=db, force=True)
+    assert not forced.reused and forced.key == first.key
+    assert _leftovers(tmp_path) == [first.key[:16]]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("model blew up"), KeyboardInterrupt()])
+def test_failed_simulation_leaves_no_run_dir_and_a_failed_row(tmp_path, monkeypatch, error):
+    s = small_scenario(population=100, horizon="8 weeks", warmup="2 weeks")
+    db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(run_module, "simulate", broken)
+    with pytest.raises(type(error)):
+        execute_run(s, seed=1, out_root=tmp_path, db_url=db)
+    assert _leftovers(tmp_path) == []
+    with Registry(db) as reg:
+        (row,) = reg.runs()
+    assert row.status == "failed" and row.error.startswith(type(error).__name__)
+    assert row.finished_at is not None
+
+    monkeypatch.undo()  # the same run then succeeds and replaces the failed row
+    done = execute_run(s, seed=1, out_root=tmp_path, db_url=db)
+    assert not done.reused and done.key == row.key
+    with Registry(db) as reg:
+        assert [(r.key, r.status, r.error) for r in reg.runs()] == [(row.key, "done", None)]
+    assert _leftovers(tmp_path) == [row.key[:16]]
+
+
+def test_failure_while_writing_tables_leaves_no_partial_run_dir(tmp_path, monkeypatch):
+    s = small_scenario(population=100, horizon="8 weeks", warmup="2 weeks")
+    db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    real = pd.DataFrame.to_parquet
+    written = []
+
+    def flaky(self, path, *args, **kwargs):
+        if written:  # the manifest and the first table are written, then the disk "fills up"
+            raise OSError(28, "No space left on device", str(path))
+        written.append(path)
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", flaky)
+    with pytest.raises(StorageError, match="No space left on device"):
+        execute_run(s, seed=1, out_root=tmp_path, db_url=db)
+    assert written and _leftovers(tmp_path) == []
+    with Registry(db) as reg:
+        (row,) = reg.runs()
+    assert row.status == "failed" and "No space left on device" in row.error
