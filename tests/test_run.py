@@ -1,7 +1,6 @@
 """Tests of one simulation run at library level: determinism, a pinned regression, summary consistency and
 what :func:`execute_run` leaves behind when a run fails."""
 
-import copy
 import json
 import tomllib
 from pathlib import Path
@@ -13,25 +12,19 @@ from pandas.testing import assert_frame_equal
 
 from loyaltysim import run as run_module
 from loyaltysim.run import TABLES, execute_run, simulate
-from loyaltysim.scenario import scenario_from_dict
+from loyaltysim.scenario import ScenarioError, scenario_from_dict
 from loyaltysim.storage import Registry, StorageError, read_run_dir, run_dir_for
 from loyaltysim.units import DAYS
 
-BASELINE = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "baseline.toml"
-
-
-def small_scenario(population: int = 300, horizon: str = "20 weeks", warmup: str = "4 weeks"):
-    """The baseline scenario shrunk to a few hundred customers and a few months."""
-    data = copy.deepcopy(tomllib.loads(BASELINE.read_text(encoding="utf-8")))
-    data["market"]["customers"]["population"] = population
-    data["time"]["horizon"] = horizon
-    data["time"]["warmup"] = warmup
-    return scenario_from_dict(data, source="small baseline")
-
 
 @pytest.fixture(scope="module")
-def scenario():
-    return small_scenario()
+def scenario(make_scenario):
+    return make_scenario(market__customers__population=300, time__horizon="20 weeks", time__warmup="4 weeks")
+
+
+def tiny(make_scenario, population: int = 100, weeks: int = 8):
+    return make_scenario(market__customers__population=population, time__horizon=f"{weeks} weeks",
+                         time__warmup="2 weeks")
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +213,16 @@ def test_surveys_only_on_survey_steps(scenario, result):
     assert surveys["score"].between(1, 5).all() and surveys["recommend"].between(0, 10).all()
 
 
+@pytest.mark.parametrize("steps", [1, 3, 4])
+def test_steps_override_must_exceed_the_warmup(scenario, steps):
+    assert scenario.warmup_steps() == 4
+    with pytest.raises(ScenarioError) as err:
+        scenario.with_overrides(steps=steps)
+    assert err.value.source == "--steps"
+    assert f"{steps} steps leave nothing after the warm-up of 4 steps" in str(err.value)
+    assert scenario.with_overrides(steps=5).steps() == 5
+
+
 # ------------------------------------------------------------------------------------------ execute_run
 
 
@@ -228,8 +231,8 @@ def _leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in runs.iterdir()) if runs.exists() else []
 
 
-def test_execute_run_is_idempotent(tmp_path):
-    s = small_scenario(population=150, horizon="12 weeks", warmup="2 weeks")
+def test_execute_run_is_idempotent(tmp_path, make_scenario):
+    s = tiny(make_scenario, population=150, weeks=12)
     db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     first = execute_run(s, seed=5, out_root=tmp_path, db_url=db)
     second = execute_run(s, seed=5, out_root=tmp_path, db_url=db)
@@ -248,8 +251,8 @@ def test_execute_run_is_idempotent(tmp_path):
 
 
 @pytest.mark.parametrize("error", [RuntimeError("model blew up"), KeyboardInterrupt()])
-def test_failed_simulation_leaves_no_run_dir_and_a_failed_row(tmp_path, monkeypatch, error):
-    s = small_scenario(population=100, horizon="8 weeks", warmup="2 weeks")
+def test_failed_simulation_leaves_no_run_dir_and_a_failed_row(tmp_path, monkeypatch, make_scenario, error):
+    s = tiny(make_scenario)
     db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
 
     def broken(*args, **kwargs):
@@ -272,8 +275,8 @@ def test_failed_simulation_leaves_no_run_dir_and_a_failed_row(tmp_path, monkeypa
     assert _leftovers(tmp_path) == [row.key[:16]]
 
 
-def test_failure_while_writing_tables_leaves_no_partial_run_dir(tmp_path, monkeypatch):
-    s = small_scenario(population=100, horizon="8 weeks", warmup="2 weeks")
+def test_failure_while_writing_tables_leaves_no_partial_run_dir(tmp_path, monkeypatch, make_scenario):
+    s = tiny(make_scenario)
     db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     real = pd.DataFrame.to_parquet
     written = []

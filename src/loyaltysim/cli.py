@@ -75,11 +75,12 @@ def run(
     force: Annotated[bool, typer.Option(help="Re-run even if this exact run is already stored.")] = False,
 ) -> None:
     """Run one simulation, store it, and print a summary."""
+    spec = _load(scenario)  # before the heavy imports: a bad file is reported at once
+
     from .run import execute_run
     from .scenario import ScenarioError
     from .storage import StorageError, resolve_db_url
 
-    spec = _load(scenario)
     try:
         if steps is not None:
             spec = spec.with_overrides(steps=steps)

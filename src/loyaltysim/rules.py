@@ -310,8 +310,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     wallet = p.wallet_decay * st.wallet[rows] + np.where(bought, purchases[:, None], 0)
     if p.contractual:
         gained = np.where(changed & has_new, new, NO_FIRM)
-    else:  # won back or won anew: a purchase after a gap of at least the lapse window
-        gained = np.where(buying & (t - previous_buy >= p.lapse_steps), new, NO_FIRM)
+    else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
+        gained = np.where(buying & (t - previous_buy > p.lapse_steps), new, NO_FIRM)
 
     # write back
     st.active[rows] = present

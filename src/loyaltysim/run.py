@@ -8,6 +8,7 @@ simulating, so a bad database URL or an unwritable directory costs nothing and l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -27,6 +28,7 @@ from .scenario import LoyaltyScenario
 from .storage import (
     Registry,
     Run,
+    StorageError,
     check_writable,
     code_identity,
     read_run_dir,
@@ -176,9 +178,17 @@ class StoredRun:
 def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url: str,
                 spawn_key: tuple[int, ...] = (), experiment: str | None = None, force: bool = False) -> StoredRun:
     """Simulate and store one run, unless the same run (same key) is already stored and complete."""
-    out_root = check_writable(Path(out_root))
+    out_root = Path(out_root).resolve()
+    created = [d for d in (out_root, out_root / "runs") if not d.exists()]
+    check_writable(out_root)
     registry = Registry(db_url)
-    registry.check()
+    try:
+        registry.check()
+    except StorageError:
+        for d in reversed(created):  # leave nothing behind: remove the (still empty) folders made just now
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     try:
         code = code_identity()
         effective = scenario.to_dict()
