@@ -121,8 +121,13 @@ def test_logit_choice_frequencies_match_softmax():
 # ----------------------------------------------------------------------------------- defection causes
 
 
-def _cause(life=False, dissatisfied=False, failure=False, price_rose=False) -> int:
-    out = defection_cause(np.array([life]), np.array([dissatisfied]), np.array([failure]), np.array([price_rose]))
+FLAGS = ("life", "manager", "breach", "dissatisfied", "failure", "price_rose", "shock")
+
+
+def _cause(life=False, manager=False, breach=False, dissatisfied=False, failure=False, price_rose=False,
+           shock=False) -> int:
+    args = [np.array([x]) for x in (life, manager, breach, dissatisfied, failure, price_rose, shock)]
+    out = defection_cause(*args)
     assert out.dtype == np.int8
     return int(out[0])
 
@@ -135,13 +140,20 @@ def _cause(life=False, dissatisfied=False, failure=False, price_rose=False) -> i
         ({"dissatisfied": True, "failure": True}, Cause.SERVICE_FAILURE),
         ({"price_rose": True}, Cause.PRICE_RISE),
         ({"life": True}, Cause.NATURAL_CHURN),
+        ({"manager": True}, Cause.MANAGER_LEFT),
+        ({"breach": True}, Cause.INTEGRITY_BREACH),
+        ({"shock": True}, Cause.MARKET_FLUCTUATION),
         # precedence
         ({"failure": True}, Cause.COMPETITOR_OFFER),  # a failure alone does not explain a satisfied defector
         ({"dissatisfied": True, "price_rose": True}, Cause.PRICE_RISE),
         ({"dissatisfied": True, "failure": True, "price_rose": True}, Cause.SERVICE_FAILURE),
         ({"failure": True, "price_rose": True}, Cause.PRICE_RISE),
+        ({"dissatisfied": True, "shock": True}, Cause.MARKET_FLUCTUATION),
+        ({"price_rose": True, "shock": True}, Cause.PRICE_RISE),
+        ({"breach": True, "dissatisfied": True, "failure": True}, Cause.INTEGRITY_BREACH),
+        ({"manager": True, "breach": True}, Cause.MANAGER_LEFT),
         ({"life": True, "dissatisfied": True, "failure": True, "price_rose": True}, Cause.NATURAL_CHURN),
-        ({"life": True, "price_rose": True}, Cause.NATURAL_CHURN),
+        ({"life": True, "manager": True}, Cause.NATURAL_CHURN),
         ({"life": True, "dissatisfied": True}, Cause.NATURAL_CHURN),
     ],
 )
@@ -150,12 +162,11 @@ def test_defection_cause_precedence(flags, cause):
 
 
 def test_defection_cause_is_elementwise_over_all_combinations():
-    combos = np.array(np.meshgrid([False, True], [False, True], [False, True], [False, True])).reshape(4, -1)
+    combos = np.array(np.meshgrid(*[[False, True]] * len(FLAGS))).reshape(len(FLAGS), -1)
     causes = defection_cause(*combos)
     expected = [_cause(*c) for c in combos.T.tolist()]
     assert causes.tolist() == expected
-    assert set(expected) == {Cause.NATURAL_CHURN, Cause.SERVICE_FAILURE, Cause.PRICE_RISE, Cause.NEEDS_NOT_MET,
-                             Cause.COMPETITOR_OFFER}
+    assert set(expected) == set(Cause) - {Cause.NONE}
 
 
 # ----------------------------------------------------------------------------------- survey answers
@@ -199,8 +210,12 @@ QUALITY = WEIGHTS @ LEVELS.T  # [0.54, 0.8]
 
 PARAMS = Params(
     contractual=True, lapse_steps=8, quality_weight=4.0, choice_noise=0.3, loss_aversion=2.0, sat_alpha=0.25,
-    expect_alpha=0.1, learn_alpha=0.2, wallet_decay=0.9, p_search_satisfied=0.05, p_search_dissatisfied=0.5,
-    p_leave=0.01, p_enter=0.1, failure_severity=0.3, marketing_effect=0.2, wom_influence=0.05, attribution_steps=8,
+    expect_alpha=0.1, latent_alpha=0.1, competitor_alpha=0.0, learn_alpha=0.2, wallet_decay=0.9,
+    p_search_satisfied=0.05, p_search_dissatisfied=0.5, offer_attention=0.0, p_leave=0.01, p_enter=0.1,
+    failure_severity=0.3, complaint_rate=0.5, unresolved_factor=1.5, recovery_paradox=0.02, marketing_effect=0.2,
+    wom_influence=0.05, attribution_steps=8, delight_level=0.02, attitude_gain=0.1, attitude_loss=0.2,
+    attitude_decay=0.01, relationship_premium=1.0, relational_per_step=0.0, relational_cap=0.0, manager_bond=0.0,
+    club_bond=0.0,
 )
 
 
@@ -226,9 +241,11 @@ def one_customer(**changes) -> CustomerState:
 
 def shared(**changes) -> Shared:
     sh = Shared(
-        t=T, price=np.array([30.0, 30.0]), price_ref=30.0, levels=LEVELS.copy(), kano=KANO,
+        t=T, available=np.array([True, True]), price=np.array([30.0, 30.0]), price_ref=30.0, price_factor=1.0,
+        levels=LEVELS.copy(), best_levels=LEVELS.max(axis=0), kano=KANO,
         reliability=np.array([0.98, 0.98]), recovery=np.array([0.5, 0.5]), reach=np.array([0.1, 0.1]),
-        price_rose=np.array([False, False]), switching_cost=0.5, wom_pos=np.zeros((1, 2)), wom_neg=np.zeros((1, 2)),
+        managers=np.array([0, 0], np.int32), price_rose=np.array([False, False]), breached=np.array([False, False]),
+        shocked=False, switching_cost=0.5, wom_pos=np.zeros((1, 2)), wom_neg=np.zeros((1, 2)),
     )
     return dataclasses.replace(sh, **changes)
 
@@ -236,7 +253,8 @@ def shared(**changes) -> Shared:
 def variates(**changes) -> Variates:
     """Nothing happens by chance: two occasions, no search, no failure, no marketing, no life event."""
     v = Variates(
-        occasions=np.array([2]), u_search=np.array([0.9]), gumbel=np.zeros((1, 2)), u_fail=np.array([0.5]),
+        occasions=np.array([2]), u_search=np.array([0.9]), u_attention=np.array([0.9]), u_variety=np.array([0.9]),
+        gumbel=np.zeros((1, 2)), u_fail=np.array([0.5]), u_complain=np.array([0.9]), u_recover=np.array([0.9]),
         u_market=np.full((1, 2), 0.9), u_life=np.array([0.5]),
     )
     return dataclasses.replace(v, **{k: np.asarray(x) for k, x in changes.items()})
@@ -274,22 +292,24 @@ def test_no_occasion_means_no_purchase_and_no_learning():
     assert (st.current.tolist(), st.tenure.tolist(), st.step_purchases.tolist()) == ([0], [6], [0])
 
 
-def test_a_service_failure_is_partly_recovered():
+@pytest.mark.parametrize(
+    ("u_complain", "u_recover", "damage", "complained", "recovered"),
+    [
+        (0.9, 0.1, 0.3, False, False),  # silent: the full severity
+        (0.1, 0.9, 0.45, True, False),  # a complaint handled badly: severity x 1.5
+        (0.1, 0.1, -0.02, True, True),  # resolved well (recovery 0.5 > 0.1): the recovery paradox
+    ],
+)
+def test_a_service_failure_complaint_and_recovery(u_complain, u_recover, damage, complained, recovered):
     st = one_customer()
-    step_customers(st, slice(None), variates(u_fail=[0.99]), shared(), PARAMS)
-    damage = 0.3 * (1.0 - 0.5)
+    v = variates(u_fail=[0.99], u_complain=[u_complain], u_recover=[u_recover])
+    step_customers(st, slice(None), v, shared(), PARAMS)
     np.testing.assert_allclose(st.satisfaction[0, 0], 0.1 + 0.25 * (-0.03 - damage - 0.1), rtol=0, atol=1e-14)
     np.testing.assert_allclose(st.perceived[0, 0], 0.5 + 0.2 * (0.54 - damage - 0.5), rtol=0, atol=1e-14)
     assert st.step_failed.tolist() == [True]
+    assert (st.step_complained.tolist(), st.step_recovered.tolist()) == ([complained], [recovered])
     assert st.last_failure.tolist() == [T]
     assert st.current.tolist() == [0]  # a failure alone does not make a satisfied customer search
-
-
-def test_full_recovery_repairs_all_damage():
-    st = one_customer()
-    step_customers(st, slice(None), variates(u_fail=[0.99]), shared(recovery=np.array([1.0, 1.0])), PARAMS)
-    np.testing.assert_allclose(st.satisfaction[0, 0], 0.1 + 0.25 * (-0.03 - 0.1), rtol=0, atol=1e-14)
-    assert st.step_failed.tolist() == [True]
 
 
 def test_word_of_mouth_and_marketing_move_beliefs():

@@ -92,30 +92,74 @@ class Customer(mesa.Agent):
 
     @property
     def purchases(self) -> int:
-        """Purchases in the last step."""
+        """Purchase occasions in the last step."""
         return int(self._get("step_purchases"))
+
+    @property
+    def attitude(self) -> float:
+        """Attitudinal loyalty to the current firm, 0..1."""
+        return float(self._get("attitude"))
+
+    @property
+    def segment(self) -> str:
+        return self.model.segment_names[int(self._get("segment"))]
+
+    @property
+    def value_tier(self) -> str:
+        return ("low", "medium", "high")[int(self._get("value_tier"))]
+
+    @property
+    def ladder_stage(self) -> str:
+        return self.model.classify("ladder")[self.row]
+
+    @property
+    def dick_basu(self) -> str:
+        return self.model.classify("dick_basu")[self.row]
+
+    @property
+    def jones_sasser(self) -> str:
+        return self.model.classify("jones_sasser")[self.row]
 
 
 class Firm(mesa.Agent):
-    """A firm: its offer (price, attribute levels, service) and its books for the last step."""
+    """A firm: its offer (price, attribute levels, service), its policies, and its books for the last step.
 
-    def __init__(self, model: LoyaltyMarket, index: int, spec: FirmSpec, attribute_names: list[str]):
+    Each step a firm first acts (:meth:`step`): it spends its investment budgets on attributes at their cost
+    per unit, and, if it reacts to rivals, matches a lower price or a better attribute it saw ``delay`` ago.
+    After the customers have stepped it books its profit and loss (:meth:`settle`).
+    """
+
+    def __init__(self, model: LoyaltyMarket, index: int, spec: FirmSpec, attribute_names: list[str],
+                 attribute_costs: np.ndarray):
         super().__init__(model)
         unit = model.step_unit
         self.index = index
         self.spec = spec
         self.name = spec.name
+        self.available = True
         self.price = float(spec.price)
         self.unit_cost = float(spec.unit_cost)
+        self.attribute_names = attribute_names
+        self.attribute_costs = attribute_costs
         self.levels = np.array([spec.attributes[a] for a in attribute_names], dtype=np.float64)
-        self.reliability = float(spec.reliability)
+        self.reliability = self.base_reliability = float(spec.reliability)
         self.recovery = float(spec.recovery)
         self.recovery_cost = float(spec.recovery_cost)
         self.reach = spec.marketing_reach.per_step(unit)
         self.marketing_spend = spec.marketing_spend.per_step(unit)
         self.fixed_cost = spec.fixed_cost.per_step(unit)
         self.acquisition_cost = float(spec.acquisition_cost)
+        self.managers = int(spec.relationship_managers)
+        self.investments = [
+            (attribute_names.index(inv.attribute), inv.budget.per_step(unit), inv.start.steps(unit),
+             None if inv.stop is None else inv.stop.steps(unit), inv.max_level)
+            for inv in spec.investments
+        ]
+        self.reaction = spec.reaction
+        self.reaction_delay = spec.reaction.delay.steps(unit) if spec.reaction else 0
         self.price_rise_step = NEVER
+        self.breach_step = NEVER
+        self.invested = 0.0
         self.books: dict[str, float] = {}
         self.metrics: dict[str, float] = {}
 
@@ -125,20 +169,62 @@ class Firm(mesa.Agent):
             self.price_rise_step = self.model.steps
         self.price = float(price)
 
-    def settle(self, purchases: float, failures: float, gained: float) -> None:
+    def raise_level(self, attribute: int, target: float, budget: float = np.inf) -> float:
+        """Raise one attribute toward ``target`` spending at most ``budget``; returns the money spent."""
+        cost = self.attribute_costs[attribute]
+        gap = max(0.0, target - self.levels[attribute])
+        if cost == 0.0:  # a free attribute is raised at once
+            self.levels[attribute] += gap
+            return 0.0
+        spend = min(budget, gap * cost)
+        self.levels[attribute] += spend / cost
+        return spend
+
+    def step(self) -> None:
+        """Invest, then react to what rivals offered ``delay`` steps ago."""
+        t = self.model.steps
+        self.invested = 0.0
+        if not self.available:
+            return
+        for attribute, budget, start, stop, max_level in self.investments:
+            if t > start and (stop is None or t <= stop):
+                self.invested += self.raise_level(attribute, max_level, budget)
+        if self.reaction is None:
+            return
+        seen = self.model.offer_history(t - self.reaction_delay)
+        if seen is None:
+            return
+        rivals = [j for j in range(len(seen["price"])) if j != self.index and seen["available"][j]]
+        if not rivals:
+            return
+        r = self.reaction
+        if r.match_price:
+            low = min(seen["price"][j] for j in rivals)
+            matched = max(low, self.unit_cost * (1.0 + r.min_margin))
+            if low < self.price * (1.0 - r.tolerance) and matched < self.price:  # matching never raises a price
+                self.set_price(matched)
+        if r.match_attributes:
+            best = seen["levels"][rivals].max(axis=0)
+            for a in np.flatnonzero(best > self.levels + r.tolerance):
+                self.invested += self.raise_level(int(a), float(best[a]))
+
+    def settle(self, units: float, complaints: float, gained: float) -> None:
         """Book the last step's profit and loss from its volumes."""
-        revenue = purchases * self.price
-        cogs = purchases * self.unit_cost
-        recovery = failures * self.recovery_cost
+        revenue = units * self.price
+        cogs = units * self.unit_cost
+        recovery = complaints * self.recovery_cost
         acquisition = gained * self.acquisition_cost
-        cost = cogs + recovery + self.marketing_spend + self.fixed_cost + acquisition
+        cost = cogs + recovery + self.marketing_spend + self.fixed_cost + acquisition + self.invested
+        if not self.available:
+            revenue = cost = cogs = recovery = acquisition = 0.0
         self.books = {
             "price": self.price,
             "revenue": revenue,
             "cost_of_goods": cogs,
             "recovery_cost": recovery,
-            "marketing_cost": self.marketing_spend,
-            "fixed_cost": self.fixed_cost,
+            "marketing_cost": self.marketing_spend if self.available else 0.0,
+            "fixed_cost": self.fixed_cost if self.available else 0.0,
             "acquisition_cost": acquisition,
+            "investment_cost": self.invested,
             "profit": revenue - cost,
         }

@@ -98,6 +98,31 @@ def run(
     _print_summary(stored)
 
 
+@app.command("calibrate-check")
+def calibrate_check(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")],
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="Number of seeds (1..N).")] = 3,
+    strict: Annotated[bool, typer.Option(help="Exit with code 1 if a measure misses its target.")] = False,
+) -> None:
+    """Compare model output with published magnitudes (churn, satisfaction, satisfied defectors, NBD)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .calibration import calibration_report
+
+    spec = _load(scenario)
+    report = calibration_report(spec, list(range(1, seeds + 1)))
+    table = Table(title=f"{spec.name}: calibration over {seeds} seed(s), after the warm-up")
+    for col in ("measure", "mean", "min", "max", "target", "ok", "source"):
+        table.add_column(col, justify="left" if col in ("measure", "source") else "right")
+    for r in report.itertuples():
+        ok = "-" if r.ok is None else ("yes" if r.ok else "NO")
+        table.add_row(r.measure, f"{r.mean:.3f}", f"{r.min:.3f}", f"{r.max:.3f}", r.target, ok, r.source)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    if strict and (report["ok"] == False).any():  # noqa: E712 (None means "no target")
+        raise typer.Exit(1)
+
+
 def _fmt(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 

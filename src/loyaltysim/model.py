@@ -2,11 +2,12 @@
 
 This is the only place that knows the order of a step:
 
-1. scheduled events take effect;
-2. the shared state is read off the previous step (firms' offers, word of mouth through the network);
-3. the step's random numbers are drawn for the whole population, from named streams;
-4. customers step: all at once (vectorized) or one at a time as Mesa agents (same rules, same numbers);
-5. surveys are taken, departures logged, and firms settle their books; the data collector records.
+1. scheduled events take effect, and attributes drift between Kano classes;
+2. firms act (investments, reactions to rivals), as Mesa agents;
+3. the shared state is read off the previous step (firms' offers, word of mouth through the network);
+4. the step's random numbers are drawn for the whole population, from named streams;
+5. customers step: all at once (vectorized) or one at a time as Mesa agents (same rules, same numbers);
+6. surveys are taken, departures logged, firms settle their books; the data collector records.
 """
 
 from __future__ import annotations
@@ -14,20 +15,36 @@ from __future__ import annotations
 import numpy as np
 from mesa import DataCollector, Model
 
+from . import loyalty, rules
 from . import network as net
-from . import rules
 from .agents import Customer, Firm
-from .rules import NO_FIRM, Cause, CustomerState, Params, Shared, Variates
-from .scenario import AttributeChange, LoyaltyScenario, PriceChange, SwitchingCostChange
+from .rules import ATTRACTIVE, MUST_BE, NEVER, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState, Params, Shared, Variates
+from .scenario import (
+    AttributeChange,
+    Entry,
+    IncomeShock,
+    IntegrityBreach,
+    LoyaltyScenario,
+    ManagerLeaves,
+    PriceChange,
+    ServiceCrisis,
+    SwitchingCostChange,
+)
 from .streams import Streams
 
+LADDER_COLUMNS = tuple(f"stage_{s}" for s in loyalty.LADDER[1:5])  # a firm's own customers' stages
+DICK_BASU_COLUMNS = tuple(f"db_{s}" for s in loyalty.DICK_BASU)
+JONES_SASSER_COLUMNS = tuple(f"js_{s}" for s in loyalty.JONES_SASSER)
 FIRM_METRICS = (
-    "customers", "share", "gained", "defections", "retention", "purchases", "share_of_wallet",
-    "satisfaction", "failures", "surveyed", "score_1", "score_2", "score_3", "score_4", "score_5", "nps",
+    "available", "customers", "share", "gained", "defections", "retention", "purchases", "units",
+    "share_of_wallet", "satisfaction", "attitude", "failures", "complaints", "recovered", "surveyed",
+    "score_1", "score_2", "score_3", "score_4", "score_5", "nps",
+    *LADDER_COLUMNS, *DICK_BASU_COLUMNS, *JONES_SASSER_COLUMNS,
     "price", "revenue", "cost_of_goods", "recovery_cost", "marketing_cost", "fixed_cost", "acquisition_cost",
-    "profit",
+    "investment_cost", "profit",
 )
 CAUSE_NAMES = [c.name.lower() for c in Cause]
+KANO_NAMES = {MUST_BE: "must_be", ONE_DIMENSIONAL: "one_dimensional", ATTRACTIVE: "attractive"}
 
 
 def _clipped_normal(rng: np.random.Generator, spec, size) -> np.ndarray:
@@ -53,10 +70,9 @@ class LoyaltyMarket(Model):
         self.config = scenario
         self.streams = streams
         self.one_at_a_time = one_at_a_time
-        self.step_unit = scenario.time.step
+        self.step_unit = unit = scenario.time.step
         market = scenario.market
         c = market.customers
-        unit = self.step_unit
         self.contractual = market.type == "contractual"
         self.params = Params(
             contractual=self.contractual,
@@ -66,29 +82,60 @@ class LoyaltyMarket(Model):
             loss_aversion=c.loss_aversion,
             sat_alpha=rules.half_life_weight(c.satisfaction_memory.steps(unit)),
             expect_alpha=rules.half_life_weight(c.expectation_half_life.steps(unit)),
+            latent_alpha=rules.half_life_weight(c.latent_expectation_half_life.steps(unit)),
+            competitor_alpha=rules.half_life_weight(c.competitor_expectation_half_life.steps(unit)),
             learn_alpha=rules.half_life_weight(c.learning_half_life.steps(unit)),
             wallet_decay=1.0 - rules.half_life_weight(market.lapse.steps(unit)),
             p_search_satisfied=c.search_when_satisfied.per_step(unit),
             p_search_dissatisfied=c.search_when_dissatisfied.per_step(unit),
+            offer_attention=c.offer_attention,
             p_leave=c.natural_churn.per_step(unit),
             p_enter=c.reentry.per_step(unit),
             failure_severity=c.failure_severity,
+            complaint_rate=c.complaint_rate,
+            unresolved_factor=c.unresolved_complaint_factor,
+            recovery_paradox=c.recovery_paradox,
             marketing_effect=c.marketing_effect,
             wom_influence=market.network.influence,
             attribution_steps=c.attribution_window.steps(unit),
+            delight_level=c.delight_level,
+            attitude_gain=rules.half_life_weight(c.attitude_gain.steps(unit)),
+            attitude_loss=rules.half_life_weight(c.attitude_loss.steps(unit)),
+            attitude_decay=rules.half_life_weight(c.attitude_decay.steps(unit)),
+            relationship_premium=c.relationship_premium,
+            relational_per_step=c.relational_cost.per_step(unit),
+            relational_cap=c.relational_cost_cap,
+            manager_bond=c.manager_bond,
+            club_bond=c.club_bond,
+        )
+        cls = scenario.classification
+        self.definitions = loyalty.Definitions(
+            contractual=self.contractual, repeat_steps=cls.repeat_tenure.steps(unit),
+            repeat_share=cls.repeat_share, attitude_high=cls.attitude_high, delight_level=c.delight_level,
+            advocate_level=market.network.advocate_level,
         )
         self.switching_cost = c.switching_cost
+        self.price_factor = 1.0
+        self._shock = (NEVER, NEVER)  # first and last step of the latest income shock
         self.attribute_names = [a.name for a in market.attributes]
         self.kano = np.array([rules.KANO_CODES[a.kano] for a in market.attributes], dtype=np.int8)
+        costs = np.array([a.cost_per_unit for a in market.attributes], dtype=np.float64)
+        self.segment_names = [s.name for s in c.segments] or ["all"]
 
         self.firms: list[Firm] = [
-            Firm(self, i, spec, self.attribute_names) for i, spec in enumerate(scenario.effective_firms())
+            Firm(self, i, spec, self.attribute_names, costs) for i, spec in enumerate(scenario.effective_firms())
         ]
         self.firm_names = [f.name for f in self.firms]
-        self.price_ref = float(np.mean([f.price for f in self.firms]))
+        for e in market.events:
+            if isinstance(e, Entry):
+                self.firms[self.firm_names.index(e.firm)].available = False
+        present = [f for f in self.firms if f.available]
+        self.price_ref = float(np.mean([f.price for f in present]))
         self._events = sorted(
             ((max(e.at.steps(unit), 1), i, e) for i, e in enumerate(market.events)), key=lambda x: x[:2]
         )
+        self._crises: list[tuple[int, int, float]] = []  # (last step, firm, reliability) of service crises
+        self._offers: dict[int, dict[str, np.ndarray]] = {}
 
         n = c.population
         self.customers = CustomerState.allocate(n, len(self.firms), len(self.attribute_names))
@@ -102,20 +149,33 @@ class LoyaltyMarket(Model):
         self._p_talk = market.network.talk.per_step(unit)
         self._survey_every = market.survey.every.steps(unit)
         self._cutpoints = np.asarray(market.survey.cutpoints, dtype=np.float64)
+        panel = scenario.outputs.panel_every
+        self._panel_every = panel.steps(unit) if panel is not None else 0
+        self._panel_since = np.zeros((n, len(self.firms)))
         self.customer_agents = [Customer(self, i) for i in range(n)]
 
         self.departures: list[dict[str, np.ndarray]] = []
         self.responses: list[dict[str, np.ndarray]] = []
+        self.panel: list[dict[str, np.ndarray]] = []
+        self._classified: dict[str, tuple[int, np.ndarray]] = {}
         self._members_prev = self._members()
         self.shared: Shared | None = None
         self.variates: Variates | None = None
+        model_reporters = {
+            "in_market": lambda m: int(m.customers.active.sum()),
+            "with_a_firm": lambda m: int((m.customers.current >= 0).sum()),
+            "prospects": lambda m: int((m.classify_codes("ladder") == 0).sum()),
+            "lapsed": lambda m: int((m.classify_codes("ladder") == 5).sum()),
+            "mean_satisfaction": lambda m: m.mean_satisfaction(),
+            "switching_cost": lambda m: m.switching_cost,
+            "price_factor": lambda m: m.price_factor,
+        }
+        for a, name in enumerate(self.attribute_names):
+            model_reporters[f"kano_{name}"] = lambda m, a=a: KANO_NAMES[int(m.kano[a])]
+            model_reporters[f"expectation_{name}"] = lambda m, a=a: float(m.customers.expectation[:, a].mean())
         self.datacollector = DataCollector(
-            model_reporters={
-                "in_market": lambda m: int(m.customers.active.sum()),
-                "with_a_firm": lambda m: int((m.customers.current >= 0).sum()),
-                "mean_satisfaction": lambda m: m.mean_satisfaction(),
-            },
-            agenttype_reporters={Firm: {k: (lambda a, k=k: a.metrics[k]) for k in FIRM_METRICS}},
+            model_reporters=model_reporters,
+            agenttype_reporters={Firm: {k: (lambda f, k=k: f.metrics[k]) for k in FIRM_METRICS}},
         )
 
     # --- set-up ---------------------------------------------------------------------------------------
@@ -125,33 +185,56 @@ class LoyaltyMarket(Model):
         st = self.customers
         c = self.config.market.customers
         n, n_firms = len(st), len(self.firms)
-        mean = c.purchase_rate.mean.per_step(self.step_unit)
-        shape = c.purchase_rate.shape
-        st.purchase_rate[:] = rng.gamma(shape, mean / shape, n)
-        st.price_sensitivity[:] = _clipped_normal(rng, c.price_sensitivity, n)
+        segments = c.segments
+        if segments:
+            st.segment[:] = rng.choice(len(segments), size=n, p=[s.share for s in segments])
+        for k, seg in enumerate(segments or [None]):
+            rows = np.flatnonzero(st.segment == k)
+            size = rows.size
+            rate = (seg.purchase_rate if seg and seg.purchase_rate else c.purchase_rate)
+            mean = rate.mean.per_step(self.step_unit)
+            st.purchase_rate[rows] = rng.gamma(rate.shape, mean / rate.shape, size)
+            st.basket[rows] = _clipped_normal(rng, seg.basket if seg and seg.basket else c.basket, size)
+            sens = seg.price_sensitivity if seg and seg.price_sensitivity else c.price_sensitivity
+            st.price_sensitivity[rows] = _clipped_normal(rng, sens, size)
+        expected_spend = st.purchase_rate * st.basket
+        st.value_tier[:] = np.searchsorted(np.quantile(expected_spend, [1 / 3, 2 / 3]), expected_spend, side="right")
+        st.variety[:] = _clipped_normal(rng, c.variety_seeking, n)
         raw = np.column_stack([_clipped_normal(rng, a.importance, n) for a in self.config.market.attributes])
         raw = np.maximum(raw, 0.0)
         total = raw.sum(axis=1, keepdims=True)
         st.weights[:] = np.where(total > 0, raw / np.where(total > 0, total, 1.0), 1.0 / raw.shape[1])
         st.threshold[:] = _clipped_normal(rng, c.satisfaction_threshold, n)
         levels = np.array([f.levels for f in self.firms])
-        # customers take the industry's average offer for granted
-        st.expectation[:] = levels.mean(axis=0)[None, :]
+        available = np.array([f.available for f in self.firms])
+        # customers take the average offer of the firms in the market for granted
+        spread = c.expectation_spread * rng.standard_normal((n, levels.shape[1]))
+        st.expectation[:] = np.clip(levels[available].mean(axis=0)[None, :] + spread, 0.0, 1.0)
         quality = rules.quality_index(st.weights, levels)
         st.perceived[:] = np.clip(quality + 0.05 * rng.standard_normal((n, n_firms)), 0.0, 1.0)
         relative_price = np.array([f.price for f in self.firms]) / self.price_ref - 1.0
         utility = c.quality_weight * st.perceived - st.price_sensitivity[:, None] * relative_price[None, :]
+        utility = np.where(available[None, :], utility, -np.inf)
         st.current[:] = rules.logit_choice(utility, rng.gumbel(size=(n, n_firms)), c.choice_noise)
         st.tenure[:] = rng.integers(1, max(self.config.time.horizon.steps(self.step_unit), 2), n)
         rows = np.arange(n)
+        st.relationship_purchases[:] = np.ceil(st.tenure * st.purchase_rate).astype(np.int32)
         st.since[rows, st.current] = -st.tenure
         st.last_buy[rows, st.current] = 0
-        st.wallet[rows, st.current] = st.purchase_rate / (1.0 - self.params.wallet_decay)
+        st.wallet[rows, st.current] = st.purchase_rate * st.basket / (1.0 - self.params.wallet_decay)
+        managers = np.array([f.managers for f in self.firms])[st.current]
+        st.manager[:] = np.where((st.value_tier == 2) & (managers > 0), rows % np.maximum(managers, 1), NO_FIRM)
 
     # --- the step -------------------------------------------------------------------------------------
     def step(self) -> None:
         t = self.steps
         self._apply_events(t)
+        self._service_crises(t)
+        self._drift_kano()
+        self._offers[t] = {"price": np.array([f.price for f in self.firms]),
+                           "levels": np.array([f.levels for f in self.firms]),
+                           "available": np.array([f.available for f in self.firms])}
+        self.agents_by_type[Firm].do("step")
         self.shared = self._shared(t)
         self.variates = self._draw()
         if self.one_at_a_time:
@@ -160,6 +243,7 @@ class LoyaltyMarket(Model):
             rules.step_customers(self.customers, slice(None), self.variates, self.shared, self.params)
         self._survey(t)
         self._settle(t)
+        self._snapshot(t)
         self.datacollector.collect(self)
 
     def run(self, steps: int | None = None) -> LoyaltyMarket:
@@ -167,21 +251,70 @@ class LoyaltyMarket(Model):
             self.step()
         return self
 
+    def offer_history(self, t: int) -> dict[str, np.ndarray] | None:
+        """What the firms offered at the start of step ``t`` (for rivals that react with a delay)."""
+        return self._offers.get(t)
+
     def _apply_events(self, t: int) -> None:
+        st = self.customers
+        if self._shock[1] < t and self.price_factor != 1.0:
+            self.price_factor = 1.0
         while self._events and self._events[0][0] <= t:
             _, _, e = self._events.pop(0)
+            firm = self.firms[self.firm_names.index(e.firm)] if getattr(e, "firm", None) else None
             if isinstance(e, PriceChange):
-                self.firms[self.firm_names.index(e.firm)].set_price(e.price)
+                firm.set_price(e.price)
             elif isinstance(e, AttributeChange):
-                firm = self.firms[self.firm_names.index(e.firm)]
                 firm.levels[self.attribute_names.index(e.attribute)] = e.level
             elif isinstance(e, SwitchingCostChange):
                 self.switching_cost = e.switching_cost
+            elif isinstance(e, Entry):
+                firm.available = True
+            elif isinstance(e, ServiceCrisis):
+                self._crises.append((t + e.duration.steps(self.step_unit) - 1, firm.index, e.reliability))
+            elif isinstance(e, IncomeShock):
+                self.price_factor = e.price_sensitivity
+                self._shock = (t, t + e.duration.steps(self.step_unit) - 1)
+            elif isinstance(e, IntegrityBreach):
+                # the news reaches everyone: beliefs in the firm fall, and so does its customers' attitude
+                firm.breach_step = t
+                st.perceived[:, firm.index] *= 1.0 - e.severity
+                st.attitude[st.current == firm.index] *= 1.0 - e.severity
+            elif isinstance(e, ManagerLeaves):
+                # the manager's customers lose their personal bond (the firm hires a replacement, who serves
+                # only customers joining from now on)
+                served = (st.current == firm.index) & (st.manager == e.manager)
+                st.manager[served] = NO_FIRM
+                st.manager_lost[served] = t
+                if e.to is not None:  # staff turnover takes customers with it
+                    to = self.firm_names.index(e.to)
+                    follow = self.config.market.customers.manager_follow
+                    st.perceived[served, to] += follow * (1.0 - st.perceived[served, to])
+
+    def _service_crises(self, t: int) -> None:
+        """A firm in crisis has the reliability of its latest crisis still running; otherwise its own."""
+        self._crises = [c for c in self._crises if c[0] >= t]
+        for f in self.firms:
+            running = [c[2] for c in self._crises if c[1] == f.index]
+            f.reliability = running[-1] if running else f.base_reliability
+
+    def _drift_kano(self) -> None:
+        """Attractive attributes become one-dimensional, then must-be, as customers come to expect them."""
+        st = self.customers
+        for a, attr in enumerate(self.config.market.attributes):
+            if attr.drift is None or self.kano[a] == MUST_BE:
+                continue
+            expected = st.expectation[st.active, a].mean() if st.active.any() else 0.0
+            if expected >= attr.drift.must_be_at:
+                self.kano[a] = MUST_BE
+            elif expected >= attr.drift.one_dimensional_at and self.kano[a] == ATTRACTIVE:
+                self.kano[a] = ONE_DIMENSIONAL
 
     def _shared(self, t: int) -> Shared:
         """Firms' offers now, and word of mouth from the previous step's customers."""
         st = self.customers
         n, n_firms = len(st), len(self.firms)
+        window = self.params.attribution_steps
         u_talk = self.streams["word_of_mouth"].random(n)
         has = st.current >= 0
         cur = np.where(has, st.current, 0)
@@ -196,16 +329,24 @@ class LoyaltyMarket(Model):
         neg = np.zeros((n, n_firms))
         pos[rows[recommend], cur[recommend]] = 1.0
         neg[rows[warn], about[warn]] = 1.0
+        levels = np.array([f.levels for f in self.firms])
+        available = np.array([f.available for f in self.firms])
         return Shared(
             t=t,
+            available=available,
             price=np.array([f.price for f in self.firms]),
             price_ref=self.price_ref,
-            levels=np.array([f.levels for f in self.firms]),
-            kano=self.kano,
+            price_factor=self.price_factor,
+            levels=levels,
+            best_levels=levels[available].max(axis=0),
+            kano=self.kano.copy(),
             reliability=np.array([f.reliability for f in self.firms]),
             recovery=np.array([f.recovery for f in self.firms]),
             reach=np.array([f.reach for f in self.firms]),
-            price_rose=np.array([t - f.price_rise_step <= self.params.attribution_steps for f in self.firms]),
+            managers=np.array([f.managers for f in self.firms], dtype=np.int32),
+            price_rose=np.array([t - f.price_rise_step <= window for f in self.firms]),
+            breached=np.array([t - f.breach_step <= window for f in self.firms]),
+            shocked=bool(self._shock[0] <= t <= self._shock[1] + window),
             switching_cost=self.switching_cost,
             wom_pos=np.asarray(self.network @ pos) * self._inv_degree,
             wom_neg=np.asarray(self.network @ neg) * self._inv_degree,
@@ -215,16 +356,38 @@ class LoyaltyMarket(Model):
         """The step's random numbers, full-size whatever the state, so other runs' draws stay aligned."""
         s = self.streams
         n, n_firms = len(self.customers), len(self.firms)
+        choice = s["choice"]
+        service = s["service"]
         return Variates(
             occasions=s["occasions"].poisson(self.customers.purchase_rate),
-            u_search=s["choice"].random(n),
-            gumbel=s["choice"].gumbel(size=(n, n_firms)),
-            u_fail=s["service"].random(n),
+            u_search=choice.random(n),
+            u_attention=choice.random(n),
+            u_variety=choice.random(n),
+            gumbel=choice.gumbel(size=(n, n_firms)),
+            u_fail=service.random(n),
+            u_complain=service.random(n),
+            u_recover=service.random(n),
             u_market=s["marketing"].random((n, n_firms)),
             u_life=s["life_events"].random(n),
         )
 
     # --- measurement ----------------------------------------------------------------------------------
+    def classify_codes(self, kind: str) -> np.ndarray:
+        """Each customer's class now: ``ladder``, ``dick_basu`` or ``jones_sasser`` (codes, cached per step)."""
+        cached = self._classified.get(kind)
+        if cached is not None and cached[0] == self.steps:
+            return cached[1]
+        fn = {"ladder": loyalty.ladder_stage, "dick_basu": loyalty.dick_basu,
+              "jones_sasser": loyalty.jones_sasser}[kind]
+        codes = fn(self.customers, self.definitions)
+        self._classified[kind] = (self.steps, codes)
+        return codes
+
+    def classify(self, kind: str) -> np.ndarray:
+        """Each customer's class now, by name."""
+        names = {"ladder": loyalty.LADDER, "dick_basu": loyalty.DICK_BASU, "jones_sasser": loyalty.JONES_SASSER}
+        return np.asarray(names[kind], dtype=object)[self.classify_codes(kind)]
+
     def _members(self) -> np.ndarray:
         """Customers of each firm: its current providers' customers, or buyers within the lapse window."""
         st = self.customers
@@ -274,11 +437,15 @@ class LoyaltyMarket(Model):
         else:  # lost when the last purchase at a firm is exactly the lapse window old
             who, firm = np.nonzero((t - st.last_buy) == self.params.lapse_steps)
             firm = firm.astype(np.int32)
+            # the habit moved away from this firm: the cause recorded at that switch; a store visited now and
+            # then lost to the customer's habitual firm: pushed if dissatisfied with it, else pulled away
             moved = (st.current[who] >= 0) & (st.current[who] != firm)
+            switched_away = moved & (st.previous[who] == firm)
             dissatisfied = st.satisfaction[who, firm] < st.threshold[who]
             cause = np.select(
-                [moved, ~st.active[who], dissatisfied],
-                [st.switch_cause[who], Cause.NATURAL_CHURN, Cause.NEEDS_NOT_MET],
+                [switched_away, ~st.active[who], moved & dissatisfied, moved, dissatisfied],
+                [st.switch_cause[who], Cause.NATURAL_CHURN, Cause.NEEDS_NOT_MET, Cause.COMPETITOR_OFFER,
+                 Cause.NEEDS_NOT_MET],
                 default=Cause.MARKET_FLUCTUATION,
             ).astype(np.int8)
             tenure = st.last_buy[who, firm] - st.since[who, firm]
@@ -297,36 +464,79 @@ class LoyaltyMarket(Model):
         mask = self._member_mask()
         dep = self._departures(t)
         self.departures.append(dep)
-        buyer = st.current >= 0
-        cur = st.current[buyer]
-        purchases = np.bincount(cur, weights=st.step_purchases[buyer], minlength=n_firms)
-        failures = np.bincount(st.current[st.step_failed], minlength=n_firms)
+        buyer = st.step_firm >= 0
+        at = st.step_firm[buyer]
+        purchases = np.bincount(at, weights=st.step_purchases[buyer], minlength=n_firms)
+        units = np.bincount(at, weights=st.step_units[buyer], minlength=n_firms)
+        failures = np.bincount(st.step_firm[st.step_failed], minlength=n_firms)
+        complaints = np.bincount(st.step_firm[st.step_complained], minlength=n_firms)
+        recovered = np.bincount(st.step_firm[st.step_recovered], minlength=n_firms)
         gained = np.bincount(st.step_gained[st.step_gained >= 0], minlength=n_firms)
         defections = np.bincount(dep["firm"], minlength=n_firms)
         sat_sum = (st.satisfaction * mask).sum(axis=0)
+        has = st.current >= 0
+        attitude_sum = np.bincount(st.current[has], weights=st.attitude[has], minlength=n_firms)
+        holders = np.bincount(st.current[has], minlength=n_firms)
         wallet_own = (st.wallet * mask).sum(axis=0)
         wallet_all = (st.wallet.sum(axis=1)[:, None] * mask).sum(axis=0)
+        ladder = loyalty.counts_by_firm(st.current, self.classify_codes("ladder"), n_firms, len(loyalty.LADDER))
+        db = loyalty.counts_by_firm(st.current, self.classify_codes("dick_basu"), n_firms, len(loyalty.DICK_BASU))
+        js = loyalty.counts_by_firm(st.current, self.classify_codes("jones_sasser"), n_firms,
+                                    len(loyalty.JONES_SASSER))
         total = members.sum()
-        responses = self.responses[-1] if self.responses and self.responses[-1]["step"][:1].tolist() == [t] \
-            else None
+        latest = self.responses[-1] if self.responses else None
+        responses = latest if latest is not None and latest["step"][:1].tolist() == [t] else None
         for f in self.firms:
             j = f.index
-            f.settle(purchases[j], failures[j], gained[j])
+            f.settle(units[j], complaints[j], gained[j])
             m = {
+                "available": f.available,
                 "customers": int(members[j]),
                 "share": members[j] / total if total else float("nan"),
                 "gained": int(gained[j]),
                 "defections": int(defections[j]),
                 "retention": 1.0 - defections[j] / self._members_prev[j] if self._members_prev[j] else float("nan"),
                 "purchases": float(purchases[j]),
+                "units": float(units[j]),
                 "share_of_wallet": wallet_own[j] / wallet_all[j] if wallet_all[j] > 0 else float("nan"),
                 "satisfaction": sat_sum[j] / members[j] if members[j] else float("nan"),
+                "attitude": attitude_sum[j] / holders[j] if holders[j] else float("nan"),
                 "failures": int(failures[j]),
+                "complaints": int(complaints[j]),
+                "recovered": int(recovered[j]),
             }
             m.update(self._survey_metrics(responses, j))
+            m.update({col: int(ladder[j, k + 1]) for k, col in enumerate(LADDER_COLUMNS)})
+            m.update({col: int(db[j, k]) for k, col in enumerate(DICK_BASU_COLUMNS)})
+            m.update({col: int(js[j, k]) for k, col in enumerate(JONES_SASSER_COLUMNS)})
             m.update(f.books)
             f.metrics = m
         self._members_prev = members
+
+    def _snapshot(self, t: int) -> None:
+        """Per-customer panel rows every ``outputs.panel_every`` (purchases per firm since the last one)."""
+        if not self._panel_every:
+            return
+        st = self.customers
+        buyer = st.step_firm >= 0
+        self._panel_since[np.flatnonzero(buyer), st.step_firm[buyer]] += st.step_purchases[buyer]
+        if t % self._panel_every:
+            return
+        n = len(st)
+        has = st.current >= 0
+        row = {
+            "step": np.full(n, t, np.int32), "customer": np.arange(n, dtype=np.int32), "segment": st.segment.copy(),
+            "value_tier": st.value_tier.copy(), "active": st.active.copy(), "firm": st.current.copy(),
+            "tenure": st.tenure.copy(),
+            "satisfaction": np.where(has, st.satisfaction[np.arange(n), np.where(has, st.current, 0)], np.nan),
+            "attitude": st.attitude.copy(), "last_score": st.last_score.copy(),
+            "ladder": self.classify_codes("ladder").copy(), "dick_basu": self.classify_codes("dick_basu").copy(),
+            "jones_sasser": self.classify_codes("jones_sasser").copy(),
+        }
+        for j, name in enumerate(self.firm_names):
+            row[f"purchases_{name}"] = self._panel_since[:, j].copy()
+        self.panel.append(row)
+        self._panel_since[:] = 0.0
 
     @staticmethod
     def _survey_metrics(responses: dict[str, np.ndarray] | None, j: int) -> dict[str, float]:

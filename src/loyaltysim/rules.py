@@ -3,9 +3,9 @@
 :func:`step_customers` advances the customers in ``rows`` (a slice) by one step. The vectorized market calls
 it once with ``slice(None)``; the one-at-a-time path calls it for each :class:`~loyaltysim.agents.Customer`
 with ``slice(i, i + 1)``. Each customer reads only its own row, the variates drawn for the step and the
-shared state of the previous step, and every cross-row sum (word of mouth, firm totals) is computed outside,
-so both paths give the same numbers. All arithmetic is elementwise or a sum over a customer's own short
-axes, in a fixed order.
+shared state of the previous step, and every cross-row sum (word of mouth, firm totals, expectations of the
+population) is computed outside, so both paths give the same numbers. All arithmetic is elementwise or a sum
+over a customer's own short axes, in a fixed order.
 
 A step, for each customer:
 
@@ -13,14 +13,20 @@ A step, for each customer:
 2. **Beliefs** about each firm's quality move with word of mouth (advocates recommend, defectors warn) and
    with exposure to firms' marketing, which reveals a firm's true quality.
 3. **Search and choice.** Below its satisfaction threshold (the lower edge of the zone of tolerance;
-   Zeithaml, Berry & Parasuraman 1993) a customer searches often; above it rarely (inertia). A searching
-   customer chooses by multinomial logit (McFadden 1974) over perceived quality, price and the switching cost
-   of leaving its current firm. In a repertoire market a customer chooses only when it has an occasion.
-4. **Purchase and experience.** Purchases come from Poisson occasions with a gamma-mixed mean (NBD). A
-   purchase may fail (reliability); recovery repairs part of the damage. Satisfaction is disconfirmation of
-   expectations (Oliver 1980) through Kano-shaped responses (Kano et al. 1984), losses weighted by loss
-   aversion (Anderson & Sullivan 1993), smoothed over time. Expectations and perceived quality adapt toward
-   experience.
+   Zeithaml, Berry & Parasuraman 1993) a customer searches often; above it rarely, and the less the more
+   attitudinally loyal it is (inertia), though a rival's offer met in its marketing can still make it
+   reconsider. A searching customer chooses by multinomial logit (McFadden 1974) over perceived quality,
+   price and, for its current firm, the switching cost (procedural, financial, relational: Burnham, Frels &
+   Mahajan 2003) and the relationship premium of attitudinal loyalty (Dick & Basu 1994). In a repertoire
+   market a customer chooses only when it has an occasion, and a variety seeker sometimes buys elsewhere.
+4. **Purchase and experience.** Occasions are Poisson with a gamma-mixed mean (NBD; Ehrenberg 1959). A
+   purchase may fail (reliability); the customer may complain, and a complaint resolved well can leave
+   satisfaction higher than no failure at all (the recovery paradox; McCollough & Bharadwaj 1992), one
+   handled badly hurts more than silence. Satisfaction is disconfirmation of expectations (Oliver 1980)
+   through Kano-shaped responses (Kano et al. 1984) with loss aversion (Anderson & Sullivan 1993), smoothed
+   over time. Expectations rise toward what is experienced and toward the best offer in the market.
+5. **Attitude.** Attitudinal loyalty grows while the customer is delighted, falls fast while dissatisfied and
+   fades slowly while merely satisfied (Jones & Sasser 1995: only the completely satisfied are truly loyal).
 """
 
 from __future__ import annotations
@@ -63,55 +69,85 @@ class CustomerState:
     """
 
     # traits
+    segment: np.ndarray  # i1[n]
+    value_tier: np.ndarray  # i1[n] 0 low, 1 medium, 2 high expected spend
     purchase_rate: np.ndarray  # f8[n] expected occasions per step
+    basket: np.ndarray  # f8[n] units bought per occasion
+    variety: np.ndarray  # f8[n] chance an occasion goes to another firm (repertoire)
     price_sensitivity: np.ndarray  # f8[n]
     weights: np.ndarray  # f8[n, A] attribute importance, rows sum to 1
     threshold: np.ndarray  # f8[n] satisfaction threshold
     # dynamic
     active: np.ndarray  # bool[n] in the market
     current: np.ndarray  # i4[n] provider (contractual) or habitual firm (repertoire); -1 none
+    previous: np.ndarray  # i4[n] the firm last left; -1 none
     tenure: np.ndarray  # i4[n] steps with the current firm
+    relationship_purchases: np.ndarray  # i4[n] occasions with the current firm in this relationship
     expectation: np.ndarray  # f8[n, A] expected attribute levels
     perceived: np.ndarray  # f8[n, F] perceived quality of each firm, 0..1
     satisfaction: np.ndarray  # f8[n, F] smoothed satisfaction with each firm (0: expectations just met)
-    wallet: np.ndarray  # f8[n, F] decayed purchase counts (share of wallet)
+    attitude: np.ndarray  # f8[n] attitudinal loyalty to the current firm, 0..1
+    financial_cost: np.ndarray  # f8[n] financial switching cost (balances, status), utility units
+    club: np.ndarray  # bool[n] member of the current firm's club
+    manager: np.ndarray  # i4[n] relationship manager at the current firm; -1 none
+    manager_lost: np.ndarray  # i4[n] step the customer's manager left
+    wallet: np.ndarray  # f8[n, F] decayed units bought (share of wallet)
     last_buy: np.ndarray  # i4[n, F] step of the last purchase at each firm
     since: np.ndarray  # i4[n, F] step the current relationship with each firm began
     last_failure: np.ndarray  # i4[n] step of the last service failure
     switch_cause: np.ndarray  # i1[n] cause of the latest change of firm
     last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
     # what happened in the last step
-    step_purchases: np.ndarray  # i4[n]
+    step_firm: np.ndarray  # i4[n] firm bought from, -1 none
+    step_purchases: np.ndarray  # i4[n] occasions
+    step_units: np.ndarray  # f8[n] units bought
     step_failed: np.ndarray  # bool[n]
+    step_complained: np.ndarray  # bool[n]
+    step_recovered: np.ndarray  # bool[n]
     step_left: np.ndarray  # i4[n] firm the customer left this step (switch or exit), -1 none
     step_cause: np.ndarray  # i1[n] cause of that departure
     step_gained: np.ndarray  # i4[n] firm that won the customer this step, -1 none
 
     @classmethod
     def allocate(cls, n: int, n_firms: int, n_attributes: int) -> CustomerState:
-        f8 = np.float64
+        f8, i4 = np.float64, np.int32
         return cls(
+            segment=np.zeros(n, np.int8),
+            value_tier=np.zeros(n, np.int8),
             purchase_rate=np.zeros(n, f8),
+            basket=np.ones(n, f8),
+            variety=np.zeros(n, f8),
             price_sensitivity=np.zeros(n, f8),
             weights=np.zeros((n, n_attributes), f8),
             threshold=np.zeros(n, f8),
             active=np.ones(n, bool),
-            current=np.full(n, NO_FIRM, np.int32),
-            tenure=np.zeros(n, np.int32),
+            current=np.full(n, NO_FIRM, i4),
+            previous=np.full(n, NO_FIRM, i4),
+            tenure=np.zeros(n, i4),
+            relationship_purchases=np.zeros(n, i4),
             expectation=np.zeros((n, n_attributes), f8),
             perceived=np.zeros((n, n_firms), f8),
             satisfaction=np.zeros((n, n_firms), f8),
+            attitude=np.zeros(n, f8),
+            financial_cost=np.zeros(n, f8),
+            club=np.zeros(n, bool),
+            manager=np.full(n, NO_FIRM, i4),
+            manager_lost=np.full(n, NEVER, i4),
             wallet=np.zeros((n, n_firms), f8),
-            last_buy=np.full((n, n_firms), NEVER, np.int32),
-            since=np.full((n, n_firms), NEVER, np.int32),
-            last_failure=np.full(n, NEVER, np.int32),
+            last_buy=np.full((n, n_firms), NEVER, i4),
+            since=np.full((n, n_firms), NEVER, i4),
+            last_failure=np.full(n, NEVER, i4),
             switch_cause=np.zeros(n, np.int8),
             last_score=np.zeros(n, np.int8),
-            step_purchases=np.zeros(n, np.int32),
+            step_firm=np.full(n, NO_FIRM, i4),
+            step_purchases=np.zeros(n, i4),
+            step_units=np.zeros(n, f8),
             step_failed=np.zeros(n, bool),
-            step_left=np.full(n, NO_FIRM, np.int32),
+            step_complained=np.zeros(n, bool),
+            step_recovered=np.zeros(n, bool),
+            step_left=np.full(n, NO_FIRM, i4),
             step_cause=np.zeros(n, np.int8),
-            step_gained=np.full(n, NO_FIRM, np.int32),
+            step_gained=np.full(n, NO_FIRM, i4),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -131,33 +167,54 @@ class Params:
     choice_noise: float
     loss_aversion: float
     sat_alpha: float  # smoothing weight of a new experience
-    expect_alpha: float
+    expect_alpha: float  # pull of experience on expectations of must-be and one-dimensional attributes
+    latent_alpha: float  # pull of experience on expectations of attractive (latent) attributes
+    competitor_alpha: float  # pull of the best offer in the market on expectations of known attributes
     learn_alpha: float
     wallet_decay: float
     p_search_satisfied: float
     p_search_dissatisfied: float
+    offer_attention: float
     p_leave: float
     p_enter: float
     failure_severity: float
+    complaint_rate: float
+    unresolved_factor: float
+    recovery_paradox: float
     marketing_effect: float
     wom_influence: float
     attribution_steps: int
+    delight_level: float
+    attitude_gain: float
+    attitude_loss: float
+    attitude_decay: float
+    relationship_premium: float
+    relational_per_step: float
+    relational_cap: float
+    manager_bond: float
+    club_bond: float
 
 
 @dataclass
 class Shared:
-    """What every customer reads in a step: the firms' offers and the previous step's social signals."""
+    """What every customer reads in a step: the firms' offers, market conditions, and social signals."""
 
     t: int
+    available: np.ndarray  # bool[F] firms in the market
     price: np.ndarray  # f8[F]
     price_ref: float
+    price_factor: float  # multiplies price sensitivity (income shocks)
     levels: np.ndarray  # f8[F, A]
-    kano: np.ndarray  # i1[A]
+    best_levels: np.ndarray  # f8[A] best level offered in the market
+    kano: np.ndarray  # i1[A] current Kano class of each attribute
     reliability: np.ndarray  # f8[F]
     recovery: np.ndarray  # f8[F]
     reach: np.ndarray  # f8[F] per-step chance of marketing exposure
+    managers: np.ndarray  # i4[F] relationship managers per firm
     price_rose: np.ndarray  # bool[F] price raised within the attribution window
-    switching_cost: float
+    breached: np.ndarray  # bool[F] integrity breach within the attribution window
+    shocked: bool  # an income shock within the attribution window
+    switching_cost: float  # procedural
     wom_pos: np.ndarray  # f8[n, F] share of neighbours recommending each firm
     wom_neg: np.ndarray  # f8[n, F] share of neighbours warning against each firm
 
@@ -168,8 +225,12 @@ class Variates:
 
     occasions: np.ndarray  # i8[n]
     u_search: np.ndarray  # f8[n]
+    u_attention: np.ndarray  # f8[n]
+    u_variety: np.ndarray  # f8[n]
     gumbel: np.ndarray  # f8[n, F]
     u_fail: np.ndarray  # f8[n]
+    u_complain: np.ndarray  # f8[n]
+    u_recover: np.ndarray  # f8[n]
     u_market: np.ndarray  # f8[n, F]
     u_life: np.ndarray  # f8[n]
 
@@ -199,7 +260,7 @@ def weighted_sum(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def quality_index(weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Each customer's importance-weighted quality of each firm: f8[m, F] from weights [m, A], levels [F, A]."""
+    """Importance-weighted quality of each firm for each customer: [m, F] from weights [m, A], levels [F, A]."""
     return weighted_sum(weights[:, None, :], levels[None, :, :])
 
 
@@ -208,19 +269,73 @@ def logit_choice(utility: np.ndarray, gumbel: np.ndarray, noise: float) -> np.nd
     return np.argmax(utility + noise * gumbel, axis=1).astype(np.int32)
 
 
+def switching_cost(procedural: float, financial: np.ndarray, tenure: np.ndarray, has_manager: np.ndarray,
+                   club: np.ndarray, p: Params) -> np.ndarray:
+    """Cost of leaving the current firm (Burnham, Frels & Mahajan 2003), in utility units.
+
+    Procedural (time, learning, set-up), financial (points, status: filled by programmes) and relational:
+    it grows with tenure up to a cap, a relationship manager adds a personal bond, and so does membership of
+    the firm's club or brand community.
+    """
+    relational = (np.minimum(tenure * p.relational_per_step, p.relational_cap) + p.manager_bond * has_manager
+                  + p.club_bond * club)
+    return procedural + financial + relational
+
+
+def update_attitude(attitude: np.ndarray, satisfaction: np.ndarray, threshold: np.ndarray, p: Params) -> np.ndarray:
+    """Attitudinal loyalty: grows while delighted, falls while dissatisfied, fades while merely satisfied."""
+    delighted = satisfaction >= p.delight_level
+    dissatisfied = satisfaction < threshold
+    return np.where(
+        delighted,
+        attitude + p.attitude_gain * (1.0 - attitude),
+        np.where(dissatisfied, attitude - p.attitude_loss * attitude, attitude - p.attitude_decay * attitude),
+    )
+
+
+def update_expectation(expectation: np.ndarray, offered: np.ndarray, buying: np.ndarray, present: np.ndarray,
+                       best: np.ndarray, kano: np.ndarray, p: Params) -> np.ndarray:
+    """Expectations adapt toward what the customer experiences and, for needs it knows of (must-be and
+    one-dimensional attributes), rise toward the best offer in the market (Oliver 1980; the brief's
+    "expectations keep rising, shaped by the firm and its competitors"). Latent needs (attractive attributes)
+    are not expected until met, so they adapt only to the customer's own experience, and slowly."""
+    latent = kano == ATTRACTIVE
+    alpha = np.where(latent, p.latent_alpha, p.expect_alpha)
+    expectation = np.where(buying[:, None], expectation + alpha * (offered - expectation), expectation)
+    pull = np.where(latent, 0.0, p.competitor_alpha * np.maximum(best - expectation, 0.0))
+    return np.where(present[:, None], expectation + pull, expectation)
+
+
+def experience_damage(failed: np.ndarray, complained: np.ndarray, recovered: np.ndarray, p: Params) -> np.ndarray:
+    """Satisfaction lost to a service failure: full severity if silent, more if a complaint is handled
+    badly, and a small gain if it is resolved well (the recovery paradox)."""
+    hurt = p.failure_severity * np.where(complained, p.unresolved_factor, 1.0)
+    return np.where(failed, np.where(recovered, -p.recovery_paradox, hurt), 0.0)
+
+
 def defection_cause(
-    life_event: np.ndarray, dissatisfied: np.ndarray, recent_failure: np.ndarray, price_rose: np.ndarray
+    life_event: np.ndarray,
+    manager_left: np.ndarray,
+    breach: np.ndarray,
+    dissatisfied: np.ndarray,
+    recent_failure: np.ndarray,
+    price_rose: np.ndarray,
+    shock_to_cheaper: np.ndarray,
 ) -> np.ndarray:
     """The one cause recorded for a departure, by a fixed order of precedence.
 
-    A life event is natural churn. A dissatisfied customer with a recent service failure left over the
-    failure. A recent price rise by the firm left explains the rest of the departures it could have pushed.
-    Other dissatisfied customers left because their needs were no longer met; satisfied ones were pulled
-    away by a competitor's offer (the "satisfied defector" of Reichheld 1993).
+    A life event is natural churn. A customer whose relationship manager left within the attribution window
+    left with the staff (manager left); one whose firm was caught in an integrity breach, over integrity. A
+    dissatisfied customer with a recent service failure left over the failure. A recent price rise by the
+    firm left explains the departures it could have pushed; an income shock, moves to a cheaper firm (market
+    fluctuation). Other dissatisfied customers left because their needs were no longer met; satisfied ones
+    were pulled away by a competitor's offer (the "satisfied defector" of Reichheld 1993).
     """
     return np.select(
-        [life_event, dissatisfied & recent_failure, price_rose, dissatisfied],
-        [Cause.NATURAL_CHURN, Cause.SERVICE_FAILURE, Cause.PRICE_RISE, Cause.NEEDS_NOT_MET],
+        [life_event, manager_left, breach, dissatisfied & recent_failure, price_rose, shock_to_cheaper,
+         dissatisfied],
+        [Cause.NATURAL_CHURN, Cause.MANAGER_LEFT, Cause.INTEGRITY_BREACH, Cause.SERVICE_FAILURE, Cause.PRICE_RISE,
+         Cause.MARKET_FLUCTUATION, Cause.NEEDS_NOT_MET],
         default=Cause.COMPETITOR_OFFER,
     ).astype(np.int8)
 
@@ -248,6 +363,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     cur = st.current[rows].copy()
     m = cur.shape[0]
     idx = np.arange(m)
+    row_ids = idx + (rows.start or 0)
 
     # 1. life events
     u_life = v.u_life[rows]
@@ -262,71 +378,117 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     perceived = perceived + p.wom_influence * (sh.wom_pos[rows] * (1.0 - perceived) - sh.wom_neg[rows] * perceived)
     weights = st.weights[rows]
     quality = quality_index(weights, sh.levels)
-    exposed = (v.u_market[rows] < sh.reach[None, :]) & present[:, None]
+    exposed = (v.u_market[rows] < sh.reach[None, :]) & present[:, None] & sh.available[None, :]
     perceived = np.where(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
+    rival_offer = (exposed & (firm_ids[None, :] != cur[:, None])).any(axis=1)
 
     # 3. search and choice
     k = v.occasions[rows]
     satisfaction = st.satisfaction[rows]
+    attitude = st.attitude[rows]
+    tenure = st.tenure[rows]
+    manager = st.manager[rows]
     sat_current = np.where(had, satisfaction[idx, cur_safe], 0.0)
-    dissatisfied = had & (sat_current < st.threshold[rows])
-    p_search = np.where(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied)
+    threshold = st.threshold[rows]
+    dissatisfied = had & (sat_current < threshold)
+    p_search = np.where(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
+    lost_manager_now = st.manager_lost[rows] == t
     staying = present & had & ~leave
     can_choose = present if p.contractual else present & (k > 0)
-    search = can_choose & (~staying | (v.u_search[rows] < p_search))
+    # attitudinally loyal customers discount rivals' offers as they discount search
+    prompted = (rival_offer & (v.u_attention[rows] < p.offer_attention * (1.0 - attitude))) | lost_manager_now
+    search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
     relative_price = sh.price / sh.price_ref - 1.0
-    utility = (
-        p.quality_weight * perceived
-        - st.price_sensitivity[rows][:, None] * relative_price[None, :]
-        + sh.switching_cost * ((firm_ids[None, :] == cur[:, None]) & staying[:, None])
-    )
-    choice = logit_choice(utility, v.gumbel[rows], p.choice_noise)
+    base = (p.quality_weight * perceived
+            - (sh.price_factor * st.price_sensitivity[rows])[:, None] * relative_price[None, :])
+    base = np.where(sh.available[None, :], base, -np.inf)
+    hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
+    hold = hold + p.relationship_premium * attitude
+    is_current = (firm_ids[None, :] == cur[:, None]) & staying[:, None]
+    choice = logit_choice(np.where(is_current, base + hold[:, None], base), v.gumbel[rows], p.choice_noise)
     new = np.where(search, choice, np.where(leave, NO_FIRM, cur)).astype(np.int32)
     changed = new != cur
     left = had & changed
-    recent_failure = (t - st.last_failure[rows]) <= p.attribution_steps
-    cause = np.where(
-        left, defection_cause(leave, dissatisfied, recent_failure, sh.price_rose[cur_safe]), Cause.NONE
-    ).astype(np.int8)
+    recent = p.attribution_steps
+    cheaper = sh.price[np.where(new >= 0, new, 0)] < sh.price[cur_safe]
+    cause = np.where(left, defection_cause(
+        leave,
+        (t - st.manager_lost[rows]) <= recent,
+        sh.breached[cur_safe],
+        dissatisfied,
+        (t - st.last_failure[rows]) <= recent,
+        sh.price_rose[cur_safe],
+        sh.shocked & cheaper,
+    ), Cause.NONE).astype(np.int8)
 
-    # 4. purchase and experience at the (new) current firm
+    # 4. purchase at the (new) current firm, or elsewhere for variety
     has_new = new >= 0
     new_safe = np.where(has_new, new, 0)
     buying = present & has_new & (k > 0)
+    if p.contractual:
+        at = new_safe
+    else:
+        wander = buying & ~search & (v.u_variety[rows] < st.variety[rows]) & (sh.available.sum() > 1)
+        other = logit_choice(np.where(firm_ids[None, :] == new[:, None], -np.inf, base), v.gumbel[rows],
+                             p.choice_noise)
+        at = np.where(wander, other, new_safe).astype(np.int32)
     purchases = np.where(buying, k, 0).astype(np.int32)
-    failed = buying & (v.u_fail[rows] >= sh.reliability[new_safe])
-    damage = np.where(failed, p.failure_severity * (1.0 - sh.recovery[new_safe]), 0.0)
-    offered = sh.levels[new_safe]
+    units = purchases * st.basket[rows]
+    failed = buying & (v.u_fail[rows] >= sh.reliability[at])
+    complained = failed & (v.u_complain[rows] < p.complaint_rate)
+    recovered = complained & (v.u_recover[rows] < sh.recovery[at])
+    damage = experience_damage(failed, complained, recovered, p)
+    offered = sh.levels[at]
     expectation = st.expectation[rows]
     experienced = weighted_sum(weights, kano_response(offered - expectation, sh.kano, p.loss_aversion)) - damage
-    old = satisfaction[idx, new_safe]
-    satisfaction[idx, new_safe] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
-    expectation = np.where(buying[:, None], expectation + p.expect_alpha * (offered - expectation), expectation)
-    belief = perceived[idx, new_safe]
-    target = quality[idx, new_safe] - damage
-    perceived[idx, new_safe] = np.where(buying, belief + p.learn_alpha * (target - belief), belief)
-    previous_buy = st.last_buy[rows][idx, new_safe]
-    bought = buying[:, None] & (firm_ids[None, :] == new[:, None])
-    wallet = p.wallet_decay * st.wallet[rows] + np.where(bought, purchases[:, None], 0)
+    old = satisfaction[idx, at]
+    satisfaction[idx, at] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
+    expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p)
+    belief = perceived[idx, at]
+    target = np.clip(quality[idx, at] - damage, 0.0, 1.0)
+    perceived[idx, at] = np.where(buying, belief + p.learn_alpha * (target - belief), belief)
+    previous_buy = st.last_buy[rows][idx, at]
+    bought = buying[:, None] & (firm_ids[None, :] == at[:, None])
+    wallet = p.wallet_decay * st.wallet[rows] + np.where(bought, units[:, None], 0.0)
     if p.contractual:
         gained = np.where(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
-        gained = np.where(buying & (t - previous_buy > p.lapse_steps), new, NO_FIRM)
+        gained = np.where(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
+
+    # 5. attitude toward the current firm, relationship bookkeeping
+    attitude = np.where(changed, 0.0, attitude)
+    sat_new = satisfaction[idx, new_safe]
+    attitude = np.where(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
+    high_value = st.value_tier[rows] == 2
+    managers = sh.managers[new_safe]
+    assigned = np.where(high_value & (managers > 0), row_ids % np.maximum(managers, 1), NO_FIRM)
+    manager = np.where(changed, np.where(has_new, assigned, NO_FIRM), manager)
 
     # write back
     st.active[rows] = present
     st.current[rows] = new
-    st.tenure[rows] = np.where(has_new, np.where(changed, 1, st.tenure[rows] + 1), 0)
+    # a customer coming back into the market starts afresh, as a prospect
+    st.previous[rows] = np.where(left, cur, np.where(enter, NO_FIRM, st.previous[rows]))
+    st.tenure[rows] = np.where(has_new, np.where(changed, 1, tenure + 1), 0)
+    st.relationship_purchases[rows] = (np.where(changed, 0, st.relationship_purchases[rows])
+                                       + np.where(buying & (at == new), purchases, 0))
     st.perceived[rows] = perceived
     st.satisfaction[rows] = satisfaction
+    st.attitude[rows] = attitude
+    st.club[rows] = st.club[rows] & ~changed
+    st.manager[rows] = manager
     st.expectation[rows] = expectation
     st.wallet[rows] = wallet
     st.last_buy[rows] = np.where(bought, t, st.last_buy[rows])
     st.since[rows] = np.where((firm_ids[None, :] == gained[:, None]), t, st.since[rows])
     st.last_failure[rows] = np.where(failed, t, st.last_failure[rows])
     st.switch_cause[rows] = np.where(left, cause, st.switch_cause[rows])
+    st.step_firm[rows] = np.where(buying, at, NO_FIRM)
     st.step_purchases[rows] = purchases
+    st.step_units[rows] = units
     st.step_failed[rows] = failed
+    st.step_complained[rows] = complained
+    st.step_recovered[rows] = recovered
     st.step_left[rows] = np.where(left, cur, NO_FIRM)
     st.step_cause[rows] = cause
     st.step_gained[rows] = gained

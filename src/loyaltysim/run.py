@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, loyalty
 from .agents import Firm
 from .model import CAUSE_NAMES, LoyaltyMarket
 from .scenario import LoyaltyScenario
@@ -38,7 +38,7 @@ from .storage import (
 )
 from .units import DAYS
 
-TABLES = ("firms", "market", "defections", "surveys")
+TABLES = ("firms", "market", "defections", "surveys")  # always written; "panel" too when outputs.panel_every is set
 
 
 @dataclass
@@ -104,7 +104,27 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
         "recommend": srv["recommend"].astype(np.int8),
         "true_satisfaction": srv["true_satisfaction"].astype(np.float64),
     })
-    return {"firms": firms, "market": market, "defections": defections, "surveys": surveys}
+    tables = {"firms": firms, "market": market, "defections": defections, "surveys": surveys}
+    if model.panel:
+        tables["panel"] = _panel_table(model)
+    return tables
+
+
+def _panel_table(model: LoyaltyMarket) -> pd.DataFrame:
+    """Per-customer snapshots, with codes turned into readable categories."""
+    cols = list(model.panel[0])
+    raw = _concat(model.panel, cols)
+    panel = pd.DataFrame(raw)
+    panel["segment"] = pd.Categorical.from_codes(raw["segment"].astype(int), categories=model.segment_names)
+    panel["value_tier"] = pd.Categorical.from_codes(raw["value_tier"].astype(int),
+                                                    categories=["low", "medium", "high"])
+    panel["firm"] = np.array([*model.firm_names, None], dtype=object)[raw["firm"].astype(int)]
+    panel["last_score"] = pd.array(np.where(raw["last_score"] > 0, raw["last_score"], 0), dtype="Int8")
+    panel.loc[panel["last_score"] == 0, "last_score"] = pd.NA
+    for col, names in (("ladder", loyalty.LADDER), ("dick_basu", loyalty.DICK_BASU),
+                       ("jones_sasser", loyalty.JONES_SASSER)):
+        panel[col] = pd.Categorical.from_codes(raw[col].astype(int), categories=list(names))
+    return panel
 
 
 def _nan_to_none(x: float) -> float | None:

@@ -65,35 +65,85 @@ class PurchaseRate(_Spec):
     shape: Positive = 2.0  # gamma shape k: lower means more heterogeneous buyers
 
 
+class KanoDrift(_Spec):
+    """Attributes drift from attractive to one-dimensional to must-be as customers come to expect them.
+
+    The class changes when the population's mean expectation of the attribute reaches these levels.
+    """
+
+    one_dimensional_at: Level = 0.6
+    must_be_at: Level = 0.8
+
+    @model_validator(mode="after")
+    def _order(self) -> KanoDrift:
+        if self.must_be_at < self.one_dimensional_at:
+            raise ValueError(f"must_be_at ({self.must_be_at}) must not be below one_dimensional_at "
+                             f"({self.one_dimensional_at})")
+        return self
+
+
 class Attribute(_Spec):
     """A product or service attribute, classified by the Kano model (Kano et al. 1984)."""
 
     name: Annotated[str, Field(min_length=1)]
     kano: Literal["must_be", "one_dimensional", "attractive"]
     importance: Normal = Normal(mean=1.0, sd=0.3, min=0.0)  # customer weight before normalising to sum 1
+    cost_per_unit: NonNegative = 1_000_000.0  # money to raise a firm's level by 1.0 (0.1 costs a tenth)
+    drift: KanoDrift | None = None  # None: the class never changes
+
+
+class Segment(_Spec):
+    """A customer segment: a share of the population with its own buying and price traits."""
+
+    name: Annotated[str, Field(min_length=1)]
+    share: Annotated[float, Field(gt=0.0, le=1.0)]
+    purchase_rate: PurchaseRate | None = None  # None: the population's
+    basket: Normal | None = None
+    price_sensitivity: Normal | None = None
 
 
 class Customers(_Spec):
     """The customer population: traits are drawn once, from the population stream."""
 
     population: Annotated[int, Field(ge=1, le=20_000_000)] = 10_000
+    segments: list[Segment] = []  # empty: one segment, "all"
     purchase_rate: PurchaseRate = PurchaseRate()
+    basket: Normal = Normal(mean=1.0, sd=0.3, min=0.1)  # units bought per occasion
+    # repertoire markets: the chance that an occasion goes to another firm than the habitual one
+    variety_seeking: Normal = Normal(mean=0.0, sd=0.0, min=0.0, max=1.0)
     price_sensitivity: Normal = Normal(mean=1.0, sd=0.3, min=0.0)  # utility lost per 100% price above reference
     quality_weight: NonNegative = 4.0  # utility per unit of perceived quality (0..1 scale)
     choice_noise: Positive = 0.3  # scale of the Gumbel taste shock in logit choice
-    switching_cost: NonNegative = 0.5  # procedural switching cost, utility units
-    satisfaction_threshold: Normal = Normal(mean=-0.05, sd=0.05)  # lower edge of the zone of tolerance
+    switching_cost: NonNegative = 0.6  # procedural switching cost, utility units
+    satisfaction_threshold: Normal = Normal(mean=-0.04, sd=0.02)  # lower edge of the zone of tolerance
     loss_aversion: Annotated[float, Field(ge=1.0)] = 2.0  # losses weigh this much more (Anderson & Sullivan 1993)
     satisfaction_memory: DurationField = "8 weeks"  # half-life of satisfaction smoothing
     expectation_half_life: DurationField = "26 weeks"  # expectations move halfway to experience in this time
     learning_half_life: DurationField = "8 weeks"  # perceived value moves halfway to experienced quality
-    search_when_satisfied: ProbabilityField = "3% per month"  # inertia: rare search above the threshold
-    search_when_dissatisfied: ProbabilityField = "30% per month"  # active search below the threshold
-    natural_churn: ProbabilityField = "5% per year"  # life events that take a customer out of the market
+    search_when_satisfied: ProbabilityField = "5% per month"  # inertia: rare search above the threshold
+    search_when_dissatisfied: ProbabilityField = "10% per month"  # active search below the threshold
+    natural_churn: ProbabilityField = "3% per year"  # life events that take a customer out of the market
     reentry: ProbabilityField = "50% per year"  # customers out of the market come back as prospects
-    failure_severity: NonNegative = 0.3  # satisfaction lost to an unrecovered service failure
-    attribution_window: DurationField = "8 weeks"  # how long a failure or price rise can explain a defection
+    failure_severity: NonNegative = 0.1  # satisfaction lost to a service failure nobody repairs
+    complaint_rate: Probability = 0.5  # share of service failures the customer complains about
+    unresolved_complaint_factor: Annotated[float, Field(ge=1.0)] = 1.5  # a complaint handled badly hurts more
+    recovery_paradox: NonNegative = 0.02  # satisfaction gained when a complaint is resolved well
+    attribution_window: DurationField = "8 weeks"  # how long an event can explain a defection
     marketing_effect: Probability = 0.2  # share of the gap to true quality closed by one marketing exposure
+    competitor_expectation_half_life: DurationField = "52 weeks"  # known needs rise toward the best offer
+    latent_expectation_half_life: DurationField = "104 weeks"  # latent needs adapt to experience this slowly
+    expectation_spread: NonNegative = 0.05  # sd of customers' initial expectations around the industry mean
+    offer_attention: Probability = 0.5  # chance a rival's marketing makes a customer reconsider
+    delight_level: float = 0.02  # satisfaction of a completely satisfied customer
+    attitude_gain: DurationField = "13 weeks"  # half-life of attitude growing while delighted
+    attitude_loss: DurationField = "4 weeks"  # half-life of attitude falling while dissatisfied
+    attitude_decay: DurationField = "52 weeks"  # half-life of attitude fading while merely satisfied
+    relationship_premium: NonNegative = 1.0  # utility of the current firm at full attitudinal loyalty
+    relational_cost: RateField = "0.1 per year"  # switching cost added by each year of tenure, utility units
+    relational_cost_cap: NonNegative = 0.3  # most the tenure can add
+    manager_bond: NonNegative = 0.4  # switching cost added by a relationship manager
+    manager_follow: Probability = 0.3  # share of the way a departing manager pulls belief in the new firm up
+    club_bond: NonNegative = 0.3  # switching cost of belonging to the current firm's club or community
 
 
 class Network(_Spec):
@@ -104,7 +154,7 @@ class Network(_Spec):
     rewire: Probability = 0.1
     talk: ProbabilityField = "50% per month"  # chance a customer talks about its firm in a period
     influence: Probability = 0.05  # share of the way to 0 or 1 a fully one-sided neighbourhood moves a belief
-    advocate_level: float = 0.05  # satisfaction above which a customer recommends its firm
+    advocate_level: float = 0.02  # satisfaction above which a customer recommends its firm
 
     @field_validator("degree")
     @classmethod
@@ -119,9 +169,9 @@ class Survey(_Spec):
 
     every: DurationField = "4 weeks"
     sample: Probability = 0.05  # share of active customers asked each survey period
-    noise: NonNegative = 0.05  # standard deviation of the answer noise, satisfaction units
-    cutpoints: tuple[float, float, float, float] = (-0.20, -0.10, -0.04, 0.04)  # satisfaction at scores 2, 3, 4, 5
-    nps_scale: Positive = 20.0  # 0-10 item: 7 + nps_scale * satisfaction, rounded and clipped
+    noise: NonNegative = 0.015  # standard deviation of the answer noise, satisfaction units
+    cutpoints: tuple[float, float, float, float] = (-0.075, -0.055, -0.03, 0.02)  # satisfaction at scores 2, 3, 4, 5
+    nps_scale: Positive = 80.0  # 0-10 item: 7 + nps_scale * satisfaction, rounded and clipped
 
     @field_validator("cutpoints")
     @classmethod
@@ -151,27 +201,50 @@ class Campaign(_Spec):
         raise ValueError(f"campaign kind '{self.kind}' is not available in this version (none are yet)")
 
 
+class Investment(_Spec):
+    """Spend a budget on raising one attribute, at the attribute's documented cost per unit."""
+
+    attribute: str
+    budget: RateField  # money per period
+    start: DurationField = "0 weeks"
+    stop: DurationField | None = None  # None: until the horizon
+    max_level: Level = 1.0
+
+
 class Levers(_Spec):
     """What a firm controls."""
 
-    price: Positive  # per purchase
+    price: Positive  # per unit bought
+    investments: list[Investment] = []
     programmes: list[Programme] = []
     campaigns: list[Campaign] = []
+
+
+class Reaction(_Spec):
+    """A competitor's simple reactions: match a rival's lower price or better attribute after a delay."""
+
+    delay: DurationField = "8 weeks"
+    match_price: bool = True
+    match_attributes: bool = False
+    tolerance: NonNegative = 0.02  # differences smaller than this share (price) or level are ignored
+    min_margin: NonNegative = 0.0  # never price below unit cost x (1 + min_margin)
 
 
 class Firm(Levers):
     """A firm: its structure (costs, attribute levels, service) and its starting levers."""
 
     name: Annotated[str, Field(min_length=1)]
-    unit_cost: NonNegative = 0.0  # cost of goods per purchase
+    unit_cost: NonNegative = 0.0  # cost of goods per unit bought
     attributes: dict[str, Level]  # level of each market attribute, 0..1
-    reliability: Probability = 0.98  # probability a purchase goes without a service failure
-    recovery: Probability = 0.5  # complaint-recovery quality: share of a failure's damage repaired
-    recovery_cost: NonNegative = 0.0  # cost per service failure handled
+    reliability: Probability = 0.98  # probability that a customer's purchases in a step go without a failure
+    recovery: Probability = 0.5  # complaint-recovery quality: the chance a complaint is resolved well
+    recovery_cost: NonNegative = 0.0  # cost per complaint handled
     marketing_reach: ProbabilityField = "10% per month"  # chance a customer meets the firm's marketing
     marketing_spend: RateField = "0 per week"  # money per period
     fixed_cost: RateField = "0 per week"  # money per period
     acquisition_cost: NonNegative = 0.0  # per customer won
+    relationship_managers: Annotated[int, Field(ge=0, le=100_000)] = 0  # serving its high-value customers
+    reaction: Reaction | None = None  # None: never reacts to rivals
 
 
 class PriceChange(_Spec):
@@ -195,7 +268,49 @@ class SwitchingCostChange(_Spec):
     switching_cost: NonNegative  # e.g. number portability lowers it
 
 
-Event = Annotated[PriceChange | AttributeChange | SwitchingCostChange, Field(discriminator="kind")]
+class Entry(_Spec):
+    kind: Literal["entry"]
+    at: DurationField
+    firm: str  # a market firm that is absent until then
+
+
+class ManagerLeaves(_Spec):
+    kind: Literal["manager_leaves"]
+    at: DurationField
+    firm: str
+    manager: Annotated[int, Field(ge=0)] = 0  # which of the firm's relationship managers
+    to: str | None = None  # the firm the manager joins, if any
+
+
+class ServiceCrisis(_Spec):
+    kind: Literal["service_crisis"]
+    at: DurationField
+    firm: str
+    duration: DurationField
+    reliability: Probability  # during the crisis
+
+
+class IntegrityBreach(_Spec):
+    kind: Literal["integrity_breach"]
+    at: DurationField
+    firm: str
+    severity: Probability  # share of everyone's belief in the firm, and of its customers' attitude, lost
+
+
+class IncomeShock(_Spec):
+    kind: Literal["income_shock"]
+    at: DurationField
+    duration: DurationField
+    price_sensitivity: Positive  # factor on every customer's price sensitivity while it lasts
+
+
+Event = Annotated[
+    PriceChange | AttributeChange | SwitchingCostChange | Entry | ManagerLeaves | ServiceCrisis | IntegrityBreach
+    | IncomeShock,
+    Field(discriminator="kind"),
+]
+EVENT_KINDS = ("price_change", "attribute_change", "switching_cost_change", "entry", "manager_leaves",
+               "service_crisis", "integrity_breach", "income_shock")
 
 
 class Market(_Spec):
@@ -210,37 +325,13 @@ class Market(_Spec):
     survey: Survey = Survey()
     events: list[Event] = []
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Market:
-        problems = []
-        names = [a.name for a in self.attributes]
-        if len(set(names)) != len(names):
-            problems.append(f"attribute names must be unique, got {names}")
-        firms = [f.name for f in self.firms]
-        if len(set(firms)) != len(firms):
-            problems.append(f"firm names must be unique, got {firms}")
-        for f in self.firms:
-            missing = [a for a in names if a not in f.attributes]
-            extra = [a for a in f.attributes if a not in names]
-            if missing:
-                problems.append(f"firm '{f.name}' gives no level for attribute(s) {missing}")
-            if extra:
-                problems.append(f"firm '{f.name}' names unknown attribute(s) {extra}; known: {names}")
-        for e in self.events:
-            if getattr(e, "firm", None) is not None and e.firm not in firms:
-                problems.append(f"event '{e.kind}' names unknown firm '{e.firm}'; known: {firms}")
-            if isinstance(e, AttributeChange) and e.attribute not in names:
-                problems.append(f"event 'attribute_change' names unknown attribute '{e.attribute}'")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
 
 class Policy(_Spec):
     """The levers under test for one focal firm; anything left out keeps the market's value."""
 
     firm: str
     price: Positive | None = None
+    investments: list[Investment] | None = None
     programmes: list[Programme] | None = None
     campaigns: list[Campaign] | None = None
 
@@ -257,8 +348,20 @@ class Time(_Spec):
         return self
 
 
+class Classification(_Spec):
+    """How customers are classified for reporting (measurement, not behaviour)."""
+
+    repeat_tenure: DurationField = "26 weeks"  # contractual: behaviourally loyal after this tenure
+    repeat_share: Probability = 0.5  # repertoire: behaviourally loyal at this share of wallet
+    attitude_high: Probability = 0.5  # attitudinally loyal at this attitude (0..1)
+
+
+class Outputs(_Spec):
+    panel_every: DurationField | None = None  # per-customer snapshots this often; None: no panel
+
+
 class Economics(_Spec):
-    discount_rate: RateField = "8% per year"  # for NPV, compounded once per period named
+    discount_rate: RateField = "8% per year"  # for NPV: scaled to a yearly rate, compounded yearly (pro rata)
 
 
 class LoyaltyScenario(_Spec):
@@ -269,14 +372,16 @@ class LoyaltyScenario(_Spec):
     description: str = ""
     time: Time = Time()
     economics: Economics = Economics()
+    classification: Classification = Classification()
+    outputs: Outputs = Outputs()
     market: Market
     policy: Policy
 
     @model_validator(mode="after")
-    def _policy_firm(self) -> LoyaltyScenario:
-        firms = [f.name for f in self.market.firms]
-        if self.policy.firm not in firms:
-            raise ValueError(f"policy.firm '{self.policy.firm}' is not a market firm; known: {firms}")
+    def _cross_references(self) -> LoyaltyScenario:
+        problems = cross_reference_problems(self.model_dump(mode="json"))
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     # --- derived views -------------------------------------------------------------------------------
@@ -316,12 +421,95 @@ class LoyaltyScenario(_Spec):
         return scenario_from_dict(data, source="command-line overrides")
 
 
+def _list(x: Any) -> list:
+    return x if isinstance(x, list) else []
+
+
+def _dict(x: Any) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _names(items: list) -> list[str]:
+    return [i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)]
+
+
+def cross_reference_problems(data: Any) -> list[str]:
+    """Problems between sections (unknown names, inconsistent lists), one ``path: message`` each.
+
+    Written over the raw data, so they are found and listed together with field errors elsewhere in the file.
+    """
+    problems: list[str] = []
+    market = _dict(_dict(data).get("market"))
+    attributes = _names(_list(market.get("attributes")))
+    firm_items = _list(market.get("firms"))
+    firms = _names(firm_items)
+    if len(set(attributes)) != len(attributes):
+        problems.append(f"market.attributes: attribute names must be unique, got {attributes}")
+    if len(set(firms)) != len(firms):
+        problems.append(f"market.firms: firm names must be unique, got {firms}")
+    managers = {}
+    for i, f in enumerate(firm_items):
+        f = _dict(f)
+        managers[f.get("name")] = f.get("relationship_managers", 0)
+        levels = f.get("attributes")
+        if isinstance(levels, dict):
+            missing = [a for a in attributes if a not in levels]
+            extra = [a for a in levels if a not in attributes]
+            if missing:
+                problems.append(f"market.firms[{i}].attributes: no level for attribute(s) {missing}")
+            if extra:
+                problems.append(f"market.firms[{i}].attributes: unknown attribute(s) {extra}; known: {attributes}")
+        for k, inv in enumerate(_list(f.get("investments"))):
+            name = _dict(inv).get("attribute")
+            if isinstance(name, str) and name not in attributes:
+                problems.append(f"market.firms[{i}].investments[{k}].attribute: unknown attribute '{name}'; "
+                                f"known: {attributes}")
+    entering = []
+    for i, e in enumerate(_list(market.get("events"))):
+        e = _dict(e)
+        for key in ("firm", "to"):
+            ref = e.get(key)
+            if isinstance(ref, str) and ref not in firms:
+                problems.append(f"market.events[{i}].{key}: unknown firm '{ref}'; known: {firms}")
+        if e.get("kind") == "attribute_change" and isinstance(e.get("attribute"), str) \
+                and e["attribute"] not in attributes:
+            problems.append(f"market.events[{i}].attribute: unknown attribute '{e['attribute']}'; "
+                            f"known: {attributes}")
+        if e.get("kind") == "manager_leaves" and e.get("firm") in managers:
+            count = managers[e["firm"]]
+            manager = e.get("manager", 0)
+            if isinstance(count, int) and isinstance(manager, int) and manager >= count:
+                problems.append(f"market.events[{i}].manager: firm '{e['firm']}' has {count} relationship "
+                                f"manager(s), so the manager index must be below {count} (got {manager})")
+        if e.get("kind") == "entry":
+            entering.append(e.get("firm"))
+    if len(set(entering)) != len(entering):
+        problems.append(f"market.events: a firm can enter only once; entry events name {entering}")
+    if firms and set(firms) <= set(entering):
+        problems.append("market.events: at least one firm must be in the market from the start")
+    segments = _list(_dict(market.get("customers")).get("segments"))
+    shares = [seg.get("share") for seg in map(_dict, segments)]
+    if segments and all(isinstance(x, int | float) for x in shares) and abs(sum(shares) - 1.0) > 1e-9:
+        problems.append(f"market.customers.segments: shares must sum to 1, got {sum(shares):g}")
+    seg_names = _names(segments)
+    if len(set(seg_names)) != len(seg_names):
+        problems.append(f"market.customers.segments: segment names must be unique, got {seg_names}")
+    policy = _dict(_dict(data).get("policy"))
+    if isinstance(policy.get("firm"), str) and firms and policy["firm"] not in firms:
+        problems.append(f"policy.firm: '{policy['firm']}' is not a market firm; known: {firms}")
+    for k, inv in enumerate(_list(policy.get("investments"))):
+        name = _dict(inv).get("attribute")
+        if isinstance(name, str) and name not in attributes:
+            problems.append(f"policy.investments[{k}].attribute: unknown attribute '{name}'; known: {attributes}")
+    return problems
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in ("price_change", "attribute_change", "switching_cost_change", "function-after"):
+        elif p in (*EVENT_KINDS, "function-after"):
             continue
         else:
             parts.append(("." if parts else "") + str(p))
@@ -333,6 +521,9 @@ def format_validation_error(err: ValidationError) -> list[str]:
     for e in err.errors():
         msg = e["msg"].removeprefix("Value error, ")
         where = _loc(e["loc"])
+        if e["type"] == "value_error" and not e["loc"]:  # cross references: one "path: message" per line
+            problems.extend(msg.split("\n"))
+            continue
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the schema; check the spelling)"
         elif e["type"] == "missing":
@@ -348,7 +539,9 @@ def scenario_from_dict(data: dict[str, Any], source: str = "scenario") -> Loyalt
     try:
         return LoyaltyScenario.model_validate(data)
     except ValidationError as err:
-        raise ScenarioError(source, format_validation_error(err)) from None
+        problems = format_validation_error(err)
+        problems += [p for p in cross_reference_problems(data) if p not in problems]
+        raise ScenarioError(source, problems) from None
 
 
 def load_scenario(path: str | Path) -> LoyaltyScenario:

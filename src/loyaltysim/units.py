@@ -31,7 +31,7 @@ _UNIT_ALIASES = {
 }
 _NUMBER = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 _DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*([a-zA-Z]+)\s*$")
-_RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*(%?)\s*(?:per|/)\s*([a-zA-Z]+)\s*$")
+_RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*(%?)\s*(?:per|/)\s*([a-zA-Z]+)\s*$", re.IGNORECASE)
 ALLOWED_UNITS = "days, weeks, months or years"
 
 

@@ -1,0 +1,94 @@
+"""Loyalty classifications derived from customer state: measurement, never behaviour.
+
+Behavioural loyalty is repeat patronage: in a contractual market, a tenure of at least ``repeat_tenure``; in a
+repertoire market, at least ``repeat_share`` of the customer's recent purchases at its habitual firm.
+Attitudinal loyalty is an attitude of at least ``attitude_high``. From the two:
+
+* **Dick & Basu (1994)**: true (high attitude, high repeat), latent (high, low), spurious (low, high: inertia or
+  hostages), none.
+* **Jones & Sasser (1995)**: apostle (completely satisfied, loyal in attitude and behaviour), loyalist
+  (satisfied, repeat buying), mercenary (satisfied, not loyal), hostage (dissatisfied, repeat buying: held by
+  switching costs), defector (dissatisfied, not loyal).
+* **The loyalty ladder (Griffin 1995)**: prospect (never a customer), first-time, repeat, client (a regular:
+  behaviourally loyal), advocate (a client who is attitudinally loyal and satisfied enough to recommend),
+  lapsed (a former customer with no firm now).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rules import NO_FIRM, CustomerState
+
+DICK_BASU = ("none", "spurious", "latent", "true")
+JONES_SASSER = ("defector", "hostage", "mercenary", "loyalist", "apostle")
+LADDER = ("prospect", "first_time", "repeat", "client", "advocate", "lapsed")
+
+
+@dataclass(frozen=True)
+class Definitions:
+    contractual: bool
+    repeat_steps: int
+    repeat_share: float
+    attitude_high: float
+    delight_level: float
+    advocate_level: float
+
+
+def _current_satisfaction(st: CustomerState) -> np.ndarray:
+    has = st.current >= 0
+    return np.where(has, st.satisfaction[np.arange(len(st)), np.where(has, st.current, 0)], 0.0)
+
+
+def behavioural_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
+    has = st.current >= 0
+    if d.contractual:
+        return has & (st.tenure >= d.repeat_steps)
+    own = st.wallet[np.arange(len(st)), np.where(has, st.current, 0)]
+    total = st.wallet.sum(axis=1)
+    share = np.divide(own, total, out=np.zeros_like(own), where=total > 0)
+    return has & (share >= d.repeat_share) & (st.relationship_purchases >= 2)
+
+
+def attitudinal_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
+    return (st.current >= 0) & (st.attitude >= d.attitude_high)
+
+
+def dick_basu(st: CustomerState, d: Definitions) -> np.ndarray:
+    """Codes into :data:`DICK_BASU`."""
+    return (behavioural_loyal(st, d).astype(np.int8) + 2 * attitudinal_loyal(st, d).astype(np.int8)).astype(np.int8)
+
+
+def jones_sasser(st: CustomerState, d: Definitions) -> np.ndarray:
+    """Codes into :data:`JONES_SASSER`."""
+    sat = _current_satisfaction(st)
+    satisfied = sat >= st.threshold
+    loyal = behavioural_loyal(st, d)
+    apostle = satisfied & (sat >= d.delight_level) & loyal & attitudinal_loyal(st, d)
+    return np.select(
+        [apostle, satisfied & loyal, satisfied, loyal],
+        [4, 3, 2, 1],
+        default=0,
+    ).astype(np.int8)
+
+
+def ladder_stage(st: CustomerState, d: Definitions) -> np.ndarray:
+    """Codes into :data:`LADDER`."""
+    has = st.current >= 0
+    client = behavioural_loyal(st, d)
+    advocate = client & attitudinal_loyal(st, d) & (_current_satisfaction(st) >= d.advocate_level)
+    never = st.previous == NO_FIRM
+    return np.select(
+        [~has & never, ~has, advocate, client, st.relationship_purchases >= 2],
+        [0, 5, 4, 3, 2],
+        default=1,
+    ).astype(np.int8)
+
+
+def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes: int) -> np.ndarray:
+    """[F, K] counts of each code among each firm's current customers."""
+    has = current >= 0
+    flat = np.bincount(current[has] * n_codes + codes[has], minlength=n_firms * n_codes)
+    return flat.reshape(n_firms, n_codes)

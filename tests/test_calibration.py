@@ -1,0 +1,96 @@
+"""The calibration check: the NBD fit measure against known distributions, the report, the command, and the
+shipped baselines against their published targets."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loyaltysim.calibration import CHURN, NBD_GAP, TOP_BOX, calibration_report, nbd_gap
+from loyaltysim.scenario import load_scenario, scenario_from_dict
+
+SCENARIOS = Path(__file__).parent.parent / "experiments" / "scenarios"
+
+
+def test_nbd_gap_is_small_for_nbd_and_poisson_samples():
+    rng = np.random.default_rng(11)
+    lam = rng.gamma(0.8, 2.0, 50_000)
+    assert nbd_gap(rng.poisson(lam)) < 0.01
+    assert nbd_gap(rng.poisson(3.0, 50_000)) < 0.01  # variance = mean: the Poisson limit
+
+
+def test_nbd_gap_is_large_for_a_two_point_population():
+    counts = np.r_[np.zeros(5000, int), np.full(5000, 8)]
+    assert nbd_gap(counts) > 0.2
+
+
+def _small(name: str, population: int) -> dict:
+    data = load_scenario(SCENARIOS / name).to_dict()
+    data["market"]["customers"]["population"] = population
+    return data
+
+
+def test_report_rows_for_a_contractual_market():
+    report = calibration_report(scenario_from_dict(_small("baseline.toml", 500)), [1], window_weeks=4)
+    assert list(report["measure"]) == ["annual churn", "share of scores 4-5", "satisfied defectors"]
+    assert report.loc[0, "target"] == f"{CHURN.low:g}-{CHURN.high:g}"
+    assert report["ok"].map(lambda x: x in (True, False)).all()
+
+
+def test_report_rows_for_a_repertoire_market():
+    report = calibration_report(scenario_from_dict(_small("baseline_repertoire.toml", 500)), [1], window_weeks=4)
+    measures = list(report["measure"])
+    assert "NBD fit gap, category" in measures and "NBD fit gap, Focal" in measures
+    churn = report[report["measure"] == "annual churn"].iloc[0]
+    assert churn["ok"] is None  # lapse-defined churn is reported without a target
+
+
+def test_the_contractual_baseline_meets_its_targets():
+    """Annual churn 15-30% and most customers satisfied, over two seeds, at 3,000 customers."""
+    report = calibration_report(scenario_from_dict(_small("baseline.toml", 3000)), [1, 2]).set_index("measure")
+    assert CHURN.low <= report.loc["annual churn", "min"] <= report.loc["annual churn", "max"] <= CHURN.high
+    assert report.loc["share of scores 4-5", "min"] >= TOP_BOX.low
+
+
+def test_the_repertoire_baseline_buys_like_an_nbd():
+    report = calibration_report(scenario_from_dict(_small("baseline_repertoire.toml", 4000)), [1, 2])
+    report = report.set_index("measure")
+    assert report.loc["NBD fit gap, category", "max"] <= NBD_GAP.high
+    assert report.loc["share of scores 4-5", "min"] >= TOP_BOX.low
+
+
+def _cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    return subprocess.run([sys.executable, "-m", "loyaltysim.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_calibrate_check_command_prints_the_table_and_strict_fails_on_a_miss(tmp_path):
+    import tomllib
+
+    text = (SCENARIOS / "baseline.toml").read_text()
+    data = tomllib.loads(text)
+    assert data["market"]["customers"]["population"] == 10000
+    small = text.replace("population = 10000", "population = 300", 1)
+    small = small.replace('horizon = "156 weeks"', 'horizon = "30 weeks"', 1).replace(
+        'warmup = "52 weeks"', 'warmup = "10 weeks"', 1)
+    (tmp_path / "s.toml").write_text(small)
+    ok = _cli("calibrate-check", "s.toml", "--seeds", "1", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "annual churn" in ok.stdout and "share of scores 4-5" in ok.stdout
+    # no switching costs, constant search: churn far above 30% a year
+    wild = small.replace("switching_cost = 0.6 ", "switching_cost = 0.0 ", 1).replace(
+        'search_when_satisfied = "5% per month"', 'search_when_satisfied = "90% per month"', 1)
+    assert wild != small
+    (tmp_path / "wild.toml").write_text(wild)
+    strict = _cli("calibrate-check", "wild.toml", "--seeds", "1", "--strict", cwd=tmp_path)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "NO" in strict.stdout
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.toml")))
+def test_every_shipped_scenario_is_valid(name):
+    assert load_scenario(SCENARIOS / name).name
