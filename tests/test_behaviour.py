@@ -339,3 +339,24 @@ def test_perceived_quality_stays_between_zero_and_one(make_scenario):
                              market__customers__failure_severity=2.0, market__firms__0__reliability=0.5)
     model = LoyaltyMarket(scenario, seed=2).run(30)
     assert model.customers.perceived.min() >= 0.0 and model.customers.perceived.max() <= 1.0
+
+
+def test_dissatisfied_customers_complain_more_often(make_scenario):
+    scenario = make_scenario(market__customers__population=3000, market__firms__0__reliability=0.7,
+                             market__firms__1__reliability=0.7, market__firms__2__reliability=0.7)
+    model = LoyaltyMarket(scenario, seed=4)
+    model.run(5)
+    rates = {True: [0, 0], False: [0, 0]}
+    for _ in range(15):
+        st = model.customers
+        has = st.current >= 0
+        sat = np.where(has, st.satisfaction[np.arange(len(st)), np.where(has, st.current, 0)], 0.0)
+        dissatisfied = has & (sat < st.threshold)
+        model.step()
+        for flag in (True, False):
+            failed = st.step_failed & (dissatisfied == flag) & (st.step_firm == st.current)
+            rates[flag][0] += int((st.step_complained & failed).sum())
+            rates[flag][1] += int(failed.sum())
+    high, low = rates[True][0] / rates[True][1], rates[False][0] / rates[False][1]
+    assert rates[True][1] > 200 and rates[False][1] > 200
+    assert high == pytest.approx(0.8, abs=0.06) and low == pytest.approx(0.5, abs=0.06)

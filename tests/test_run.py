@@ -122,7 +122,7 @@ PINNED = {
     "defections_reported": 37,
     "survey_answers": 67,
     "revenue_total": "189783.89859445218",
-    "mean_satisfaction_last": "-0.014458942935648164",
+    "mean_satisfaction_last": "-0.014339185092994214",
     "focal_annual_churn": "0.5812815952068902",
 }
 

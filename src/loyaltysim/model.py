@@ -93,6 +93,7 @@ class LoyaltyMarket(Model):
             p_enter=c.reentry.per_step(unit),
             failure_severity=c.failure_severity,
             complaint_rate=c.complaint_rate,
+            complaint_rate_dissatisfied=c.complaint_rate_dissatisfied,
             unresolved_factor=c.unresolved_complaint_factor,
             recovery_paradox=c.recovery_paradox,
             marketing_effect=c.marketing_effect,

@@ -179,6 +179,7 @@ class Params:
     p_enter: float
     failure_severity: float
     complaint_rate: float
+    complaint_rate_dissatisfied: float
     unresolved_factor: float
     recovery_paradox: float
     marketing_effect: float
@@ -435,7 +436,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     purchases = np.where(buying, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
     failed = buying & (v.u_fail[rows] >= sh.reliability[at])
-    complained = failed & (v.u_complain[rows] < p.complaint_rate)
+    # below the zone of tolerance a customer is quicker to complain
+    complained = failed & (v.u_complain[rows] < np.where(dissatisfied, p.complaint_rate_dissatisfied,
+                                                           p.complaint_rate))
     recovered = complained & (v.u_recover[rows] < sh.recovery[at])
     damage = experience_damage(failed, complained, recovered, p)
     offered = sh.levels[at]

@@ -125,7 +125,8 @@ class Customers(_Spec):
     natural_churn: ProbabilityField = "3% per year"  # life events that take a customer out of the market
     reentry: ProbabilityField = "50% per year"  # customers out of the market come back as prospects
     failure_severity: NonNegative = 0.1  # satisfaction lost to a service failure nobody repairs
-    complaint_rate: Probability = 0.5  # share of service failures the customer complains about
+    complaint_rate: Probability = 0.5  # share of service failures a satisfied customer complains about
+    complaint_rate_dissatisfied: Probability = 0.8  # the same for a customer below its threshold
     unresolved_complaint_factor: Annotated[float, Field(ge=1.0)] = 1.5  # a complaint handled badly hurts more
     recovery_paradox: NonNegative = 0.02  # satisfaction gained when a complaint is resolved well
     attribution_window: DurationField = "8 weeks"  # how long an event can explain a defection
