@@ -24,7 +24,7 @@ from loyaltysim.storage import DB_ENV_VAR, Registry, code_identity
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMS = ("Focal", "Rival A", "Rival B")
-TABLES = ("firms", "market", "defections", "surveys")
+TABLES = ("firms", "market", "defections", "surveys", "customers")
 TIMEOUT = 120
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -234,7 +234,7 @@ def test_run_dir_holds_manifest_and_tables(runs):
     assert sorted(p.name for p in runs.run_dir.iterdir()) == sorted(
         ["manifest.json", *(f"{t}.parquet" for t in TABLES)])
     tables = {t: pd.read_parquet(runs.run_dir / f"{t}.parquet") for t in TABLES}
-    firms, market, defections, surveys = (tables[t] for t in TABLES)
+    firms, market, defections, surveys = (tables[t] for t in TABLES[:4])
     assert len(firms) == 24 * 3 and set(firms["firm"]) == set(FIRMS)
     assert sorted(firms["step"].unique()) == list(range(1, 25))
     assert list(market["step"]) == list(range(1, 25))

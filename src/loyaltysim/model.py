@@ -37,7 +37,8 @@ DICK_BASU_COLUMNS = tuple(f"db_{s}" for s in loyalty.DICK_BASU)
 JONES_SASSER_COLUMNS = tuple(f"js_{s}" for s in loyalty.JONES_SASSER)
 FIRM_METRICS = (
     "available", "customers", "share", "gained", "defections", "retention", "purchases", "units",
-    "share_of_wallet", "satisfaction", "attitude", "failures", "complaints", "recovered", "surveyed",
+    "share_of_wallet", "satisfaction", "satisfaction_basic", "satisfaction_performance", "satisfaction_latent",
+    "attitude", "failures", "complaints", "recovered", "surveyed",
     "score_1", "score_2", "score_3", "score_4", "score_5", "nps",
     *LADDER_COLUMNS, *DICK_BASU_COLUMNS, *JONES_SASSER_COLUMNS,
     "price", "revenue", "cost_of_goods", "recovery_cost", "marketing_cost", "fixed_cost", "acquisition_cost",
@@ -154,6 +155,8 @@ class LoyaltyMarket(Model):
         self._panel_every = panel.steps(unit) if panel is not None else 0
         self._panel_since = np.zeros((n, len(self.firms)))
         self.customer_agents = [Customer(self, i) for i in range(n)]
+        self._warmup_steps = scenario.warmup_steps()
+        self.firm_after_warmup = self.customers.current.copy()  # the cohorts that loyalty is measured on
 
         self.departures: list[dict[str, np.ndarray]] = []
         self.responses: list[dict[str, np.ndarray]] = []
@@ -245,6 +248,8 @@ class LoyaltyMarket(Model):
         self._survey(t)
         self._settle(t)
         self._snapshot(t)
+        if t == self._warmup_steps:
+            self.firm_after_warmup = self.customers.current.copy()
         self.datacollector.collect(self)
 
     def run(self, steps: int | None = None) -> LoyaltyMarket:
@@ -478,6 +483,9 @@ class LoyaltyMarket(Model):
         has = st.current >= 0
         attitude_sum = np.bincount(st.current[has], weights=st.attitude[has], minlength=n_firms)
         holders = np.bincount(st.current[has], minlength=n_firms)
+        components = self._satisfaction_components()
+        component_sums = [np.bincount(st.current[has], weights=components[has, c], minlength=n_firms)
+                          for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
         wallet_own = (st.wallet * mask).sum(axis=0)
         wallet_all = (st.wallet.sum(axis=1)[:, None] * mask).sum(axis=0)
         ladder = loyalty.counts_by_firm(st.current, self.classify_codes("ladder"), n_firms, len(loyalty.LADDER))
@@ -501,6 +509,9 @@ class LoyaltyMarket(Model):
                 "units": float(units[j]),
                 "share_of_wallet": wallet_own[j] / wallet_all[j] if wallet_all[j] > 0 else float("nan"),
                 "satisfaction": sat_sum[j] / members[j] if members[j] else float("nan"),
+                "satisfaction_basic": component_sums[0][j] / holders[j] if holders[j] else float("nan"),
+                "satisfaction_performance": component_sums[1][j] / holders[j] if holders[j] else float("nan"),
+                "satisfaction_latent": component_sums[2][j] / holders[j] if holders[j] else float("nan"),
                 "attitude": attitude_sum[j] / holders[j] if holders[j] else float("nan"),
                 "failures": int(failures[j]),
                 "complaints": int(complaints[j]),
@@ -513,6 +524,16 @@ class LoyaltyMarket(Model):
             m.update(f.books)
             f.metrics = m
         self._members_prev = members
+
+    def _satisfaction_components(self) -> np.ndarray:
+        """[n, 3] the current firm's offer against each customer's expectations, summed over the attributes of
+        each Kano class (must-be, one-dimensional, attractive), weighted by importance: how far each kind of
+        need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
+        st = self.customers
+        levels = np.array([f.levels for f in self.firms])[np.where(st.current >= 0, st.current, 0)]
+        response = st.weights * rules.kano_response(levels - st.expectation, self.kano, self.params.loss_aversion)
+        return np.column_stack([(response * (self.kano == c)).sum(axis=1)
+                                for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)])
 
     def _snapshot(self, t: int) -> None:
         """Per-customer panel rows every ``outputs.panel_every`` (purchases per firm since the last one)."""

@@ -38,7 +38,8 @@ from .storage import (
 )
 from .units import DAYS
 
-TABLES = ("firms", "market", "defections", "surveys")  # always written; "panel" too when outputs.panel_every is set
+# always written; "panel" too when outputs.panel_every is set
+TABLES = ("firms", "market", "defections", "surveys", "customers")
 
 
 @dataclass
@@ -104,10 +105,36 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
         "recommend": srv["recommend"].astype(np.int8),
         "true_satisfaction": srv["true_satisfaction"].astype(np.float64),
     })
-    tables = {"firms": firms, "market": market, "defections": defections, "surveys": surveys}
+    tables = {"firms": firms, "market": market, "defections": defections, "surveys": surveys,
+              "customers": _customers_table(model)}
     if model.panel:
         tables["panel"] = _panel_table(model)
     return tables
+
+
+def _customers_table(model: LoyaltyMarket) -> pd.DataFrame:
+    """Every customer at the end of the run, with the firm it had when the warm-up ended (its cohort)."""
+    st = model.customers
+    n = len(st)
+    has = st.current >= 0
+    names = np.array([*model.firm_names, None], dtype=object)
+    frame = pd.DataFrame({
+        "customer": np.arange(n, dtype=np.int32),
+        "segment": pd.Categorical.from_codes(st.segment.astype(int), categories=model.segment_names),
+        "value_tier": pd.Categorical.from_codes(st.value_tier.astype(int), categories=["low", "medium", "high"]),
+        "active": st.active.copy(),
+        "firm_after_warmup": names[model.firm_after_warmup],
+        "firm": names[st.current],
+        "tenure": st.tenure.copy(),
+        "satisfaction": np.where(has, st.satisfaction[np.arange(n), np.where(has, st.current, 0)], np.nan),
+        "attitude": st.attitude.copy(),
+        "last_score": pd.array(np.where(st.last_score > 0, st.last_score, 0), dtype="Int8"),
+    })
+    frame.loc[frame["last_score"] == 0, "last_score"] = pd.NA
+    for kind, names_ in (("ladder", loyalty.LADDER), ("dick_basu", loyalty.DICK_BASU),
+                         ("jones_sasser", loyalty.JONES_SASSER)):
+        frame[kind] = pd.Categorical.from_codes(model.classify_codes(kind).astype(int), categories=list(names_))
+    return frame
 
 
 def _panel_table(model: LoyaltyMarket) -> pd.DataFrame:

@@ -1,0 +1,139 @@
+"""Outcomes: named numbers computed from one run's tables, for experiments to report.
+
+Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm[<name>]``:
+
+* firm measures over the reported period (after the warm-up): ``share_end``, ``share_mean``, ``annual_churn``,
+  ``revenue``, ``profit``, ``npv``, ``satisfaction_mean``, ``score_mean``, ``nps_mean``,
+  ``satisfied_defector_share`` (as in the run summary), and the means over the period of the time series
+  ``attitude``, ``satisfaction``, ``satisfaction_basic``, ``satisfaction_performance``, ``satisfaction_latent``
+  (suffix ``_mean``, e.g. ``attitude_mean``);
+* cohort loyalty, measured on the customers a firm held when the warm-up ended, so that a shrinking firm's
+  surviving core does not pass for loyalty: ``cohort_retention`` (the share still with the firm at the end),
+  ``cohort_retention_annual`` (the same per year: retention ** (1 / years)), ``cohort_attitude`` (the mean
+  attitude of the cohort, counting those who left as 0);
+* market measures: ``annual_churn`` (defections per customer-year over all firms), ``satisfied_defector_share``,
+  and the Jones & Sasser curve: ``retention_by_score_1`` .. ``retention_by_score_5``, the share of survey
+  answers with that score (given after the warm-up, at least a year before the end) whose customer is still with
+  the same firm 52 weeks later; ``defection_ratio_4_to_5`` is (1 - retention at 4) / (1 - retention at 5).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+from .scenario import LoyaltyScenario
+from .units import DAYS
+
+SUMMARY_MEASURES = ("share_end", "share_mean", "annual_churn", "revenue", "profit", "npv", "satisfaction_mean",
+                    "score_mean", "nps_mean", "satisfied_defector_share")
+SERIES_MEASURES = ("attitude", "satisfaction_basic", "satisfaction_performance",
+                   "satisfaction_latent", "retention")
+COHORT_MEASURES = ("cohort_retention", "cohort_retention_annual", "cohort_attitude")
+MARKET_MEASURES = ("annual_churn", "satisfied_defector_share", "defection_ratio_4_to_5",
+                   *(f"retention_by_score_{s}" for s in range(1, 6)))
+_NAME = re.compile(r"^(focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
+
+
+class OutcomeError(ValueError):
+    """An outcome name that is not in the catalogue."""
+
+
+def check_name(name: str, firms: list[str] | None = None) -> None:
+    """Raise :class:`OutcomeError` naming what is allowed if ``name`` is not a known outcome."""
+    m = _NAME.match(name)
+    allowed = ("focal.<measure>, firm[<name>].<measure> or market.<measure>; firm measures: "
+               + ", ".join([*SUMMARY_MEASURES, *(f"{s}_mean" for s in SERIES_MEASURES), *COHORT_MEASURES])
+               + "; market measures: " + ", ".join(MARKET_MEASURES))
+    if not m:
+        raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
+    measure = m.group("measure")
+    if name.startswith("market."):
+        ok = measure in MARKET_MEASURES
+    else:
+        ok = measure in SUMMARY_MEASURES or measure in COHORT_MEASURES or (
+            measure.endswith("_mean") and measure.removesuffix("_mean") in SERIES_MEASURES)
+    if not ok:
+        raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
+    firm = m.group("firm")
+    if firm is not None and firms is not None and firm not in firms:
+        raise OutcomeError(f"outcome '{name}' names unknown firm '{firm}'; known: {firms}")
+
+
+def _years(scenario: LoyaltyScenario) -> float:
+    return (scenario.steps() - scenario.warmup_steps()) * DAYS[scenario.time.step] / DAYS["year"]
+
+
+def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame],
+                summary: dict) -> float:
+    if measure in SUMMARY_MEASURES:
+        row = next(f for f in summary["firms"] if f["firm"] == name)
+        value = row[measure]
+        return math.nan if value is None else float(value)
+    if measure in COHORT_MEASURES:
+        customers = tables["customers"]
+        cohort = customers[customers["firm_after_warmup"] == name]
+        if cohort.empty:
+            return math.nan
+        stayed = (cohort["firm"] == name).to_numpy()
+        if measure == "cohort_attitude":
+            return float(np.where(stayed, cohort["attitude"].to_numpy(), 0.0).mean())
+        retention = float(stayed.mean())
+        return retention if measure == "cohort_retention" else retention ** (1.0 / _years(scenario))
+    series = measure.removesuffix("_mean")
+    firms = tables["firms"]
+    rows = firms[(firms["firm"] == name) & (firms["step"] > scenario.warmup_steps())]
+    return float(rows[series].mean())
+
+
+def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Jones & Sasser's view: for survey answers given after the warm-up and at least a year before the end,
+    the share whose customer is still with the same firm 52 weeks (a year) later, by score."""
+    year = round(DAYS["year"] / DAYS[scenario.time.step])
+    surveys, dep = tables["surveys"], tables["defections"]
+    asked = surveys[(surveys["step"] > scenario.warmup_steps()) & (surveys["step"] <= scenario.steps() - year)]
+    asked = asked[["step", "customer", "firm", "score"]].reset_index(drop=True)
+    asked["answer"] = np.arange(len(asked))
+    left = asked.merge(dep[["customer", "firm", "step"]].rename(columns={"step": "left_at"}),
+                       on=["customer", "firm"], how="inner")
+    gone = left[(left["left_at"] > left["step"]) & (left["left_at"] <= left["step"] + year)]["answer"].unique()
+    asked["retained"] = ~asked["answer"].isin(gone)
+    out = asked.groupby("score")["retained"].agg(["mean", "size"]).reindex(range(1, 6))
+    return out.rename(columns={"mean": "retention", "size": "answers"})
+
+
+def _market_value(measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame], summary: dict) -> float:
+    if measure == "satisfied_defector_share":
+        value = summary["market"]["satisfied_defector_share"]
+        return math.nan if value is None else float(value)
+    if measure == "annual_churn":
+        firms = tables["firms"]
+        reported = firms[firms["step"] > scenario.warmup_steps()]
+        customers = reported.groupby("step")["customers"].sum().mean()
+        return summary["market"]["defections"] / customers / _years(scenario) if customers else math.nan
+    curve = retention_by_score(scenario, tables)["retention"]
+    if measure == "defection_ratio_4_to_5":
+        lost4, lost5 = 1.0 - curve.loc[4], 1.0 - curve.loc[5]
+        return float(lost4 / lost5) if lost5 > 0 else math.nan
+    return float(curve.loc[int(measure.rsplit("_", 1)[1])])
+
+
+def compute(names: list[str], scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame],
+            summary: dict) -> dict[str, float]:
+    """The named outcomes of one run (NaN where a measure is undefined, e.g. nobody answered 5)."""
+    out = {}
+    for name in names:
+        check_name(name)
+        m = _NAME.match(name)
+        measure = m.group("measure")
+        if name.startswith("market."):
+            out[name] = _market_value(measure, scenario, tables, summary)
+        else:
+            firm = scenario.policy.firm if name.startswith("focal.") else m.group("firm")
+            out[name] = _firm_value(firm, measure, scenario, tables, summary)
+    return out
+
+
