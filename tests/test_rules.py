@@ -206,7 +206,9 @@ T = 10
 KANO = np.array([MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE], np.int8)
 LEVELS = np.array([[0.5, 0.7, 0.4], [0.8, 0.8, 0.8]])
 WEIGHTS = np.array([0.5, 0.3, 0.2])
-QUALITY = WEIGHTS @ LEVELS.T  # [0.54, 0.8]
+# The customer of one_customer() expects [0.6, 0.6, 0.2]: firm 0's gaps [-0.1, 0.1, 0.2] count as
+# [0.6 - 2 x 0.1, 0.7, 0.4] and firm 1's [0.2, 0.2, 0.6] as [0.6 (must-be: no credit above expectation), 0.8, 0.8]
+QUALITY = np.array([0.5 * 0.4 + 0.3 * 0.7 + 0.2 * 0.4, 0.5 * 0.6 + 0.3 * 0.8 + 0.2 * 0.8])  # [0.49, 0.70]
 
 PARAMS = Params(
     contractual=True, lapse_steps=8, quality_weight=4.0, choice_noise=0.3, loss_aversion=2.0, sat_alpha=0.25,
@@ -267,7 +269,7 @@ def test_a_loyal_purchase_updates_satisfaction_expectations_beliefs_and_wallet()
     # gaps [-0.1, 0.1, 0.2] -> Kano [-0.2, 0.1, 0.2] -> weighted -0.1 + 0.03 + 0.04 = -0.03
     np.testing.assert_allclose(st.satisfaction, [[0.1 + 0.25 * (-0.03 - 0.1), 0.0]], rtol=0, atol=1e-14)
     np.testing.assert_allclose(st.expectation, [[0.59, 0.61, 0.22]], rtol=0, atol=1e-14)
-    np.testing.assert_allclose(st.perceived, [[0.5 + 0.2 * (0.54 - 0.5), 0.5]], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(st.perceived, [[0.5 + 0.2 * (QUALITY[0] - 0.5), 0.5]], rtol=0, atol=1e-14)
     np.testing.assert_allclose(st.wallet, [[0.9 * 2.0 + 2.0, 0.0]], rtol=0, atol=1e-14)
     assert st.current.tolist() == [0]
     assert st.active.tolist() == [True]
@@ -306,7 +308,7 @@ def test_a_service_failure_complaint_and_recovery(u_complain, u_recover, damage,
     v = variates(u_fail=[0.99], u_complain=[u_complain], u_recover=[u_recover])
     step_customers(st, slice(None), v, shared(), PARAMS)
     np.testing.assert_allclose(st.satisfaction[0, 0], 0.1 + 0.25 * (-0.03 - damage - 0.1), rtol=0, atol=1e-14)
-    np.testing.assert_allclose(st.perceived[0, 0], 0.5 + 0.2 * (0.54 - damage - 0.5), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(st.perceived[0, 0], 0.5 + 0.2 * (QUALITY[0] - damage - 0.5), rtol=0, atol=1e-14)
     assert st.step_failed.tolist() == [True]
     assert (st.step_complained.tolist(), st.step_recovered.tolist()) == ([complained], [recovered])
     assert st.last_failure.tolist() == [T]
@@ -473,3 +475,17 @@ def test_a_step_of_some_rows_leaves_the_others_alone():
     step_customers(alone, slice(None), variates(u_search=[0.01]), shared(switching_cost=0.0), PARAMS)
     for name, arr in alone.arrays().items():
         np.testing.assert_array_equal(st.arrays()[name][1:2], arr, err_msg=name)
+
+
+def test_quality_judges_offers_against_expectations_through_kano_shapes():
+    from loyaltysim.rules import quality_index
+
+    expectation = np.array([[0.6, 0.6, 0.2]])
+    np.testing.assert_allclose(quality_index(WEIGHTS[None, :], LEVELS, expectation, KANO, 2.0), [QUALITY],
+                               rtol=0, atol=1e-15)
+    # more of a must-be attribute than expected buys nothing; more of an attractive one counts in full
+    richer = LEVELS.copy()
+    richer[1, 0] = 1.0
+    richer[1, 2] = 1.0
+    q = quality_index(WEIGHTS[None, :], richer, expectation, KANO, 2.0)
+    assert q[0, 1] == pytest.approx(QUALITY[1] + 0.2 * 0.2)

@@ -156,6 +156,8 @@ class Firm(mesa.Agent):
             for inv in spec.investments
         ]
         self.reaction = spec.reaction
+        watched = spec.reaction.attributes if spec.reaction and spec.reaction.attributes is not None else None
+        self.watched = np.array([watched is None or a in watched for a in attribute_names])
         self.reaction_delay = spec.reaction.delay.steps(unit) if spec.reaction else 0
         self.price_rise_step = NEVER
         self.breach_step = NEVER
@@ -204,9 +206,13 @@ class Firm(mesa.Agent):
             if low < self.price * (1.0 - r.tolerance) and matched < self.price:  # matching never raises a price
                 self.set_price(matched)
         if r.match_attributes:
-            best = seen["levels"][rivals].max(axis=0)
-            for a in np.flatnonzero(best > self.levels + r.tolerance):
-                self.invested += self.raise_level(int(a), float(best[a]))
+            levels = seen["levels"][rivals]
+            target = levels.max(axis=0) if r.target == "best" else levels.mean(axis=0)
+            for a in np.flatnonzero((target > self.levels + r.tolerance) & self.watched):
+                self.invested += self.raise_level(int(a), float(target[a]))
+            if r.target == "mean":  # a follower also lets an attribute fall back to the rivals' mean, at no cost
+                lower = (target < self.levels - r.tolerance) & self.watched
+                self.levels[lower] = target[lower]
 
     def settle(self, units: float, complaints: float, gained: float) -> None:
         """Book the last step's profit and loss from its volumes."""

@@ -214,7 +214,7 @@ class LoyaltyMarket(Model):
         # customers take the average offer of the firms in the market for granted
         spread = c.expectation_spread * rng.standard_normal((n, levels.shape[1]))
         st.expectation[:] = np.clip(levels[available].mean(axis=0)[None, :] + spread, 0.0, 1.0)
-        quality = rules.quality_index(st.weights, levels)
+        quality = rules.quality_index(st.weights, levels, st.expectation, self.kano, c.loss_aversion)
         st.perceived[:] = np.clip(quality + 0.05 * rng.standard_normal((n, n_firms)), 0.0, 1.0)
         relative_price = np.array([f.price for f in self.firms]) / self.price_ref - 1.0
         utility = c.quality_weight * st.perceived - st.price_sensitivity[:, None] * relative_price[None, :]

@@ -260,9 +260,19 @@ def weighted_sum(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (weights * values).sum(axis=-1)
 
 
-def quality_index(weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Importance-weighted quality of each firm for each customer: [m, F] from weights [m, A], levels [F, A]."""
-    return weighted_sum(weights[:, None, :], levels[None, :, :])
+def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
+                  loss_aversion: float) -> np.ndarray:
+    """How good each firm's offer is to each customer, 0..1 scale: [m, F] from weights [m, A], levels [F, A] and
+    expectations [m, A].
+
+    Customers judge an offer against what they expect, through the same Kano shapes as satisfaction: each
+    attribute counts as the expectation plus the Kano response to the gap, so a must-be attribute beyond
+    expectation adds nothing, a shortfall costs loss-aversion times its size, and an attractive attribute adds
+    what it exceeds the expectation by (Kano et al. 1984; Anderson & Sullivan 1993).
+    """
+    gap = levels[None, :, :] - expectation[:, None, :]
+    perceived_levels = expectation[:, None, :] + kano_response(gap, kano, loss_aversion)
+    return weighted_sum(weights[:, None, :], perceived_levels)
 
 
 def logit_choice(utility: np.ndarray, gumbel: np.ndarray, noise: float) -> np.ndarray:
@@ -378,7 +388,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     perceived = st.perceived[rows]
     perceived = perceived + p.wom_influence * (sh.wom_pos[rows] * (1.0 - perceived) - sh.wom_neg[rows] * perceived)
     weights = st.weights[rows]
-    quality = quality_index(weights, sh.levels)
+    quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion)
     exposed = (v.u_market[rows] < sh.reach[None, :]) & present[:, None] & sh.available[None, :]
     perceived = np.where(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
     rival_offer = (exposed & (firm_ids[None, :] != cur[:, None])).any(axis=1)

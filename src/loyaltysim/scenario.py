@@ -227,6 +227,8 @@ class Reaction(_Spec):
     delay: DurationField = "8 weeks"
     match_price: bool = True
     match_attributes: bool = False
+    attributes: list[str] | None = None  # which attributes it watches; None: all
+    target: Literal["best", "mean"] = "best"  # match the best rival's level, or follow the rivals' mean level
     tolerance: NonNegative = 0.02  # differences smaller than this share (price) or level are ignored
     min_margin: NonNegative = 0.0  # never price below unit cost x (1 + min_margin)
 
@@ -460,6 +462,11 @@ def cross_reference_problems(data: Any) -> list[str]:
                 problems.append(f"market.firms[{i}].attributes: no level for attribute(s) {missing}")
             if extra:
                 problems.append(f"market.firms[{i}].attributes: unknown attribute(s) {extra}; known: {attributes}")
+        watched = _dict(f.get("reaction")).get("attributes")
+        for name in _list(watched):
+            if isinstance(name, str) and name not in attributes:
+                problems.append(f"market.firms[{i}].reaction.attributes: unknown attribute '{name}'; "
+                                f"known: {attributes}")
         for k, inv in enumerate(_list(f.get("investments"))):
             name = _dict(inv).get("attribute")
             if isinstance(name, str) and name not in attributes:
