@@ -7,6 +7,7 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   ``satisfied_defector_share`` (as in the run summary), and the means over the period of the time series
   ``attitude``, ``satisfaction``, ``satisfaction_basic``, ``satisfaction_performance``, ``satisfaction_latent``
   (suffix ``_mean``, e.g. ``attitude_mean``);
+* totals over the reported period: ``investment_cost_total``, ``acquisition_cost_total``, ``defections_total``;
 * cohort loyalty, measured on the customers a firm held when the warm-up ended, so that a shrinking firm's
   surviving core does not pass for loyalty: ``cohort_retention`` (the share still with the firm at the end),
   ``cohort_retention_annual`` (the same per year: retention ** (1 / years)), ``cohort_attitude`` (the mean
@@ -14,7 +15,12 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
 * market measures: ``annual_churn`` (defections per customer-year over all firms), ``satisfied_defector_share``,
   and the Jones & Sasser curve: ``retention_by_score_1`` .. ``retention_by_score_5``, the share of survey
   answers with that score (given after the warm-up, at least a year before the end) whose customer is still with
-  the same firm 52 weeks later; ``defection_ratio_4_to_5`` is (1 - retention at 4) / (1 - retention at 5).
+  the same firm 52 weeks later; ``defection_ratio_4_to_5`` is (1 - retention at 4) / (1 - retention at 5),
+  ``retention_step_4_to_5`` is retention at 5 minus retention at 4 and ``retention_rise_to_4`` is retention at 4
+  minus the lowest retention at scores 1-3 (Jones & Sasser: in competitive markets the step exceeds the rise).
+
+A difference of two outcomes of the same run is written ``<outcome> - <outcome>``, e.g.
+``focal.cohort_retention_annual - firm[Average].cohort_retention_annual``: paired within the run.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ SUMMARY_MEASURES = ("share_end", "share_mean", "annual_churn", "revenue", "profi
 SERIES_MEASURES = ("attitude", "satisfaction_basic", "satisfaction_performance",
                    "satisfaction_latent", "retention")
 COHORT_MEASURES = ("cohort_retention", "cohort_retention_annual", "cohort_attitude")
-MARKET_MEASURES = ("annual_churn", "satisfied_defector_share", "defection_ratio_4_to_5",
-                   *(f"retention_by_score_{s}" for s in range(1, 6)))
+TOTAL_MEASURES = ("investment_cost_total", "acquisition_cost_total", "defections_total")
+MARKET_MEASURES = ("annual_churn", "satisfied_defector_share", "defection_ratio_4_to_5", "retention_step_4_to_5",
+                   "retention_rise_to_4", *(f"retention_by_score_{s}" for s in range(1, 6)))
 _NAME = re.compile(r"^(focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
 
 
@@ -44,9 +51,14 @@ class OutcomeError(ValueError):
 
 def check_name(name: str, firms: list[str] | None = None) -> None:
     """Raise :class:`OutcomeError` naming what is allowed if ``name`` is not a known outcome."""
+    if " - " in name:
+        for part in name.split(" - ", 1):
+            check_name(part.strip(), firms)
+        return
     m = _NAME.match(name)
     allowed = ("focal.<measure>, firm[<name>].<measure> or market.<measure>; firm measures: "
-               + ", ".join([*SUMMARY_MEASURES, *(f"{s}_mean" for s in SERIES_MEASURES), *COHORT_MEASURES])
+               + ", ".join([*SUMMARY_MEASURES, *(f"{s}_mean" for s in SERIES_MEASURES), *COHORT_MEASURES,
+                            *TOTAL_MEASURES])
                + "; market measures: " + ", ".join(MARKET_MEASURES))
     if not m:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
@@ -54,7 +66,7 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
     if name.startswith("market."):
         ok = measure in MARKET_MEASURES
     else:
-        ok = measure in SUMMARY_MEASURES or measure in COHORT_MEASURES or (
+        ok = measure in SUMMARY_MEASURES or measure in COHORT_MEASURES or measure in TOTAL_MEASURES or (
             measure.endswith("_mean") and measure.removesuffix("_mean") in SERIES_MEASURES)
     if not ok:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
@@ -83,10 +95,12 @@ def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict
             return float(np.where(stayed, cohort["attitude"].to_numpy(), 0.0).mean())
         retention = float(stayed.mean())
         return retention if measure == "cohort_retention" else retention ** (1.0 / _years(scenario))
-    series = measure.removesuffix("_mean")
     firms = tables["firms"]
     rows = firms[(firms["firm"] == name) & (firms["step"] > scenario.warmup_steps())]
-    return float(rows[series].mean())
+    if measure in TOTAL_MEASURES:
+        column = {"defections_total": "defections"}.get(measure, measure.removesuffix("_total"))
+        return float(rows[column].sum())
+    return float(rows[measure.removesuffix("_mean")].mean())
 
 
 def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -115,6 +129,10 @@ def _market_value(measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.
         customers = reported.groupby("step")["customers"].sum().mean()
         return summary["market"]["defections"] / customers / _years(scenario) if customers else math.nan
     curve = retention_by_score(scenario, tables)["retention"]
+    if measure == "retention_step_4_to_5":
+        return float(curve.loc[5] - curve.loc[4])
+    if measure == "retention_rise_to_4":
+        return float(curve.loc[4] - curve.loc[1:3].min())
     if measure == "defection_ratio_4_to_5":
         lost4, lost5 = 1.0 - curve.loc[4], 1.0 - curve.loc[5]
         return float(lost4 / lost5) if lost5 > 0 else math.nan
@@ -127,6 +145,11 @@ def compute(names: list[str], scenario: LoyaltyScenario, tables: dict[str, pd.Da
     out = {}
     for name in names:
         check_name(name)
+        if " - " in name:
+            a, b = (part.strip() for part in name.split(" - ", 1))
+            values = compute([a, b], scenario, tables, summary)
+            out[name] = values[a] - values[b]
+            continue
         m = _NAME.match(name)
         measure = m.group("measure")
         if name.startswith("market."):
