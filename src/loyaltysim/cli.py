@@ -8,9 +8,11 @@ message and exit with code 2, without a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -63,10 +65,58 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML)
                f"{s.market.customers.population} customers, {s.steps()} {s.time.step}s)")
 
 
+@dataclass
+class _Replay:
+    """What a run's manifest fixes: the effective scenario, the seed and an experiment run's fields."""
+
+    scenario: Any
+    seed: int
+    spawn_key: tuple[int, ...]
+    key: str | None
+    experiment: str | None
+    outcomes: list[str]
+    extra: dict[str, Any] | None
+
+
+def _load_manifest(path: Path) -> _Replay:
+    from .scenario import ScenarioError, scenario_from_dict
+
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _fail(f"{path}: file not found")
+    except IsADirectoryError:
+        _fail(f"{path}: is a directory; give a run's manifest.json (runs/<key16>/manifest.json)")
+    except (OSError, UnicodeDecodeError) as err:
+        _fail(f"{path}: cannot read file: {err}")
+    except json.JSONDecodeError as err:
+        _fail(f"{path}: malformed JSON: {err}")
+    seed = manifest.get("seed") if isinstance(manifest, dict) else None
+    entropy = seed.get("entropy") if isinstance(seed, dict) else None
+    spawn_key = seed.get("spawn_key", []) if isinstance(seed, dict) else None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("scenario"), dict) \
+            or not isinstance(entropy, int) or isinstance(entropy, bool) or entropy < 0 \
+            or not isinstance(spawn_key, list) or not all(isinstance(k, int) and k >= 0 for k in spawn_key):
+        _fail(f"{path}: not a run manifest: it needs 'scenario' (a table), 'seed.entropy' (an integer >= 0) and "
+              "'seed.spawn_key' (a list of integers >= 0); give runs/<key16>/manifest.json")
+    try:
+        scenario = scenario_from_dict(manifest["scenario"], source=f"{path}: scenario")
+    except ScenarioError as err:
+        _fail(str(err))
+    outcomes = manifest.get("outcomes")
+    names = list(outcomes) if isinstance(outcomes, dict) else []
+    fields = {k: manifest[k] for k in ("experiment", "design", "replication") if k in manifest}
+    return _Replay(scenario, entropy, tuple(spawn_key), manifest.get("run_key"), manifest.get("experiment"), names,
+                   fields or None)
+
+
 @app.command()
 def run(
-    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")],
-    seed: Annotated[int, typer.Option(min=0, help="Root seed of the run's random streams.")] = 1,
+    scenario: Annotated[Path, typer.Argument(
+        help="Scenario file (TOML), or a stored run's manifest.json (OUT/runs/<key16>/manifest.json) to replay "
+             "that run with its own scenario, seed and spawn key.")],
+    seed: Annotated[int | None, typer.Option(min=0, help="Root seed of the run's random streams [default: 1; "
+                                                         "not with a manifest, which fixes the seed].")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Override the horizon, in model steps.")] = None,
     out: Annotated[Path, typer.Option(help="Output root: run folders go under OUT/runs/.")] = Path("results"),
     db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
@@ -74,8 +124,15 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print only the summary, as JSON, on stdout.")] = False,
     force: Annotated[bool, typer.Option(help="Re-run even if this exact run is already stored.")] = False,
 ) -> None:
-    """Run one simulation, store it, and print a summary."""
-    spec = _load(scenario)  # before the heavy imports: a bad file is reported at once
+    """Run one simulation (or replay a stored one from its manifest), store it, and print a summary."""
+    replay = None
+    if scenario.suffix.lower() == ".json":
+        if seed is not None:
+            _fail("--seed cannot be combined with a manifest: the manifest fixes the seed (and spawn key)")
+        replay = _load_manifest(scenario)
+        spec = replay.scenario
+    else:
+        spec = _load(scenario)  # before the heavy imports: a bad file is reported at once
 
     from .run import execute_run
     from .scenario import ScenarioError
@@ -84,18 +141,109 @@ def run(
     try:
         if steps is not None:
             spec = spec.with_overrides(steps=steps)
-        stored = execute_run(spec, seed=seed, out_root=out, db_url=resolve_db_url(db, out.resolve()),
-                             force=force)
+        if replay is None:
+            stored = execute_run(spec, seed=1 if seed is None else seed, out_root=out,
+                                 db_url=resolve_db_url(db, out.resolve()), force=force)
+        else:
+            stored = execute_run(spec, seed=replay.seed, spawn_key=replay.spawn_key, out_root=out,
+                                 db_url=resolve_db_url(db, out.resolve()), force=force,
+                                 experiment=replay.experiment, outcomes=replay.outcomes, extra=replay.extra)
     except (ScenarioError, StorageError) as err:
         _fail(str(err))
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was stored for this run", err=True)
         raise typer.Exit(130) from None
+    if replay is not None and steps is None and replay.key and replay.key != stored.key:
+        typer.echo(f"note: this run's key differs from the manifest's ({replay.key[:16]}): the code is not the "
+                   "code that made it, so it is stored as a new run", err=True)
     if as_json:
         typer.echo(json.dumps({"run_key": stored.key, "run_dir": str(stored.run_dir), **stored.summary},
                               indent=2))
         return
     _print_summary(stored)
+
+
+def _load_experiment(path: Path):
+    from .experiment import ExperimentError, load_experiment
+
+    try:
+        return load_experiment(path)
+    except ExperimentError as err:
+        _fail(str(err))
+
+
+@app.command()
+def sweep(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).")],
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes [default: the number of CPUs].")]
+    = None,
+    out: Annotated[Path, typer.Option(help="Output root: run folders go under OUT/runs/.")] = Path("results"),
+    db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
+                                                "sqlite:///OUT/registry.sqlite).")] = None,
+) -> None:
+    """Run every design point x replication of an experiment in parallel and store each run.
+
+    Runs already stored are skipped, so after an interruption the same command completes the rest. Exits 1
+    if a run failed (failures are recorded in the registry), 130 when interrupted.
+    """
+    exp = _load_experiment(experiment)  # a bad file is reported before anything starts
+
+    from .storage import StorageError, resolve_db_url
+    from .sweep import SweepBroken, SweepInterrupted, run_sweep
+
+    db_url = resolve_db_url(db, out.resolve())
+    try:
+        result = run_sweep(exp, out, db_url, workers=workers)
+    except StorageError as err:
+        _fail(str(err))
+    except SweepInterrupted as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(130) from None
+    except SweepBroken as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    if result.failed:
+        first = result.failed[0].error.splitlines()[0] if result.failed[0].error else "?"
+        typer.echo(f"sweep {exp.name}: {len(result.failed)} of {result.total} runs failed (recorded in the "
+                   f"registry with status 'failed'); first error: {first}; fix the cause and run the same "
+                   "command to re-run them", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"sweep {exp.name}: {result.total} runs stored under {result.out_root / 'runs'} "
+               f"({result.stored} new, {result.reused} already stored); "
+               f"next: loyaltysim report {experiment}" + (f" --out {out}" if out != Path("results") else ""))
+
+
+@app.command()
+def report(
+    experiment: Annotated[Path, typer.Argument(
+        help="Experiment file (TOML), the one given to sweep. The run keys are recomputed from it, so only the "
+             "runs this experiment makes with the current code are reported, never those of another code "
+             "version or settings.")],
+    out: Annotated[Path, typer.Option(help="Output root of the sweep; the report goes to OUT/<experiment name>/.")]
+    = Path("results"),
+    db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
+                                                "sqlite:///OUT/registry.sqlite).")] = None,
+    partial: Annotated[bool, typer.Option(help="Report on the stored runs even if some are missing.")] = False,
+) -> None:
+    """Tables (summary, paired differences) and figures of an experiment's stored runs."""
+    exp = _load_experiment(experiment)
+
+    from .report import ReportError, write_report
+    from .storage import DB_ENV_VAR, StorageError, resolve_db_url
+
+    db_url = resolve_db_url(db, out.resolve())
+    default_db = out.resolve() / "registry.sqlite"
+    if not db and not os.environ.get(DB_ENV_VAR, "").strip() and not default_db.is_file():
+        _fail(f"no results under '{out}' ({default_db} does not exist); run `loyaltysim sweep {experiment} "
+              f"--out {out}` first, or give the sweep's --out or --db")
+    try:
+        result = write_report(exp, out, db_url, partial=partial)
+    except (ReportError, StorageError) as err:
+        _fail(str(err))
+    missing = f", {result.missing} missing" if result.missing else ""
+    typer.echo(f"report {exp.name}: {result.runs} of {result.total} runs{missing}; written to {result.folder}")
+    for path in result.paths:
+        typer.echo(str(path))
 
 
 @app.command("calibrate-check")

@@ -13,6 +13,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +25,10 @@ import pandas as pd
 from . import __version__, loyalty
 from .agents import Firm
 from .model import CAUSE_NAMES, LoyaltyMarket
+from .outcomes import compute as compute_outcomes
 from .scenario import LoyaltyScenario
 from .storage import (
+    CodeIdentity,
     Registry,
     Run,
     StorageError,
@@ -222,9 +225,47 @@ class StoredRun:
     reused: bool
 
 
+def with_outcomes(result: RunResult, names: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> dict:
+    """The run's summary plus ``extra`` fields (e.g. an experiment's name, design labels and replication) and,
+    when ``names`` are given, the named outcomes (:func:`loyaltysim.outcomes.compute`; NaN stored as None)."""
+    summary = {**result.summary, **(extra or {})}
+    if names:
+        values = compute_outcomes(list(names), result.scenario, result.tables, result.summary)
+        summary["outcomes"] = {k: _nan_to_none(v) for k, v in values.items()}
+    return summary
+
+
+def build_manifest(key: str, effective: dict, result: RunResult, code: CodeIdentity, started: datetime,
+                   summary: dict, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A run directory's ``manifest.json``: the effective scenario, the seed, the code, timings and summary.
+
+    ``extra`` fields (an experiment run's name, design labels, replication, outcomes) go in at the top level.
+    """
+    return {
+        "run_key": key,
+        "scenario": effective,
+        "seed": {"entropy": result.seed_entropy, "spawn_key": list(result.spawn_key)},
+        "package": {"name": "loyaltysim", "version": __version__},
+        "code": {"commit": code.commit, "dirty": code.dirty, "source_digest": code.source_digest},
+        "environment": {"python": platform.python_version(), "numpy": np.__version__,
+                        "mesa": _mesa_version(), "pandas": pd.__version__},
+        "tables": list(result.tables),
+        "timings": result.timings,
+        "created_at": started.isoformat(),
+        "summary": summary,
+        **(extra or {}),
+    }
+
+
 def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url: str,
-                spawn_key: tuple[int, ...] = (), experiment: str | None = None, force: bool = False) -> StoredRun:
-    """Simulate and store one run, unless the same run (same key) is already stored and complete."""
+                spawn_key: tuple[int, ...] = (), experiment: str | None = None, force: bool = False,
+                outcomes: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> StoredRun:
+    """Simulate and store one run, unless the same run (same key) is already stored and complete.
+
+    ``outcomes`` (names from :mod:`loyaltysim.outcomes`) and ``extra`` fields are added to the summary and the
+    manifest, as a sweep stores its runs, so that a run of an experiment replayed from its manifest is stored
+    the same way.
+    """
     out_root = Path(out_root).resolve()
     created = [d for d in (out_root, out_root / "runs") if not d.exists()]
     check_writable(out_root)
@@ -252,19 +293,9 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
         registry.upsert_run(record)
         try:
             result = simulate(scenario, seed=seed, spawn_key=spawn_key)
-            manifest = {
-                "run_key": key,
-                "scenario": effective,
-                "seed": {"entropy": seed, "spawn_key": list(spawn_key)},
-                "package": {"name": "loyaltysim", "version": __version__},
-                "code": {"commit": code.commit, "dirty": code.dirty, "source_digest": code.source_digest},
-                "environment": {"python": platform.python_version(), "numpy": np.__version__,
-                                "mesa": _mesa_version(), "pandas": pd.__version__},
-                "tables": list(result.tables),
-                "timings": result.timings,
-                "created_at": started.isoformat(),
-                "summary": result.summary,
-            }
+            summary = with_outcomes(result, outcomes, extra)
+            fields = {**(extra or {}), **({"outcomes": summary["outcomes"]} if outcomes else {})}
+            manifest = build_manifest(key, effective, result, code, started, summary, fields)
             write_run_dir(out_root, key, manifest, result.tables)
         except BaseException as err:
             record.status = "failed"
@@ -275,9 +306,9 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
         record.status = "done"
         record.finished_at = datetime.now(UTC)
         record.duration_s = sum(result.timings.values())
-        record.summary_json = json.dumps(result.summary, sort_keys=True)
+        record.summary_json = json.dumps(summary, sort_keys=True)
         registry.upsert_run(record)
-        return StoredRun(key, run_dir, result.summary, reused=False)
+        return StoredRun(key, run_dir, summary, reused=False)
     finally:
         registry.close()
 

@@ -1,0 +1,454 @@
+"""Reports of an experiment: tables and figures of its outcomes over replications.
+
+The runs reported are exactly those the experiment produces on the current code: the run keys are recomputed
+from the experiment file as the sweep computes them, so runs of another code version (another key) are never
+mixed in. The results become a tidy table, one row per run and outcome (the design point's labels, replication,
+outcome, value), from which the report writes under ``<out>/<experiment name>/``:
+
+* ``results.csv``: the tidy table itself;
+* ``summary.csv`` and ``summary.md``: per design point and outcome, n (runs with a value: NaNs are dropped),
+  mean, standard deviation and the 95% confidence interval of the mean (t distribution);
+* with a ``reference``: ``differences.csv`` and ``differences.md``, the paired differences (same replication,
+  so common random numbers) of each design point against its reference design point, mean and 95% CI, and with
+  ``risk = true`` their 5th and 95th percentiles (numpy's linear interpolation) and P(difference < 0);
+* ``figures/<outcome>.png``: mean and 95% CI by design point (first factor on the x axis, the second as hue,
+  further factors as panels), and any figures the experiment names from :data:`FIGURES`.
+
+Science figures register themselves with :func:`register_figure`, in this module or in a module listed in
+:data:`FIGURE_MODULES` (imported by :func:`load_figures` whenever figures are looked up, so that experiment files
+can name them)::
+
+    @register_figure("retention_curve")
+    def retention_curve(results: pd.DataFrame, experiment: Experiment, folder: Path) -> Path:
+        ...  # draw from the tidy results (columns: factors, design, replication, outcome, value, key, run_dir)
+        return folder / "retention_curve.png"
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .storage import Registry
+
+FigureFunction = Callable[[pd.DataFrame, "Experiment", Path], Path]
+FIGURES: dict[str, FigureFunction] = {}
+# modules that register figures when imported; :func:`load_figures` imports those that exist
+FIGURE_MODULES: list[str] = ["loyaltysim.findings"]
+_F = TypeVar("_F", bound=FigureFunction)
+
+CONFIDENCE = 0.95
+STAT_COLUMNS = ("n", "mean", "sd", "ci_low", "ci_high")
+RISK_COLUMNS = ("p05", "p95", "p_negative")
+
+
+class ReportError(Exception):
+    """A report that cannot be written as asked (e.g. the sweep is incomplete); the message says what to do."""
+
+
+def register_figure(name: str) -> Callable[[_F], _F]:
+    """Decorator: make a figure function available to experiment files as ``figures = ["<name>"]``.
+
+    The function gets the tidy results, the experiment and the report's figure folder, and returns the path
+    it wrote.
+    """
+
+    def register(fn: _F) -> _F:
+        old = FIGURES.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(f"a figure named '{name}' is already registered ({old.__module__}.{old.__qualname__})")
+        FIGURES[name] = fn
+        return fn
+
+    return register
+
+
+def load_figures() -> dict[str, FigureFunction]:
+    """The figure registry, after importing the modules in :data:`FIGURE_MODULES` (a missing one is skipped;
+    an error inside one is not)."""
+    for name in FIGURE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+    return FIGURES
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------------
+
+
+def interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> dict[str, float]:
+    """n (non-NaN values), mean, sd and the t-distribution confidence interval of the mean.
+
+    With one value the sd and interval are NaN; with none, everything but n.
+    """
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    n = int(v.size)
+    mean = float(v.mean()) if n else math.nan
+    if n >= 2:
+        sd = float(v.std(ddof=1))
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    else:
+        sd = half = math.nan
+    return {"n": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def _t_errorbar(values: pd.Series) -> tuple[float, float]:
+    s = interval(values)
+    return s["ci_low"], s["ci_high"]
+
+
+def _ordered(tidy: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Categorical columns in order of first appearance (unless they already are categorical)."""
+    tidy = tidy.copy()
+    for c in columns:
+        if not isinstance(tidy[c].dtype, pd.CategoricalDtype):
+            tidy[c] = pd.Categorical(tidy[c].astype(str), categories=list(pd.unique(tidy[c].astype(str))),
+                                     ordered=True)
+    return tidy
+
+
+def summary_table(tidy: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
+    """Per outcome and design point: n, mean, sd, ci_low, ci_high (95%, t distribution; NaNs dropped)."""
+    factors = list(factors)
+    tidy = _ordered(tidy, [*factors, "outcome"])
+    rows = []
+    for keys, g in tidy.groupby(["outcome", *factors], observed=True, sort=True):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        outcome, labels = keys[0], keys[1:]
+        rows.append({**dict(zip(factors, labels, strict=True)), "outcome": outcome,
+                     **interval(g["value"].to_numpy(dtype=float))})
+    return pd.DataFrame(rows, columns=[*factors, "outcome", *STAT_COLUMNS])
+
+
+def paired_differences(tidy: pd.DataFrame, factors: Sequence[str], reference: dict[str, str],
+                       risk: bool = False) -> pd.DataFrame:
+    """Each design point minus its reference design point, replication by replication, per outcome.
+
+    The reference of a design point has the ``reference`` labels for the factors named there and its own
+    labels for the others; design points that are their own reference are left out. Pairs where either value
+    is NaN are dropped. With ``risk``, also the 5th and 95th percentiles of the differences and the share of
+    replications where the difference is negative.
+    """
+    factors = list(factors)
+    columns = [*factors, "reference", "outcome", *STAT_COLUMNS, *(RISK_COLUMNS if risk else ())]
+    if not reference or not factors:
+        return pd.DataFrame(columns=columns)
+    tidy = _ordered(tidy, [*factors, "outcome"])
+    by_point = {keys if isinstance(keys, tuple) else (keys,): g
+                for keys, g in tidy.groupby(factors, observed=True, sort=True)}
+    ref_text = ", ".join(f"{k}={v}" for k, v in reference.items())
+    rows = []
+    for outcome in tidy["outcome"].cat.categories:
+        for labels, g in by_point.items():
+            point = dict(zip(factors, labels, strict=True))
+            ref = tuple(reference.get(f, point[f]) for f in factors)
+            if ref == labels or ref not in by_point:
+                continue
+            mine = g[g["outcome"] == outcome][["replication", "value"]]
+            theirs = by_point[ref]
+            theirs = theirs[theirs["outcome"] == outcome][["replication", "value"]]
+            pairs = mine.merge(theirs, on="replication", suffixes=("", "_ref"))
+            d = (pairs["value"] - pairs["value_ref"]).to_numpy(dtype=float)
+            d = d[~np.isnan(d)]
+            row = {**point, "reference": ref_text, "outcome": outcome, **interval(d)}
+            if risk:
+                p05, p95 = (np.percentile(d, [5, 95]) if d.size else (math.nan, math.nan))
+                row.update(p05=float(p05), p95=float(p95), p_negative=float((d < 0).mean()) if d.size else math.nan)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table: numbers right-aligned, 4 significant digits (large ones as whole
+    numbers with thousands separators), NaN as '-'."""
+    columns = list(frame.columns)
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+               for c in columns]
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |",
+             "| " + " | ".join("---:" if num else "---" for num in numeric) + " |"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------------
+
+_WHO = re.compile(r"^(focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
+_MEASURES = {
+    "share_end": "market share at the end (fraction)",
+    "share_mean": "mean market share (fraction)",
+    "annual_churn": "annual churn (defections per customer-year)",
+    "revenue": "revenue after the warm-up (money)",
+    "profit": "profit after the warm-up (money)",
+    "npv": "NPV of profit at the end of the warm-up (money)",
+    "satisfaction_mean": "mean satisfaction (0 = expectations met)",
+    "score_mean": "mean survey score (1-5)",
+    "nps_mean": "mean NPS (points, -100 to 100)",
+    "satisfied_defector_share": "defectors whose last score was 4 or 5 (fraction)",
+    "attitude_mean": "mean attitudinal loyalty (0-1)",
+    "satisfaction_basic_mean": "mean satisfaction, must-be attributes",
+    "satisfaction_performance_mean": "mean satisfaction, one-dimensional attributes",
+    "satisfaction_latent_mean": "mean satisfaction, attractive attributes",
+    "retention_mean": "mean retention per step (fraction)",
+    "cohort_retention": "warm-up cohort still with the firm at the end (fraction)",
+    "cohort_retention_annual": "warm-up cohort retention (fraction per year)",
+    "cohort_attitude": "mean attitude of the warm-up cohort, leavers as 0 (0-1)",
+    "defection_ratio_4_to_5": "defection rate at score 4 / at score 5 (ratio)",
+    **{f"retention_by_score_{s}": f"retained a year after scoring {s} (fraction)" for s in range(1, 6)},
+}
+
+
+def describe_outcome(name: str) -> str:
+    """A readable axis label for an outcome name, with its unit where known."""
+    m = _WHO.match(name)
+    if not m:
+        return name
+    who = "focal firm" if name.startswith("focal.") else "market" if name.startswith("market.") else m["firm"]
+    return f"{who}: {_MEASURES.get(m['measure'], m['measure'].replace('_', ' '))}"
+
+
+def figure_file_name(outcome: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", outcome).strip("_") + ".png"
+
+
+def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path,
+                   title: str = "") -> Path:
+    """Mean and 95% CI (t distribution, as in the summary) of one outcome by design point, as a PNG.
+
+    The first factor is on the x axis, the second is the hue, and each combination of further factors gets a
+    panel of its own.
+    """
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    factors = list(factors)
+    tidy = _ordered(tidy, [*factors, "outcome"])
+    data = tidy[tidy["outcome"] == outcome].dropna(subset=["value"]).copy()
+    if not factors:
+        data["design"] = "all runs"
+    x = factors[0] if factors else "design"
+    hue = factors[1] if len(factors) >= 2 else None
+    panels = factors[2:]
+    x_order = list(tidy[x].cat.categories) if factors else ["all runs"]
+    hue_order = list(tidy[hue].cat.categories) if hue else None
+    combos = [()] if not panels else list(dict.fromkeys(map(tuple, tidy[panels].astype(str).to_numpy())))
+    n_reps = tidy["replication"].nunique() if "replication" in tidy else 0
+    long_labels = sum(len(str(v)) for v in x_order) > 36 or max(len(str(v)) for v in x_order) > 12
+    width = min(5.5, 1.6 + 0.9 * len(x_order) * (1 + 0.3 * len(hue_order or []))) * len(combos)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
+        fig = Figure(figsize=(max(width + (2.0 if hue else 0.0), 5.0), 4.6), layout="constrained")
+        axes = fig.subplots(1, len(combos), sharey=True, squeeze=False)[0]
+        palette = sns.color_palette("colorblind", len(hue_order or [0]))
+        for i, (ax, combo) in enumerate(zip(axes, combos, strict=True)):
+            sub = data
+            for f, v in zip(panels, combo, strict=True):
+                sub = sub[sub[f].astype(str) == v]
+            if panels:
+                ax.set_title(", ".join(f"{f}={v}" for f, v in zip(panels, combo, strict=True)))
+            if sub.empty:
+                ax.text(0.5, 0.5, "no values\n(every run gave NaN)", ha="center", va="center",
+                        transform=ax.transAxes)
+                ax.set_xticks(range(len(x_order)), [str(v) for v in x_order])
+                ax.set_xlim(-0.5, len(x_order) - 0.5)
+            else:
+                sns.pointplot(data=sub, x=x, y="value", hue=hue, order=x_order, hue_order=hue_order,
+                              errorbar=_t_errorbar, dodge=0.3 if hue else False, capsize=0.08,
+                              palette=palette if hue else None, color=None if hue else palette[0], ax=ax)
+            ax.set_xlabel(x if factors else "")
+            ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome), 42)) if i == 0 else "")
+            if not data.empty and data["value"].abs().max() >= 1e4:  # money: whole numbers, thousands separated
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+            if long_labels:
+                ax.tick_params(axis="x", labelrotation=30)
+                for label in ax.get_xticklabels():
+                    label.set_horizontalalignment("right")
+            legend = ax.get_legend()
+            if legend is not None:
+                if i == len(axes) - 1:
+                    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), title=hue, frameon=False)
+                else:
+                    legend.remove()
+        reps = f" over {n_reps} replications" if n_reps else ""
+        fig.suptitle(f"{title + ': ' if title else ''}{outcome}\nmean and 95% confidence interval{reps}",
+                     fontsize="medium")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# From the registry to the files
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    folder: Path
+    paths: list[Path] = field(default_factory=list)
+    runs: int = 0  # runs reported
+    total: int = 0  # runs in the experiment
+    missing: int = 0  # not stored (not run, failed, or another code version)
+
+
+def _outcomes_from_run_dir(run_dir: Path, names: list[str]) -> dict[str, float]:
+    """Outcomes a stored run's summary lacks (it was stored for an experiment asking others), from its files."""
+    from .outcomes import compute
+    from .scenario import scenario_from_dict
+    from .storage import read_run_dir
+
+    manifest, tables = read_run_dir(run_dir)
+    return compute(names, scenario_from_dict(manifest["scenario"], source=str(run_dir)), tables,
+                   manifest["summary"])
+
+
+def collect_results(experiment: Experiment, registry: Registry, out_root: Path | str) -> tuple[pd.DataFrame, int]:
+    """The tidy results of the experiment's stored runs, and how many of its runs are not stored."""
+    from .storage import run_dir_for
+    from .sweep import plan
+
+    out_root = Path(out_root).resolve()
+    tasks = plan(experiment, out_root)
+    known = {r.key: r for r in registry.runs(experiment.name)}
+    records: list[dict[str, Any]] = []
+    missing = 0
+    for t in tasks:
+        row = known.get(t.key) or registry.get_run(t.key)
+        if row is None or row.status != "done":
+            missing += 1
+            continue
+        values = json.loads(row.summary_json or "{}").get("outcomes") or {}
+        lacking = [n for n in experiment.outcomes if n not in values]
+        run_dir = Path(row.run_dir) if row.run_dir else run_dir_for(out_root, t.key)
+        if lacking:
+            values = {**values, **_outcomes_from_run_dir(run_dir, lacking)}
+        for name in experiment.outcomes:
+            value = values.get(name)
+            records.append({**t.design, "design": t.design_index, "replication": t.replication, "outcome": name,
+                            "value": math.nan if value is None else float(value), "key": t.key,
+                            "run_dir": str(run_dir)})
+    columns = [*experiment.factors, "design", "replication", "outcome", "value", "key", "run_dir"]
+    tidy = pd.DataFrame(records, columns=columns)
+    for f, labels in experiment.levels.items():
+        tidy[f] = pd.Categorical(tidy[f], categories=labels, ordered=True)
+    tidy["outcome"] = pd.Categorical(tidy["outcome"], categories=experiment.outcomes, ordered=True)
+    tidy["value"] = tidy["value"].astype(float)
+    tidy = tidy.sort_values(["design", "replication", "outcome"], kind="stable").reset_index(drop=True)
+    return tidy, missing
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path | str) -> list[Path]:
+    """Write the tables and figures of ``tidy`` (the tidy results) into ``folder``; return the paths."""
+    folder = Path(folder)
+    figures = folder / "figures"
+    try:
+        figures.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create report folder '{folder}': {exc.strerror or exc}") from exc
+    factors = experiment.factors
+    reps = tidy["replication"].nunique()
+    paths = []
+    tidy.to_csv(folder / "results.csv", index=False)
+    paths.append(folder / "results.csv")
+    summary = summary_table(tidy, factors)
+    summary.to_csv(folder / "summary.csv", index=False)
+    paths.append(folder / "summary.csv")
+    intro = f"# {experiment.name}: summary\n\n" + (f"{experiment.description}\n\n" if experiment.description else "")
+    paths.append(_write(folder / "summary.md", intro + (
+        f"Mean, standard deviation and 95% confidence interval of the mean (t distribution) over {reps} "
+        "replication(s); n counts the runs where the outcome has a value.\n\n") + markdown_table(summary)))
+    if experiment.reference:
+        diffs = paired_differences(tidy, factors, experiment.reference, risk=experiment.risk)
+        diffs.to_csv(folder / "differences.csv", index=False)
+        paths.append(folder / "differences.csv")
+        ref = ", ".join(f"{k}={v}" for k, v in experiment.reference.items())
+        text = (f"# {experiment.name}: paired differences against {ref}\n\n"
+                "Each design point minus its reference design point (the reference labels for "
+                f"{', '.join(experiment.reference)}, its own labels otherwise), replication by replication: both "
+                "ran on the same random numbers. Mean, standard deviation and 95% confidence interval (t "
+                "distribution); n counts the pairs where both have a value."
+                + (" p05 and p95 are the 5th and 95th percentiles of the differences, p_negative the share of "
+                   "replications where the difference is below zero." if experiment.risk else "")
+                + "\n\n" + markdown_table(diffs))
+        paths.append(_write(folder / "differences.md", text))
+    for outcome in experiment.outcomes:
+        paths.append(outcome_figure(tidy, outcome, factors, figures / figure_file_name(outcome),
+                                    title=experiment.name))
+    load_figures()
+    for name in experiment.figures:
+        if name not in FIGURES:
+            raise ReportError(f"figure '{name}' is not registered; registered: {sorted(FIGURES)}")
+        paths.append(Path(FIGURES[name](tidy, experiment, figures)))
+    return paths
+
+
+def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, partial: bool = False) -> Report:
+    """Collect the experiment's stored runs from the registry and write the report under
+    ``<out_root>/<experiment name>/``.
+
+    Raises :class:`ReportError` if runs are missing (unless ``partial``) or none is stored, and
+    :class:`~loyaltysim.storage.StorageError` if the database is unusable.
+    """
+    from .storage import Registry
+
+    out_root = Path(out_root).resolve()
+    folder = out_root / experiment.name
+    with Registry(db_url) as registry:
+        registry.check()
+        tidy, missing = collect_results(experiment, registry, out_root)
+    total = experiment.runs
+    stored = total - missing
+    if stored == 0:
+        raise ReportError(f"no run of experiment '{experiment.name}' is stored for the current code; "
+                          f"run `loyaltysim sweep {experiment.path}` first")
+    if missing and not partial:
+        raise ReportError(f"{missing} of {total} runs of experiment '{experiment.name}' are not stored for the "
+                          "current code (not run yet, failed, or run by another code version); run "
+                          f"`loyaltysim sweep {experiment.path}` to complete them, or pass --partial to report "
+                          f"on the {stored} stored")
+    paths = write_report_files(tidy, experiment, folder)
+    return Report(folder, paths, runs=stored, total=total, missing=missing)

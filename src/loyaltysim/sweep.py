@@ -1,0 +1,437 @@
+"""Sweeps: every design point of an experiment times its replications, run in parallel, stored, resumable.
+
+Replication ``r`` of every design point runs on ``SeedSequence(root_seed, spawn_key=(r,))``: **common random
+numbers**. The model draws each named stream in full every step, so design points of one replication share the
+population and every draw that their difference does not touch, and their paired differences are not drowned
+in sampling noise.
+
+Runs execute behind the :class:`concurrent.futures.Executor` interface (a process pool by default, with the
+"spawn" start method, which is safe whatever threads the coordinator runs). A worker gets a small picklable
+:class:`Task`, simulates, computes the outcomes, writes the run directory itself (atomically) and returns only
+a small dict; only the coordinating process writes the registry, one row per finished run, as the runs finish.
+At most ``4 x workers`` runs are in flight, so a sweep of thousands of runs holds only a few futures.
+
+A sweep is resumable: a run whose registry row is ``done`` and whose run directory exists is skipped. On
+Ctrl-C the coordinator cancels what is queued, stops the workers and raises :class:`SweepInterrupted`; if a
+worker dies, :class:`SweepBroken`. Runs killed mid-write leave only a temporary directory (the run directory
+itself is renamed into place when complete), which the next sweep on the same output root removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from .experiment import Experiment
+from .storage import (
+    CodeIdentity,
+    Registry,
+    Run,
+    StorageError,
+    check_writable,
+    code_identity,
+    run_dir_for,
+    run_key,
+)
+
+# write_run_dir's temporary and moved-aside directories: .<key16>.tmp-<pid>-<hex>, .<key16>.old-<pid>-<hex>
+_TEMP_DIR = re.compile(r"^\.[0-9a-f]{16}\.(?:tmp|old)-(\d+)-[0-9a-f]+$")
+IN_FLIGHT_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run of a sweep: all a worker needs, small and picklable."""
+
+    key: str
+    scenario: dict[str, Any]  # the effective scenario (canonical form)
+    seed: int
+    spawn_key: tuple[int, ...]
+    code: CodeIdentity
+    out_root: str
+    outcomes: tuple[str, ...]
+    experiment: str
+    design: dict[str, str]
+    design_index: int
+    replication: int
+
+    def extra(self) -> dict[str, Any]:
+        """Fields added to the run's summary and manifest."""
+        return {"experiment": self.experiment, "design": dict(self.design), "replication": self.replication}
+
+    def describe(self) -> str:
+        labels = ", ".join(f"{k}={v}" for k, v in self.design.items())
+        return f"run {self.key[:16]} ({labels + ', ' if labels else ''}replication {self.replication})"
+
+
+def plan(experiment: Experiment, out_root: Path | str, code: CodeIdentity | None = None) -> list[Task]:
+    """Every run of the experiment, replication by replication, each with its run key."""
+    code = code or code_identity()
+    out = str(Path(out_root).resolve())
+    tasks = []
+    for r in range(experiment.replications):
+        for point in experiment.design:
+            spawn_key = (r,)
+            key = run_key(point.effective, experiment.root_seed, spawn_key, code)
+            tasks.append(Task(key, point.effective, experiment.root_seed, spawn_key, code, out,
+                              tuple(experiment.outcomes), experiment.name, dict(point.labels), point.index, r))
+    return tasks
+
+
+# --------------------------------------------------------------------------------------------------
+# The worker
+# --------------------------------------------------------------------------------------------------
+
+
+def _init_worker() -> None:
+    """Pool workers ignore Ctrl-C: the coordinator decides what happens to them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Simulate one run, compute its outcomes and write its run directory; return a small result dict.
+
+    A failure is returned, not raised, so that the coordinator records it and the sweep goes on.
+    """
+    from .run import build_manifest, simulate, with_outcomes
+    from .scenario import scenario_from_dict
+    from .storage import write_run_dir
+
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    base = {"key": task.key, "started_at": started.isoformat()}
+    try:
+        scenario = scenario_from_dict(task.scenario, source=f"run {task.key[:16]}")
+        result = simulate(scenario, seed=task.seed, spawn_key=task.spawn_key)
+        summary = with_outcomes(result, task.outcomes, task.extra())
+        fields = {**task.extra(), "outcomes": summary.get("outcomes", {})}
+        manifest = build_manifest(task.key, task.scenario, result, task.code, started, summary, fields)
+        write_run_dir(Path(task.out_root), task.key, manifest, result.tables)
+    except Exception as err:
+        text = f"{type(err).__name__}: {err}".strip()
+        return {**base, "status": "failed", "error": f"{text}\n\n{traceback.format_exc()}",
+                "finished_at": datetime.now(UTC).isoformat(), "duration_s": time.perf_counter() - t0}
+    return {**base, "status": "done", "summary": summary, "finished_at": datetime.now(UTC).isoformat(),
+            "duration_s": sum(result.timings.values())}
+
+
+# --------------------------------------------------------------------------------------------------
+# The coordinator
+# --------------------------------------------------------------------------------------------------
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C: queued runs were cancelled and the workers stopped; the stored runs are kept."""
+
+    def __init__(self, stored: int, total: int):
+        self.stored, self.total = stored, total
+        super().__init__(f"interrupted: {stored} of {total} runs stored; run the same command to resume")
+
+
+class SweepBroken(Exception):
+    """A worker process died (killed, out of memory): the runs it and the others had in hand are lost."""
+
+    def __init__(self, stored: int, total: int, reason: str):
+        self.stored, self.total, self.reason = stored, total, reason
+        super().__init__(f"a worker process died ({reason}): {stored} of {total} runs stored; "
+                         "run the same command to resume")
+
+
+@dataclass
+class FailedRun:
+    key: str
+    design: dict[str, str]
+    replication: int
+    error: str  # first line: "Type: message"; then the traceback
+
+
+@dataclass
+class SweepResult:
+    experiment: str
+    total: int  # runs in the experiment
+    reused: int  # already stored before this sweep
+    stored: int  # stored by this sweep
+    failed: list[FailedRun] = field(default_factory=list)
+    out_root: Path | None = None
+    db_url: str = ""
+    removed_temp_dirs: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.reused + self.stored == self.total
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temp_dirs(out_root: Path | str) -> int:
+    """Remove temporary run directories left by writers that no longer exist (a run killed mid-write).
+
+    Temporary directories carry their writer's process id; those of live processes (e.g. a concurrent sweep
+    into the same output root) are kept.
+    """
+    runs = Path(out_root) / "runs"
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in runs.iterdir():
+            m = _TEMP_DIR.match(entry.name)
+            if m and entry.is_dir() and not _pid_alive(int(m.group(1))):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += not entry.exists()
+    return removed
+
+
+def _stored_keys(registry: Registry, experiment: Experiment, tasks: list[Task], out_root: Path) -> set[str]:
+    """Keys of tasks already done: registry row ``done`` and a run directory with a manifest."""
+    rows = {r.key: r.status for r in registry.runs(experiment.name)}
+    done = set()
+    for t in tasks:
+        status = rows.get(t.key)
+        if status is None:  # stored under another experiment name (same run), or not at all
+            row = registry.get_run(t.key)
+            status = row.status if row is not None else None
+        if status == "done" and (run_dir_for(out_root, t.key) / "manifest.json").is_file():
+            done.add(t.key)
+    return done
+
+
+def _fmt_duration(seconds: float) -> str:
+    return str(timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class _Progress:
+    """A rich progress bar on a terminal; otherwise one line about every 10% of the runs."""
+
+    def __init__(self, name: str, total: int, done: int, stream: TextIO | None):
+        self.name, self.total, self.done, self.start_done = name, total, done, done
+        self.stream = stream
+        self.t0 = time.monotonic()
+        self.bar = None
+        self.step = max(1, -(-(total - done) // 10))
+        self.next_line = done + self.step
+        if stream is not None and stream.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.console = Console(file=stream)
+            self.bar = Progress(TextColumn(f"sweep {name}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+                                TimeElapsedColumn(), TextColumn("elapsed,"), TimeRemainingColumn(),
+                                TextColumn("left"), console=self.console, transient=False)
+            self.task_id = self.bar.add_task(name, total=total, completed=done)
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def print(self, text: str) -> None:
+        if self.stream is None:
+            return
+        if self.bar is not None:
+            self.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.advance(self.task_id)
+        elif self.stream is not None and (self.done >= self.next_line or self.done == self.total):
+            while self.next_line <= self.done:
+                self.next_line += self.step
+            elapsed = time.monotonic() - self.t0
+            rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+            left = (self.total - self.done) / rate if rate > 0 else 0.0
+            self.print(f"sweep {self.name}: {self.done}/{self.total} runs, {_fmt_duration(elapsed)} elapsed, "
+                       f"~{_fmt_duration(left)} left")
+
+
+def default_executor_factory(workers: int) -> Callable[[], Executor]:
+    """A process pool of ``workers`` processes started with "spawn" (no global start method is set)."""
+
+    def make() -> Executor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
+
+    return make
+
+
+def _stop_executor(executor: Executor) -> None:
+    """Stop at once: cancel what is queued and end the worker processes without waiting for their runs."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # a ProcessPoolExecutor's workers
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+def _record(registry: Registry, task: Task, outcome: dict[str, Any]) -> Run:
+    def when(key: str) -> datetime | None:
+        value = outcome.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    code = task.code
+    status = outcome["status"]
+    summary = outcome.get("summary") if status == "done" else task.extra()
+    row = Run(key=task.key, experiment_name=task.experiment, scenario_name=str(task.scenario.get("name")),
+              seed_entropy=str(task.seed), spawn_key=json.dumps(list(task.spawn_key)), version=code.version,
+              commit=code.commit, dirty=code.dirty, status=status, error=outcome.get("error"),
+              started_at=when("started_at") or datetime.now(UTC), finished_at=when("finished_at"),
+              duration_s=outcome.get("duration_s"), run_dir=str(run_dir_for(Path(task.out_root), task.key)),
+              summary_json=json.dumps(summary, sort_keys=True))
+    return registry.upsert_run(row)
+
+
+def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, workers: int | None = None,
+              executor_factory: Callable[[], Executor] | None = None, progress: bool = True,
+              stream: TextIO | None = None) -> SweepResult:
+    """Run every design point x replication of ``experiment`` not yet stored; store each run as it finishes.
+
+    ``workers`` (default: the number of CPUs) sizes the default process pool and bounds the runs in flight
+    (4 per worker). ``executor_factory`` (a callable returning a :class:`concurrent.futures.Executor`)
+    replaces the process pool, e.g. by a thread pool or a cluster's executor; it must be able to run
+    :func:`run_task` on :class:`Task` objects. Progress goes to ``stream`` (default stderr) unless
+    ``progress`` is false.
+
+    Raises :class:`StorageError` for an unwritable output root or an unusable database (before anything
+    runs), :class:`SweepInterrupted` on Ctrl-C and :class:`SweepBroken` if a worker process dies. Failed
+    runs do not raise: they are recorded (status "failed") and listed in the result.
+    """
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    out_root = Path(out_root).resolve()
+    stream = (stream or sys.stderr) if progress else None
+    created = [d for d in (out_root, out_root / "runs") if not d.exists()]
+    check_writable(out_root)
+    registry = Registry(db_url)
+    try:
+        registry.check()
+    except StorageError:
+        for d in reversed(created):  # leave nothing behind: remove the (still empty) folders made just now
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    try:
+        registry.ensure_experiment(experiment.name, experiment.description)
+        removed = remove_stale_temp_dirs(out_root)
+        tasks = plan(experiment, out_root)
+        done = _stored_keys(registry, experiment, tasks, out_root)
+        todo = [t for t in tasks if t.key not in done]
+        result = SweepResult(experiment.name, len(tasks), len(tasks) - len(todo), 0, out_root=out_root,
+                             db_url=db_url, removed_temp_dirs=removed)
+        with _Progress(experiment.name, len(tasks), result.reused, stream) as bar:
+            bar.print(f"sweep {experiment.name}: {len(tasks)} runs ({len(experiment.design)} design point(s) x "
+                      f"{experiment.replications} replication(s)), {result.reused} already stored"
+                      + (f", {min(workers, len(todo))} worker(s)" if todo else ""))
+            if todo:
+                factory = executor_factory or default_executor_factory(min(workers, len(todo)))
+                _execute(factory, todo, registry, result, bar, IN_FLIGHT_PER_WORKER * workers)
+        return result
+    finally:
+        registry.close()
+
+
+def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Registry, result: SweepResult,
+             bar: _Progress, max_in_flight: int) -> None:
+    pending: Iterator[Task] = iter(todo)
+    in_flight: dict[Future, Task] = {}
+    executor: Executor | None = None
+    out_root = Path(todo[0].out_root)
+
+    def take(fut: Future, task: Task) -> BaseException | None:
+        """Record one finished future; return the pool's breakage instead of recording it."""
+        try:
+            outcome = fut.result()
+        except BrokenExecutor as err:
+            return err
+        except Exception as err:  # the task could not even be run (e.g. not picklable)
+            outcome = {"key": task.key, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+        _record(registry, task, outcome)
+        if outcome["status"] == "done":
+            result.stored += 1
+        else:
+            error = outcome.get("error", "")
+            result.failed.append(FailedRun(task.key, task.design, task.replication, error))
+            bar.print(f"{task.describe()} failed: {error.splitlines()[0] if error else '?'}")
+        bar.advance()
+        return None
+
+    broken: BaseException | None = None
+    try:
+        executor = factory()
+        while True:
+            while broken is None and len(in_flight) < max_in_flight:
+                task = next(pending, None)
+                if task is None:
+                    break
+                try:
+                    in_flight[executor.submit(run_task, task)] = task
+                except BrokenExecutor as err:  # the pool broke since the last results came in
+                    broken = err
+            if not in_flight:
+                break
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                broken = take(fut, in_flight.pop(fut)) or broken
+            if broken is not None:
+                # keep what finished before the breakage; the rest is lost
+                for fut in [f for f in in_flight if f.done() and not f.cancelled()]:
+                    take(fut, in_flight.pop(fut))
+                break
+    except KeyboardInterrupt:
+        for fut in in_flight:
+            fut.cancel()
+        if executor is not None:
+            _stop_executor(executor)
+        remove_stale_temp_dirs(out_root)
+        raise SweepInterrupted(result.reused + result.stored, result.total) from None
+    assert executor is not None
+    if broken is not None:
+        executor.shutdown(wait=True, cancel_futures=True)
+        remove_stale_temp_dirs(out_root)
+        reason = " ".join(str(broken).split()) or type(broken).__name__
+        raise SweepBroken(result.reused + result.stored, result.total, reason) from None
+    executor.shutdown(wait=True)

@@ -1,0 +1,621 @@
+"""Tests of sweeps: seeds and common random numbers, storing and resuming, failures, bounded submission,
+progress, bad input; and, for real in subprocesses, Ctrl-C and a killed worker followed by a resume that gives
+byte-identical Parquet files, and the replay of one run from its manifest.
+
+The in-process sweeps use a thread pool (``executor_factory``) to avoid the process pool's start-up; the
+subprocess tests use the real command with its process pool.
+"""
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from loyaltysim import run as run_module
+from loyaltysim import sweep as sweep_module
+from loyaltysim.cli import app
+from loyaltysim.experiment import load_experiment
+from loyaltysim.model import LoyaltyMarket
+from loyaltysim.outcomes import compute
+from loyaltysim.run import simulate
+from loyaltysim.storage import DB_ENV_VAR, Registry, StorageError, code_identity, read_run_dir, run_dir_for, run_key
+from loyaltysim.sweep import plan, remove_stale_temp_dirs, run_sweep
+
+DATA = Path(__file__).resolve().parent / "data"
+TINY = DATA / "tiny_experiment.toml"
+BASELINE = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "baseline.toml"
+TIMEOUT = 120
+TEMP_DIR = re.compile(r"^\..*\.(tmp|old)-")
+
+
+def threads() -> Executor:
+    return ThreadPoolExecutor(max_workers=2)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def sweep_in_process(exp, out: Path, **kw):
+    kw.setdefault("executor_factory", threads)
+    kw.setdefault("stream", io.StringIO())
+    return run_sweep(exp, out, sqlite_url(out / "registry.sqlite"), workers=2, **kw)
+
+
+def rows(out: Path) -> list:
+    with Registry(sqlite_url(out / "registry.sqlite")) as reg:
+        return reg.runs()
+
+
+def parquet_hashes(out: Path) -> dict[str, str]:
+    return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((out / "runs").glob("*/*.parquet"))}
+
+
+def temp_dirs(out: Path) -> list[str]:
+    return [p.name for p in (out / "runs").iterdir() if TEMP_DIR.match(p.name)]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_experiment(TINY)
+
+
+@dataclass
+class Swept:
+    out: Path
+    result: sweep_module.SweepResult
+    progress: str
+
+
+@pytest.fixture(scope="module")
+def swept(tiny, tmp_path_factory) -> Swept:
+    out = tmp_path_factory.mktemp("swept")
+    stream = io.StringIO()
+    result = sweep_in_process(tiny, out, stream=stream)
+    return Swept(out, result, stream.getvalue())
+
+
+# ------------------------------------------------------------------------------------------ the plan
+
+
+def test_the_plan_runs_every_design_point_of_replication_r_on_child_r_of_the_root_seed(tiny, tmp_path):
+    tasks = plan(tiny, tmp_path)
+    assert len(tasks) == 8
+    assert [(t.replication, t.design_index) for t in tasks] == [(r, i) for r in range(2) for i in range(4)]
+    code = code_identity()
+    for t in tasks:
+        point = tiny.design[t.design_index]
+        assert t.seed == 20261123 and t.spawn_key == (t.replication,) and t.design == point.labels
+        assert t.scenario == point.effective and t.code == code and t.out_root == str(tmp_path.resolve())
+        assert t.key == run_key(point.effective, 20261123, (t.replication,), code)
+        assert t.outcomes == tuple(tiny.outcomes) and t.experiment == "tiny_price"
+    assert len({t.key for t in tasks}) == 8
+
+
+# ------------------------------------------------------------------------------------------ storing
+
+
+def test_a_sweep_stores_every_run_with_its_design_replication_and_outcomes(tiny, swept):
+    result = swept.result
+    assert (result.total, result.reused, result.stored, result.failed) == (8, 0, 8, [])
+    assert result.complete
+    registry_rows = {r.key: r for r in rows(swept.out)}
+    assert len(registry_rows) == 8
+    for t in plan(tiny, swept.out):
+        row = registry_rows[t.key]
+        assert (row.status, row.experiment_name, row.seed_entropy, row.spawn_key) == (
+            "done", "tiny_price", "20261123", f"[{t.replication}]")
+        assert row.run_dir == str(run_dir_for(swept.out, t.key)) and row.error is None
+        assert row.duration_s > 0 and row.finished_at >= row.started_at
+        summary = json.loads(row.summary_json)
+        assert summary["experiment"] == "tiny_price" and summary["design"] == t.design
+        assert summary["replication"] == t.replication
+        assert set(summary["outcomes"]) == set(tiny.outcomes)
+        assert summary["outcomes"]["market.retention_by_score_5"] is None  # NaN: no answer a year before the end
+        manifest, tables = read_run_dir(row.run_dir)
+        assert manifest["run_key"] == t.key and manifest["scenario"] == t.scenario
+        assert manifest["seed"] == {"entropy": 20261123, "spawn_key": [t.replication]}
+        assert (manifest["experiment"], manifest["design"], manifest["replication"]) == (
+            "tiny_price", t.design, t.replication)
+        assert manifest["outcomes"] == summary["outcomes"] and manifest["summary"] == summary
+        assert set(tables) == {"firms", "market", "defections", "surveys", "customers"}
+    with Registry(sqlite_url(swept.out / "registry.sqlite")) as reg:
+        assert reg.ensure_experiment("tiny_price").description == tiny.description
+
+
+def test_stored_outcomes_are_those_of_simulate_with_the_replications_child_seed(tiny, swept):
+    task = plan(tiny, swept.out)[5]  # replication 1, design point 1
+    point = tiny.design[task.design_index]
+    result = simulate(point.scenario, seed=tiny.root_seed, spawn_key=(1,))
+    expected = compute(tiny.outcomes, point.scenario, result.tables, result.summary)
+    manifest, tables = read_run_dir(run_dir_for(swept.out, task.key))
+    stored = manifest["outcomes"]
+    for name, value in expected.items():
+        assert (stored[name] is None and math.isnan(value)) or stored[name] == value, name
+    pd.testing.assert_frame_equal(tables["firms"], result.tables["firms"])
+
+
+def test_design_points_of_one_replication_share_the_population_and_replications_differ(tiny, swept):
+    """Common random numbers: price 30 and price 34 (a policy lever) in the same replication meet the same
+    customers; another replication meets others."""
+    cheap, dear = tiny.design[0], tiny.design[2]
+    assert (cheap.labels, dear.labels) == ({"price": "30", "market": "competitive"},
+                                           {"price": "34", "market": "competitive"})
+
+    def population(point, r):
+        model = LoyaltyMarket(point.scenario, seed=np.random.SeedSequence(tiny.root_seed, spawn_key=(r,)))
+        st = model.customers
+        return {k: getattr(st, k).copy() for k in ("purchase_rate", "basket", "price_sensitivity", "weights",
+                                                   "threshold", "segment", "value_tier")}
+
+    a0, b0, a1 = population(cheap, 0), population(dear, 0), population(cheap, 1)
+    for trait in a0:
+        np.testing.assert_array_equal(a0[trait], b0[trait], err_msg=trait)
+    for trait in ("purchase_rate", "basket", "price_sensitivity", "weights", "threshold"):
+        assert not np.array_equal(a0[trait], a1[trait]), trait
+
+    # the stored runs agree: the customers' traits match within a replication, not across replications
+    keys = {(t.design_index, t.replication): t.key for t in plan(tiny, swept.out)}
+
+    def customers(i, r):
+        return pd.read_parquet(run_dir_for(swept.out, keys[i, r]) / "customers.parquet")
+
+    c0, d0, c1 = customers(0, 0), customers(2, 0), customers(0, 1)
+    pd.testing.assert_frame_equal(c0[["customer", "segment", "value_tier"]], d0[["customer", "segment", "value_tier"]])
+    assert not c0["value_tier"].equals(c1["value_tier"])
+    # and the price did change the run
+    firms = [pd.read_parquet(run_dir_for(swept.out, keys[i, 0]) / "firms.parquet") for i in (0, 2)]
+    assert not firms[0]["price"].equals(firms[1]["price"])
+
+
+def test_a_second_sweep_reuses_every_stored_run_and_starts_no_executor(tiny, swept):
+    def no_executor():
+        raise AssertionError("nothing should run")
+
+    again = sweep_in_process(tiny, swept.out, executor_factory=no_executor)
+    assert (again.total, again.reused, again.stored) == (8, 8, 0) and again.complete
+    assert len(rows(swept.out)) == 8
+
+
+def test_a_run_whose_folder_is_gone_or_whose_row_is_not_done_runs_again(tiny, tmp_path):
+    exp = load_experiment(TINY, overrides={"replications": 1})
+    first = sweep_in_process(exp, tmp_path)
+    assert first.stored == 4
+    tasks = plan(exp, tmp_path)
+    hashes = parquet_hashes(tmp_path)
+    run_dir = run_dir_for(tmp_path, tasks[0].key)
+    for p in run_dir.iterdir():
+        p.unlink()
+    run_dir.rmdir()
+    with Registry(sqlite_url(tmp_path / "registry.sqlite")) as reg:
+        row = reg.get_run(tasks[1].key)
+        row.status = "running"
+        reg.upsert_run(row)
+    again = sweep_in_process(exp, tmp_path)
+    assert (again.reused, again.stored) == (2, 2)
+    assert parquet_hashes(tmp_path) == hashes
+    assert {r.status for r in rows(tmp_path)} == {"done"}
+
+
+# ------------------------------------------------------------------------------------------ failures
+
+
+def _failing_simulate(monkeypatch, replication: int = 1):
+    real = run_module.simulate
+
+    def simulate_or_fail(scenario, *, seed=0, spawn_key=()):
+        if spawn_key == (replication,):
+            raise RuntimeError("boom in the model")
+        return real(scenario, seed=seed, spawn_key=spawn_key)
+
+    monkeypatch.setattr(run_module, "simulate", simulate_or_fail)
+
+
+def test_a_failing_run_is_recorded_as_failed_and_the_others_go_on(tiny, tmp_path, monkeypatch):
+    _failing_simulate(monkeypatch)
+    stream = io.StringIO()
+    result = sweep_in_process(tiny, tmp_path, stream=stream)
+    assert (result.stored, len(result.failed)) == (4, 4) and not result.complete
+    assert {f.replication for f in result.failed} == {1}
+    assert all(f.error.startswith("RuntimeError: boom in the model\n") for f in result.failed)
+    assert "Traceback" in result.failed[0].error  # the registry keeps the traceback for the record
+    by_status = {}
+    for row in rows(tmp_path):
+        by_status.setdefault(row.status, []).append(row)
+    assert len(by_status["done"]) == 4 and len(by_status["failed"]) == 4
+    failed = by_status["failed"][0]
+    assert failed.error.startswith("RuntimeError: boom in the model")
+    assert json.loads(failed.summary_json)["replication"] == 1
+    assert not run_dir_for(tmp_path, failed.key).exists()
+    assert stream.getvalue().count("failed: RuntimeError: boom in the model") == 4
+
+    monkeypatch.undo()  # the cause is fixed: the same sweep re-runs the failed runs only
+    again = sweep_in_process(tiny, tmp_path)
+    assert (again.reused, again.stored, again.failed) == (4, 4, []) and again.complete
+
+
+def test_the_command_exits_1_and_says_how_many_failed(tmp_path, monkeypatch):
+    _failing_simulate(monkeypatch)
+    monkeypatch.setattr(sweep_module, "default_executor_factory", lambda workers: threads)
+    monkeypatch.delenv(DB_ENV_VAR, raising=False)
+    res = CliRunner().invoke(app, ["sweep", str(TINY), "--out", str(tmp_path), "--workers", "2"])
+    assert res.exit_code == 1, res.output
+    assert ("sweep tiny_price: 4 of 8 runs failed (recorded in the registry with status 'failed'); first error: "
+            "RuntimeError: boom in the model; fix the cause and run the same command to re-run them") in res.stderr
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+# ------------------------------------------------------------------------------------------ the executor
+
+
+class CountingExecutor(Executor):
+    """Runs tasks on a thread pool and records the most futures ever pending at once."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending = 0
+        self.most = 0
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        self.pending += 1
+        self.submitted += 1
+        self.most = max(self.most, self.pending)
+        fut = self.pool.submit(fn, *args, **kwargs)
+        fut.add_done_callback(lambda _: self._done())
+        return fut
+
+    def _done(self):
+        self.pending -= 1
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def test_submission_is_bounded_to_four_runs_in_flight_per_worker(tmp_path):
+    exp = load_experiment(TINY, overrides={"replications": 3, "population": 60, "horizon": "8 weeks",
+                                           "warmup": "2 weeks"})
+    executors = []
+
+    def factory():
+        executors.append(CountingExecutor())
+        return executors[-1]
+
+    result = run_sweep(exp, tmp_path, sqlite_url(tmp_path / "r.sqlite"), workers=1, executor_factory=factory,
+                       progress=False)
+    assert result.stored == 12 and len(executors) == 1
+    assert executors[0].submitted == 12 and executors[0].most == 4
+
+
+def test_the_default_executor_is_a_spawn_process_pool_sized_by_workers():
+    from concurrent.futures import ProcessPoolExecutor
+
+    executor = sweep_module.default_executor_factory(3)()
+    try:
+        assert isinstance(executor, ProcessPoolExecutor)
+        assert executor._max_workers == 3 and executor._mp_context.get_start_method() == "spawn"
+    finally:
+        executor.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ progress
+
+
+def test_without_a_terminal_progress_is_a_line_about_every_ten_percent(swept):
+    lines = swept.progress.splitlines()
+    assert lines[0] == "sweep tiny_price: 8 runs (4 design point(s) x 2 replication(s)), 0 already stored, 2 worker(s)"
+    counts = []
+    for line in lines[1:]:
+        m = re.fullmatch(r"sweep tiny_price: (\d+)/8 runs, \d+:\d\d:\d\d elapsed, ~\d+:\d\d:\d\d left", line)
+        assert m, line
+        counts.append(int(m.group(1)))
+    assert counts == list(range(1, 9))  # 8 runs: every run is more than 10%
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_progress_is_a_bar(tmp_path):
+    exp = load_experiment(TINY, overrides={"replications": 1, "population": 60, "horizon": "8 weeks",
+                                           "warmup": "2 weeks"})
+    stream = Terminal()
+    result = sweep_in_process(exp, tmp_path, stream=stream)
+    assert result.stored == 4
+    text = stream.getvalue()
+    assert "sweep tiny_price" in text and "4/4" in text and "elapsed" in text and "left" in text
+
+
+def test_quiet_sweeps_print_nothing(tmp_path, capsys):
+    exp = load_experiment(TINY, overrides={"replications": 1, "population": 60, "horizon": "8 weeks",
+                                           "warmup": "2 weeks"})
+    run_sweep(exp, tmp_path, sqlite_url(tmp_path / "r.sqlite"), executor_factory=threads, progress=False)
+    assert capsys.readouterr() == ("", "")
+
+
+# ------------------------------------------------------------------------------------------ temp dirs
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temp_dirs_of_writers_that_are_gone_are_removed_and_others_kept(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    dead = runs / f".{'a' * 16}.tmp-{_dead_pid()}-0badcafe"
+    moved_aside = runs / f".{'b' * 16}.old-{_dead_pid()}-0badcafe"
+    mine = runs / f".{'c' * 16}.tmp-{os.getpid()}-0badcafe"
+    other = runs / "keep-me"
+    for d in (dead, moved_aside, mine, other):
+        d.mkdir()
+        (d / "firms.parquet").write_bytes(b"half")
+    assert remove_stale_temp_dirs(tmp_path) == 2
+    assert sorted(p.name for p in runs.iterdir()) == sorted([mine.name, other.name])
+    assert remove_stale_temp_dirs(tmp_path / "nowhere") == 0
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def test_storage_is_checked_before_anything_runs(tiny, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(StorageError, match="not writable"):
+        run_sweep(tiny, blocker / "out", sqlite_url(tmp_path / "r.sqlite"), executor_factory=threads)
+    out = tmp_path / "fresh"
+    with pytest.raises(StorageError, match="cannot open results database"):
+        run_sweep(tiny, out, "postgresql+psycopg://nobody@127.0.0.1:1/none", executor_factory=threads)
+    assert not out.exists()  # the folders made for it are removed again
+    with pytest.raises(ValueError, match="at least 1"):
+        run_sweep(tiny, out, sqlite_url(tmp_path / "r.sqlite"), workers=0)
+
+
+@pytest.mark.parametrize("case", ["missing", "malformed", "invalid", "workers", "unwritable", "database"])
+def test_bad_input_gives_one_message_and_exit_2(case, tmp_path, monkeypatch):
+    monkeypatch.delenv(DB_ENV_VAR, raising=False)
+    args = ["sweep", str(TINY), "--out", str(tmp_path / "out")]
+    expected = {
+        "missing": "nowhere.toml: 1 problem(s):\n  - file not found",
+        "malformed": "malformed TOML",
+        "invalid": "replications: Input should be greater than or equal to 1",
+        "workers": "Invalid value for '--workers'",
+        "unwritable": "is not writable",
+        "database": "cannot open results database",
+    }[case]
+    if case == "missing":
+        args[1] = str(tmp_path / "nowhere.toml")
+    elif case == "malformed":
+        args[1] = str(tmp_path / "bad.toml")
+        Path(args[1]).write_text("name = [\n")
+    elif case == "invalid":
+        args[1] = str(tmp_path / "invalid.toml")
+        Path(args[1]).write_text(TINY.read_text().replace("replications = 2", "replications = 0")
+                                 .replace('"../../experiments', f'"{BASELINE.parents[2]}/experiments'))
+    elif case == "workers":
+        args += ["--workers", "0"]
+    elif case == "unwritable":
+        (tmp_path / "a-file").write_text("")
+        args[3] = str(tmp_path / "a-file" / "out")
+    else:
+        args += ["--db", "postgresql+psycopg://nobody@127.0.0.1:1/none"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert expected in res.stderr and "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert not (tmp_path / "out" / "runs").exists() or case in ("workers",)
+
+
+# ------------------------------------------------------------------------------------------ for real
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != DB_ENV_VAR}
+
+
+def start(*args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "loyaltysim.cli", *map(str, args)], cwd=cwd, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"{proc.args} timed out\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert res.returncode == 0, f"{res.args} exited {res.returncode}\n{res.stdout}\n{res.stderr}"
+    assert "Traceback" not in res.stderr
+    return res
+
+
+def done_rows(out: Path) -> int:
+    """Runs recorded as done, read with sqlite3 while the sweep may be writing (a locked database is 0)."""
+    db = out / "registry.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.5) as conn:
+            return conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def wait_for_done(out: Path, n: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while done_rows(out) < n:
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended early ({proc.returncode}):\n{proc.communicate()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the sweep stored nothing in time")
+        time.sleep(0.02)
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The pool's worker processes: children of the sweep started by multiprocessing's spawn."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    workers = []
+    for child in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            continue
+    return workers
+
+
+# 4 prices x 4 replications, 1,500 customers, 40 weeks: about 0.2 s a run, 16 runs on 2 workers
+SLOW_EXPERIMENT = f'''
+schema_version = 1
+name = "resumable"
+scenario = "{BASELINE}"
+replications = 4
+root_seed = 7
+horizon = "40 weeks"
+warmup = "4 weeks"
+population = 1500
+outcomes = ["focal.share_end", "market.annual_churn"]
+
+[[factors]]
+name = "price"
+path = "policy.price"
+values = [28.0, 30.0, 32.0, 34.0]
+'''
+
+
+@dataclass
+class Reference:
+    base: Path
+    experiment: Path
+    out: Path
+    hashes: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Reference:
+    """An uninterrupted sweep of the slow experiment by the command, with its process pool."""
+    base = tmp_path_factory.mktemp("resumable")
+    experiment = base / "resumable.toml"
+    experiment.write_text(SLOW_EXPERIMENT, encoding="utf-8")
+    out = base / "reference"
+    res = ok(finish(start("sweep", experiment, "--workers", 2, "--out", out, cwd=base)))
+    assert "16 runs stored" in res.stdout
+    hashes = parquet_hashes(out)
+    assert len(hashes) == 16 * 5
+    return Reference(base, experiment, out, hashes)
+
+
+def test_ctrl_c_stops_the_sweep_and_the_same_command_completes_it_identically(reference, tmp_path):
+    out = tmp_path / "out"
+    proc = start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)
+    wait_for_done(out, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    res = finish(proc)
+    assert res.returncode == 130, res.stderr
+    assert "Traceback" not in res.stderr
+    m = re.fullmatch(r"interrupted: (\d+) of 16 runs stored; run the same command to resume",
+                     res.stderr.splitlines()[-1])
+    assert m, res.stderr
+    stored = done_rows(out)
+    assert 2 <= stored < 16 and int(m.group(1)) == stored
+    assert temp_dirs(out) == []  # the workers' half-written runs are cleaned up
+    # a run killed mid-write by something else leaves a temporary folder: the resume removes it
+    stale = out / "runs" / f".{'0' * 16}.tmp-{_dead_pid()}-0badcafe"
+    stale.mkdir()
+    (stale / "firms.parquet").write_bytes(b"half a table")
+
+    res = ok(finish(start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)))
+    assert f"{stored} already stored" in res.stderr and f"({16 - stored} new, {stored} already stored)" in res.stdout
+    assert temp_dirs(out) == [] and not stale.exists()
+    assert done_rows(out) == 16
+    assert parquet_hashes(out) == reference.hashes
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc to find the worker processes")
+def test_a_killed_worker_stops_the_sweep_and_the_same_command_completes_it_identically(reference, tmp_path):
+    out = tmp_path / "out"
+    proc = start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)
+    wait_for_done(out, 2, proc)
+    workers = worker_pids(proc.pid)
+    assert workers, "no worker process found"
+    os.kill(workers[0], signal.SIGKILL)
+    res = finish(proc)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    last = res.stderr.splitlines()[-1]
+    assert last.startswith("error: a worker process died (") and last.endswith(
+        "runs stored; run the same command to resume"), res.stderr
+    stored = done_rows(out)
+    assert 2 <= stored < 16
+    res = ok(finish(start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)))
+    assert f"{stored} already stored" in res.stderr
+    assert temp_dirs(out) == [] and done_rows(out) == 16
+    assert parquet_hashes(out) == reference.hashes
+
+
+def test_a_run_of_a_sweep_replays_from_its_manifest(reference):
+    run_dir = sorted((reference.out / "runs").glob("*/manifest.json"))[3].parent
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    before = {p.name: p.read_bytes() for p in run_dir.glob("*.parquet")}
+    res = ok(finish(start("run", run_dir / "manifest.json", "--out", reference.out, "--force", "--json",
+                          cwd=reference.base)))
+    summary = json.loads(res.stdout)
+    assert summary["run_key"] == manifest["run_key"] and Path(summary["run_dir"]) == run_dir
+    again = json.loads((run_dir / "manifest.json").read_text())
+    assert again["created_at"] != manifest["created_at"]  # written again ...
+    assert {p.name: p.read_bytes() for p in run_dir.glob("*.parquet")} == before  # ... byte for byte the same
+    for key in ("scenario", "seed", "experiment", "design", "replication", "outcomes"):
+        assert again[key] == manifest[key], key
+    with Registry(sqlite_url(reference.out / "registry.sqlite")) as reg:
+        row = reg.get_run(manifest["run_key"])
+    assert row.status == "done" and row.experiment_name == "resumable"
+    assert json.loads(row.summary_json) == manifest["summary"]
+
+
+def test_a_replay_takes_no_seed_and_needs_a_manifest(tmp_path, monkeypatch):
+    monkeypatch.delenv(DB_ENV_VAR, raising=False)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"scenario": {}, "seed": {"entropy": 1, "spawn_key": [0]}}))
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(manifest), "--seed", "3", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--seed cannot be combined with a manifest" in res.stderr
+    res = runner.invoke(app, ["run", str(manifest), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "scenario: " in res.stderr and "required key is missing" in res.stderr
+    manifest.write_text(json.dumps({"scenario": {}, "seed": {"spawn_key": [0]}}))
+    res = runner.invoke(app, ["run", str(manifest), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "not a run manifest" in res.stderr
+    manifest.write_text("{")
+    res = runner.invoke(app, ["run", str(manifest), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "malformed JSON" in res.stderr
+    res = runner.invoke(app, ["run", str(tmp_path / "gone.json"), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "file not found" in res.stderr
