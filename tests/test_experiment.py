@@ -87,7 +87,7 @@ def test_a_design_point_is_the_base_scenario_with_its_overrides():
     assert competitive_30["market"]["customers"]["offer_attention"] == base["market"]["customers"]["offer_attention"]
     # nothing else differs from the base
     for point in exp.design:
-        eff = point.effective
+        eff = dict(point.effective)  # a shallow copy: only top-level keys are replaced
         for key in ("market", "policy", "time"):
             eff[key] = base[key]
         assert eff == base

@@ -213,6 +213,36 @@ def test_a_run_whose_folder_is_gone_or_whose_row_is_not_done_runs_again(tiny, tm
     assert {r.status for r in rows(tmp_path)} == {"done"}
 
 
+def test_design_points_with_the_same_scenario_share_their_runs(tmp_path):
+    levels = [{"label": "base", "set": {}}, {"label": "base again", "set": {"policy.price": 30.0}},
+              {"label": "dear", "set": {"policy.price": 34.0}}]
+    exp = load_experiment(TINY, overrides={"replications": 2, "reference": None, "risk": False,
+                                           "factors": [{"name": "price", "levels": levels}]})
+    assert exp.design[0].effective == exp.design[1].effective != exp.design[2].effective
+    executors = []
+
+    def factory():
+        executors.append(CountingExecutor())
+        return executors[-1]
+
+    result = sweep_in_process(exp, tmp_path, executor_factory=factory)
+    assert (result.total, result.stored, result.reused) == (6, 6, 0) and result.complete
+    assert executors[0].submitted == 4 and len(rows(tmp_path)) == 4
+    assert sweep_in_process(exp, tmp_path).reused == 6
+
+
+def test_a_stored_run_is_found_again_from_its_folder(tiny, swept, monkeypatch):
+    monkeypatch.delenv(DB_ENV_VAR, raising=False)
+    task = plan(tiny, swept.out)[6]
+    run_dir = run_dir_for(swept.out, task.key)
+    stat = (run_dir / "manifest.json").stat()
+    res = CliRunner().invoke(app, ["run", str(run_dir), "--out", str(swept.out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["run_key"] == task.key and summary["design"] == task.design and summary["replication"] == 1
+    assert (run_dir / "manifest.json").stat().st_mtime_ns == stat.st_mtime_ns  # reused, not run again
+
+
 # ------------------------------------------------------------------------------------------ failures
 
 

@@ -113,7 +113,7 @@ def _load_manifest(path: Path) -> _Replay:
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(
-        help="Scenario file (TOML), or a stored run's manifest.json (OUT/runs/<key16>/manifest.json) to replay "
+        help="Scenario file (TOML), or a stored run's manifest.json or folder (OUT/runs/<key16>/) to replay "
              "that run with its own scenario, seed and spawn key.")],
     seed: Annotated[int | None, typer.Option(min=0, help="Root seed of the run's random streams [default: 1; "
                                                          "not with a manifest, which fixes the seed].")] = None,
@@ -126,6 +126,8 @@ def run(
 ) -> None:
     """Run one simulation (or replay a stored one from its manifest), store it, and print a summary."""
     replay = None
+    if scenario.is_dir() and (scenario / "manifest.json").is_file():  # a run folder: replay its manifest
+        scenario = scenario / "manifest.json"
     if scenario.suffix.lower() == ".json":
         if seed is not None:
             _fail("--seed cannot be combined with a manifest: the manifest fixes the seed (and spawn key)")

@@ -29,6 +29,7 @@ import signal
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -268,10 +269,10 @@ class _Progress:
         else:
             print(text, file=self.stream, flush=True)
 
-    def advance(self) -> None:
-        self.done += 1
+    def advance(self, runs: int = 1) -> None:
+        self.done += runs
         if self.bar is not None:
-            self.bar.advance(self.task_id)
+            self.bar.advance(self.task_id, runs)
         elif self.stream is not None and (self.done >= self.next_line or self.done == self.total):
             while self.next_line <= self.done:
                 self.next_line += self.step
@@ -359,8 +360,14 @@ def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, work
         removed = remove_stale_temp_dirs(out_root)
         tasks = plan(experiment, out_root)
         done = _stored_keys(registry, experiment, tasks, out_root)
-        todo = [t for t in tasks if t.key not in done]
-        result = SweepResult(experiment.name, len(tasks), len(tasks) - len(todo), 0, out_root=out_root,
+        # design points with the same effective scenario share their runs: each key runs once
+        copies = Counter(t.key for t in tasks)
+        todo, queued = [], set(done)
+        for t in tasks:
+            if t.key not in queued:
+                queued.add(t.key)
+                todo.append(t)
+        result = SweepResult(experiment.name, len(tasks), sum(copies[k] for k in done), 0, out_root=out_root,
                              db_url=db_url, removed_temp_dirs=removed)
         with _Progress(experiment.name, len(tasks), result.reused, stream) as bar:
             bar.print(f"sweep {experiment.name}: {len(tasks)} runs ({len(experiment.design)} design point(s) x "
@@ -368,14 +375,14 @@ def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, work
                       + (f", {min(workers, len(todo))} worker(s)" if todo else ""))
             if todo:
                 factory = executor_factory or default_executor_factory(min(workers, len(todo)))
-                _execute(factory, todo, registry, result, bar, IN_FLIGHT_PER_WORKER * workers)
+                _execute(factory, todo, registry, result, bar, IN_FLIGHT_PER_WORKER * workers, copies)
         return result
     finally:
         registry.close()
 
 
 def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Registry, result: SweepResult,
-             bar: _Progress, max_in_flight: int) -> None:
+             bar: _Progress, max_in_flight: int, copies: Counter[str]) -> None:
     pending: Iterator[Task] = iter(todo)
     in_flight: dict[Future, Task] = {}
     executor: Executor | None = None
@@ -391,12 +398,12 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Regist
             outcome = {"key": task.key, "status": "failed", "error": f"{type(err).__name__}: {err}"}
         _record(registry, task, outcome)
         if outcome["status"] == "done":
-            result.stored += 1
+            result.stored += copies[task.key]
         else:
             error = outcome.get("error", "")
-            result.failed.append(FailedRun(task.key, task.design, task.replication, error))
+            result.failed += [FailedRun(task.key, task.design, task.replication, error)] * copies[task.key]
             bar.print(f"{task.describe()} failed: {error.splitlines()[0] if error else '?'}")
-        bar.advance()
+        bar.advance(copies[task.key])
         return None
 
     broken: BaseException | None = None
