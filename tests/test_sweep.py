@@ -404,6 +404,16 @@ def test_temp_dirs_of_writers_that_are_gone_are_removed_and_others_kept(tmp_path
     assert remove_stale_temp_dirs(tmp_path / "nowhere") == 0
 
 
+def test_ctrl_c_while_a_run_is_recorded_waits_until_it_is_recorded_and_counted():
+    handler = signal.getsignal(signal.SIGINT)
+    steps = []
+    with pytest.raises(KeyboardInterrupt), sweep_module._sigint_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        steps.append("recorded")
+    assert steps == ["recorded"] and signal.getsignal(signal.SIGINT) is handler
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 

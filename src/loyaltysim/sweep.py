@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -308,6 +309,25 @@ def _stop_executor(executor: Executor) -> None:
                 p.join(5)
 
 
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back until the block is done (so a run is recorded and counted, or neither); then raise it.
+
+    Only the main thread can handle signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if received:
+            raise KeyboardInterrupt
+
+
 def _record(registry: Registry, task: Task, outcome: dict[str, Any]) -> Run:
     def when(key: str) -> datetime | None:
         value = outcome.get(key)
@@ -396,12 +416,14 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Regist
             return err
         except Exception as err:  # the task could not even be run (e.g. not picklable)
             outcome = {"key": task.key, "status": "failed", "error": f"{type(err).__name__}: {err}"}
-        _record(registry, task, outcome)
-        if outcome["status"] == "done":
-            result.stored += copies[task.key]
-        else:
-            error = outcome.get("error", "")
-            result.failed += [FailedRun(task.key, task.design, task.replication, error)] * copies[task.key]
+        error = outcome.get("error", "")
+        with _sigint_deferred():
+            _record(registry, task, outcome)
+            if outcome["status"] == "done":
+                result.stored += copies[task.key]
+            else:
+                result.failed += [FailedRun(task.key, task.design, task.replication, error)] * copies[task.key]
+        if outcome["status"] != "done":
             bar.print(f"{task.describe()} failed: {error.splitlines()[0] if error else '?'}")
         bar.advance(copies[task.key])
         return None
