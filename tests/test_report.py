@@ -162,6 +162,9 @@ def test_outcomes_are_described_with_their_units():
     assert describe_outcome("firm[Rival A].npv") == "Rival A: NPV of profit at the end of the warm-up (money)"
     assert describe_outcome("market.retention_by_score_4") == "market: retained a year after scoring 4 (fraction)"
     assert describe_outcome("something else") == "something else"
+    assert describe_outcome("focal.cohort_attitude - firm[Average].cohort_attitude") == (
+        "difference within the run: focal firm: mean attitude of the warm-up cohort, leavers as 0 (0-1) minus "
+        "firm[Average].cohort_attitude")
     assert figure_file_name("firm[Rival A].share_end") == "firm_Rival_A_.share_end.png"
 
 

@@ -232,12 +232,20 @@ _MEASURES = {
     "cohort_retention_annual": "warm-up cohort retention (fraction per year)",
     "cohort_attitude": "mean attitude of the warm-up cohort, leavers as 0 (0-1)",
     "defection_ratio_4_to_5": "defection rate at score 4 / at score 5 (ratio)",
+    "retention_step_4_to_5": "retention at score 5 minus at score 4 (fraction)",
+    "retention_rise_to_4": "retention at score 4 minus the lowest at scores 1-3 (fraction)",
+    "investment_cost_total": "investment spending after the warm-up (money)",
+    "acquisition_cost_total": "acquisition spending after the warm-up (money)",
+    "defections_total": "defections after the warm-up (customers)",
     **{f"retention_by_score_{s}": f"retained a year after scoring {s} (fraction)" for s in range(1, 6)},
 }
 
 
 def describe_outcome(name: str) -> str:
     """A readable axis label for an outcome name, with its unit where known."""
+    if " - " in name:  # a difference of two outcomes of the same run
+        first, second = (part.strip() for part in name.split(" - ", 1))
+        return f"difference within the run: {describe_outcome(first)} minus {second}"
     m = _WHO.match(name)
     if not m:
         return name
