@@ -15,6 +15,7 @@ An experiment is a TOML file validated by pydantic (unknown keys are errors)::
     reference = { strategy = "none" }     # optional: paired differences are taken against this design point
     risk = false                          # also report percentiles and P(difference < 0) of the differences
     figures = []                          # optional: extra figures registered in loyaltysim.report.FIGURES
+    findings = []                         # optional: checks of published findings registered in report.FINDINGS
 
     [[factors]]                           # shorthand: one path and its values (labels default to str(value))
     name = "strategy"
@@ -129,6 +130,7 @@ class ExperimentSpec(_Spec):
     reference: dict[str, str | int | float | bool] | None = None
     risk: bool = False
     figures: list[str] = []
+    findings: list[str] = []
     factors: list[Factor] = []
 
 
@@ -232,6 +234,11 @@ def cross_problems(data: Any, figure_names: list[str] | None = None) -> list[str
         for i, fig in enumerate(_as_list(data.get("figures"))):
             if isinstance(fig, str) and fig not in figure_names:
                 problems.append(f"figures[{i}]: unknown figure '{fig}'; registered: {sorted(figure_names)}")
+        from .report import FINDINGS
+
+        for i, name in enumerate(_as_list(data.get("findings"))):
+            if isinstance(name, str) and name not in FINDINGS:
+                problems.append(f"findings[{i}]: unknown findings '{name}'; registered: {sorted(FINDINGS)}")
     outcomes = [o for o in _as_list(data.get("outcomes")) if isinstance(o, str)]
     repeated = sorted({o for o in outcomes if outcomes.count(o) > 1})
     if repeated:
@@ -362,6 +369,10 @@ class Experiment:
     @property
     def figures(self) -> list[str]:
         return list(self.spec.figures)
+
+    @property
+    def findings(self) -> list[str]:
+        return list(self.spec.findings)
 
     @property
     def runs(self) -> int:

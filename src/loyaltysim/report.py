@@ -75,6 +75,25 @@ def register_figure(name: str) -> Callable[[_F], _F]:
     return register
 
 
+FindingsFunction = Callable[[pd.DataFrame, "Experiment"], list[dict]]
+FINDINGS: dict[str, FindingsFunction] = {}
+
+
+def register_findings(name: str) -> Callable[[FindingsFunction], FindingsFunction]:
+    """Decorator: make a findings check available to experiment files as ``findings = ["<name>"]``.
+
+    The function gets the tidy results and the experiment and returns a list of checks, each a dict with
+    ``effect`` (what the literature reports), ``holds`` (bool) and ``evidence`` (the numbers); the report writes
+    them to ``findings.md``.
+    """
+
+    def register(fn: FindingsFunction) -> FindingsFunction:
+        FINDINGS[name] = fn
+        return fn
+
+    return register
+
+
 def load_figures() -> dict[str, FigureFunction]:
     """The figure registry, after importing the modules in :data:`FIGURE_MODULES` (a missing one is skipped;
     an error inside one is not)."""
@@ -431,7 +450,24 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
         if name not in FIGURES:
             raise ReportError(f"figure '{name}' is not registered; registered: {sorted(FIGURES)}")
         paths.append(Path(FIGURES[name](tidy, experiment, figures)))
+    if experiment.findings:
+        paths.append(_write(folder / "findings.md", findings_text(tidy, experiment)))
     return paths
+
+
+def findings_text(tidy: pd.DataFrame, experiment: Experiment) -> str:
+    """The experiment's findings checks as Markdown: each effect, whether it holds, and the numbers."""
+    lines = [f"# {experiment.name}: findings\n"]
+    for name in experiment.findings:
+        if name not in FINDINGS:
+            raise ReportError(f"findings '{name}' are not registered; registered: {sorted(FINDINGS)}")
+        checks = FINDINGS[name](tidy, experiment)
+        held = sum(bool(c["holds"]) for c in checks)
+        lines.append(f"## {name}: {held} of {len(checks)} hold\n")
+        frame = pd.DataFrame(checks)
+        frame["holds"] = frame["holds"].map({True: "yes", False: "NO"})
+        lines.append(markdown_table(frame[[c for c in frame.columns if c != "evidence"] + ["evidence"]]))
+    return "\n".join(lines)
 
 
 def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, partial: bool = False) -> Report:

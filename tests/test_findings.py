@@ -1,0 +1,140 @@
+"""Validation of the published findings at a small size over several seeds, and the findings checks themselves.
+
+Tolerances are the brief's bands widened by half (satisfied defectors 0.60-0.85 -> 0.5375-0.9125; churn 15-30%
+-> 7.5-37.5%; a ratio of at least 3 -> at least 2; hostage retention 0.6 -> 0.5; the trap's +0.02 -> +0.03).
+"""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loyaltysim import findings, outcomes
+from loyaltysim.experiment import load_experiment
+from loyaltysim.report import FINDINGS, findings_text, load_figures
+from loyaltysim.run import simulate
+from loyaltysim.scenario import load_scenario, scenario_from_dict
+
+SCENARIOS = Path(__file__).parent.parent / "experiments" / "scenarios"
+SEEDS = range(4)
+JS = ["market.retention_by_score_1", "market.retention_by_score_2", "market.retention_by_score_3",
+      "market.retention_by_score_4", "market.retention_by_score_5", "market.retention_step_4_to_5",
+      "market.retention_rise_to_4", "market.satisfied_defector_share", "market.annual_churn"]
+
+
+def _run(name: str, outcome_names: list[str], population: int, seed: int, **paths) -> dict[str, float]:
+    data = load_scenario(SCENARIOS / name).to_dict()
+    data["market"]["customers"]["population"] = population
+    for path, value in paths.items():
+        target = data
+        *head, last = path.split("__")
+        for part in head:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[last] = value
+    scenario = scenario_from_dict(data)
+    result = simulate(scenario, seed=7, spawn_key=(seed,))
+    return outcomes.compute(outcome_names, scenario, result.tables, result.summary)
+
+
+def _mean(runs: list[dict], name: str) -> float:
+    return float(np.nanmean([r[name] for r in runs]))
+
+
+@pytest.fixture(scope="module")
+def competitive():
+    return [_run("competitive.toml", JS, 3000, s) for s in SEEDS]
+
+
+def test_jones_sasser_in_the_competitive_market(competitive):
+    r4, r5 = _mean(competitive, "market.retention_by_score_4"), _mean(competitive, "market.retention_by_score_5")
+    assert (1 - r4) / (1 - r5) >= 2.0
+    assert _mean(competitive, "market.retention_step_4_to_5") > 0.5 * _mean(competitive, "market.retention_rise_to_4")
+
+
+def test_satisfied_defectors_and_churn_in_the_same_market(competitive):
+    assert 0.5375 <= _mean(competitive, "market.satisfied_defector_share") <= 0.9125
+    assert 0.075 <= _mean(competitive, "market.annual_churn") <= 0.375
+
+
+def test_hostages_with_high_switching_costs():
+    runs = [_run("competitive.toml", JS, 3000, s, market__customers__switching_cost=3.0) for s in SEEDS]
+    lowest = min(_mean(runs, f"market.retention_by_score_{s}") for s in (1, 2))
+    assert lowest >= 0.5
+
+
+def test_without_attitudinal_loyalty_the_jump_at_five_disappears(competitive):
+    runs = [_run("competitive.toml", JS, 3000, s, market__customers__attitude_gain="1000 years") for s in SEEDS]
+    assert _mean(runs, "market.retention_step_4_to_5") < 0.5 * _mean(competitive, "market.retention_step_4_to_5")
+
+
+def test_the_satisfaction_trap():
+    names = [findings.RETENTION_GAP, findings.ATTITUDE_GAP]
+    gaps = {}
+    for attribute in ("coverage", "perks"):
+        investment = [{"attribute": attribute, "budget": "100000 per year", "start": "52 weeks"}]
+        runs = [_run("trap.toml", names, 2000, s, policy__investments=investment) for s in SEEDS]
+        gaps[attribute] = {n: _mean(runs, n) for n in names}
+    assert gaps["coverage"][findings.RETENTION_GAP] <= 0.03  # basic: at most the average level
+    assert gaps["perks"][findings.RETENTION_GAP] > 0  # latent: above it
+    assert gaps["perks"][findings.ATTITUDE_GAP] > max(gaps["coverage"][findings.ATTITUDE_GAP], 0)
+
+
+# --- the checks on canned results -------------------------------------------------------------------------------
+
+
+def _tidy(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["strategy", "budget", "replication", "outcome", "value"])
+
+
+def test_trap_checks_read_the_numbers_they_report():
+    rows = []
+    for rep in range(5):
+        noise = 0.001 * rep
+        for b, basic_gap, latent_gap, sat, attitude in (("0", -0.05, -0.05, -0.02, -0.01),
+                                                        ("40k", -0.01, 0.0, -0.005, 0.0),
+                                                        ("70k", 0.0, 0.02, -0.002, 0.002),
+                                                        ("100k", 0.005, 0.04, -0.001, 0.0025)):
+            rows += [("basic", b, rep, findings.RETENTION_GAP, basic_gap + noise),
+                     ("basic", b, rep, findings.ATTITUDE_GAP, attitude + noise),
+                     ("basic", b, rep, "focal.satisfaction_basic_mean", sat),
+                     ("latent", b, rep, findings.RETENTION_GAP, latent_gap + noise),
+                     ("latent", b, rep, findings.ATTITUDE_GAP, 10 * latent_gap + noise),
+                     ("latent", b, rep, "focal.satisfaction_basic_mean", -0.02)]
+    checks = findings.trap_checks(_tidy(rows), ["0", "40k", "70k", "100k"])
+    assert all(c["holds"] for c in checks), checks
+    # the same numbers with basic investment overshooting the average: the trap no longer holds
+    overshoot = [(s, b, r, o, v + 0.1 if (s, o) == ("basic", findings.RETENTION_GAP) and b == "100k" else v)
+                 for s, b, r, o, v in rows]
+    checks = findings.trap_checks(_tidy(overshoot), ["0", "40k", "70k", "100k"])
+    assert not next(c for c in checks if "retention rises at most" in c["effect"])["holds"]
+
+
+def test_findings_are_registered_and_checked_by_experiment_files(tmp_path):
+    load_figures()
+    assert {"satisfaction_trap", "jones_sasser", "robustness_trap", "robustness_jones_sasser",
+            "satisfaction_trap_ablation"} <= set(FINDINGS)
+    text = (Path(__file__).parent / "data" / "tiny_experiment.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    scenario = (Path(__file__).parent.parent / "experiments" / "scenarios" / "baseline.toml").as_posix()
+    text = text.replace('scenario = "../../experiments/scenarios/baseline.toml"', f'scenario = "{scenario}"')
+    bad.write_text(text.replace("risk = true\n", 'risk = true\nfindings = ["no_such_findings"]\n', 1))
+    with pytest.raises(Exception, match="unknown findings 'no_such_findings'"):
+        load_experiment(bad)
+
+
+def test_findings_text_lists_every_check():
+    rows = []
+    for rep in range(3):
+        for market, r in (("competitive", [0.7, 0.72, 0.75, 0.8, 0.95]), ("hostage", [0.94, 0.95, 0.95, 0.96, 0.97])):
+            rows += [(market, rep, f"market.retention_by_score_{s}", r[s - 1]) for s in range(1, 6)]
+            rows += [(market, rep, "market.retention_step_4_to_5", r[4] - r[3]),
+                     (market, rep, "market.retention_rise_to_4", r[3] - r[0]),
+                     (market, rep, "market.satisfied_defector_share", 0.7),
+                     (market, rep, "market.annual_churn", 0.2)]
+    tidy = pd.DataFrame(rows, columns=["market", "replication", "outcome", "value"])
+
+    text = findings_text(tidy, SimpleNamespace(name="canned", findings=["jones_sasser"]))
+    assert "## jones_sasser: 5 of 5 hold" in text
+    assert "ratio 4.00" in text
