@@ -8,7 +8,6 @@ simulating, so a bad database URL or an unwritable directory costs nothing and l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import platform
@@ -29,11 +28,9 @@ from .outcomes import compute as compute_outcomes
 from .scenario import LoyaltyScenario
 from .storage import (
     CodeIdentity,
-    Registry,
     Run,
-    StorageError,
-    check_writable,
     code_identity,
+    open_results,
     read_run_dir,
     run_dir_for,
     run_key,
@@ -266,17 +263,7 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
     manifest, as a sweep stores its runs, so that a run of an experiment replayed from its manifest is stored
     the same way.
     """
-    out_root = Path(out_root).resolve()
-    created = [d for d in (out_root, out_root / "runs") if not d.exists()]
-    check_writable(out_root)
-    registry = Registry(db_url)
-    try:
-        registry.check()
-    except StorageError:
-        for d in reversed(created):  # leave nothing behind: remove the (still empty) folders made just now
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        raise
+    out_root, registry = open_results(out_root, db_url)
     try:
         code = code_identity()
         effective = scenario.to_dict()

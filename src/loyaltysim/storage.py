@@ -47,6 +47,7 @@ __all__ = [
     "StorageError",
     "check_writable",
     "code_identity",
+    "open_results",
     "read_run_dir",
     "resolve_db_url",
     "run_dir_for",
@@ -445,6 +446,23 @@ class Registry:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def open_results(out_root: Path | str, db_url: str) -> tuple[Path, Registry]:
+    """Check that the output root can be written and open the registry; if the database is unusable, remove the
+    (still empty) folders this made and raise :class:`StorageError`, so that nothing is left behind."""
+    out_root = Path(out_root).resolve()
+    created = [d for d in (out_root, out_root / "runs") if not d.exists()]
+    check_writable(out_root)
+    registry = Registry(db_url)
+    try:
+        registry.check()
+    except StorageError:
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    return out_root, registry
 
 
 def resolve_db_url(cli_url: str | None, out_root: Path) -> str:

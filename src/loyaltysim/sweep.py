@@ -43,9 +43,8 @@ from .storage import (
     CodeIdentity,
     Registry,
     Run,
-    StorageError,
-    check_writable,
     code_identity,
+    open_results,
     run_dir_for,
     run_key,
 )
@@ -363,18 +362,8 @@ def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, work
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    out_root = Path(out_root).resolve()
     stream = (stream or sys.stderr) if progress else None
-    created = [d for d in (out_root, out_root / "runs") if not d.exists()]
-    check_writable(out_root)
-    registry = Registry(db_url)
-    try:
-        registry.check()
-    except StorageError:
-        for d in reversed(created):  # leave nothing behind: remove the (still empty) folders made just now
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        raise
+    out_root, registry = open_results(out_root, db_url)
     try:
         registry.ensure_experiment(experiment.name, experiment.description)
         removed = remove_stale_temp_dirs(out_root)
