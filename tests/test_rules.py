@@ -244,7 +244,8 @@ def one_customer(**changes) -> CustomerState:
 
 def shared(**changes) -> Shared:
     sh = Shared(
-        t=T, available=np.array([True, True]), price=np.array([30.0, 30.0]), price_ref=30.0, price_factor=1.0,
+        t=T, available=np.array([True, True]), price=np.array([30.0, 30.0]), unit_cost=np.array([20.0, 20.0]),
+        price_ref=30.0, price_factor=1.0,
         levels=LEVELS.copy(), best_levels=LEVELS.max(axis=0), kano=KANO,
         reliability=np.array([0.98, 0.98]), recovery=np.array([0.5, 0.5]), reach=np.array([0.1, 0.1]),
         managers=np.array([0, 0], np.int32), price_rose=np.array([False, False]), breached=np.array([False, False]),

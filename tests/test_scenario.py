@@ -233,18 +233,24 @@ def test_warmup_just_shorter_than_horizon_is_fine(make_scenario):
 
 
 @pytest.mark.parametrize(
-    ("path", "where", "word"),
-    [
-        ("market__firms__0__programmes", "market.firms[0].programmes[0]", "programme"),
-        ("market__firms__2__campaigns", "market.firms[2].campaigns[0]", "campaign"),
-        ("policy__programmes", "policy.programmes[0]", "programme"),
-        ("policy__campaigns", "policy.campaigns[0]", "campaign"),
-    ],
+    ("path", "where"),
+    [("market__firms__0__programmes", "market.firms[0].programmes[0]"), ("policy__programmes", "policy.programmes[0]")],
 )
-def test_programmes_and_campaigns_are_not_available_yet(scenario_data, path, where, word):
+def test_programmes_are_not_available_yet(scenario_data, path, where):
     problem = only_problem(scenario_data(**{path: [{"kind": "points"}]}))
     assert problem.startswith(f"{where}: ")
-    assert f"{word} kind 'points' is not available" in problem
+    assert "programme kind 'points' is not available" in problem
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [("market__firms__2__campaigns", "market.firms[2].campaigns[0].kind"),
+     ("policy__campaigns", "policy.campaigns[0].kind")],
+)
+def test_only_win_back_campaigns_are_available(scenario_data, path, where):
+    problem = only_problem(scenario_data(**{path: [{"kind": "points"}]}))
+    assert problem.startswith(f"{where}: ")
+    assert "'win_back'" in problem
 
 
 def test_empty_programme_lists_are_fine(make_scenario):

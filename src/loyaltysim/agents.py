@@ -162,6 +162,9 @@ class Firm(mesa.Agent):
         self.price_rise_step = NEVER
         self.breach_step = NEVER
         self.invested = 0.0
+        self.contacts = 0  # customers contacted by its campaigns in the last step
+        self.contact_spend = 0.0
+        self.campaigns = list(spec.campaigns)
         self.books: dict[str, float] = {}
         self.metrics: dict[str, float] = {}
 
@@ -214,13 +217,16 @@ class Firm(mesa.Agent):
                 lower = (target < self.levels - r.tolerance) & self.watched
                 self.levels[lower] = target[lower]
 
-    def settle(self, units: float, complaints: float, gained: float) -> None:
-        """Book the last step's profit and loss from its volumes."""
-        revenue = units * self.price
+    def settle(self, units: float, complaints: float, gained: float, discounts: float = 0.0,
+               offer_costs: float = 0.0) -> None:
+        """Book the last step's profit and loss from its volumes (discounts: revenue given up to personal
+        offers; offer costs: what accepted offers cost besides)."""
+        revenue = units * self.price - discounts
         cogs = units * self.unit_cost
         recovery = complaints * self.recovery_cost
         acquisition = gained * self.acquisition_cost
-        cost = cogs + recovery + self.marketing_spend + self.fixed_cost + acquisition + self.invested
+        campaign = self.contact_spend + offer_costs
+        cost = cogs + recovery + self.marketing_spend + self.fixed_cost + acquisition + self.invested + campaign
         if not self.available:
             revenue = cost = cogs = recovery = acquisition = 0.0
         self.books = {
@@ -232,5 +238,7 @@ class Firm(mesa.Agent):
             "fixed_cost": self.fixed_cost if self.available else 0.0,
             "acquisition_cost": acquisition,
             "investment_cost": self.invested,
+            "campaign_cost": campaign,
+            "discounts": discounts,
             "profit": revenue - cost,
         }

@@ -38,11 +38,11 @@ JONES_SASSER_COLUMNS = tuple(f"js_{s}" for s in loyalty.JONES_SASSER)
 FIRM_METRICS = (
     "available", "customers", "share", "gained", "defections", "retention", "purchases", "units",
     "share_of_wallet", "satisfaction", "satisfaction_basic", "satisfaction_performance", "satisfaction_latent",
-    "attitude", "failures", "complaints", "recovered", "surveyed",
+    "attitude", "failures", "complaints", "recovered", "contacts", "regained", "surveyed",
     "score_1", "score_2", "score_3", "score_4", "score_5", "nps",
     *LADDER_COLUMNS, *DICK_BASU_COLUMNS, *JONES_SASSER_COLUMNS,
     "price", "revenue", "cost_of_goods", "recovery_cost", "marketing_cost", "fixed_cost", "acquisition_cost",
-    "investment_cost", "profit",
+    "investment_cost", "campaign_cost", "discounts", "profit",
 )
 CAUSE_NAMES = [c.name.lower() for c in Cause]
 KANO_NAMES = {MUST_BE: "must_be", ONE_DIMENSIONAL: "one_dimensional", ATTRACTIVE: "attractive"}
@@ -239,6 +239,7 @@ class LoyaltyMarket(Model):
                            "levels": np.array([f.levels for f in self.firms]),
                            "available": np.array([f.available for f in self.firms])}
         self.agents_by_type[Firm].do("step")
+        self._campaigns(t)
         self.shared = self._shared(t)
         self.variates = self._draw()
         if self.one_at_a_time:
@@ -297,6 +298,50 @@ class LoyaltyMarket(Model):
                     follow = self.config.market.customers.manager_follow
                     st.perceived[served, to] += follow * (1.0 - st.perceived[served, to])
 
+    def _campaigns(self, t: int) -> None:
+        """Each firm's win-back campaigns contact their lapsed customers on the campaign's days.
+
+        Eligible: active customers whose last firm was this one and who have another firm or none now, lapsed
+        within the target's window, with a recorded cause and first-lifetime value the target accepts, and
+        not contacted within ``recontact_after``. A share of them is drawn at random (from the firm's own
+        policy stream, so other firms' and customers' draws are untouched), the most valuable first when
+        ``max_contacts`` caps a round. The offer is recorded on the customer; whether it is accepted is the
+        customer's own choice, made by the same rules as any other.
+        """
+        st = self.customers
+        unit = self.step_unit
+        for f in self.firms:
+            f.contacts, f.contact_spend = 0, 0.0
+            for c in f.campaigns:
+                start, every = c.start.steps(unit), max(c.every.steps(unit), 1)
+                if t <= start or (c.stop is not None and t > c.stop.steps(unit)) or (t - start - 1) % every:
+                    continue
+                lapsed = t - st.lost_at
+                target = c.target
+                eligible = (st.active & (st.previous == f.index) & (st.current != f.index)
+                            & (lapsed >= target.lapsed_at_least.steps(unit))
+                            & (st.lost_value >= target.min_value)
+                            & (t - st.contacted_at >= c.recontact_after.steps(unit)))
+                if target.lapsed_at_most is not None:
+                    eligible &= lapsed <= target.lapsed_at_most.steps(unit)
+                if target.causes is not None:
+                    codes = [Cause[name.upper()] for name in target.causes]
+                    eligible &= np.isin(st.switch_cause, codes)
+                who = np.flatnonzero(eligible)
+                if target.share < 1.0:
+                    who = who[self.streams.policy(f.index).random(who.size) < target.share]
+                if target.max_contacts is not None and who.size > target.max_contacts:
+                    who = who[np.argsort(-st.lost_value[who], kind="stable")[:target.max_contacts]]
+                offer = c.offer
+                st.offer_firm[who] = f.index
+                st.offer_until[who] = t + offer.duration.steps(unit) - 1
+                st.offer_discount[who] = offer.discount
+                st.offer_upgrade[who] = offer.upgrade
+                st.offer_cost[who] = offer.cost
+                st.contacted_at[who] = t
+                f.contacts += who.size
+                f.contact_spend += who.size * c.contact_cost
+
     def _service_crises(self, t: int) -> None:
         """A firm in crisis has the reliability of its latest crisis still running; otherwise its own."""
         self._crises = [c for c in self._crises if c[0] >= t]
@@ -341,6 +386,7 @@ class LoyaltyMarket(Model):
             t=t,
             available=available,
             price=np.array([f.price for f in self.firms]),
+            unit_cost=np.array([f.unit_cost for f in self.firms]),
             price_ref=self.price_ref,
             price_factor=self.price_factor,
             levels=levels,
@@ -461,6 +507,8 @@ class LoyaltyMarket(Model):
             "destination": np.where(dest == firm, NO_FIRM, dest).astype(np.int32), "cause": cause,
             "last_score": st.last_score[who], "tenure": tenure.astype(np.int32),
             "satisfaction": st.satisfaction[who, firm],
+            "value": st.step_lifetime_value[who] if self.contractual else np.full(who.size, np.nan),
+            "second_lifetime": st.step_second_ended[who] if self.contractual else np.zeros(who.size, bool),
         }
 
     def _settle(self, t: int) -> None:
@@ -478,6 +526,10 @@ class LoyaltyMarket(Model):
         complaints = np.bincount(st.step_firm[st.step_complained], minlength=n_firms)
         recovered = np.bincount(st.step_firm[st.step_recovered], minlength=n_firms)
         gained = np.bincount(st.step_gained[st.step_gained >= 0], minlength=n_firms)
+        discounts = np.bincount(at, weights=st.step_discount[buyer], minlength=n_firms)
+        won_back = st.step_regained
+        regained = np.bincount(st.current[won_back], minlength=n_firms)
+        offer_costs = np.bincount(st.current[won_back], weights=st.offer_cost[won_back], minlength=n_firms)
         defections = np.bincount(dep["firm"], minlength=n_firms)
         sat_sum = (st.satisfaction * mask).sum(axis=0)
         has = st.current >= 0
@@ -497,7 +549,7 @@ class LoyaltyMarket(Model):
         responses = latest if latest is not None and latest["step"][:1].tolist() == [t] else None
         for f in self.firms:
             j = f.index
-            f.settle(units[j], complaints[j], gained[j])
+            f.settle(units[j], complaints[j], gained[j], discounts[j], offer_costs[j])
             m = {
                 "available": f.available,
                 "customers": int(members[j]),
@@ -516,6 +568,8 @@ class LoyaltyMarket(Model):
                 "failures": int(failures[j]),
                 "complaints": int(complaints[j]),
                 "recovered": int(recovered[j]),
+                "contacts": int(f.contacts),
+                "regained": int(regained[j]),
             }
             m.update(self._survey_metrics(responses, j))
             m.update({col: int(ladder[j, k + 1]) for k, col in enumerate(LADDER_COLUMNS)})

@@ -97,6 +97,18 @@ class CustomerState:
     last_failure: np.ndarray  # i4[n] step of the last service failure
     switch_cause: np.ndarray  # i1[n] cause of the latest change of firm
     last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
+    # relationships and campaigns
+    relationship_value: np.ndarray  # f8[n] margin earned by the current firm in this relationship
+    lost_value: np.ndarray  # f8[n] margin of the relationship the customer last left (its value to that firm)
+    lost_at: np.ndarray  # i4[n] step the customer last left a firm
+    offer_firm: np.ndarray  # i4[n] firm whose personal offer the customer holds; -1 none
+    offer_until: np.ndarray  # i4[n] last step of the offer
+    offer_discount: np.ndarray  # f8[n] share off that firm's price while the offer lasts
+    offer_upgrade: np.ndarray  # f8[n] share of service failures at that firm removed while it lasts
+    offer_cost: np.ndarray  # f8[n] what the firm pays if the customer accepts
+    contacted_at: np.ndarray  # i4[n] step of the last campaign contact
+    regained_by: np.ndarray  # i4[n] firm that won the customer back with an offer; -1 none
+    regained_at: np.ndarray  # i4[n] step it did (the start of a second lifetime)
     # what happened in the last step
     step_firm: np.ndarray  # i4[n] firm bought from, -1 none
     step_purchases: np.ndarray  # i4[n] occasions
@@ -107,6 +119,10 @@ class CustomerState:
     step_left: np.ndarray  # i4[n] firm the customer left this step (switch or exit), -1 none
     step_cause: np.ndarray  # i1[n] cause of that departure
     step_gained: np.ndarray  # i4[n] firm that won the customer this step, -1 none
+    step_discount: np.ndarray  # f8[n] revenue given up to a personal discount
+    step_regained: np.ndarray  # bool[n] won back this step by an offer
+    step_lifetime_value: np.ndarray  # f8[n] value of the relationship the customer left this step
+    step_second_ended: np.ndarray  # bool[n] the relationship it left was a second lifetime
 
     @classmethod
     def allocate(cls, n: int, n_firms: int, n_attributes: int) -> CustomerState:
@@ -148,6 +164,21 @@ class CustomerState:
             step_left=np.full(n, NO_FIRM, i4),
             step_cause=np.zeros(n, np.int8),
             step_gained=np.full(n, NO_FIRM, i4),
+            relationship_value=np.zeros(n, f8),
+            lost_value=np.zeros(n, f8),
+            lost_at=np.full(n, NEVER, i4),
+            offer_firm=np.full(n, NO_FIRM, i4),
+            offer_until=np.full(n, NEVER, i4),
+            offer_discount=np.zeros(n, f8),
+            offer_upgrade=np.zeros(n, f8),
+            offer_cost=np.zeros(n, f8),
+            contacted_at=np.full(n, NEVER, i4),
+            regained_by=np.full(n, NO_FIRM, i4),
+            regained_at=np.full(n, NEVER, i4),
+            step_discount=np.zeros(n, f8),
+            step_regained=np.zeros(n, bool),
+            step_lifetime_value=np.zeros(n, f8),
+            step_second_ended=np.zeros(n, bool),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -203,6 +234,7 @@ class Shared:
     t: int
     available: np.ndarray  # bool[F] firms in the market
     price: np.ndarray  # f8[F]
+    unit_cost: np.ndarray  # f8[F]
     price_ref: float
     price_factor: float  # multiplies price sensitivity (income shocks)
     levels: np.ndarray  # f8[F, A]
@@ -384,12 +416,21 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     had = cur >= 0
     cur_safe = np.where(had, cur, 0)
 
+    # a personal offer (a win-back campaign's) changes one firm's price and service for this customer
+    offer_firm = st.offer_firm[rows]
+    offer_on = (offer_firm >= 0) & (t <= st.offer_until[rows])
+    offered_here = (firm_ids[None, :] == offer_firm[:, None]) & offer_on[:, None]
+    price = sh.price[None, :] * (1.0 - np.where(offered_here, st.offer_discount[rows][:, None], 0.0))
+    contacted = st.contacted_at[rows] == t
+
     # 2. beliefs: word of mouth, then marketing exposure (both before choosing)
     perceived = st.perceived[rows]
     perceived = perceived + p.wom_influence * (sh.wom_pos[rows] * (1.0 - perceived) - sh.wom_neg[rows] * perceived)
     weights = st.weights[rows]
     quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion)
-    exposed = (v.u_market[rows] < sh.reach[None, :]) & present[:, None] & sh.available[None, :]
+    # a campaign's contact informs like marketing does
+    exposed = (((v.u_market[rows] < sh.reach[None, :]) | (offered_here & contacted[:, None]))
+               & present[:, None] & sh.available[None, :])
     perceived = np.where(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
     rival_offer = (exposed & (firm_ids[None, :] != cur[:, None])).any(axis=1)
 
@@ -407,11 +448,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     staying = present & had & ~leave
     can_choose = present if p.contractual else present & (k > 0)
     # attitudinally loyal customers discount rivals' offers as they discount search
-    prompted = (rival_offer & (v.u_attention[rows] < p.offer_attention * (1.0 - attitude))) | lost_manager_now
+    prompted = ((rival_offer & (v.u_attention[rows] < p.offer_attention * (1.0 - attitude))) | lost_manager_now
+                | contacted)
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
-    relative_price = sh.price / sh.price_ref - 1.0
+    relative_price = price / sh.price_ref - 1.0
     base = (p.quality_weight * perceived
-            - (sh.price_factor * st.price_sensitivity[rows])[:, None] * relative_price[None, :])
+            - (sh.price_factor * st.price_sensitivity[rows])[:, None] * relative_price)
     base = np.where(sh.available[None, :], base, -np.inf)
     hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
     hold = hold + p.relationship_premium * attitude
@@ -445,7 +487,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         at = np.where(wander, other, new_safe).astype(np.int32)
     purchases = np.where(buying, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
-    failed = buying & (v.u_fail[rows] >= sh.reliability[at])
+    upgraded = offered_here[idx, at]
+    reliability = np.where(upgraded, 1.0 - (1.0 - sh.reliability[at]) * (1.0 - st.offer_upgrade[rows]),
+                           sh.reliability[at])
+    failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
     complained = failed & (v.u_complain[rows] < np.where(dissatisfied, p.complaint_rate_dissatisfied,
                                                            p.complaint_rate))
@@ -467,6 +512,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         gained = np.where(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
         gained = np.where(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
+
+    # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
+    discount = np.where(upgraded, units * sh.price[at] * st.offer_discount[rows], 0.0)
+    margin = units * (sh.price[at] - sh.unit_cost[at]) - discount
+    value = np.where(changed, 0.0, st.relationship_value[rows]) + np.where(buying & (at == new), margin, 0.0)
+    regained = changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
 
     # 5. attitude toward the current firm, relationship bookkeeping
     attitude = np.where(changed, 0.0, attitude)
@@ -505,3 +556,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.step_left[rows] = np.where(left, cur, NO_FIRM)
     st.step_cause[rows] = cause
     st.step_gained[rows] = gained
+    st.step_discount[rows] = discount
+    st.step_regained[rows] = regained
+    st.step_lifetime_value[rows] = np.where(left, st.relationship_value[rows], 0.0)
+    st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
+    st.lost_value[rows] = np.where(left, st.relationship_value[rows], st.lost_value[rows])
+    st.lost_at[rows] = np.where(left, t, st.lost_at[rows])
+    st.relationship_value[rows] = value
+    st.regained_by[rows] = np.where(regained, new, np.where(changed, NO_FIRM, st.regained_by[rows]))
+    st.regained_at[rows] = np.where(regained, t, st.regained_at[rows])

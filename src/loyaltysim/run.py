@@ -84,7 +84,7 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
     firm_names = np.array([*model.firm_names, None], dtype=object)  # index -1 (no firm) maps to None
 
     dep = _concat(model.departures, ["step", "customer", "firm", "destination", "cause", "last_score", "tenure",
-                                     "satisfaction"])
+                                     "satisfaction", "value", "second_lifetime"])
     defections = pd.DataFrame({
         "step": dep["step"].astype(np.int32),
         "customer": dep["customer"].astype(np.int32),
@@ -94,6 +94,8 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
         "last_score": pd.array(np.where(dep["last_score"] > 0, dep["last_score"], 0), dtype="Int8"),
         "tenure": dep["tenure"].astype(np.int32),
         "satisfaction": dep["satisfaction"].astype(np.float64),
+        "value": dep["value"].astype(np.float64),
+        "second_lifetime": dep["second_lifetime"].astype(bool),
     })
     defections.loc[defections["last_score"] == 0, "last_score"] = pd.NA
     srv = _concat(model.responses, ["step", "customer", "firm", "score", "recommend", "true_satisfaction"])

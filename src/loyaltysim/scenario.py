@@ -192,14 +192,47 @@ class Programme(_Spec):
         raise ValueError(f"programme kind '{self.kind}' is not available in this version (none are yet)")
 
 
+class Offer(_Spec):
+    """What a contacted customer is offered: a discount, a service upgrade, or both, for a while."""
+
+    discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # share off the price
+    upgrade: Probability = 0.0  # share of the customer's service failures removed (a service upgrade)
+    duration: DurationField = "13 weeks"  # how long the offer lasts once made
+    cost: NonNegative = 0.0  # per accepted offer (besides the discount, which costs through revenue)
+
+
+class WinBackTarget(_Spec):
+    """Which lapsed customers a win-back campaign contacts: those who left the firm (its last firm)."""
+
+    lapsed_at_least: DurationField = "0 weeks"  # time since they left
+    lapsed_at_most: DurationField | None = None
+    causes: list[str] | None = None  # recorded defection causes to target; unset: all
+    min_value: NonNegative = 0.0  # least margin the first lifetime earned
+    share: Probability = 1.0  # share of the eligible contacted (drawn at random)
+    max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the most valuable first
+
+
 class Campaign(_Spec):
-    """Placeholder for retention and win-back campaigns: none are available in schema version 1."""
+    """A win-back campaign: every ``every``, contact lapsed customers chosen by ``target`` with ``offer``."""
 
-    kind: str
+    kind: Literal["win_back"]
+    every: DurationField = "4 weeks"
+    start: DurationField = "0 weeks"
+    stop: DurationField | None = None
+    target: WinBackTarget = WinBackTarget()
+    offer: Offer = Offer()
+    contact_cost: NonNegative = 0.0  # per customer contacted
+    recontact_after: DurationField = "52 weeks"  # a customer is contacted again only after this long
 
-    @model_validator(mode="after")
-    def _unsupported(self) -> Campaign:
-        raise ValueError(f"campaign kind '{self.kind}' is not available in this version (none are yet)")
+    @field_validator("target")
+    @classmethod
+    def _causes(cls, v: WinBackTarget) -> WinBackTarget:
+        known = ("needs_not_met", "manager_left", "competitor_offer", "price_rise", "service_failure",
+                 "integrity_breach", "market_fluctuation", "natural_churn")
+        bad = [c for c in v.causes or [] if c not in known]
+        if bad:
+            raise ValueError(f"unknown defection cause(s) {bad}; known: {list(known)}")
+        return v
 
 
 class Investment(_Spec):

@@ -1,0 +1,114 @@
+"""Win-back campaigns and second lifetimes: accounting, targeting, the mechanism of acceptance, and CLV."""
+
+import math
+
+import numpy as np
+import pytest
+
+from loyaltysim.agents import Firm
+from loyaltysim.model import LoyaltyMarket
+from loyaltysim.rules import NO_FIRM, Cause
+from loyaltysim.value import clv, expected_lifetime, return_on_regain
+
+CAMPAIGN = {"kind": "win_back", "every": "4 weeks", "start": "6 weeks",
+            "target": {"lapsed_at_least": "1 week", "lapsed_at_most": "26 weeks"},
+            "offer": {"discount": 0.3, "duration": "8 weeks", "cost": 10.0}, "contact_cost": 5.0}
+
+
+def _market(make_scenario, campaign=CAMPAIGN, seed=1, population=2000, steps=30):
+    scenario = make_scenario(market__customers__population=population,
+                             policy__campaigns=[campaign] if campaign else [])
+    return LoyaltyMarket(scenario, seed=seed).run(steps)
+
+
+def _focal(model):
+    frame = model.datacollector.get_agenttype_vars_dataframe(Firm).reset_index()
+    return frame[frame["AgentID"] == model.firms[0].unique_id]
+
+
+def test_campaign_cost_is_contacts_times_contact_cost_plus_accepted_offers(make_scenario):
+    model = _market(make_scenario)
+    focal = _focal(model)
+    contacts, regained = focal["contacts"].sum(), focal["regained"].sum()
+    assert contacts > 0 and regained > 0
+    assert focal["campaign_cost"].sum() == pytest.approx(contacts * 5.0 + regained * 10.0)
+    # contacts happen only on the campaign's days: steps 7, 11, 15, ...
+    days = focal.loc[focal["contacts"] > 0, "Step"].astype(int).tolist()
+    assert days and all((d - 7) % 4 == 0 for d in days)
+    # discounts are revenue given up: revenue = units x price - discounts
+    np.testing.assert_allclose(focal["revenue"], focal["units"] * focal["price"] - focal["discounts"], rtol=1e-12)
+
+
+def test_only_lapsed_customers_of_the_firm_are_contacted_and_each_regain_is_counted_once(make_scenario):
+    model = _market(make_scenario)
+    st = model.customers
+    contacted = st.contacted_at > 0
+    assert (st.offer_firm[contacted] == 0).all()
+    back = st.regained_by == 0
+    assert back.any()
+    assert (st.current[back] == 0).all()  # a second lifetime is with the firm that won them back
+    assert (st.regained_at[back] >= st.contacted_at[back]).all()  # ... which starts at reacquisition
+    regained_total = _focal(model)["regained"].sum()
+    ended = sum(int((d["second_lifetime"] & (d["firm"] == 0)).sum()) for d in model.departures)
+    assert regained_total == back.sum() + ended  # every regain is either still running or ended once
+
+
+def test_no_campaign_contacts_nobody_and_changes_nothing(make_scenario):
+    model = _market(make_scenario, campaign=None)
+    focal = _focal(model)
+    assert focal["contacts"].sum() == 0 and focal["campaign_cost"].sum() == 0.0
+    assert (model.customers.offer_firm == NO_FIRM).all()
+
+
+def test_targeting_by_cause_and_recontact(make_scenario):
+    campaign = {**CAMPAIGN, "target": {**CAMPAIGN["target"], "causes": ["competitor_offer"]},
+                "recontact_after": "52 weeks"}
+    model = _market(make_scenario, campaign=campaign)
+    st = model.customers
+    contacted = st.contacted_at > 0
+    assert contacted.any()
+    # causes are recorded when a customer leaves; those contacted had left for a competitor's offer (their
+    # latest departure may have come later, after the contact)
+    assert (st.switch_cause[contacted & (st.lost_at < st.contacted_at)] == Cause.COMPETITOR_OFFER).all()
+    # never twice within a year: each contacted customer was contacted once in 30 weeks
+    assert _focal(model)["contacts"].sum() == contacted.sum()
+
+
+def test_a_deeper_discount_wins_back_more_customers(make_scenario):
+    won = {}
+    for discount in (0.05, 0.5):
+        campaign = {**CAMPAIGN, "offer": {**CAMPAIGN["offer"], "discount": discount}}
+        won[discount] = sum(_focal(_market(make_scenario, campaign=campaign, seed=s))["regained"].sum()
+                            for s in (1, 2, 3))
+    assert won[0.5] > 1.5 * won[0.05], won
+
+
+def test_clv_against_hand_computed_values():
+    # 100 a period, retained 80%, discounted 10%: q = 0.8 / 1.1
+    q = 0.8 / 1.1
+    assert clv(100.0, 0.8, 0.1) == pytest.approx(100.0 / (1 - q))  # 366.67
+    assert clv(100.0, 0.8, 0.1) == pytest.approx(366.6666666, rel=1e-9)
+    assert clv(100.0, 0.8, 0.1, periods=3) == pytest.approx(100 + 100 * q + 100 * q**2)
+    assert clv(100.0, 1.0, 0.0, periods=5) == 500.0
+    assert clv(50.0, 0.0, 0.1) == 50.0  # one period only
+    assert expected_lifetime(0.8) == pytest.approx(5.0)
+    assert math.isinf(expected_lifetime(1.0))
+    assert return_on_regain(150.0, 100.0) == pytest.approx(0.5)
+    for bad in ({"retention": 1.2}, {"retention": 1.0, "discount_rate": 0.0}):
+        with pytest.raises(ValueError):
+            clv(1.0, **{"retention": 0.5, "discount_rate": 0.1, **bad})
+    with pytest.raises(ValueError):
+        return_on_regain(1.0, 0.0)
+
+
+def test_bad_campaigns_get_clear_errors(scenario_data):
+    from loyaltysim.scenario import ScenarioError, scenario_from_dict
+
+    bad = {**CAMPAIGN, "target": {"causes": ["boredom"]}, "offer": {"discount": 1.5}}
+    with pytest.raises(ScenarioError) as info:
+        scenario_from_dict(scenario_data(policy__campaigns=[bad]))
+    text = "\n".join(info.value.problems)
+    assert "unknown defection cause(s) ['boredom']" in text
+    assert "policy.campaigns[0].offer.discount" in text
+    with pytest.raises(ScenarioError, match="win_back"):
+        scenario_from_dict(scenario_data(policy__campaigns=[{"kind": "loyalty_bonus"}]))
