@@ -487,8 +487,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         at = np.where(wander, other, new_safe).astype(np.int32)
     purchases = np.where(buying, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
-    upgraded = offered_here[idx, at]
-    reliability = np.where(upgraded, 1.0 - (1.0 - sh.reliability[at]) * (1.0 - st.offer_upgrade[rows]),
+    offer_applies = offered_here[idx, at]  # the offer is from the firm bought from
+    reliability = np.where(offer_applies, 1.0 - (1.0 - sh.reliability[at]) * (1.0 - st.offer_upgrade[rows]),
                            sh.reliability[at])
     failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
@@ -514,7 +514,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         gained = np.where(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
-    discount = np.where(upgraded, units * sh.price[at] * st.offer_discount[rows], 0.0)
+    discount = np.where(offer_applies, units * sh.price[at] * st.offer_discount[rows], 0.0)
     margin = units * (sh.price[at] - sh.unit_cost[at]) - discount
     value = np.where(changed, 0.0, st.relationship_value[rows]) + np.where(buying & (at == new), margin, 0.0)
     regained = changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
