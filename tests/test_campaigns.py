@@ -112,3 +112,22 @@ def test_bad_campaigns_get_clear_errors(scenario_data):
     assert "policy.campaigns[0].offer.discount" in text
     with pytest.raises(ScenarioError, match="win_back"):
         scenario_from_dict(scenario_data(policy__campaigns=[{"kind": "loyalty_bonus"}]))
+
+
+def test_the_contacts_table_accounts_for_every_contact_and_regain(make_scenario):
+    from loyaltysim.run import simulate
+
+    scenario = make_scenario(market__customers__population=2000, policy__campaigns=[CAMPAIGN])
+    result = simulate(scenario, seed=2)
+    contacts, firms = result.tables["contacts"], result.tables["firms"]
+    focal = firms[firms["firm"] == "Focal"]
+    assert len(contacts) == focal["contacts"].sum()
+    assert contacts["accepted"].sum() == focal["regained"].sum()  # every regain came through one offer
+    cost = contacts["contact_cost"].sum() + (contacts["offer_cost"] * contacts["accepted"]).sum()
+    assert cost == pytest.approx(focal["campaign_cost"].sum())
+    accepted = contacts[contacts["accepted"]]
+    assert (accepted["regained_at"] >= accepted["step"]).all()
+    assert accepted["second_value"].notna().all() and (accepted["second_value"] >= 0).all()
+    assert contacts.loc[~contacts["accepted"], "second_value"].isna().all()
+    assert (contacts["lapsed"] >= 1).all() and (contacts["lapsed"] <= 26).all()  # the target's window
+    assert "contacts" not in simulate(make_scenario(market__customers__population=200), seed=2).tables

@@ -161,6 +161,8 @@ class LoyaltyMarket(Model):
         self.departures: list[dict[str, np.ndarray]] = []
         self.responses: list[dict[str, np.ndarray]] = []
         self.panel: list[dict[str, np.ndarray]] = []
+        self.contact_log: list[dict[str, np.ndarray]] = []  # win-back contacts, with what was known of each
+        self.regain_log: list[dict[str, np.ndarray]] = []  # customers won back by an offer
         self._classified: dict[str, tuple[int, np.ndarray]] = {}
         self._members_prev = self._members()
         self.shared: Shared | None = None
@@ -339,6 +341,14 @@ class LoyaltyMarket(Model):
                 st.offer_upgrade[who] = offer.upgrade
                 st.offer_cost[who] = offer.cost
                 st.contacted_at[who] = t
+                self.contact_log.append({
+                    "step": np.full(who.size, t, np.int32), "customer": who.astype(np.int32),
+                    "firm": np.full(who.size, f.index, np.int32), "cause": st.switch_cause[who].copy(),
+                    "lapsed": (t - st.lost_at[who]).astype(np.int32), "first_value": st.lost_value[who].copy(),
+                    "discount": np.full(who.size, offer.discount), "upgrade": np.full(who.size, offer.upgrade),
+                    "offer_until": st.offer_until[who].copy(), "contact_cost": np.full(who.size, c.contact_cost),
+                    "offer_cost": np.full(who.size, offer.cost),
+                })
                 f.contacts += who.size
                 f.contact_spend += who.size * c.contact_cost
 
@@ -518,6 +528,10 @@ class LoyaltyMarket(Model):
         mask = self._member_mask()
         dep = self._departures(t)
         self.departures.append(dep)
+        back = np.flatnonzero(st.step_regained)
+        if back.size:
+            self.regain_log.append({"step": np.full(back.size, t, np.int32), "customer": back.astype(np.int32),
+                                    "firm": st.current[back].copy()})
         buyer = st.step_firm >= 0
         at = st.step_firm[buyer]
         purchases = np.bincount(at, weights=st.step_purchases[buyer], minlength=n_firms)

@@ -109,9 +109,51 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
     })
     tables = {"firms": firms, "market": market, "defections": defections, "surveys": surveys,
               "customers": _customers_table(model)}
+    if model.contact_log:
+        tables["contacts"] = _contacts_table(model, firm_names)
     if model.panel:
         tables["panel"] = _panel_table(model)
     return tables
+
+
+def _contacts_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFrame:
+    """Every win-back contact: who, when, what the firm knew (cause, time since lapse, first-lifetime value), the
+    offer, whether the customer came back while it lasted, and the margin of the second lifetime so far (to the
+    end of the run, or to the customer's next departure from the firm)."""
+    cols = list(model.contact_log[0])
+    raw = _concat(model.contact_log, cols)
+    contacts = pd.DataFrame(raw)
+    contacts["firm"] = firm_names[raw["firm"].astype(int)]
+    contacts["cause"] = pd.Categorical.from_codes(raw["cause"].astype(int), categories=CAUSE_NAMES)
+    regains = _concat(model.regain_log, ["step", "customer", "firm"])
+    won = pd.DataFrame({"customer": regains["customer"].astype(np.int32), "regained_at": regains["step"],
+                        "regained_firm": regains["firm"]})
+    merged = contacts.reset_index().merge(won, on="customer", how="left")
+    inside = ((merged["regained_firm"] == raw["firm"][merged["index"]])
+              & (merged["regained_at"] >= merged["step"]) & (merged["regained_at"] <= merged["offer_until"]))
+    first = merged[inside].groupby("index")["regained_at"].min()
+    contacts["regained_at"] = first.reindex(contacts.index).astype("Int32")
+    contacts["accepted"] = contacts["regained_at"].notna()
+    # second-lifetime margin: the value of the relationship when the regained customer next left the firm, or
+    # its value at the end of the run if it is still there
+    st = model.customers
+    dep = _concat(model.departures, ["step", "customer", "firm", "value", "second_lifetime"])
+    ended = pd.DataFrame({"customer": dep["customer"].astype(np.int32), "firm": dep["firm"].astype(np.int32),
+                          "left_at": dep["step"], "value": dep["value"]})[dep["second_lifetime"].astype(bool)]
+    accepted = pd.DataFrame({"index": np.flatnonzero(contacts["accepted"].to_numpy())})
+    accepted["customer"] = raw["customer"][accepted["index"]].astype(np.int32)
+    accepted["firm"] = raw["firm"][accepted["index"]].astype(np.int32)
+    accepted["regained_at"] = contacts["regained_at"].to_numpy()[accepted["index"]].astype(np.int64)
+    later = accepted.merge(ended, on=["customer", "firm"])
+    later = later[later["left_at"] > later["regained_at"]].sort_values("left_at").groupby("index").first()
+    value = pd.Series(np.nan, index=contacts.index)
+    value[later.index] = later["value"].to_numpy()
+    running = accepted[~accepted["index"].isin(later.index)]
+    still = (st.current[running["customer"]] == running["firm"]) & (st.regained_at[running["customer"]]
+                                                                    == running["regained_at"])
+    value[running["index"][still]] = st.relationship_value[running["customer"][still]]
+    contacts["second_value"] = value
+    return contacts.drop(columns=["offer_until"])
 
 
 def _customers_table(model: LoyaltyMarket) -> pd.DataFrame:
