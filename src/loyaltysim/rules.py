@@ -428,9 +428,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     perceived = perceived + p.wom_influence * (sh.wom_pos[rows] * (1.0 - perceived) - sh.wom_neg[rows] * perceived)
     weights = st.weights[rows]
     quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion)
-    # a campaign's contact informs like marketing does
-    exposed = (((v.u_market[rows] < sh.reach[None, :]) | (offered_here & contacted[:, None]))
-               & present[:, None] & sh.available[None, :])
+    # a contact offering a service upgrade informs about the firm's service like marketing does (a discount
+    # alone says nothing about quality: it acts through price)
+    informed = offered_here & (contacted & (st.offer_upgrade[rows] > 0))[:, None]
+    exposed = (((v.u_market[rows] < sh.reach[None, :]) | informed) & present[:, None] & sh.available[None, :])
     perceived = np.where(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
     rival_offer = (exposed & (firm_ids[None, :] != cur[:, None])).any(axis=1)
 
