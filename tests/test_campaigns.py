@@ -131,3 +131,23 @@ def test_the_contacts_table_accounts_for_every_contact_and_regain(make_scenario)
     assert contacts.loc[~contacts["accepted"], "second_value"].isna().all()
     assert (contacts["lapsed"] >= 1).all() and (contacts["lapsed"] <= 26).all()  # the target's window
     assert "contacts" not in simulate(make_scenario(market__customers__population=200), seed=2).tables
+
+
+def test_win_back_outcomes_follow_the_contacts_table(make_scenario):
+    from loyaltysim import outcomes
+    from loyaltysim.run import simulate
+
+    scenario = make_scenario(market__customers__population=2000, policy__campaigns=[CAMPAIGN])
+    result = simulate(scenario, seed=2)
+    names = ["focal.winback_contacts", "focal.winback_rate", "focal.winback_cost", "focal.second_lifetime_value",
+             "focal.return_on_regain", "firm[Rival A].winback_contacts", "firm[Rival A].winback_rate"]
+    values = outcomes.compute(names, scenario, result.tables, result.summary)
+    contacts = result.tables["contacts"]
+    cost = 5.0 * len(contacts) + 10.0 * contacts["accepted"].sum()
+    assert values["focal.winback_contacts"] == len(contacts)
+    assert values["focal.winback_rate"] == pytest.approx(contacts["accepted"].mean())
+    assert values["focal.winback_cost"] == pytest.approx(cost)
+    value = contacts["second_value"].sum()
+    assert values["focal.second_lifetime_value"] == pytest.approx(value)
+    assert values["focal.return_on_regain"] == pytest.approx((value - cost) / cost)
+    assert values["firm[Rival A].winback_contacts"] == 0.0 and math.isnan(values["firm[Rival A].winback_rate"])

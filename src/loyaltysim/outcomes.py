@@ -8,6 +8,10 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   ``attitude``, ``satisfaction``, ``satisfaction_basic``, ``satisfaction_performance``, ``satisfaction_latent``
   (suffix ``_mean``, e.g. ``attitude_mean``);
 * totals over the reported period: ``investment_cost_total``, ``acquisition_cost_total``, ``defections_total``;
+* win-back campaigns, from the run's contacts: ``winback_contacts``, ``winback_rate`` (share of contacts who came
+  back while the offer lasted), ``winback_cost`` (contacts x contact cost + accepted offers x offer cost; discounts
+  are already netted out of the margins), ``second_lifetime_value`` (margin of the second lifetimes so far) and
+  ``return_on_regain`` ((second-lifetime value - cost) / cost; Stauss & Friege 1999);
 * cohort loyalty, measured on the customers a firm held when the warm-up ended, so that a shrinking firm's
   surviving core does not pass for loyalty: ``cohort_retention`` (the share still with the firm at the end),
   ``cohort_retention_annual`` (the same per year: retention ** (1 / years)), ``cohort_attitude`` (the mean
@@ -40,6 +44,7 @@ SERIES_MEASURES = ("attitude", "satisfaction_basic", "satisfaction_performance",
                    "satisfaction_latent", "retention")
 COHORT_MEASURES = ("cohort_retention", "cohort_retention_annual", "cohort_attitude")
 TOTAL_MEASURES = ("investment_cost_total", "acquisition_cost_total", "defections_total")
+WINBACK_MEASURES = ("winback_contacts", "winback_rate", "winback_cost", "second_lifetime_value", "return_on_regain")
 MARKET_MEASURES = ("annual_churn", "satisfied_defector_share", "defection_ratio_4_to_5", "retention_step_4_to_5",
                    "retention_rise_to_4", *(f"retention_by_score_{s}" for s in range(1, 6)))
 _NAME = re.compile(r"^(focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
@@ -58,7 +63,7 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
     m = _NAME.match(name)
     allowed = ("focal.<measure>, firm[<name>].<measure> or market.<measure>; firm measures: "
                + ", ".join([*SUMMARY_MEASURES, *(f"{s}_mean" for s in SERIES_MEASURES), *COHORT_MEASURES,
-                            *TOTAL_MEASURES])
+                            *TOTAL_MEASURES, *WINBACK_MEASURES])
                + "; market measures: " + ", ".join(MARKET_MEASURES))
     if not m:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
@@ -66,7 +71,7 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
     if name.startswith("market."):
         ok = measure in MARKET_MEASURES
     else:
-        ok = measure in SUMMARY_MEASURES or measure in COHORT_MEASURES or measure in TOTAL_MEASURES or (
+        ok = measure in (*SUMMARY_MEASURES, *COHORT_MEASURES, *TOTAL_MEASURES, *WINBACK_MEASURES) or (
             measure.endswith("_mean") and measure.removesuffix("_mean") in SERIES_MEASURES)
     if not ok:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
@@ -85,6 +90,8 @@ def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict
         row = next(f for f in summary["firms"] if f["firm"] == name)
         value = row[measure]
         return math.nan if value is None else float(value)
+    if measure in WINBACK_MEASURES:
+        return _winback_value(name, measure, tables)
     if measure in COHORT_MEASURES:
         customers = tables["customers"]
         cohort = customers[customers["firm_after_warmup"] == name]
@@ -101,6 +108,23 @@ def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict
         column = {"defections_total": "defections"}.get(measure, measure.removesuffix("_total"))
         return float(rows[column].sum())
     return float(rows[measure.removesuffix("_mean")].mean())
+
+
+def _winback_value(name: str, measure: str, tables: dict[str, pd.DataFrame]) -> float:
+    contacts = tables.get("contacts")
+    mine = contacts[contacts["firm"] == name] if contacts is not None else None
+    if mine is None or mine.empty:
+        return 0.0 if measure in ("winback_contacts", "winback_cost", "second_lifetime_value") else math.nan
+    accepted = mine["accepted"].to_numpy(bool)
+    cost = float(mine["contact_cost"].sum() + mine["offer_cost"].to_numpy()[accepted].sum())
+    value = float(mine["second_value"].fillna(0.0).sum())
+    return {
+        "winback_contacts": float(len(mine)),
+        "winback_rate": float(accepted.mean()),
+        "winback_cost": cost,
+        "second_lifetime_value": value,
+        "return_on_regain": (value - cost) / cost if cost > 0 else math.nan,
+    }[measure]
 
 
 def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

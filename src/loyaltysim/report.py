@@ -256,6 +256,11 @@ _MEASURES = {
     "investment_cost_total": "investment spending after the warm-up (money)",
     "acquisition_cost_total": "acquisition spending after the warm-up (money)",
     "defections_total": "defections after the warm-up (customers)",
+    "winback_contacts": "win-back contacts (customers)",
+    "winback_rate": "contacts won back while the offer lasted (fraction)",
+    "winback_cost": "win-back contacts and accepted offers (money)",
+    "second_lifetime_value": "margin of second lifetimes (money)",
+    "return_on_regain": "return on regain investment (ratio)",
     **{f"retention_by_score_{s}": f"retained a year after scoring {s} (fraction)" for s in range(1, 6)},
 }
 
