@@ -55,7 +55,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .outcomes import OutcomeError, check_name
-from .scenario import LoyaltyScenario, ScenarioError, format_validation_error, load_scenario, scenario_from_dict
+from .scenario import (
+    LoyaltyScenario,
+    ScenarioError,
+    as_dict,
+    as_list,
+    format_validation_error,
+    load_scenario,
+    scenario_from_dict,
+)
 from .units import DurationField
 
 SCHEMA_VERSION = 1
@@ -134,14 +142,6 @@ class ExperimentSpec(_Spec):
     factors: list[Factor] = []
 
 
-def _as_list(x: Any) -> list:
-    return x if isinstance(x, list) else []
-
-
-def _as_dict(x: Any) -> dict:
-    return x if isinstance(x, dict) else {}
-
-
 def _label(value: Any) -> str:
     return str(value)
 
@@ -178,11 +178,11 @@ def _factor_problems(i: int, f: dict) -> tuple[list[str], list[str] | None]:
         levels = f.get("levels")
         if isinstance(levels, list) and not levels:
             problems.append(f"{where}.levels: give at least one level")
-        for j, lv in enumerate(_as_list(levels)):
-            for p in _as_dict(_as_dict(lv).get("set")):
+        for j, lv in enumerate(as_list(levels)):
+            for p in as_dict(as_dict(lv).get("set")):
                 if not _PATH.fullmatch(p):
                     problems.append(f'{where}.levels[{j}].set."{p}": invalid path; {_PATH_HINT}')
-        names = [str(_as_dict(lv).get("label")) for lv in _as_list(levels)]
+        names = [str(as_dict(lv).get("label")) for lv in as_list(levels)]
     duplicates = sorted({x for x in names if names.count(x) > 1})
     if duplicates:
         problems.append(f"{where}: level labels must be unique, got {names}"
@@ -195,15 +195,15 @@ def cross_problems(data: Any, figure_names: list[str] | None = None) -> list[str
 
     Written over the raw data, so they are listed together with the field errors elsewhere in the file.
     """
-    data = _as_dict(data)
+    data = as_dict(data)
     problems: list[str] = []
     name = data.get("name")
     if isinstance(name, str) and (not _EXPERIMENT_NAME.fullmatch(name) or name in RESERVED_NAMES):
         problems.append(f"name: '{name}' cannot name the report folder; use letters, digits, '_', '.', '-' "
                         f"(starting with a letter or digit), and not {list(RESERVED_NAMES)}")
     labels: dict[str, list[str] | None] = {}
-    for i, f in enumerate(_as_list(data.get("factors"))):
-        f = _as_dict(f)
+    for i, f in enumerate(as_list(data.get("factors"))):
+        f = as_dict(f)
         fname = f.get("name")
         if isinstance(fname, str):
             if not _FACTOR_NAME.fullmatch(fname):
@@ -231,15 +231,15 @@ def cross_problems(data: Any, figure_names: list[str] | None = None) -> list[str
     if data.get("risk") is True and reference is None:
         problems.append("risk: the spread of paired differences needs a reference design point; set reference")
     if figure_names is not None:
-        for i, fig in enumerate(_as_list(data.get("figures"))):
+        for i, fig in enumerate(as_list(data.get("figures"))):
             if isinstance(fig, str) and fig not in figure_names:
                 problems.append(f"figures[{i}]: unknown figure '{fig}'; registered: {sorted(figure_names)}")
         from .report import FINDINGS
 
-        for i, name in enumerate(_as_list(data.get("findings"))):
+        for i, name in enumerate(as_list(data.get("findings"))):
             if isinstance(name, str) and name not in FINDINGS:
                 problems.append(f"findings[{i}]: unknown findings '{name}'; registered: {sorted(FINDINGS)}")
-    outcomes = [o for o in _as_list(data.get("outcomes")) if isinstance(o, str)]
+    outcomes = [o for o in as_list(data.get("outcomes")) if isinstance(o, str)]
     repeated = sorted({o for o in outcomes if outcomes.count(o) > 1})
     if repeated:
         problems.append(f"outcomes: each outcome once; repeated: {repeated}")
@@ -504,7 +504,7 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
             problems += [f"scenario: {err.source}: {p}" for p in err.problems]
     if base is not None:
         firms = [f.name for f in base.market.firms]
-        for i, name in enumerate(_as_list(data.get("outcomes"))):
+        for i, name in enumerate(as_list(data.get("outcomes"))):
             if isinstance(name, str):
                 try:
                     check_name(name, firms)

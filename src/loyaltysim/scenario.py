@@ -457,11 +457,13 @@ class LoyaltyScenario(_Spec):
         return scenario_from_dict(data, source="command-line overrides")
 
 
-def _list(x: Any) -> list:
+def as_list(x: Any) -> list:
+    """``x`` if it is a list, else an empty one (for checks over raw, possibly malformed data)."""
     return x if isinstance(x, list) else []
 
 
-def _dict(x: Any) -> dict:
+def as_dict(x: Any) -> dict:
+    """``x`` if it is a dict, else an empty one (for checks over raw, possibly malformed data)."""
     return x if isinstance(x, dict) else {}
 
 
@@ -475,9 +477,9 @@ def cross_reference_problems(data: Any) -> list[str]:
     Written over the raw data, so they are found and listed together with field errors elsewhere in the file.
     """
     problems: list[str] = []
-    market = _dict(_dict(data).get("market"))
-    attributes = _names(_list(market.get("attributes")))
-    firm_items = _list(market.get("firms"))
+    market = as_dict(as_dict(data).get("market"))
+    attributes = _names(as_list(market.get("attributes")))
+    firm_items = as_list(market.get("firms"))
     firms = _names(firm_items)
     if len(set(attributes)) != len(attributes):
         problems.append(f"market.attributes: attribute names must be unique, got {attributes}")
@@ -485,7 +487,7 @@ def cross_reference_problems(data: Any) -> list[str]:
         problems.append(f"market.firms: firm names must be unique, got {firms}")
     managers = {}
     for i, f in enumerate(firm_items):
-        f = _dict(f)
+        f = as_dict(f)
         managers[f.get("name")] = f.get("relationship_managers", 0)
         levels = f.get("attributes")
         if isinstance(levels, dict):
@@ -495,19 +497,19 @@ def cross_reference_problems(data: Any) -> list[str]:
                 problems.append(f"market.firms[{i}].attributes: no level for attribute(s) {missing}")
             if extra:
                 problems.append(f"market.firms[{i}].attributes: unknown attribute(s) {extra}; known: {attributes}")
-        watched = _dict(f.get("reaction")).get("attributes")
-        for name in _list(watched):
+        watched = as_dict(f.get("reaction")).get("attributes")
+        for name in as_list(watched):
             if isinstance(name, str) and name not in attributes:
                 problems.append(f"market.firms[{i}].reaction.attributes: unknown attribute '{name}'; "
                                 f"known: {attributes}")
-        for k, inv in enumerate(_list(f.get("investments"))):
-            name = _dict(inv).get("attribute")
+        for k, inv in enumerate(as_list(f.get("investments"))):
+            name = as_dict(inv).get("attribute")
             if isinstance(name, str) and name not in attributes:
                 problems.append(f"market.firms[{i}].investments[{k}].attribute: unknown attribute '{name}'; "
                                 f"known: {attributes}")
     entering = []
-    for i, e in enumerate(_list(market.get("events"))):
-        e = _dict(e)
+    for i, e in enumerate(as_list(market.get("events"))):
+        e = as_dict(e)
         for key in ("firm", "to"):
             ref = e.get(key)
             if isinstance(ref, str) and ref not in firms:
@@ -528,18 +530,18 @@ def cross_reference_problems(data: Any) -> list[str]:
         problems.append(f"market.events: a firm can enter only once; entry events name {entering}")
     if firms and set(firms) <= set(entering):
         problems.append("market.events: at least one firm must be in the market from the start")
-    segments = _list(_dict(market.get("customers")).get("segments"))
-    shares = [seg.get("share") for seg in map(_dict, segments)]
+    segments = as_list(as_dict(market.get("customers")).get("segments"))
+    shares = [seg.get("share") for seg in map(as_dict, segments)]
     if segments and all(isinstance(x, int | float) for x in shares) and abs(sum(shares) - 1.0) > 1e-9:
         problems.append(f"market.customers.segments: shares must sum to 1, got {sum(shares):g}")
     seg_names = _names(segments)
     if len(set(seg_names)) != len(seg_names):
         problems.append(f"market.customers.segments: segment names must be unique, got {seg_names}")
-    policy = _dict(_dict(data).get("policy"))
+    policy = as_dict(as_dict(data).get("policy"))
     if isinstance(policy.get("firm"), str) and firms and policy["firm"] not in firms:
         problems.append(f"policy.firm: '{policy['firm']}' is not a market firm; known: {firms}")
-    for k, inv in enumerate(_list(policy.get("investments"))):
-        name = _dict(inv).get("attribute")
+    for k, inv in enumerate(as_list(policy.get("investments"))):
+        name = as_dict(inv).get("attribute")
         if isinstance(name, str) and name not in attributes:
             problems.append(f"policy.investments[{k}].attribute: unknown attribute '{name}'; known: {attributes}")
     return problems
