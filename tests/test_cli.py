@@ -19,13 +19,14 @@ import pandas as pd
 import pytest
 
 import loyaltysim
+from cli_process import TIMEOUT, cli_args, finish, start
+from cli_process import clean_env as _env
 from loyaltysim.scenario import load_scenario, scenario_from_dict
 from loyaltysim.storage import DB_ENV_VAR, Registry, code_identity
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMS = ("Focal", "Rival A", "Rival B")
 TABLES = ("firms", "market", "defections", "surveys", "customers")
-TIMEOUT = 120
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -78,31 +79,6 @@ SMALL = {"market__customers__population": 300, "time__horizon": "20 weeks", "tim
 def write_scenario(path: Path, data: dict) -> Path:
     path.write_text(to_toml(data), encoding="utf-8")
     return path
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != DB_ENV_VAR}  # the caller's registry must not leak in
-    env.update(extra)
-    return env
-
-
-def cli_args(*args) -> list[str]:
-    return [sys.executable, "-m", "loyaltysim.cli", *map(str, args)]
-
-
-def start(*args, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(cli_args(*args), cwd=cwd, env=env or _env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"{proc.args} timed out\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def cli(*args, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

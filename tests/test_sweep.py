@@ -15,7 +15,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli_process import TIMEOUT, finish, start
 from loyaltysim import run as run_module
 from loyaltysim import sweep as sweep_module
 from loyaltysim.cli import app
@@ -39,7 +39,6 @@ from loyaltysim.sweep import plan, remove_stale_temp_dirs, run_sweep
 DATA = Path(__file__).resolve().parent / "data"
 TINY = DATA / "tiny_experiment.toml"
 BASELINE = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "baseline.toml"
-TIMEOUT = 120
 TEMP_DIR = re.compile(r"^\..*\.(tmp|old)-")
 
 
@@ -466,25 +465,6 @@ def test_bad_input_gives_one_message_and_exit_2(case, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ for real
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != DB_ENV_VAR}
-
-
-def start(*args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "loyaltysim.cli", *map(str, args)], cwd=cwd, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"{proc.args} timed out\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -1,0 +1,38 @@
+"""Running the real ``loyaltysim`` command in a subprocess, for the CLI and sweep tests."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loyaltysim.storage import DB_ENV_VAR
+
+TIMEOUT = 120
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without a registry URL (the caller's registry must not leak in), plus extra."""
+    env = {k: v for k, v in os.environ.items() if k != DB_ENV_VAR}
+    env.update(extra)
+    return env
+
+
+def cli_args(*args) -> list[str]:
+    return [sys.executable, "-m", "loyaltysim.cli", *map(str, args)]
+
+
+def start(*args, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(cli_args(*args), cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"{proc.args} timed out\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
