@@ -137,7 +137,8 @@ class LoyaltyMarket(Model):
             ((max(e.at.steps(unit), 1), i, e) for i, e in enumerate(market.events)), key=lambda x: x[:2]
         )
         self._crises: list[tuple[int, int, float]] = []  # (last step, firm, reliability) of service crises
-        self._offers: dict[int, dict[str, np.ndarray]] = {}
+        self._offers: dict[int, dict[str, np.ndarray]] = {}  # what firms offered, kept as long as a reaction needs
+        self._offer_memory = max([f.reaction_delay for f in self.firms], default=0)
 
         n = c.population
         self.customers = CustomerState.allocate(n, len(self.firms), len(self.attribute_names))
@@ -237,6 +238,7 @@ class LoyaltyMarket(Model):
         self._apply_events(t)
         self._service_crises(t)
         self._drift_kano()
+        self._offers.pop(t - self._offer_memory - 1, None)
         self._offers[t] = {"price": np.array([f.price for f in self.firms]),
                            "levels": np.array([f.levels for f in self.firms]),
                            "available": np.array([f.available for f in self.firms])}
