@@ -351,6 +351,13 @@ def test_one_at_a_time_equals_vectorized(make_scenario, market, seed):
         market__firms__0__relationship_managers=3,
         market__attributes__2__drift={"one_dimensional_at": 0.3, "must_be_at": 0.5},
         policy__investments=[{"attribute": "perks", "budget": "200000 per month", "start": "2 weeks"}],
+        policy__campaigns=[
+            {"kind": "win_back", "every": "2 weeks", "start": "2 weeks", "target": {"lapsed_at_least": "1 week"},
+             "offer": {"discount": 0.3, "upgrade": 0.5, "duration": "4 weeks"}, "recontact_after": "6 weeks"},
+            {"kind": "retention", "every": "3 weeks", "start": "3 weeks", "target": {"top_share": 0.2},
+             "offer": {"discount": 0.2, "upgrade": 0.5, "manager": True, "duration": "4 weeks"},
+             "recontact_after": "6 weeks"},
+        ],
     )
     fast = LoyaltyMarket(sc, seed=seed)
     slow = LoyaltyMarket(sc, seed=seed, one_at_a_time=True)
@@ -376,7 +383,8 @@ def test_one_at_a_time_equals_vectorized(make_scenario, market, seed):
                 changed.add(name)
     # the comparison covered a state that moved
     assert {"current", "satisfaction", "perceived", "expectation", "wallet", "last_buy", "attitude", "manager",
-            "manager_lost", "previous", "step_complained"} <= changed
+            "manager_lost", "previous", "step_complained", "offer_firm", "offer_discount", "contacted_at",
+            "regained_by", "step_regained"} <= changed
     pd.testing.assert_frame_equal(firm_frame(slow), firm_frame(fast), check_exact=False, rtol=1e-12)
 
 

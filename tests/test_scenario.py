@@ -244,13 +244,13 @@ def test_programmes_are_not_available_yet(scenario_data, path, where):
 
 @pytest.mark.parametrize(
     ("path", "where"),
-    [("market__firms__2__campaigns", "market.firms[2].campaigns[0].kind"),
-     ("policy__campaigns", "policy.campaigns[0].kind")],
+    [("market__firms__2__campaigns", "market.firms[2].campaigns[0]"),
+     ("policy__campaigns", "policy.campaigns[0]")],
 )
-def test_only_win_back_campaigns_are_available(scenario_data, path, where):
+def test_unknown_campaign_kind_names_the_kinds_available(scenario_data, path, where):
     problem = only_problem(scenario_data(**{path: [{"kind": "points"}]}))
     assert problem.startswith(f"{where}: ")
-    assert "'win_back'" in problem
+    assert "'points'" in problem and "'win_back'" in problem and "'retention'" in problem
 
 
 def test_empty_programme_lists_are_fine(make_scenario):

@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 from mesa import DataCollector, Model
 
-from . import loyalty, rules
+from . import crm, loyalty, rules
 from . import network as net
 from .agents import Customer, Firm
+from .crm import CRM
 from .rules import ATTRACTIVE, MUST_BE, NEVER, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState, Params, Shared, Variates
 from .scenario import (
     AttributeChange,
@@ -31,6 +32,7 @@ from .scenario import (
     SwitchingCostChange,
 )
 from .streams import Streams
+from .units import DAYS
 
 LADDER_COLUMNS = tuple(f"stage_{s}" for s in loyalty.LADDER[1:5])  # a firm's own customers' stages
 DICK_BASU_COLUMNS = tuple(f"db_{s}" for s in loyalty.DICK_BASU)
@@ -93,6 +95,7 @@ class LoyaltyMarket(Model):
             p_leave=c.natural_churn.per_step(unit),
             p_enter=c.reentry.per_step(unit),
             failure_severity=c.failure_severity,
+            failure_belief=c.failure_belief,
             complaint_rate=c.complaint_rate,
             complaint_rate_dissatisfied=c.complaint_rate_dissatisfied,
             unresolved_factor=c.unresolved_complaint_factor,
@@ -164,6 +167,12 @@ class LoyaltyMarket(Model):
         self.panel: list[dict[str, np.ndarray]] = []
         self.contact_log: list[dict[str, np.ndarray]] = []  # win-back contacts, with what was known of each
         self.regain_log: list[dict[str, np.ndarray]] = []  # customers won back by an offer
+        self.warning_log: list[dict[str, np.ndarray]] = []  # retention campaigns: every customer scored, and the offers
+        windows = [c.warning.window.steps(unit) for f in self.firms for c in f.campaigns if c.kind == "retention"]
+        self.crm = CRM(n, max(windows)) if windows else None  # firms' records, kept only when a warning reads them
+        # each firm's last contact with each customer, for its own recontact rule (allocated only with campaigns)
+        has_campaigns = any(f.campaigns for f in self.firms)
+        self.contacted_by = np.full((n, len(self.firms)) if has_campaigns else (0, 0), NEVER, np.int32)
         self._classified: dict[str, tuple[int, np.ndarray]] = {}
         self._members_prev = self._members()
         self.shared: Shared | None = None
@@ -250,6 +259,8 @@ class LoyaltyMarket(Model):
             self.agents_by_type[Customer].do("step")
         else:
             rules.step_customers(self.customers, slice(None), self.variates, self.shared, self.params)
+        if self.crm is not None:
+            self.crm.observe(self.customers, t)
         self._survey(t)
         self._settle(t)
         self._snapshot(t)
@@ -303,16 +314,13 @@ class LoyaltyMarket(Model):
                     st.perceived[served, to] += follow * (1.0 - st.perceived[served, to])
 
     def _campaigns(self, t: int) -> None:
-        """Each firm's win-back campaigns contact their lapsed customers on the campaign's days.
+        """Each firm's campaigns, in list order, on their rounds: every ``every`` after ``start`` until ``stop``.
 
-        Eligible: active customers whose last firm was this one and who have another firm or none now, lapsed
-        within the target's window, with a recorded cause and first-lifetime value the target accepts, and
-        not contacted within ``recontact_after``. A share of them is drawn at random (from the firm's own
-        policy stream, so other firms' and customers' draws are untouched), the most valuable first when
-        ``max_contacts`` caps a round. The offer is recorded on the customer; whether it is accepted is the
-        customer's own choice, made by the same rules as any other.
+        A contacted customer holds the offer (one at a time: a later offer replaces an earlier one); whether a
+        lapsed customer accepts a win-back offer, or a saved one stays, is its own choice, made by the same rules
+        as any other. Random draws (a win-back ``share``, retention tie-breaks and holdouts) come from the firm's
+        own policy stream, so one firm's campaigns never shift another firm's or the customers' draws.
         """
-        st = self.customers
         unit = self.step_unit
         for f in self.firms:
             f.contacts, f.contact_spend = 0, 0.0
@@ -320,39 +328,108 @@ class LoyaltyMarket(Model):
                 start, every = c.start.steps(unit), max(c.every.steps(unit), 1)
                 if t <= start or (c.stop is not None and t > c.stop.steps(unit)) or (t - start - 1) % every:
                     continue
-                lapsed = t - st.lost_at
-                target = c.target
-                eligible = (st.active & (st.previous == f.index) & (st.current != f.index)
-                            & (lapsed >= target.lapsed_at_least.steps(unit))
-                            & (st.lost_value >= target.min_value)
-                            & (t - st.contacted_at >= c.recontact_after.steps(unit)))
-                if target.lapsed_at_most is not None:
-                    eligible &= lapsed <= target.lapsed_at_most.steps(unit)
-                if target.causes is not None:
-                    codes = [Cause[name.upper()] for name in target.causes]
-                    eligible &= np.isin(st.switch_cause, codes)
-                who = np.flatnonzero(eligible)
-                if target.share < 1.0:
-                    who = who[self.streams.policy(f.index).random(who.size) < target.share]
-                if target.max_contacts is not None and who.size > target.max_contacts:
-                    who = who[np.argsort(-st.lost_value[who], kind="stable")[:target.max_contacts]]
-                offer = c.offer
-                st.offer_firm[who] = f.index
-                st.offer_until[who] = t + offer.duration.steps(unit) - 1
-                st.offer_discount[who] = offer.discount
-                st.offer_upgrade[who] = offer.upgrade
-                st.offer_cost[who] = offer.cost
-                st.contacted_at[who] = t
-                self.contact_log.append({
-                    "step": np.full(who.size, t, np.int32), "customer": who.astype(np.int32),
-                    "firm": np.full(who.size, f.index, np.int32), "cause": st.switch_cause[who].copy(),
-                    "lapsed": (t - st.lost_at[who]).astype(np.int32), "first_value": st.lost_value[who].copy(),
-                    "discount": np.full(who.size, offer.discount), "upgrade": np.full(who.size, offer.upgrade),
-                    "offer_until": st.offer_until[who].copy(), "contact_cost": np.full(who.size, c.contact_cost),
-                    "offer_cost": np.full(who.size, offer.cost),
-                })
-                f.contacts += who.size
-                f.contact_spend += who.size * c.contact_cost
+                if c.kind == "win_back":
+                    self._win_back(f, c, t)
+                else:
+                    self._retention(f, c, t)
+
+    def _affordable(self, c, committed: float) -> int | None:
+        """How many customers a round's budget pays for at ``committed`` per contact (None: no limit)."""
+        if c.budget is None or committed <= 0:
+            return None
+        return int(c.budget // committed)
+
+    def _win_back(self, f: Firm, c, t: int) -> None:
+        """Contact lapsed customers: active, whose last firm was this one and who have another firm or none now,
+        lapsed within the target's window, with a recorded cause and first-lifetime value the target accepts,
+        and not contacted within ``recontact_after``. A share of them is drawn at random; ``max_contacts`` and
+        the budget (contact costs only: the offer is paid when accepted) cap a round, the most valuable first."""
+        st = self.customers
+        unit = self.step_unit
+        lapsed = t - st.lost_at
+        target = c.target
+        eligible = (st.active & (st.previous == f.index) & (st.current != f.index)
+                    & (lapsed >= target.lapsed_at_least.steps(unit))
+                    & (st.lost_value >= target.min_value)
+                    & (t - self.contacted_by[:, f.index] >= c.recontact_after.steps(unit)))
+        if target.lapsed_at_most is not None:
+            eligible &= lapsed <= target.lapsed_at_most.steps(unit)
+        if target.causes is not None:
+            codes = [Cause[name.upper()] for name in target.causes]
+            eligible &= np.isin(st.switch_cause, codes)
+        who = np.flatnonzero(eligible)
+        if target.share < 1.0:
+            who = who[self.streams.policy(f.index).random(who.size) < target.share]
+        cap = min(x for x in (target.max_contacts, self._affordable(c, c.contact_cost), who.size) if x is not None)
+        if who.size > cap:
+            who = who[np.argsort(-st.lost_value[who], kind="stable")[:cap]]
+        self._make_offer(f, c, who, t)
+        self.contact_log.append({
+            "step": np.full(who.size, t, np.int32), "customer": who.astype(np.int32),
+            "firm": np.full(who.size, f.index, np.int32), "cause": st.switch_cause[who].copy(),
+            "lapsed": (t - st.lost_at[who]).astype(np.int32), "first_value": st.lost_value[who].copy(),
+            "discount": np.full(who.size, c.offer.discount), "upgrade": np.full(who.size, c.offer.upgrade),
+            "offer_until": st.offer_until[who].copy(), "contact_cost": np.full(who.size, c.contact_cost),
+            "offer_cost": np.full(who.size, c.offer.cost),
+        })
+        f.contact_spend += who.size * c.contact_cost
+
+    def _retention(self, f: Firm, c, t: int) -> None:
+        """Score the firm's current customers with the campaign's early warning (observable data only: see
+        :mod:`loyaltysim.crm`), flag those the target selects (the riskiest share, or all at or above the
+        threshold; ties in random order), leave a random ``holdout`` of them alone, and give the rest the save
+        offer, riskiest first, within ``max_contacts`` and the budget (contact and offer costs), skipping
+        customers contacted within ``recontact_after``. Every scored customer is logged (``warnings`` table), so
+        the warning's precision, recall and lead time can be measured against the defections that follow."""
+        st = self.customers
+        unit = self.step_unit
+        target = c.target
+        mine = st.active & (st.current == f.index)
+        if target.value_tiers is not None:
+            mine &= np.isin(st.value_tier, [("low", "medium", "high").index(v) for v in target.value_tiers])
+        rows = np.flatnonzero(mine)
+        rivals = [g.price for g in self.firms if g.available and g is not f]
+        gap = (f.price - min(rivals)) / f.price if rivals else 0.0
+        year = round(365.25 / DAYS[unit])
+        score = crm.risk_scores(st, self.crm, rows, t, c.warning, c.warning.window.steps(unit), year, gap)
+        rng = self.streams.policy(f.index)
+        order = np.lexsort((rng.random(rows.size), -score))  # riskiest first, ties at random
+        if target.top_share is not None:
+            chosen = order[:int(np.ceil(target.top_share * rows.size))]
+        else:
+            chosen = order[:int((score >= target.threshold).sum())]
+        held = rng.random(chosen.size) < target.holdout if target.holdout > 0 else np.zeros(chosen.size, bool)
+        due = (t - self.contacted_by[rows[chosen], f.index]) >= c.recontact_after.steps(unit)
+        treat = chosen[~held & due]
+        cap = min(x for x in (target.max_contacts, self._affordable(c, c.contact_cost + c.offer.cost), treat.size)
+                  if x is not None)
+        treat = treat[:cap]
+        who = rows[treat]
+        self._make_offer(f, c, who, t)
+        if c.offer.manager:
+            st.manager[who] = np.where(st.manager[who] >= 0, st.manager[who], who % max(f.managers, 1))
+        flagged = np.zeros(rows.size, bool)
+        flagged[chosen] = True
+        treated = np.zeros(rows.size, bool)
+        treated[treat] = True
+        self.warning_log.append({
+            "step": np.full(rows.size, t, np.int32), "customer": rows.astype(np.int32),
+            "firm": np.full(rows.size, f.index, np.int32), "score": score, "flagged": flagged, "treated": treated,
+            "contact_cost": np.where(treated, c.contact_cost, 0.0), "offer_cost": np.where(treated, c.offer.cost, 0.0),
+        })
+        f.contact_spend += who.size * (c.contact_cost + c.offer.cost)
+
+    def _make_offer(self, f: Firm, c, who: np.ndarray, t: int) -> None:
+        st = self.customers
+        offer = c.offer
+        st.offer_firm[who] = f.index
+        st.offer_until[who] = t + offer.duration.steps(self.step_unit) - 1
+        st.offer_discount[who] = offer.discount
+        st.offer_upgrade[who] = offer.upgrade
+        st.offer_cost[who] = offer.cost
+        st.contacted_at[who] = t
+        self.contacted_by[who, f.index] = t
+        f.contacts += who.size
 
     def _service_crises(self, t: int) -> None:
         """A firm in crisis has the reliability of its latest crisis still running; otherwise its own."""
@@ -487,6 +564,8 @@ class LoyaltyMarket(Model):
         score = rules.survey_score(true + noise[asked, 0], self._cutpoints)
         nps = rules.recommend_score(true + noise[asked, 1], survey.nps_scale)
         st.last_score[asked] = score
+        if self.crm is not None:
+            self.crm.surveyed(asked, t)
         self.responses.append({"step": np.full(asked.size, t, np.int32), "customer": asked.astype(np.int32),
                                "firm": firm, "score": score, "recommend": nps, "true_satisfaction": true})
 

@@ -10,8 +10,21 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
 * totals over the reported period: ``investment_cost_total``, ``acquisition_cost_total``, ``defections_total``;
 * win-back campaigns, from the run's contacts: ``winback_contacts``, ``winback_rate`` (share of contacts who came
   back while the offer lasted), ``winback_cost`` (contacts x contact cost + accepted offers x offer cost; discounts
-  are already netted out of the margins), ``second_lifetime_value`` (margin of the second lifetimes so far) and
-  ``return_on_regain`` ((second-lifetime value - cost) / cost; Stauss & Friege 1999);
+  are already netted out of the margins), ``second_lifetime_value`` (margin of the second lifetimes so far),
+  ``second_lifetime_weeks`` (their mean length so far, in weeks: lifetimes still running at the end are cut
+  there) and ``return_on_regain`` ((second-lifetime value - cost) / cost; Stauss & Friege 1999). These count
+  every customer who came back while an offer lasted, including those who would have come back anyway: the
+  campaign's incremental value is the paired difference of ``npv`` or ``profit`` against no campaign;
+* retention campaigns and their early warning, from the run's ``warnings`` table (every customer scored on each
+  round): ``retention_contacts`` and ``retention_cost`` (contacts x (contact cost + offer cost)), and the
+  warning's quality against the defections that follow within its ``horizon``: ``warning_flags`` (customers
+  flagged), ``warning_precision`` (share of flagged customers who left; measured on the holdout when there is
+  one, as the offer changes what the others do), ``warning_recall`` (share of the scored customers who left that
+  had been flagged), ``warning_lift`` (precision over the share of all untreated scored customers who left),
+  ``warning_auc`` (probability that a customer who left scored higher than one who stayed, untreated customers)
+  and ``warning_lead_weeks`` (mean time from a flag to the defection it foresaw). What the policy saves, net of
+  its cost, is the paired difference of ``defections_total``, ``cohort_retention`` and ``npv`` against no
+  campaign;
 * cohort loyalty, measured on the customers a firm held when the warm-up ended, so that a shrinking firm's
   surviving core does not pass for loyalty: ``cohort_retention`` (the share still with the firm at the end),
   ``cohort_retention_annual`` (the same per year: retention ** (1 / years)), ``cohort_attitude`` (the mean
@@ -44,7 +57,10 @@ SERIES_MEASURES = ("attitude", "satisfaction_basic", "satisfaction_performance",
                    "satisfaction_latent", "retention")
 COHORT_MEASURES = ("cohort_retention", "cohort_retention_annual", "cohort_attitude")
 TOTAL_MEASURES = ("investment_cost_total", "acquisition_cost_total", "defections_total")
-WINBACK_MEASURES = ("winback_contacts", "winback_rate", "winback_cost", "second_lifetime_value", "return_on_regain")
+WINBACK_MEASURES = ("winback_contacts", "winback_rate", "winback_cost", "second_lifetime_value",
+                    "second_lifetime_weeks", "return_on_regain")
+RETENTION_MEASURES = ("retention_contacts", "retention_cost", "warning_flags", "warning_precision", "warning_recall",
+                      "warning_lift", "warning_auc", "warning_lead_weeks")
 MARKET_MEASURES = ("annual_churn", "satisfied_defector_share", "defection_ratio_4_to_5", "retention_step_4_to_5",
                    "retention_rise_to_4", *(f"retention_by_score_{s}" for s in range(1, 6)))
 _NAME = re.compile(r"^(focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
@@ -63,7 +79,7 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
     m = _NAME.match(name)
     allowed = ("focal.<measure>, firm[<name>].<measure> or market.<measure>; firm measures: "
                + ", ".join([*SUMMARY_MEASURES, *(f"{s}_mean" for s in SERIES_MEASURES), *COHORT_MEASURES,
-                            *TOTAL_MEASURES, *WINBACK_MEASURES])
+                            *TOTAL_MEASURES, *WINBACK_MEASURES, *RETENTION_MEASURES])
                + "; market measures: " + ", ".join(MARKET_MEASURES))
     if not m:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
@@ -71,7 +87,8 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
     if name.startswith("market."):
         ok = measure in MARKET_MEASURES
     else:
-        ok = measure in (*SUMMARY_MEASURES, *COHORT_MEASURES, *TOTAL_MEASURES, *WINBACK_MEASURES) or (
+        ok = measure in (*SUMMARY_MEASURES, *COHORT_MEASURES, *TOTAL_MEASURES, *WINBACK_MEASURES,
+                         *RETENTION_MEASURES) or (
             measure.endswith("_mean") and measure.removesuffix("_mean") in SERIES_MEASURES)
     if not ok:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
@@ -91,7 +108,9 @@ def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict
         value = row[measure]
         return math.nan if value is None else float(value)
     if measure in WINBACK_MEASURES:
-        return _winback_value(name, measure, tables)
+        return _winback_value(name, measure, scenario, tables)
+    if measure in RETENTION_MEASURES:
+        return _retention_value(name, measure, scenario, tables)
     if measure in COHORT_MEASURES:
         customers = tables["customers"]
         cohort = customers[customers["firm_after_warmup"] == name]
@@ -110,7 +129,7 @@ def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict
     return float(rows[measure.removesuffix("_mean")].mean())
 
 
-def _winback_value(name: str, measure: str, tables: dict[str, pd.DataFrame]) -> float:
+def _winback_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
     contacts = tables.get("contacts")
     mine = contacts[contacts["firm"] == name] if contacts is not None else None
     if mine is None or mine.empty:
@@ -123,8 +142,53 @@ def _winback_value(name: str, measure: str, tables: dict[str, pd.DataFrame]) -> 
         "winback_rate": float(accepted.mean()),
         "winback_cost": cost,
         "second_lifetime_value": value,
+        "second_lifetime_weeks": (float(mine["second_steps"].dropna().mean()) * DAYS[scenario.time.step] / DAYS["week"]
+                                  if accepted.any() else math.nan),
         "return_on_regain": (value - cost) / cost if cost > 0 else math.nan,
     }[measure]
+
+
+def _retention_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
+    scored = tables.get("warnings")
+    mine = scored[scored["firm"] == name] if scored is not None else None
+    if mine is None or mine.empty:
+        return 0.0 if measure in ("retention_contacts", "retention_cost", "warning_flags") else math.nan
+    treated = mine["treated"].to_numpy(bool)
+    if measure == "retention_contacts":
+        return float(treated.sum())
+    if measure == "retention_cost":
+        return float(mine["contact_cost"].sum() + mine["offer_cost"].sum())
+    flagged = mine["flagged"].to_numpy(bool)
+    if measure == "warning_flags":
+        return float(flagged.sum())
+    firm = next(f for f in scenario.effective_firms() if f.name == name)
+    horizon = max(c.warning.horizon.steps(scenario.time.step) for c in firm.campaigns if c.kind == "retention")
+    step = mine["step"].to_numpy()
+    left_at = mine["left_at"].to_numpy(dtype=float, na_value=np.nan)
+    # only rounds whose horizon ends within the run can be judged
+    judged = step + horizon <= scenario.steps()
+    left = (left_at - step) <= horizon  # NaN (never left) compares False
+    untreated = judged & ~treated
+    if measure == "warning_recall":
+        return float(flagged[judged & left].mean()) if (judged & left).any() else math.nan
+    if measure == "warning_lead_weeks":
+        hit = judged & flagged & left
+        return float((left_at[hit] - step[hit]).mean() * DAYS[scenario.time.step] / DAYS["week"]) if hit.any() \
+            else math.nan
+    if measure == "warning_auc":
+        pos, neg = mine["score"].to_numpy()[untreated & left], mine["score"].to_numpy()[untreated & ~left]
+        if not pos.size or not neg.size:
+            return math.nan
+        from scipy.stats import mannwhitneyu
+
+        return float(mannwhitneyu(pos, neg).statistic / (pos.size * neg.size))
+    holdout = judged & flagged & ~treated
+    sample = holdout if holdout.any() else judged & flagged
+    precision = float(left[sample].mean()) if sample.any() else math.nan
+    if measure == "warning_precision":
+        return precision
+    base = float(left[untreated].mean()) if untreated.any() else math.nan
+    return precision / base if base > 0 else math.nan  # warning_lift
 
 
 def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -209,6 +209,7 @@ class Params:
     p_leave: float
     p_enter: float
     failure_severity: float
+    failure_belief: float
     complaint_rate: float
     complaint_rate_dissatisfied: float
     unresolved_factor: float
@@ -416,24 +417,30 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     had = cur >= 0
     cur_safe = np.where(had, cur, 0)
 
-    # a personal offer (a win-back campaign's) changes one firm's price and service for this customer
+    # a personal offer (a campaign's) changes one firm's price and service for this customer
     offer_firm = st.offer_firm[rows]
     offer_on = (offer_firm >= 0) & (t <= st.offer_until[rows])
     offered_here = (firm_ids[None, :] == offer_firm[:, None]) & offer_on[:, None]
     price = sh.price[None, :] * (1.0 - np.where(offered_here, st.offer_discount[rows][:, None], 0.0))
     contacted = st.contacted_at[rows] == t
+    # a win-back offer (from a firm other than the customer's own) makes it look around; a save offer from its own
+    # firm does not: it changes what staying is worth if it does look
+    approached = contacted & (offer_firm != cur)
 
     # 2. beliefs: word of mouth, then marketing exposure (both before choosing)
     perceived = st.perceived[rows]
     perceived = perceived + p.wom_influence * (sh.wom_pos[rows] * (1.0 - perceived) - sh.wom_neg[rows] * perceived)
     weights = st.weights[rows]
     quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion)
-    # a contact offering a service upgrade informs about the firm's service like marketing does (a discount
-    # alone says nothing about quality: it acts through price)
-    informed = offered_here & (contacted & (st.offer_upgrade[rows] > 0))[:, None]
-    exposed = (((v.u_market[rows] < sh.reach[None, :]) | informed) & present[:, None] & sh.available[None, :])
+    exposed = (v.u_market[rows] < sh.reach[None, :]) & present[:, None] & sh.available[None, :]
     perceived = np.where(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
     rival_offer = (exposed & (firm_ids[None, :] != cur[:, None])).any(axis=1)
+    # a contact offering a service upgrade (a guarantee that removes that share of failures) restores that share
+    # of the gap between the customer's belief and the firm's true offer: it repairs what failures taught the
+    # customer. A discount alone says nothing about quality: it acts through price.
+    upgrade = st.offer_upgrade[rows]
+    informed = offered_here & (contacted & (upgrade > 0) & present)[:, None] & sh.available[None, :]
+    perceived = np.where(informed, perceived + upgrade[:, None] * (quality - perceived), perceived)
 
     # 3. search and choice
     k = v.occasions[rows]
@@ -450,7 +457,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     can_choose = present if p.contractual else present & (k > 0)
     # attitudinally loyal customers discount rivals' offers as they discount search
     prompted = ((rival_offer & (v.u_attention[rows] < p.offer_attention * (1.0 - attitude))) | lost_manager_now
-                | contacted)
+                | approached)
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
     relative_price = price / sh.price_ref - 1.0
     base = (p.quality_weight * perceived
@@ -504,7 +511,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     satisfaction[idx, at] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
     expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p)
     belief = perceived[idx, at]
-    target = np.clip(quality[idx, at] - damage, 0.0, 1.0)
+    target = np.clip(quality[idx, at] - p.failure_belief * damage, 0.0, 1.0)
     perceived[idx, at] = np.where(buying, belief + p.learn_alpha * (target - belief), belief)
     previous_buy = st.last_buy[rows][idx, at]
     bought = buying[:, None] & (firm_ids[None, :] == at[:, None])
@@ -518,7 +525,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     discount = np.where(offer_applies, units * sh.price[at] * st.offer_discount[rows], 0.0)
     margin = units * (sh.price[at] - sh.unit_cost[at]) - discount
     value = np.where(changed, 0.0, st.relationship_value[rows]) + np.where(buying & (at == new), margin, 0.0)
-    regained = changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
+    # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
+    # does not make its return a regain)
+    regained = (changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
+                & (st.lost_at[rows] < st.contacted_at[rows]))
 
     # 5. attitude toward the current firm, relationship bookkeeping
     attitude = np.where(changed, 0.0, attitude)

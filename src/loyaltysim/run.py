@@ -111,15 +111,35 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
               "customers": _customers_table(model)}
     if model.contact_log:
         tables["contacts"] = _contacts_table(model, firm_names)
+    if model.warning_log:
+        tables["warnings"] = _warnings_table(model, firm_names)
     if model.panel:
         tables["panel"] = _panel_table(model)
     return tables
 
 
+def _warnings_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFrame:
+    """Every customer a retention campaign scored: its early-warning score, whether the target flagged it, whether
+    it was given the save offer (and at what cost), and the step it next left the firm (``left_at``, if it did)."""
+    cols = list(model.warning_log[0])
+    raw = _concat(model.warning_log, cols)
+    table = pd.DataFrame(raw)
+    table["firm"] = firm_names[raw["firm"].astype(int)]
+    dep = _concat(model.departures, ["step", "customer", "firm"])
+    left = pd.DataFrame({"customer": dep["customer"].astype(np.int32), "firm": dep["firm"].astype(np.int32),
+                         "left_at": dep["step"].astype(np.int32)})
+    scored = pd.DataFrame({"index": np.arange(len(table)), "customer": raw["customer"].astype(np.int32),
+                           "firm": raw["firm"].astype(np.int32), "step": raw["step"]})
+    later = scored.merge(left, on=["customer", "firm"])
+    later = later[later["left_at"] > later["step"]].groupby("index")["left_at"].min()
+    table["left_at"] = later.reindex(np.arange(len(table))).astype("Int32").to_numpy()
+    return table
+
+
 def _contacts_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFrame:
     """Every win-back contact: who, when, what the firm knew (cause, time since lapse, first-lifetime value), the
-    offer, whether the customer came back while it lasted, and the margin of the second lifetime so far (to the
-    end of the run, or to the customer's next departure from the firm)."""
+    offer, whether the customer came back while it lasted, and the margin and length (in steps) of the second
+    lifetime so far: to the customer's next departure from the firm (``second_ended``), or to the end of the run."""
     cols = list(model.contact_log[0])
     raw = _concat(model.contact_log, cols)
     contacts = pd.DataFrame(raw)
@@ -148,11 +168,17 @@ def _contacts_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFram
     later = later[later["left_at"] > later["regained_at"]].sort_values("left_at").groupby("index").first()
     value = pd.Series(np.nan, index=contacts.index)
     value[later.index] = later["value"].to_numpy()
+    length = pd.Series(pd.NA, index=contacts.index, dtype="Int32")
+    length[later.index] = (later["left_at"] - later["regained_at"]).to_numpy()
     running = accepted[~accepted["index"].isin(later.index)]
     still = (st.current[running["customer"]] == running["firm"]) & (st.regained_at[running["customer"]]
                                                                     == running["regained_at"])
     value[running["index"][still]] = st.relationship_value[running["customer"][still]]
+    length[running["index"][still]] = (model.steps - running["regained_at"][still]).to_numpy()
     contacts["second_value"] = value
+    contacts["second_steps"] = length  # to the next departure, or to the end of the run (censored)
+    contacts["second_ended"] = pd.Series(contacts.index.isin(later.index), index=contacts.index) & contacts[
+        "accepted"]
     return contacts.drop(columns=["offer_until"])
 
 

@@ -125,6 +125,7 @@ class Customers(_Spec):
     natural_churn: ProbabilityField = "3% per year"  # life events that take a customer out of the market
     reentry: ProbabilityField = "50% per year"  # customers out of the market come back as prospects
     failure_severity: NonNegative = 0.1  # satisfaction lost to a service failure nobody repairs
+    failure_belief: NonNegative = 1.0  # how much of that loss also lowers belief in the firm's quality (x severity)
     complaint_rate: Probability = 0.5  # share of service failures a satisfied customer complains about
     complaint_rate_dissatisfied: Probability = 0.8  # the same for a customer below its threshold
     unresolved_complaint_factor: Annotated[float, Field(ge=1.0)] = 1.5  # a complaint handled badly hurts more
@@ -193,12 +194,18 @@ class Programme(_Spec):
 
 
 class Offer(_Spec):
-    """What a contacted customer is offered: a discount, a service upgrade, or both, for a while."""
+    """What a contacted customer is offered: a discount, a service upgrade, a manager's call, for a while."""
 
     discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # share off the price
     upgrade: Probability = 0.0  # share of the customer's service failures removed (a service upgrade)
+    manager: bool = False  # retention only: a dedicated manager calls and stays the customer's manager
     duration: DurationField = "13 weeks"  # how long the offer lasts once made
-    cost: NonNegative = 0.0  # per accepted offer (besides the discount, which costs through revenue)
+    cost: NonNegative = 0.0  # win-back: per customer who comes back; retention: per customer contacted
+    # (besides the discount, which costs through revenue)
+
+
+DEFECTION_CAUSES = ("needs_not_met", "manager_left", "competitor_offer", "price_rise", "service_failure",
+                    "integrity_breach", "market_fluctuation", "natural_churn")
 
 
 class WinBackTarget(_Spec):
@@ -211,28 +218,81 @@ class WinBackTarget(_Spec):
     share: Probability = 1.0  # share of the eligible contacted (drawn at random)
     max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the most valuable first
 
+    @field_validator("causes")
+    @classmethod
+    def _known_causes(cls, v: list[str] | None) -> list[str] | None:
+        bad = [c for c in v or [] if c not in DEFECTION_CAUSES]
+        if bad:
+            raise ValueError(f"unknown defection cause(s) {bad}; known: {list(DEFECTION_CAUSES)}")
+        return v
 
-class Campaign(_Spec):
-    """A win-back campaign: every ``every``, contact lapsed customers chosen by ``target`` with ``offer``."""
 
-    kind: Literal["win_back"]
+class EarlyWarning(_Spec):
+    """A churn-risk score built only from what a firm observes of its own customers: points per warning sign."""
+
+    window: DurationField = "8 weeks"  # recent purchases and complaints are judged over this
+    horizon: DurationField = "13 weeks"  # a flag counts as right if the customer leaves within this
+    usage_drop: NonNegative = 1.0  # x the fall of recent purchases below the customer's own usual rate (0..1)
+    low_score: NonNegative = 1.0  # the last survey answer in this relationship was 1-3 (only the sampled have one)
+    complaint: NonNegative = 1.0  # complained within the window
+    unresolved: NonNegative = 1.0  # ... and the complaint was not resolved
+    rival_cheaper: NonNegative = 1.0  # x the share by which the cheapest rival undercuts the firm, per 10%
+    new_customer: NonNegative = 0.5  # with the firm for less than a year
+
+
+class RetentionTarget(_Spec):
+    """Which current customers a retention campaign contacts: those its early warning scores riskiest."""
+
+    top_share: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # the riskiest share of its customers
+    threshold: NonNegative | None = None  # or every customer scoring at least this
+    value_tiers: list[Literal["low", "medium", "high"]] | None = None  # only these expected-spend tiers; unset: all
+    holdout: Probability = 0.0  # share of those selected left uncontacted, at random (a control group)
+    max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the riskiest first
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> RetentionTarget:
+        if (self.top_share is None) == (self.threshold is None):
+            raise ValueError("give exactly one of top_share (the riskiest share of customers) or threshold "
+                             "(a least risk score)")
+        return self
+
+
+class _CampaignBase(_Spec):
     every: DurationField = "4 weeks"
     start: DurationField = "0 weeks"
     stop: DurationField | None = None
-    target: WinBackTarget = WinBackTarget()
     offer: Offer = Offer()
     contact_cost: NonNegative = 0.0  # per customer contacted
-    recontact_after: DurationField = "52 weeks"  # a customer is contacted again only after this long
+    recontact_after: DurationField = "52 weeks"  # a customer is contacted again (by any campaign) only after this
+    budget: NonNegative | None = None  # most committed per round (contacts x contact cost, + offer cost in retention)
 
-    @field_validator("target")
+
+class WinBackCampaign(_CampaignBase):
+    """A win-back campaign: every ``every``, contact lapsed customers chosen by ``target`` with ``offer``."""
+
+    kind: Literal["win_back"]
+    target: WinBackTarget = WinBackTarget()
+
+    @field_validator("offer")
     @classmethod
-    def _causes(cls, v: WinBackTarget) -> WinBackTarget:
-        known = ("needs_not_met", "manager_left", "competitor_offer", "price_rise", "service_failure",
-                 "integrity_breach", "market_fluctuation", "natural_churn")
-        bad = [c for c in v.causes or [] if c not in known]
-        if bad:
-            raise ValueError(f"unknown defection cause(s) {bad}; known: {list(known)}")
+    def _no_manager(cls, v: Offer) -> Offer:
+        if v.manager:
+            raise ValueError("manager: a manager's call is a retention offer; a win-back offer is a discount "
+                             "and/or an upgrade")
         return v
+
+
+class RetentionCampaign(_CampaignBase):
+    """A retention campaign: every ``every``, score the firm's customers with ``warning`` and give those
+    ``target`` selects a save offer."""
+
+    kind: Literal["retention"]
+    warning: EarlyWarning = EarlyWarning()
+    target: RetentionTarget
+
+
+Campaign = Annotated[WinBackCampaign | RetentionCampaign, Field(discriminator="kind")]
+CAMPAIGN_KINDS = ("win_back", "retention")
 
 
 class Investment(_Spec):
@@ -552,7 +612,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in (*EVENT_KINDS, "function-after"):
+        elif p in (*EVENT_KINDS, *CAMPAIGN_KINDS, "function-after"):
             continue
         else:
             parts.append(("." if parts else "") + str(p))

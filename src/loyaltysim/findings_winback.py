@@ -1,0 +1,187 @@
+"""The value of win-back campaigns: the findings experiments/winback.toml must reproduce, their ablations, and
+its figure.
+
+Each check compares two campaigns on the same market and draws (the same replication), so every number is a
+paired difference with a 95% t-interval over the replications. The effects, from the win-back literature
+(Griffin & Lowenstein 2001; Stauss & Friege 1999; Thomas, Blattberg & Fox 2004; Tokman, Davis & Lemon 2007):
+
+* **a cheaper offer wins back more customers**: the win-back rate rises with the depth of the discount;
+* **win-back falls with time since lapse**: the same offer to the same leavers wins back fewer when it comes later;
+* **customers who left over service are harder to win back than those who left over price** (with a discount);
+* **a targeted campaign returns more than it costs, while an untargeted one can lose money**: the campaign's
+  incremental NPV (campaign minus no campaign, paired) is positive when it contacts only the most valuable
+  leavers, and negative when it contacts them all, though both show a positive gross "return on regain".
+
+The ablation experiment (experiments/winback_ablation.toml) removes each effect's mechanism and checks that the
+effect is gone: the 95% interval of the same paired difference includes 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .findings import _style
+from .report import interval, register_figure, register_findings
+
+RATE = "focal.winback_rate"
+NPV = "focal.npv"
+ROI = "focal.return_on_regain"
+DISCOUNTS = ("discount 10%", "discount 30%", "discount 50%")
+TIMING = ("discount 30%", "lapsed 14-21 weeks", "lapsed 27-34 weeks", "lapsed 40-47 weeks")
+TIMING_WEEKS = (1, 14, 27, 40)  # first week of each timing window
+CAUSES = ("price leavers", "service leavers")
+
+
+def paired(results: pd.DataFrame, outcome: str, a: str, b: str, factor: str = "campaign") -> np.ndarray:
+    """Per-replication ``outcome`` at level ``a`` minus at level ``b`` of ``factor`` (replications with both)."""
+    rows = results[results["outcome"] == outcome]
+    wide = rows.assign(level=rows[factor].astype(str)).pivot_table(index="replication", columns="level",
+                                                                    values="value", aggfunc="first")
+    if a not in wide.columns or b not in wide.columns:
+        return np.array([])
+    return (wide[a] - wide[b]).dropna().to_numpy()
+
+
+def _ci(values: np.ndarray) -> str:
+    c = interval(values)
+    return f"{c['mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+
+
+def _money(values: np.ndarray) -> str:
+    c = interval(values)
+    return f"{c['mean']:+,.0f} [{c['ci_low']:+,.0f}, {c['ci_high']:+,.0f}]"
+
+
+def _above(values: np.ndarray) -> bool:
+    return bool(values.size >= 2 and interval(values)["ci_low"] > 0)
+
+
+def _covers_zero(values: np.ndarray) -> bool:
+    c = interval(values)
+    return bool(values.size >= 2 and c["ci_low"] <= 0 <= c["ci_high"])
+
+
+def _levels(results: pd.DataFrame, factor: str = "campaign") -> set[str]:
+    return set(results[factor].astype(str)) if factor in results.columns else set()
+
+
+@register_findings("winback")
+def winback_findings(results: pd.DataFrame, experiment) -> list[dict]:
+    """The four win-back effects, each as paired differences between campaigns."""
+    have = _levels(results)
+    checks = []
+    if set(DISCOUNTS) <= have:
+        deeper = paired(results, RATE, "discount 50%", "discount 10%")
+        step_up = paired(results, RATE, "discount 30%", "discount 10%")
+        rates = ", ".join(f"{d} {_rate(results, d):.3f}" for d in DISCOUNTS)
+        checks.append({"effect": "a cheaper offer wins back more customers",
+                       "holds": _above(deeper) and _above(step_up),
+                       "evidence": f"win-back rate 50% minus 10% off: {_ci(deeper)}; 30% minus 10%: {_ci(step_up)} "
+                                   f"(rates: {rates})"})
+    if set(TIMING) <= have:
+        later = paired(results, RATE, "discount 30%", "lapsed 40-47 weeks")
+        rates = [_rate(results, t) for t in TIMING]
+        checks.append({"effect": "win-back falls with time since lapse",
+                       "holds": _above(later) and bool(np.all(np.diff(rates) < 0.01)),
+                       "evidence": f"rate at 1-8 weeks minus 40-47 weeks: {_ci(later)}; rates by time since lapse "
+                                   + ", ".join(f"{w}+ weeks {r:.3f}" for w, r in zip(TIMING_WEEKS, rates,
+                                                                                         strict=True))})
+    if {f"{c} (discount)" for c in CAUSES} <= have:
+        gap = paired(results, RATE, "price leavers (discount)", "service leavers (discount)")
+        evidence = f"win-back rate, price minus service leavers, with a discount: {_ci(gap)}"
+        if {f"{c} (upgrade)" for c in CAUSES} <= have:
+            evidence += (f"; with a service upgrade: "
+                         f"{_ci(paired(results, RATE, 'price leavers (upgrade)', 'service leavers (upgrade)'))}")
+        checks.append({"effect": "customers who left over service are harder to win back than those who left over "
+                                 "price", "holds": _above(gap), "evidence": evidence})
+    if {"targeted by value", "discount 30%", "no campaign"} <= have:
+        targeted = paired(results, NPV, "targeted by value", "no campaign")
+        untargeted = paired(results, NPV, "discount 30%", "no campaign")
+        edge = paired(results, ROI, "targeted by value", "discount 30%")
+        loss = float((untargeted < 0).mean()) if untargeted.size else float("nan")
+        checks.append({"effect": "a targeted campaign returns more than it costs",
+                       "holds": _above(targeted) and _above(edge),
+                       "evidence": f"incremental NPV against no campaign {_money(targeted)}; return on regain "
+                                   f"targeted minus untargeted {_ci(edge)}"})
+        checks.append({"effect": "an untargeted campaign can lose money",
+                       "holds": bool(untargeted.size and untargeted.mean() < 0 and loss >= 0.5),
+                       "evidence": f"incremental NPV against no campaign {_money(untargeted)}, P(loss) {loss:.2f}; "
+                                   f"yet its gross return on regain is {_rate(results, 'discount 30%', ROI):+.2f}"})
+    return checks
+
+
+def _rate(results: pd.DataFrame, level: str, outcome: str = RATE, factor: str = "campaign") -> float:
+    rows = results[(results["outcome"] == outcome) & (results[factor].astype(str) == level)]
+    values = rows["value"].dropna()
+    return float(values.mean()) if len(values) else float("nan")
+
+
+ABLATIONS = {
+    # effect, mechanism removed, the two arms whose paired difference is the effect, outcome
+    "a cheaper offer wins back more": ("no price sensitivity", "discount 50%", "discount 10%", RATE),
+    "win-back falls with time since lapse": ("no new bonds", "lapsed 1-8 weeks", "lapsed 40-47 weeks", RATE),
+    "service leavers are harder to win back than price leavers": (
+        "failures leave no mark on beliefs", "price leavers", "service leavers", RATE),
+    "targeting by value returns more": ("homogeneous spending", "targeted by value", "untargeted", ROI),
+}
+
+
+@register_findings("winback_ablation")
+def winback_ablation_findings(results: pd.DataFrame, experiment) -> list[dict]:
+    """Each effect, with its mechanism removed, is gone: the 95% interval of its paired difference includes 0."""
+    have = _levels(results, "arm")
+    checks = []
+    for effect, (mechanism, a, b, outcome) in ABLATIONS.items():
+        first, second = f"{mechanism}: {a}", f"{mechanism}: {b}"
+        if not {first, second} <= have:
+            continue
+        diff = paired(results, outcome, first, second, factor="arm")
+        checks.append({"effect": f"{mechanism}: '{effect}' disappears", "holds": _covers_zero(diff),
+                       "evidence": f"{a} minus {b} ({outcome}): {_ci(diff)}"})
+    return checks
+
+
+@register_figure("winback")
+def winback_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
+    """Four panels: win-back rate by discount depth, by time since lapse, by defection cause and offer; and the
+    incremental NPV of an untargeted and a targeted campaign."""
+    plt, _ = _style()
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.6))
+    have = _levels(results)
+
+    def bars(ax, levels, outcome, labels, colours, scale=1.0):
+        levels = [lv for lv in levels if lv in have]
+        cis = [interval(results[(results["outcome"] == outcome) & (results["campaign"].astype(str) == lv)]["value"]
+                        .to_numpy(float)) for lv in levels]
+        means = [c["mean"] * scale for c in cis]
+        errors = [(c["mean"] - c["ci_low"]) * scale for c in cis]
+        ax.bar(range(len(levels)), means, yerr=errors, capsize=4, color=colours[:len(levels)])
+        ax.set_xticks(range(len(levels)), [labels.get(lv, lv) for lv in levels], fontsize=8)
+
+    bars(axes[0], DISCOUNTS, RATE, {d: d.removeprefix("discount ") + " off" for d in DISCOUNTS}, ["C0"] * 3)
+    axes[0].set(ylabel="share of contacted who came back", title="Deeper discount, more come back")
+    bars(axes[1], TIMING, RATE, dict(zip(TIMING, ("1-8", "14-21", "27-34", "40-47"), strict=True)), ["C1"] * 4)
+    axes[1].set(xlabel="weeks since the customer left", ylabel="share of contacted who came back",
+                title="Later offers win back fewer")
+    causes = [f"{c} ({o})" for o in ("discount", "upgrade") for c in CAUSES]
+    bars(axes[2], causes, RATE, {c: c.replace(" leavers ", "\n") for c in causes}, ["C2", "C3", "C2", "C3"])
+    axes[2].set(ylabel="share of contacted who came back", title="Left over price (green) or service (red)")
+    arms = ["discount 30%", "targeted by value"]
+    for j, arm in enumerate(arms):
+        diff = paired(results, NPV, arm, "no campaign") / 1000.0
+        if diff.size:
+            c = interval(diff)
+            axes[3].bar(j, c["mean"], yerr=c["mean"] - c["ci_low"], capsize=4, color="C4" if c["mean"] > 0 else "C7")
+            axes[3].scatter(np.full(diff.size, j) + 0.15, diff, s=8, color="k", alpha=0.5)
+    axes[3].axhline(0, color="k", lw=0.8)
+    axes[3].set_xticks(range(len(arms)), ["every leaver", "most valuable\nleavers"], fontsize=8)
+    axes[3].set(ylabel="NPV with campaign minus without (thousands)", title="Incremental value of the campaign")
+    fig.suptitle(f"The value of win-back campaigns (mean and 95% CI over {experiment.replications} replications)")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    path = Path(folder) / "winback.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
