@@ -128,6 +128,17 @@ def test_the_contacts_table_accounts_for_every_contact_and_regain(make_scenario)
     accepted = contacts[contacts["accepted"]]
     assert (accepted["regained_at"] >= accepted["step"]).all()
     assert accepted["second_value"].notna().all() and (accepted["second_value"] >= 0).all()
+    # second lifetimes start at reacquisition and run to the next departure from the firm, or to the end (30 steps)
+    assert accepted["second_steps"].notna().all() and contacts.loc[~contacts["accepted"], "second_steps"].isna().all()
+    dep = result.tables["defections"]
+    ended = accepted[accepted["second_ended"]]
+    assert len(ended) > 0 and (~accepted["second_ended"]).any()
+    for _, row in ended.iterrows():
+        left = dep[(dep["customer"] == row["customer"]) & (dep["firm"] == "Focal") & dep["second_lifetime"]
+                   & (dep["step"] > row["regained_at"])]["step"].min()
+        assert row["regained_at"] + row["second_steps"] == left
+    running = accepted[~accepted["second_ended"]]
+    assert (running["regained_at"] + running["second_steps"] == 30).all()
     assert contacts.loc[~contacts["accepted"], "second_value"].isna().all()
     assert (contacts["lapsed"] >= 1).all() and (contacts["lapsed"] <= 26).all()  # the target's window
     assert "contacts" not in simulate(make_scenario(market__customers__population=200), seed=2).tables
@@ -150,4 +161,22 @@ def test_win_back_outcomes_follow_the_contacts_table(make_scenario):
     value = contacts["second_value"].sum()
     assert values["focal.second_lifetime_value"] == pytest.approx(value)
     assert values["focal.return_on_regain"] == pytest.approx((value - cost) / cost)
+    extra = outcomes.compute(["focal.cost_per_regain", "focal.second_lifetime_weeks"], scenario, result.tables,
+                             result.summary)
+    assert extra["focal.cost_per_regain"] == pytest.approx(cost / contacts["accepted"].sum())
+    assert extra["focal.second_lifetime_weeks"] == pytest.approx(contacts["second_steps"].dropna().mean())
     assert values["firm[Rival A].winback_contacts"] == 0.0 and math.isnan(values["firm[Rival A].winback_rate"])
+
+
+def test_a_budget_caps_each_round_the_most_valuable_first(make_scenario):
+    from loyaltysim.run import simulate
+
+    capped = {**CAMPAIGN, "budget": 20.0}  # 4 contacts at 5 each (the offer is paid only when accepted)
+    free = simulate(make_scenario(market__customers__population=2000, policy__campaigns=[CAMPAIGN]), seed=2)
+    result = simulate(make_scenario(market__customers__population=2000, policy__campaigns=[capped]), seed=2)
+    rounds = result.tables["contacts"].groupby("step")
+    assert rounds.size().max() == 4 and free.tables["contacts"].groupby("step").size().max() > 4
+    first = free.tables["contacts"]
+    first = first[first["step"] == first["step"].min()]
+    chosen = result.tables["contacts"][result.tables["contacts"]["step"] == first["step"].iloc[0]]
+    assert sorted(chosen["first_value"]) == sorted(first["first_value"].nlargest(4))

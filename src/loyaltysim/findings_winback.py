@@ -122,7 +122,7 @@ def _rate(results: pd.DataFrame, level: str, outcome: str = RATE, factor: str = 
 ABLATIONS = {
     # effect, mechanism removed, the two arms whose paired difference is the effect, outcome
     "a cheaper offer wins back more": ("no price sensitivity", "discount 50%", "discount 10%", RATE),
-    "win-back falls with time since lapse": ("no new bonds", "lapsed 1-8 weeks", "lapsed 40-47 weeks", RATE),
+    "win-back falls with time since lapse": ("settled elsewhere", "lapsed 1-8 weeks", "lapsed 40-47 weeks", RATE),
     "service leavers are harder to win back than price leavers": (
         "failures leave no mark on beliefs", "price leavers", "service leavers", RATE),
     "targeting by value returns more": ("homogeneous spending", "targeted by value", "untargeted", ROI),
