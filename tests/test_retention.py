@@ -37,14 +37,14 @@ def test_the_score_reads_only_what_the_firm_observes(make_scenario):
     st = model.customers
     rows = np.flatnonzero(st.active & (st.current == 0))
     warning = model.config.policy.campaigns[0].warning
-    before = crm.risk_scores(st, model.crm, rows, model.steps + 1, warning, 8, 52, 0.05)
+    before = crm.risk_scores(st, model.crm, rows, 0, model.steps + 1, warning, 8, 52, 0.05)
     assert before.max() > before.min()  # the score does discriminate
     rng = np.random.default_rng(0)
     for hidden in ("satisfaction", "perceived", "expectation", "threshold", "price_sensitivity", "weights"):
         getattr(st, hidden)[:] = rng.random(getattr(st, hidden).shape)
     st.attitude[:] = rng.random(st.attitude.shape)
     st.financial_cost[:] = rng.random(st.financial_cost.shape)
-    after = crm.risk_scores(st, model.crm, rows, model.steps + 1, warning, 8, 52, 0.05)
+    after = crm.risk_scores(st, model.crm, rows, 0, model.steps + 1, warning, 8, 52, 0.05)
     np.testing.assert_array_equal(before, after)
 
 
@@ -53,23 +53,42 @@ def test_each_warning_sign_adds_its_points():
     from loyaltysim.scenario import EarlyWarning
 
     st = CustomerState.allocate(5, 2, 1)
-    records = crm.CRM(5, window=4)
     st.current[:] = 0
-    st.tenure[:] = [100, 100, 100, 10, 60]
-    st.relationship_purchases[:] = [96 + 4, 96, 96, 10, 56 + 4]  # one a step before the window
+    st.since[:, 0] = [1, 1, 1, 91, 41]  # relationships with firm 0: 100, 100, 100, 10 and 60 steps at step 100
+    records = crm.CRM(st, window=4)
     t = 101  # scored at the start of step 101, from records up to step 100
+    records.total[:, 0] = [96 + 4, 96, 96, 6 + 4, 56 + 4]  # one a step before the window
     for step in range(97, 101):
-        records.purchases[:, step % 4] = [1, 0, 0, 1, 1]  # customer 1 and 2 stopped buying
-    st.last_score[:] = [5, 2, 0, 5, 3]
-    records.scored_at[:] = [90, 90, NEVER, 90, 2]  # customer 4 answered before this relationship began
-    records.last_complaint[:] = [NEVER, NEVER, 99, NEVER, 99]
-    records.resolved[:] = [False, False, False, False, True]
+        records.purchases[:, 0, step % 4] = [1, 0, 0, 1, 1]  # customers 1 and 2 stopped buying
+    records.score[:, 0] = [5, 2, 0, 5, 3]
+    records.scored_at[:, 0] = [90, 90, NEVER, 90, 2]  # customer 4 answered before this relationship began
+    records.last_complaint[:, 0] = [NEVER, NEVER, 99, NEVER, 99]
+    records.resolved[:, 0] = [False, False, False, False, True]
+    records.purchases[:, 1] = 9  # records at another firm are not this firm's
     w = EarlyWarning(usage_drop=1.0, low_score=2.0, complaint=4.0, unresolved=8.0, rival_cheaper=16.0,
                      new_customer=32.0)
-    score = crm.risk_scores(st, records, np.arange(5), t, w, window=4, year=52, rival_gap=0.0)
+    score = crm.risk_scores(st, records, np.arange(5), 0, t, w, window=4, year=52, rival_gap=0.0)
     np.testing.assert_allclose(score, [0.0, 1.0 + 2.0, 1.0 + 4.0 + 8.0, 32.0, 4.0])
-    undercut = crm.risk_scores(st, records, np.arange(5), t, w, window=4, year=52, rival_gap=0.05)
+    undercut = crm.risk_scores(st, records, np.arange(5), 0, t, w, window=4, year=52, rival_gap=0.05)
     np.testing.assert_allclose(undercut - score, 8.0)  # half of 10% below: half of 16 points
+
+
+def test_records_follow_each_firm_and_start_afresh_with_a_relationship(make_scenario):
+    """In a repertoire market a firm records its own sales to every customer who buys there, habitual or not."""
+    model = LoyaltyMarket(make_scenario(market__type="repertoire", market__customers__population=800,
+                                        policy__campaigns=[RETENTION]), seed=2)
+    counted = np.zeros((800, 3), np.int64)
+    for _ in range(20):
+        model.step()
+        st = model.customers
+        counted[st.since == model.steps] = 0
+        buyer = np.flatnonzero(st.step_firm >= 0)
+        counted[buyer, st.step_firm[buyer]] += st.step_purchases[buyer]
+    started = model.customers.since > 0  # relationships begun in the run: recorded from their start
+    np.testing.assert_array_equal(model.crm.total[started], counted[started])
+    scored = pd.concat([pd.DataFrame(r) for r in model.warning_log])
+    st = model.customers
+    assert (st.current[scored["customer"]] != 0).any()  # non-habitual buyers are the firm's customers too
 
 
 def test_retention_accounting_selection_and_the_warnings_table(make_scenario):

@@ -169,7 +169,8 @@ class LoyaltyMarket(Model):
         self.regain_log: list[dict[str, np.ndarray]] = []  # customers won back by an offer
         self.warning_log: list[dict[str, np.ndarray]] = []  # retention campaigns: every customer scored, and the offers
         windows = [c.warning.window.steps(unit) for f in self.firms for c in f.campaigns if c.kind == "retention"]
-        self.crm = CRM(n, max(windows)) if windows else None  # firms' records, kept only when a warning reads them
+        # the firms' records of their customers, kept only when an early warning reads them
+        self.crm = CRM(self.customers, max(windows)) if windows else None
         # each firm's last contact with each customer, for its own recontact rule (allocated only with campaigns)
         has_campaigns = any(f.campaigns for f in self.firms)
         self.contacted_by = np.full((n, len(self.firms)) if has_campaigns else (0, 0), NEVER, np.int32)
@@ -375,7 +376,8 @@ class LoyaltyMarket(Model):
         f.contact_spend += who.size * c.contact_cost
 
     def _retention(self, f: Firm, c, t: int) -> None:
-        """Score the firm's current customers with the campaign's early warning (observable data only: see
+        """Score the firm's customers (its current providers' customers; in a repertoire market, those who bought
+        there within the lapse window) with the campaign's early warning (observable data only: see
         :mod:`loyaltysim.crm`), flag those the target selects (the riskiest share, or all at or above the
         threshold; ties in random order), leave a random ``holdout`` of them alone, and give the rest the save
         offer, riskiest first, within ``max_contacts`` and the budget (contact and offer costs), skipping
@@ -384,14 +386,17 @@ class LoyaltyMarket(Model):
         st = self.customers
         unit = self.step_unit
         target = c.target
-        mine = st.active & (st.current == f.index)
+        if self.contractual:
+            mine = st.active & (st.current == f.index)
+        else:  # a firm's customers in a repertoire market: those who bought from it within the lapse window
+            mine = st.active & ((t - 1 - st.last_buy[:, f.index]) < self.params.lapse_steps)
         if target.value_tiers is not None:
             mine &= np.isin(st.value_tier, [("low", "medium", "high").index(v) for v in target.value_tiers])
         rows = np.flatnonzero(mine)
         rivals = [g.price for g in self.firms if g.available and g is not f]
         gap = (f.price - min(rivals)) / f.price if rivals else 0.0
         year = round(365.25 / DAYS[unit])
-        score = crm.risk_scores(st, self.crm, rows, t, c.warning, c.warning.window.steps(unit), year, gap)
+        score = crm.risk_scores(st, self.crm, rows, f.index, t, c.warning, c.warning.window.steps(unit), year, gap)
         rng = self.streams.policy(f.index)
         order = np.lexsort((rng.random(rows.size), -score))  # riskiest first, ties at random
         if target.top_share is not None:
@@ -565,7 +570,7 @@ class LoyaltyMarket(Model):
         nps = rules.recommend_score(true + noise[asked, 1], survey.nps_scale)
         st.last_score[asked] = score
         if self.crm is not None:
-            self.crm.surveyed(asked, t)
+            self.crm.surveyed(asked, firm, score, t)
         self.responses.append({"step": np.full(asked.size, t, np.int32), "customer": asked.astype(np.int32),
                                "firm": firm, "score": score, "recommend": nps, "true_satisfaction": true})
 
