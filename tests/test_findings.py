@@ -138,3 +138,47 @@ def test_findings_text_lists_every_check():
     text = findings_text(tidy, SimpleNamespace(name="canned", findings=["jones_sasser"]))
     assert "## jones_sasser: 5 of 5 hold" in text
     assert "ratio 4.00" in text
+
+
+def _campaign_results(rates: dict[str, float], npv: dict[str, float], roi: dict[str, float]) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for r in range(10):
+        noise = rng.normal(0, 0.002)
+        for label in rates.keys() | npv.keys():
+            for outcome, table in (("focal.winback_rate", rates), ("focal.npv", npv), ("focal.return_on_regain", roi)):
+                if label in table:
+                    rows.append({"campaign": label, "replication": r, "outcome": outcome,
+                                 "value": table[label] * (1 + noise) + rng.normal(0, 1e-3)})
+    return pd.DataFrame(rows)
+
+
+def test_winback_checks_say_what_holds_and_what_does_not():
+    from loyaltysim import findings_winback as fw
+
+    rates = {"discount 10%": 0.09, "discount 30%": 0.18, "discount 50%": 0.32, "lapsed 14-21 weeks": 0.17,
+             "lapsed 27-34 weeks": 0.15, "lapsed 40-47 weeks": 0.13, "price leavers (discount)": 0.21,
+             "service leavers (discount)": 0.16, "targeted by value": 0.18}
+    npv = {"no campaign": 1000.0, "discount 30%": 900.0, "targeted by value": 1100.0}
+    roi = {"discount 30%": 0.3, "targeted by value": 1.0}
+    held = {c["effect"]: c["holds"] for c in fw.winback_findings(_campaign_results(rates, npv, roi), None)}
+    assert len(held) == 5 and all(held.values()), held
+    flat = {k: 0.18 for k in rates}
+    same = {"no campaign": 1000.0, "discount 30%": 1000.0, "targeted by value": 1000.0}
+    held = {c["effect"]: c["holds"] for c in fw.winback_findings(_campaign_results(flat, same, roi), None)}
+    assert not any(held.values()), held
+
+
+def test_winback_ablation_checks_hold_only_when_the_effect_is_gone():
+    from loyaltysim import findings_winback as fw
+
+    mechanism, a, b, outcome = fw.ABLATIONS["a cheaper offer wins back more"]
+    rng = np.random.default_rng(1)
+
+    def results(gap):
+        return pd.DataFrame([{"arm": f"{mechanism}: {label}", "replication": r, "outcome": outcome,
+                              "value": 0.2 + (gap if label == a else 0.0) + rng.normal(0, 0.01)}
+                             for r in range(20) for label in (a, b)])
+
+    assert [c["holds"] for c in fw.winback_ablation_findings(results(0.0), None)] == [True]
+    assert [c["holds"] for c in fw.winback_ablation_findings(results(0.05), None)] == [False]

@@ -395,7 +395,7 @@ class LoyaltyMarket(Model):
         rows = np.flatnonzero(mine)
         rivals = [g.price for g in self.firms if g.available and g is not f]
         gap = (f.price - min(rivals)) / f.price if rivals else 0.0
-        year = round(365.25 / DAYS[unit])
+        year = round(DAYS["year"] / DAYS[unit])
         score = crm.risk_scores(st, self.crm, rows, f.index, t, c.warning, c.warning.window.steps(unit), year, gap)
         rng = self.streams.policy(f.index)
         order = np.lexsort((rng.random(rows.size), -score))  # riskiest first, ties at random
@@ -411,8 +411,9 @@ class LoyaltyMarket(Model):
         treat = treat[:cap]
         who = rows[treat]
         self._make_offer(f, c, who, t)
-        if c.offer.manager:
-            st.manager[who] = np.where(st.manager[who] >= 0, st.manager[who], who % max(f.managers, 1))
+        if c.offer.manager:  # a manager serves the customer at its current firm: this one's customers only
+            own = who[(st.current[who] == f.index) & (st.manager[who] < 0)]
+            st.manager[own] = own % max(f.managers, 1)
         flagged = np.zeros(rows.size, bool)
         flagged[chosen] = True
         treated = np.zeros(rows.size, bool)

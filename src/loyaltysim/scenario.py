@@ -125,7 +125,7 @@ class Customers(_Spec):
     natural_churn: ProbabilityField = "3% per year"  # life events that take a customer out of the market
     reentry: ProbabilityField = "50% per year"  # customers out of the market come back as prospects
     failure_severity: NonNegative = 0.1  # satisfaction lost to a service failure nobody repairs
-    failure_belief: NonNegative = 1.0  # how much of that loss also lowers belief in the firm's quality (x severity)
+    failure_belief: NonNegative = 1.0  # share of that loss that also lowers belief in the firm (1: all, 0: none)
     complaint_rate: Probability = 0.5  # share of service failures a satisfied customer complains about
     complaint_rate_dissatisfied: Probability = 0.8  # the same for a customer below its threshold
     unresolved_complaint_factor: Annotated[float, Field(ge=1.0)] = 1.5  # a complaint handled badly hurts more
