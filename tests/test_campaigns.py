@@ -128,6 +128,9 @@ def test_the_contacts_table_accounts_for_every_contact_and_regain(make_scenario)
     accepted = contacts[contacts["accepted"]]
     assert (accepted["regained_at"] >= accepted["step"]).all()
     assert accepted["second_value"].notna().all() and (accepted["second_value"] >= 0).all()
+    # revenue = margin + cost of goods
+    assert (accepted["second_revenue"] >= accepted["second_value"]).all()
+    assert (accepted["second_revenue"] > 0).any() and contacts.loc[~contacts["accepted"], "second_revenue"].isna().all()
     # second lifetimes start at reacquisition and run to the next departure from the firm, or to the end (30 steps)
     assert accepted["second_steps"].notna().all() and contacts.loc[~contacts["accepted"], "second_steps"].isna().all()
     dep = result.tables["defections"]
@@ -164,6 +167,8 @@ def test_win_back_outcomes_follow_the_contacts_table(make_scenario):
     extra = outcomes.compute(["focal.cost_per_regain", "focal.second_lifetime_weeks"], scenario, result.tables,
                              result.summary)
     assert extra["focal.cost_per_regain"] == pytest.approx(cost / contacts["accepted"].sum())
+    revenue = outcomes.compute(["focal.second_lifetime_revenue"], scenario, result.tables, result.summary)
+    assert revenue["focal.second_lifetime_revenue"] == pytest.approx(contacts["second_revenue"].sum())
     assert extra["focal.second_lifetime_weeks"] == pytest.approx(contacts["second_steps"].dropna().mean())
     assert values["firm[Rival A].winback_contacts"] == 0.0 and math.isnan(values["firm[Rival A].winback_rate"])
 
@@ -180,3 +185,21 @@ def test_a_budget_caps_each_round_the_most_valuable_first(make_scenario):
     first = first[first["step"] == first["step"].min()]
     chosen = result.tables["contacts"][result.tables["contacts"]["step"] == first["step"].iloc[0]]
     assert sorted(chosen["first_value"]) == sorted(first["first_value"].nlargest(4))
+
+
+def test_targeting_by_customer_segment_and_value_tier(make_scenario, scenario_data):
+    from loyaltysim.scenario import ScenarioError, scenario_from_dict
+
+    segments = [{"name": "business", "share": 0.3}, {"name": "consumer", "share": 0.7}]
+    campaign = {**CAMPAIGN, "target": {**CAMPAIGN["target"], "segments": ["business"], "value_tiers": ["high"]}}
+    model = LoyaltyMarket(
+        make_scenario(market__customers__population=3000, market__customers__segments=segments,
+                      policy__campaigns=[campaign]), seed=1).run(30)
+    contacted = np.concatenate([e["customer"] for e in model.contact_log])
+    assert contacted.size > 0
+    assert (model.customers.segment[contacted] == 0).all() and (model.customers.value_tier[contacted] == 2).all()
+    bad = {**CAMPAIGN, "target": {"segments": ["students"]}}
+    with pytest.raises(ScenarioError) as info:
+        scenario_from_dict(scenario_data(market__customers__segments=segments, policy__campaigns=[bad]))
+    assert info.value.problems == ["policy.campaigns[0].target.segments: unknown segment(s) ['students']; "
+                                   "known: ['business', 'consumer']"]

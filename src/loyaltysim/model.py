@@ -334,6 +334,16 @@ class LoyaltyMarket(Model):
                 else:
                     self._retention(f, c, t)
 
+    def _in_segments(self, target) -> np.ndarray | bool:
+        """Customers in the target's value tiers and customer segments (True where the target names none)."""
+        st = self.customers
+        keep: np.ndarray | bool = True
+        if target.value_tiers is not None:
+            keep = keep & np.isin(st.value_tier, [("low", "medium", "high").index(v) for v in target.value_tiers])
+        if target.segments is not None:
+            keep = keep & np.isin(st.segment, [self.segment_names.index(name) for name in target.segments])
+        return keep
+
     def _affordable(self, c, committed: float) -> int | None:
         """How many customers a round's budget pays for at ``committed`` per contact (None: no limit)."""
         if c.budget is None or committed <= 0:
@@ -358,6 +368,7 @@ class LoyaltyMarket(Model):
         if target.causes is not None:
             codes = [Cause[name.upper()] for name in target.causes]
             eligible &= np.isin(st.switch_cause, codes)
+        eligible &= self._in_segments(target)
         who = np.flatnonzero(eligible)
         if target.share < 1.0:
             who = who[self.streams.policy(f.index).random(who.size) < target.share]
@@ -390,8 +401,7 @@ class LoyaltyMarket(Model):
             mine = st.active & (st.current == f.index)
         else:  # a firm's customers in a repertoire market: those who bought from it within the lapse window
             mine = st.active & ((t - 1 - st.last_buy[:, f.index]) < self.params.lapse_steps)
-        if target.value_tiers is not None:
-            mine &= np.isin(st.value_tier, [("low", "medium", "high").index(v) for v in target.value_tiers])
+        mine &= self._in_segments(target)
         rows = np.flatnonzero(mine)
         rivals = [g.price for g in self.firms if g.available and g is not f]
         gap = (f.price - min(rivals)) / f.price if rivals else 0.0
@@ -605,6 +615,7 @@ class LoyaltyMarket(Model):
             "last_score": st.last_score[who], "tenure": tenure.astype(np.int32),
             "satisfaction": st.satisfaction[who, firm],
             "value": st.step_lifetime_value[who] if self.contractual else np.full(who.size, np.nan),
+            "revenue": st.step_lifetime_revenue[who] if self.contractual else np.full(who.size, np.nan),
             "second_lifetime": st.step_second_ended[who] if self.contractual else np.zeros(who.size, bool),
         }
 

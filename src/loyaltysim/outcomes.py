@@ -11,12 +11,12 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
 * win-back campaigns, from the run's contacts: ``winback_contacts``, ``winback_rate`` (share of contacts who came
   back while the offer lasted), ``winback_cost`` (contacts x contact cost + accepted offers x offer cost; discounts
   are already netted out of the margins), ``cost_per_regain`` (that cost over the customers who came back: to
-  compare with the firm's ``acquisition_cost`` of a new customer), ``second_lifetime_value`` (margin of the second
-  lifetimes so far), ``second_lifetime_weeks`` (their mean length so far, in weeks: lifetimes still running at
-  the end are cut there) and ``return_on_regain`` ((second-lifetime value - cost) / cost; Stauss & Friege
-  1999). These count every customer who came back while an offer lasted, including those who would have come
-  back anyway: the campaign's incremental value is the paired difference of ``npv`` or ``profit`` against no
-  campaign;
+  compare with the firm's ``acquisition_cost`` of a new customer), ``second_lifetime_value`` and
+  ``second_lifetime_revenue`` (margin and revenue of the second lifetimes so far), ``second_lifetime_weeks`` (their
+  mean length so far, in weeks: lifetimes still running at the end are cut there) and ``return_on_regain``
+  ((second-lifetime value - cost) / cost; Stauss & Friege 1999). These count every customer who came back while an
+  offer lasted, including those who would have come back anyway: the campaign's incremental value is the paired
+  difference of ``npv`` or ``profit`` against no campaign;
 * retention campaigns and their early warning, from the run's ``warnings`` table (every customer scored on each
   round): ``retention_contacts`` and ``retention_cost`` (contacts x (contact cost + offer cost)), and the
   warning's quality against the defections that follow within its ``horizon``: ``warning_flags`` (customers
@@ -60,7 +60,7 @@ SERIES_MEASURES = ("attitude", "satisfaction_basic", "satisfaction_performance",
 COHORT_MEASURES = ("cohort_retention", "cohort_retention_annual", "cohort_attitude")
 TOTAL_MEASURES = ("investment_cost_total", "acquisition_cost_total", "defections_total")
 WINBACK_MEASURES = ("winback_contacts", "winback_rate", "winback_cost", "cost_per_regain", "second_lifetime_value",
-                    "second_lifetime_weeks", "return_on_regain")
+                    "second_lifetime_revenue", "second_lifetime_weeks", "return_on_regain")
 RETENTION_MEASURES = ("retention_contacts", "retention_cost", "warning_flags", "warning_precision", "warning_recall",
                       "warning_lift", "warning_auc", "warning_lead_weeks")
 MARKET_MEASURES = ("annual_churn", "satisfied_defector_share", "defection_ratio_4_to_5", "retention_step_4_to_5",
@@ -135,7 +135,8 @@ def _winback_value(name: str, measure: str, scenario: LoyaltyScenario, tables: d
     contacts = tables.get("contacts")
     mine = contacts[contacts["firm"] == name] if contacts is not None else None
     if mine is None or mine.empty:
-        return 0.0 if measure in ("winback_contacts", "winback_cost", "second_lifetime_value") else math.nan
+        return 0.0 if measure in ("winback_contacts", "winback_cost", "second_lifetime_value",
+                                  "second_lifetime_revenue") else math.nan
     accepted = mine["accepted"].to_numpy(bool)
     cost = float(mine["contact_cost"].sum() + mine["offer_cost"].to_numpy()[accepted].sum())
     value = float(mine["second_value"].fillna(0.0).sum())
@@ -145,6 +146,7 @@ def _winback_value(name: str, measure: str, scenario: LoyaltyScenario, tables: d
         "winback_cost": cost,
         "cost_per_regain": cost / accepted.sum() if accepted.any() else math.nan,
         "second_lifetime_value": value,
+        "second_lifetime_revenue": float(mine["second_revenue"].fillna(0.0).sum()),
         "second_lifetime_weeks": (float(mine["second_steps"].dropna().mean()) * DAYS[scenario.time.step] / DAYS["week"]
                                   if accepted.any() else math.nan),
         "return_on_regain": (value - cost) / cost if cost > 0 else math.nan,

@@ -99,6 +99,7 @@ class CustomerState:
     last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
     # relationships and campaigns
     relationship_value: np.ndarray  # f8[n] margin earned by the current firm in this relationship
+    relationship_revenue: np.ndarray  # f8[n] revenue it earned in this relationship (after personal discounts)
     lost_value: np.ndarray  # f8[n] margin of the relationship the customer last left (its value to that firm)
     lost_at: np.ndarray  # i4[n] step the customer last left a firm
     offer_firm: np.ndarray  # i4[n] firm whose personal offer the customer holds; -1 none
@@ -122,6 +123,7 @@ class CustomerState:
     step_discount: np.ndarray  # f8[n] revenue given up to a personal discount
     step_regained: np.ndarray  # bool[n] won back this step by an offer
     step_lifetime_value: np.ndarray  # f8[n] value of the relationship the customer left this step
+    step_lifetime_revenue: np.ndarray  # f8[n] revenue of that relationship
     step_second_ended: np.ndarray  # bool[n] the relationship it left was a second lifetime
 
     @classmethod
@@ -165,6 +167,7 @@ class CustomerState:
             step_cause=np.zeros(n, np.int8),
             step_gained=np.full(n, NO_FIRM, i4),
             relationship_value=np.zeros(n, f8),
+            relationship_revenue=np.zeros(n, f8),
             lost_value=np.zeros(n, f8),
             lost_at=np.full(n, NEVER, i4),
             offer_firm=np.full(n, NO_FIRM, i4),
@@ -178,6 +181,7 @@ class CustomerState:
             step_discount=np.zeros(n, f8),
             step_regained=np.zeros(n, bool),
             step_lifetime_value=np.zeros(n, f8),
+            step_lifetime_revenue=np.zeros(n, f8),
             step_second_ended=np.zeros(n, bool),
         )
 
@@ -524,7 +528,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
     discount = np.where(offer_applies, units * sh.price[at] * st.offer_discount[rows], 0.0)
     margin = units * (sh.price[at] - sh.unit_cost[at]) - discount
-    value = np.where(changed, 0.0, st.relationship_value[rows]) + np.where(buying & (at == new), margin, 0.0)
+    here = buying & (at == new)
+    value = np.where(changed, 0.0, st.relationship_value[rows]) + np.where(here, margin, 0.0)
+    revenue = (np.where(changed, 0.0, st.relationship_revenue[rows])
+               + np.where(here, units * sh.price[at] - discount, 0.0))
     # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
     # does not make its return a regain)
     regained = (changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
@@ -570,9 +577,11 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.step_discount[rows] = discount
     st.step_regained[rows] = regained
     st.step_lifetime_value[rows] = np.where(left, st.relationship_value[rows], 0.0)
+    st.step_lifetime_revenue[rows] = np.where(left, st.relationship_revenue[rows], 0.0)
     st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
     st.lost_value[rows] = np.where(left, st.relationship_value[rows], st.lost_value[rows])
     st.lost_at[rows] = np.where(left, t, st.lost_at[rows])
     st.relationship_value[rows] = value
+    st.relationship_revenue[rows] = revenue
     st.regained_by[rows] = np.where(regained, new, np.where(changed, NO_FIRM, st.regained_by[rows]))
     st.regained_at[rows] = np.where(regained, t, st.regained_at[rows])

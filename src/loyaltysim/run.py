@@ -84,7 +84,7 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
     firm_names = np.array([*model.firm_names, None], dtype=object)  # index -1 (no firm) maps to None
 
     dep = _concat(model.departures, ["step", "customer", "firm", "destination", "cause", "last_score", "tenure",
-                                     "satisfaction", "value", "second_lifetime"])
+                                     "satisfaction", "value", "revenue", "second_lifetime"])
     defections = pd.DataFrame({
         "step": dep["step"].astype(np.int32),
         "customer": dep["customer"].astype(np.int32),
@@ -95,6 +95,7 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
         "tenure": dep["tenure"].astype(np.int32),
         "satisfaction": dep["satisfaction"].astype(np.float64),
         "value": dep["value"].astype(np.float64),
+        "revenue": dep["revenue"].astype(np.float64),
         "second_lifetime": dep["second_lifetime"].astype(bool),
     })
     defections.loc[defections["last_score"] == 0, "last_score"] = pd.NA
@@ -138,8 +139,9 @@ def _warnings_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFram
 
 def _contacts_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFrame:
     """Every win-back contact: who, when, what the firm knew (cause, time since lapse, first-lifetime value), the
-    offer, whether the customer came back while it lasted, and the margin and length (in steps) of the second
-    lifetime so far: to the customer's next departure from the firm (``second_ended``), or to the end of the run."""
+    offer, whether the customer came back while it lasted, and the margin, revenue and length (in steps) of the
+    second lifetime so far: to the customer's next departure from the firm (``second_ended``), or to the end of the
+    run."""
     cols = list(model.contact_log[0])
     raw = _concat(model.contact_log, cols)
     contacts = pd.DataFrame(raw)
@@ -157,9 +159,10 @@ def _contacts_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFram
     # second-lifetime margin: the value of the relationship when the regained customer next left the firm, or
     # its value at the end of the run if it is still there
     st = model.customers
-    dep = _concat(model.departures, ["step", "customer", "firm", "value", "second_lifetime"])
+    dep = _concat(model.departures, ["step", "customer", "firm", "value", "revenue", "second_lifetime"])
     ended = pd.DataFrame({"customer": dep["customer"].astype(np.int32), "firm": dep["firm"].astype(np.int32),
-                          "left_at": dep["step"], "value": dep["value"]})[dep["second_lifetime"].astype(bool)]
+                          "left_at": dep["step"], "value": dep["value"], "revenue": dep["revenue"]}
+                         )[dep["second_lifetime"].astype(bool)]
     accepted = pd.DataFrame({"index": np.flatnonzero(contacts["accepted"].to_numpy())})
     accepted["customer"] = raw["customer"][accepted["index"]].astype(np.int32)
     accepted["firm"] = raw["firm"][accepted["index"]].astype(np.int32)
@@ -168,14 +171,18 @@ def _contacts_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFram
     later = later[later["left_at"] > later["regained_at"]].sort_values("left_at").groupby("index").first()
     value = pd.Series(np.nan, index=contacts.index)
     value[later.index] = later["value"].to_numpy()
+    revenue = pd.Series(np.nan, index=contacts.index)
+    revenue[later.index] = later["revenue"].to_numpy()
     length = pd.Series(pd.NA, index=contacts.index, dtype="Int32")
     length[later.index] = (later["left_at"] - later["regained_at"]).to_numpy()
     running = accepted[~accepted["index"].isin(later.index)]
     still = (st.current[running["customer"]] == running["firm"]) & (st.regained_at[running["customer"]]
                                                                     == running["regained_at"])
     value[running["index"][still]] = st.relationship_value[running["customer"][still]]
+    revenue[running["index"][still]] = st.relationship_revenue[running["customer"][still]]
     length[running["index"][still]] = (model.steps - running["regained_at"][still]).to_numpy()
     contacts["second_value"] = value
+    contacts["second_revenue"] = revenue
     contacts["second_steps"] = length  # to the next departure, or to the end of the run (censored)
     contacts["second_ended"] = pd.Series(contacts.index.isin(later.index), index=contacts.index) & contacts[
         "accepted"]

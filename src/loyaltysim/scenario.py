@@ -215,6 +215,8 @@ class WinBackTarget(_Spec):
     lapsed_at_most: DurationField | None = None
     causes: list[str] | None = None  # recorded defection causes to target; unset: all
     min_value: NonNegative = 0.0  # least margin the first lifetime earned
+    value_tiers: list[Literal["low", "medium", "high"]] | None = None  # only these expected-spend tiers; unset: all
+    segments: list[str] | None = None  # only customers of these segments (market.customers.segments); unset: all
     share: Probability = 1.0  # share of the eligible contacted (drawn at random)
     max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the most valuable first
 
@@ -246,6 +248,7 @@ class RetentionTarget(_Spec):
     top_share: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # the riskiest share of its customers
     threshold: NonNegative | None = None  # or every customer scoring at least this
     value_tiers: list[Literal["low", "medium", "high"]] | None = None  # only these expected-spend tiers; unset: all
+    segments: list[str] | None = None  # only customers of these segments (market.customers.segments); unset: all
     holdout: Probability = 0.0  # share of those selected left uncontacted, at random (a control group)
     max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the riskiest first
 
@@ -598,6 +601,15 @@ def cross_reference_problems(data: Any) -> list[str]:
     if len(set(seg_names)) != len(seg_names):
         problems.append(f"market.customers.segments: segment names must be unique, got {seg_names}")
     policy = as_dict(as_dict(data).get("policy"))
+    known_segments = seg_names or ["all"]
+    owners = [(f"market.firms[{i}]", as_dict(f)) for i, f in enumerate(firm_items)] + [("policy", policy)]
+    for where, owner in owners:
+        for k, campaign in enumerate(as_list(owner.get("campaigns"))):
+            named = as_dict(as_dict(campaign).get("target")).get("segments")
+            bad = [x for x in as_list(named) if isinstance(x, str) and x not in known_segments]
+            if bad:
+                problems.append(f"{where}.campaigns[{k}].target.segments: unknown segment(s) {bad}; "
+                                f"known: {known_segments}")
     if isinstance(policy.get("firm"), str) and firms and policy["firm"] not in firms:
         problems.append(f"policy.firm: '{policy['firm']}' is not a market firm; known: {firms}")
     for k, inv in enumerate(as_list(policy.get("investments"))):
