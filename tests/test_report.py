@@ -342,3 +342,14 @@ def test_the_report_command_prints_the_paths_and_refuses_cleanly(stored, tmp_pat
     res = runner.invoke(app, ["report", str(TINY), "--out", str(tmp_path), "--db",
                               "postgresql+psycopg://nobody@127.0.0.1:1/none"])
     assert res.exit_code == 2 and "cannot open results database" in res.stderr
+
+
+def test_differences_md_leaves_out_outcomes_undefined_at_the_reference(tmp_path, canned_experiment):
+    tidy = canned()
+    undefined = (tidy["outcome"] == "market.annual_churn") & (tidy["price"] == "30")
+    tidy.loc[undefined, "value"] = float("nan")  # e.g. a win-back rate where the reference runs no campaign
+    write_report_files(tidy, canned_experiment, tmp_path)
+    diff_md = (tmp_path / "differences.md").read_text()
+    assert "Left out, as no pair has a value: market.annual_churn." in diff_md
+    assert "| market.annual_churn |" not in diff_md and "| focal.share_end |" in diff_md
+    assert (pd.read_csv(tmp_path / "differences.csv")["outcome"] == "market.annual_churn").any()  # csv keeps all

@@ -438,6 +438,10 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
         diffs.to_csv(folder / "differences.csv", index=False)
         paths.append(folder / "differences.csv")
         ref = ", ".join(f"{k}={v}" for k, v in experiment.reference.items())
+        # the csv keeps every row; the Markdown leaves out outcomes with no pair anywhere (undefined at the
+        # reference, e.g. a win-back rate where no campaign ran) and says which
+        paired = diffs.groupby("outcome", sort=False)["n"].transform("sum") > 0
+        undefined = list(dict.fromkeys(diffs.loc[~paired, "outcome"]))
         text = (f"# {experiment.name}: paired differences against {ref}\n\n"
                 "Each design point minus its reference design point (the reference labels for "
                 f"{', '.join(experiment.reference)}, its own labels otherwise), replication by replication: both "
@@ -445,7 +449,8 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
                 "distribution); n counts the pairs where both have a value."
                 + (" p05 and p95 are the 5th and 95th percentiles of the differences, p_negative the share of "
                    "replications where the difference is below zero." if experiment.risk else "")
-                + "\n\n" + markdown_table(diffs))
+                + (f" Left out, as no pair has a value: {', '.join(undefined)}." if undefined else "")
+                + "\n\n" + markdown_table(diffs[paired]))
         paths.append(_write(folder / "differences.md", text))
     for outcome in experiment.outcomes:
         paths.append(outcome_figure(tidy, outcome, factors, figures / figure_file_name(outcome),
