@@ -266,7 +266,7 @@ class _CampaignBase(_Spec):
     stop: DurationField | None = None
     offer: Offer = Offer()
     contact_cost: NonNegative = 0.0  # per customer contacted
-    recontact_after: DurationField = "52 weeks"  # a customer is contacted again (by any campaign) only after this
+    recontact_after: DurationField = "52 weeks"  # contacted again (by any of the firm's campaigns) only after this
     budget: NonNegative | None = None  # most committed per round (contacts x contact cost, + offer cost in retention)
 
 
