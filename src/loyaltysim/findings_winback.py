@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .findings import _style
+from .findings import _mean, _style, _values
 from .report import interval, register_figure, register_findings
 
 RATE = "focal.winback_rate"
@@ -77,14 +77,14 @@ def winback_findings(results: pd.DataFrame, experiment) -> list[dict]:
     if set(DISCOUNTS) <= have:
         deeper = paired(results, RATE, "discount 50%", "discount 10%")
         step_up = paired(results, RATE, "discount 30%", "discount 10%")
-        rates = ", ".join(f"{d} {_rate(results, d):.3f}" for d in DISCOUNTS)
+        rates = ", ".join(f"{d} {_mean(results, RATE, campaign=d):.3f}" for d in DISCOUNTS)
         checks.append({"effect": "a cheaper offer wins back more customers",
                        "holds": _above(deeper) and _above(step_up),
                        "evidence": f"win-back rate 50% minus 10% off: {_ci(deeper)}; 30% minus 10%: {_ci(step_up)} "
                                    f"(rates: {rates})"})
     if set(TIMING) <= have:
         later = paired(results, RATE, "discount 30%", "lapsed 40-47 weeks")
-        rates = [_rate(results, t) for t in TIMING]
+        rates = [_mean(results, RATE, campaign=t) for t in TIMING]
         checks.append({"effect": "win-back falls with time since lapse",
                        "holds": _above(later) and bool(np.all(np.diff(rates) < 0.01)),
                        "evidence": f"rate at 1-8 weeks minus 40-47 weeks: {_ci(later)}; rates by time since lapse "
@@ -103,6 +103,7 @@ def winback_findings(results: pd.DataFrame, experiment) -> list[dict]:
         untargeted = paired(results, NPV, "discount 30%", "no campaign")
         edge = paired(results, ROI, "targeted by value", "discount 30%")
         loss = float((untargeted < 0).mean()) if untargeted.size else float("nan")
+        gross = _mean(results, ROI, campaign="discount 30%")
         checks.append({"effect": "a targeted campaign returns more than it costs",
                        "holds": _above(targeted) and _above(edge),
                        "evidence": f"incremental NPV against no campaign {_money(targeted)}; return on regain "
@@ -110,14 +111,8 @@ def winback_findings(results: pd.DataFrame, experiment) -> list[dict]:
         checks.append({"effect": "an untargeted campaign can lose money",
                        "holds": bool(untargeted.size >= 2 and interval(untargeted)["ci_high"] < 0),
                        "evidence": f"incremental NPV against no campaign {_money(untargeted)}, P(loss) {loss:.2f}; "
-                                   f"yet its gross return on regain is {_rate(results, 'discount 30%', ROI):+.2f}"})
+                                   f"yet its gross return on regain is {gross:+.2f}"})
     return checks
-
-
-def _rate(results: pd.DataFrame, level: str, outcome: str = RATE, factor: str = "campaign") -> float:
-    rows = results[(results["outcome"] == outcome) & (results[factor].astype(str) == level)]
-    values = rows["value"].dropna()
-    return float(values.mean()) if len(values) else float("nan")
 
 
 ABLATIONS = {
@@ -155,8 +150,7 @@ def winback_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
 
     def bars(ax, levels, outcome, labels, colours, scale=1.0):
         levels = [lv for lv in levels if lv in have]
-        cis = [interval(results[(results["outcome"] == outcome) & (results["campaign"].astype(str) == lv)]["value"]
-                        .to_numpy(float)) for lv in levels]
+        cis = [interval(_values(results, outcome, campaign=lv)) for lv in levels]
         means = [c["mean"] * scale for c in cis]
         errors = [(c["mean"] - c["ci_low"]) * scale for c in cis]
         ax.bar(range(len(levels)), means, yerr=errors, capsize=4, color=colours[:len(levels)])
