@@ -145,7 +145,7 @@ def _campaign_results(rates: dict[str, float], npv: dict[str, float], roi: dict[
     rows = []
     for r in range(10):
         noise = rng.normal(0, 0.002)
-        for label in rates.keys() | npv.keys():
+        for label in sorted(rates.keys() | npv.keys()):  # sorted: set order follows the per-process hash seed
             for outcome, table in (("focal.winback_rate", rates), ("focal.npv", npv), ("focal.return_on_regain", roi)):
                 if label in table:
                     rows.append({"campaign": label, "replication": r, "outcome": outcome,
@@ -163,10 +163,15 @@ def test_winback_checks_say_what_holds_and_what_does_not():
     roi = {"discount 30%": 0.3, "targeted by value": 1.0}
     held = {c["effect"]: c["holds"] for c in fw.winback_findings(_campaign_results(rates, npv, roi), None)}
     assert len(held) == 5 and all(held.values()), held
-    flat = {k: 0.18 for k in rates}
-    same = {"no campaign": 1000.0, "discount 30%": 1000.0, "targeted by value": 1000.0}
-    held = {c["effect"]: c["holds"] for c in fw.winback_findings(_campaign_results(flat, same, roi), None)}
-    assert not any(held.values()), held
+    # every effect reversed: each check must fail whatever the noise
+    reversed_rates = {"discount 10%": 0.32, "discount 30%": 0.18, "discount 50%": 0.09, "lapsed 14-21 weeks": 0.20,
+                      "lapsed 27-34 weeks": 0.22, "lapsed 40-47 weeks": 0.25, "price leavers (discount)": 0.16,
+                      "service leavers (discount)": 0.21, "targeted by value": 0.18}
+    reversed_npv = {"no campaign": 1000.0, "discount 30%": 1100.0, "targeted by value": 900.0}
+    reversed_roi = {"discount 30%": 1.0, "targeted by value": 0.3}
+    held = {c["effect"]: c["holds"]
+            for c in fw.winback_findings(_campaign_results(reversed_rates, reversed_npv, reversed_roi), None)}
+    assert len(held) == 5 and not any(held.values()), held
 
 
 def test_winback_ablation_checks_hold_only_when_the_effect_is_gone():
