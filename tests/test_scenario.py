@@ -236,10 +236,10 @@ def test_warmup_just_shorter_than_horizon_is_fine(make_scenario):
     ("path", "where"),
     [("market__firms__0__programmes", "market.firms[0].programmes[0]"), ("policy__programmes", "policy.programmes[0]")],
 )
-def test_programmes_are_not_available_yet(scenario_data, path, where):
-    problem = only_problem(scenario_data(**{path: [{"kind": "points"}]}))
+def test_an_unknown_programme_kind_names_the_kinds_available(scenario_data, path, where):
+    problem = only_problem(scenario_data(**{path: [{"kind": "stamps", "name": "Card"}]}))
     assert problem.startswith(f"{where}: ")
-    assert "programme kind 'points' is not available" in problem
+    assert "'stamps'" in problem and all(f"'{k}'" in problem for k in ("points", "tiers", "cashback", "club"))
 
 
 @pytest.mark.parametrize(
@@ -278,13 +278,13 @@ def test_many_field_problems_are_listed_together(scenario_data):
         market__firms__1__reliability=1.5,
         market__customers__natural_churn="150% per year",
         time__horizon="3 fortnights",
-        policy__programmes=[{"kind": "points"}],
+        policy__programmes=[{"kind": "points", "name": "Card", "earn_rate": 0}],
     )
     data["market"]["survey"]["colour"] = "red"
     paths = sorted(p.split(": ")[0] for p in problems_of(data))
     assert paths == sorted([
         "market.firms[1].reliability", "market.customers.natural_churn", "time.horizon",
-        "policy.programmes[0]", "market.survey.colour",
+        "policy.programmes[0].earn_rate", "market.survey.colour",
     ])
 
 

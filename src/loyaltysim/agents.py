@@ -218,15 +218,19 @@ class Firm(mesa.Agent):
                 self.levels[lower] = target[lower]
 
     def settle(self, units: float, complaints: float, gained: float, discounts: float = 0.0,
-               offer_costs: float = 0.0) -> None:
+               offer_costs: float = 0.0, member_discounts: float = 0.0, programme_cost: float = 0.0,
+               programme_fees: float = 0.0) -> None:
         """Book the last step's profit and loss from its volumes (discounts: revenue given up to personal
-        offers; offer costs: what accepted offers cost besides)."""
-        revenue = units * self.price - discounts
+        offers; offer costs: what accepted offers cost besides; member discounts: revenue given up to programme
+        discounts; programme cost: rewards redeemed, cashback paid, operating and launch costs; programme fees:
+        membership fees collected)."""
+        revenue = units * self.price - discounts - member_discounts
         cogs = units * self.unit_cost
         recovery = complaints * self.recovery_cost
         acquisition = gained * self.acquisition_cost
         campaign = self.contact_spend + offer_costs
-        cost = cogs + recovery + self.marketing_spend + self.fixed_cost + acquisition + self.invested + campaign
+        cost = (cogs + recovery + self.marketing_spend + self.fixed_cost + acquisition + self.invested + campaign
+                + programme_cost)
         if not self.available:
             revenue = cost = cogs = recovery = acquisition = 0.0
         self.books = {
@@ -240,5 +244,8 @@ class Firm(mesa.Agent):
             "investment_cost": self.invested,
             "campaign_cost": campaign,
             "discounts": discounts,
-            "profit": revenue - cost,
+            "member_discounts": member_discounts,
+            "programme_cost": programme_cost,
+            "programme_fees": programme_fees,
+            "profit": revenue + programme_fees - cost,
         }

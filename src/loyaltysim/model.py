@@ -19,6 +19,7 @@ from . import crm, loyalty, rules
 from . import network as net
 from .agents import Customer, Firm
 from .crm import CRM
+from .programmes import Book
 from .rules import ATTRACTIVE, MUST_BE, NEVER, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState, Params, Shared, Variates
 from .scenario import (
     AttributeChange,
@@ -44,7 +45,7 @@ FIRM_METRICS = (
     "score_1", "score_2", "score_3", "score_4", "score_5", "nps",
     *LADDER_COLUMNS, *DICK_BASU_COLUMNS, *JONES_SASSER_COLUMNS,
     "price", "revenue", "cost_of_goods", "recovery_cost", "marketing_cost", "fixed_cost", "acquisition_cost",
-    "investment_cost", "campaign_cost", "discounts", "profit",
+    "investment_cost", "campaign_cost", "discounts", "member_discounts", "programme_cost", "programme_fees", "profit",
 )
 CAUSE_NAMES = [c.name.lower() for c in Cause]
 KANO_NAMES = {MUST_BE: "must_be", ONE_DIMENSIONAL: "one_dimensional", ATTRACTIVE: "attractive"}
@@ -174,6 +175,9 @@ class LoyaltyMarket(Model):
         # each firm's last contact with each customer, for its own recontact rule (allocated only with campaigns)
         has_campaigns = any(f.campaigns for f in self.firms)
         self.contacted_by = np.full((n, len(self.firms)) if has_campaigns else (0, 0), NEVER, np.int32)
+        # the firms' loyalty programmes (their own, and copies of rivals' they launch after a delay)
+        has_programmes = any(f.spec.programmes for f in self.firms)
+        self.programmes = Book(self.firms, n, unit, c, streams["programmes"]) if has_programmes else None
         self._classified: dict[str, tuple[int, np.ndarray]] = {}
         self._members_prev = self._members()
         self.shared: Shared | None = None
@@ -254,14 +258,22 @@ class LoyaltyMarket(Model):
                            "available": np.array([f.available for f in self.firms])}
         self.agents_by_type[Firm].do("step")
         self._campaigns(t)
+        perks = extra = None
+        if self.programmes is not None:
+            perks, extra = self.programmes.prepare(self.customers, t, self._prices(), self.contractual)
         self.shared = self._shared(t)
+        self.shared.perks = perks
         self.variates = self._draw()
+        if extra is not None:  # points pressure: extra purchase occasions
+            self.variates.occasions = self.variates.occasions + extra
         if self.one_at_a_time:
             self.agents_by_type[Customer].do("step")
         else:
             rules.step_customers(self.customers, slice(None), self.variates, self.shared, self.params)
         if self.crm is not None:
             self.crm.observe(self.customers, t)
+        if self.programmes is not None:
+            self.programmes.settle(self.customers, t, self._prices(), self.params.lapse_steps, self.contractual)
         self._survey(t)
         self._settle(t)
         self._snapshot(t)
@@ -273,6 +285,9 @@ class LoyaltyMarket(Model):
         for _ in range(self.config.steps() if steps is None else steps):
             self.step()
         return self
+
+    def _prices(self) -> np.ndarray:
+        return np.array([f.price for f in self.firms])
 
     def offer_history(self, t: int) -> dict[str, np.ndarray] | None:
         """What the firms offered at the start of step ``t`` (for rivals that react with a delay)."""
@@ -476,10 +491,11 @@ class LoyaltyMarket(Model):
         cur = np.where(has, st.current, 0)
         rows = np.arange(n)
         sat = st.satisfaction[rows, cur]
-        talk = st.active & has & (u_talk < self._p_talk)
+        p_talk = self._p_talk if self.programmes is None else self._p_talk * self.programmes.talk
+        talk = st.active & has & (u_talk < p_talk)
         recommend = talk & (sat > self.config.market.network.advocate_level)
         left = st.step_left >= 0
-        warn = (u_talk < self._p_talk) & (left | (talk & (sat < st.threshold)))
+        warn = (u_talk < p_talk) & (left | (talk & (sat < st.threshold)))
         about = np.where(left, st.step_left, cur)
         pos = np.zeros((n, n_firms))
         neg = np.zeros((n, n_firms))
@@ -659,9 +675,13 @@ class LoyaltyMarket(Model):
         total = members.sum()
         latest = self.responses[-1] if self.responses else None
         responses = latest if latest is not None and latest["step"][:1].tolist() == [t] else None
+        member_discounts = np.bincount(at, weights=st.step_member_discount[buyer], minlength=n_firms)
+        book = self.programmes
         for f in self.firms:
             j = f.index
-            f.settle(units[j], complaints[j], gained[j], discounts[j], offer_costs[j])
+            f.settle(units[j], complaints[j], gained[j], discounts[j], offer_costs[j], member_discounts[j],
+                     book.firm_totals["programme_cost"][j] if book else 0.0,
+                     book.firm_totals["programme_fees"][j] if book else 0.0)
             m = {
                 "available": f.available,
                 "customers": int(members[j]),

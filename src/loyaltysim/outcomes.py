@@ -27,6 +27,17 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   and ``warning_lead_weeks`` (mean time from a flag to the defection it foresaw). What the policy saves, net of
   its cost, is the paired difference of ``defections_total``, ``cohort_retention`` and ``npv`` against no
   campaign;
+* loyalty programmes (the firm's own and the copies it runs), from the run's ``programmes`` table:
+  ``programme_members_end`` (memberships at the end; a customer in two of its programmes counts twice),
+  ``programme_active_members_mean`` (members who bought from the firm within the lapse window), totals
+  ``points_issued_total``, ``points_redeemed_total``, ``points_expired_total``, ``reward_cost_total``,
+  ``cashback_total``; ``breakage_rate`` (points expired over points expired or redeemed in the period: the share of
+  resolved points never redeemed), ``liability_end`` and ``liability_net_end`` (outstanding points at the cost of
+  the cheapest reward, and net of the firm's expected breakage). From the firm's books: ``programme_cost_total``
+  (rewards, cashback, operating and launch costs), ``member_discounts_total`` and ``discounts_total`` (revenue
+  given up to programme and campaign discounts), ``programme_fees_total``; and ``share_of_wallet_mean``. A
+  programme's effect is the paired difference of ``revenue``, ``profit``, ``npv``, ``cohort_retention`` or
+  ``share_of_wallet_mean`` against no programme;
 * cohort loyalty, measured on the customers a firm held when the warm-up ended, so that a shrinking firm's
   surviving core does not pass for loyalty: ``cohort_retention`` (the share still with the firm at the end),
   ``cohort_retention_annual`` (the same per year: retention ** (1 / years)), ``cohort_attitude`` (the mean
@@ -56,13 +67,17 @@ from .units import DAYS
 SUMMARY_MEASURES = ("share_end", "share_mean", "annual_churn", "revenue", "profit", "npv", "satisfaction_mean",
                     "score_mean", "nps_mean", "satisfied_defector_share")
 SERIES_MEASURES = ("attitude", "satisfaction_basic", "satisfaction_performance",
-                   "satisfaction_latent", "retention")
+                   "satisfaction_latent", "retention", "share_of_wallet")
 COHORT_MEASURES = ("cohort_retention", "cohort_retention_annual", "cohort_attitude")
-TOTAL_MEASURES = ("investment_cost_total", "acquisition_cost_total", "defections_total")
+TOTAL_MEASURES = ("investment_cost_total", "acquisition_cost_total", "defections_total", "programme_cost_total",
+                  "programme_fees_total", "member_discounts_total", "discounts_total")
 WINBACK_MEASURES = ("winback_contacts", "winback_rate", "winback_cost", "cost_per_regain", "second_lifetime_value",
                     "second_lifetime_revenue", "second_lifetime_weeks", "return_on_regain")
 RETENTION_MEASURES = ("retention_contacts", "retention_cost", "warning_flags", "warning_precision", "warning_recall",
                       "warning_lift", "warning_auc", "warning_lead_weeks")
+PROGRAMME_MEASURES = ("programme_members_end", "programme_active_members_mean", "points_issued_total",
+                      "points_redeemed_total", "points_expired_total", "breakage_rate", "liability_end",
+                      "liability_net_end", "reward_cost_total", "cashback_total")
 MARKET_MEASURES = ("annual_churn", "satisfied_defector_share", "defection_ratio_4_to_5", "retention_step_4_to_5",
                    "retention_rise_to_4", *(f"retention_by_score_{s}" for s in range(1, 6)))
 _NAME = re.compile(r"^(focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
@@ -81,7 +96,7 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
     m = _NAME.match(name)
     allowed = ("focal.<measure>, firm[<name>].<measure> or market.<measure>; firm measures: "
                + ", ".join([*SUMMARY_MEASURES, *(f"{s}_mean" for s in SERIES_MEASURES), *COHORT_MEASURES,
-                            *TOTAL_MEASURES, *WINBACK_MEASURES, *RETENTION_MEASURES])
+                            *TOTAL_MEASURES, *WINBACK_MEASURES, *RETENTION_MEASURES, *PROGRAMME_MEASURES])
                + "; market measures: " + ", ".join(MARKET_MEASURES))
     if not m:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
@@ -90,7 +105,7 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
         ok = measure in MARKET_MEASURES
     else:
         ok = measure in (*SUMMARY_MEASURES, *COHORT_MEASURES, *TOTAL_MEASURES, *WINBACK_MEASURES,
-                         *RETENTION_MEASURES) or (
+                         *RETENTION_MEASURES, *PROGRAMME_MEASURES) or (
             measure.endswith("_mean") and measure.removesuffix("_mean") in SERIES_MEASURES)
     if not ok:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
@@ -113,6 +128,8 @@ def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict
         return _winback_value(name, measure, scenario, tables)
     if measure in RETENTION_MEASURES:
         return _retention_value(name, measure, scenario, tables)
+    if measure in PROGRAMME_MEASURES:
+        return _programme_value(name, measure, scenario, tables)
     if measure in COHORT_MEASURES:
         customers = tables["customers"]
         cohort = customers[customers["firm_after_warmup"] == name]
@@ -194,6 +211,25 @@ def _retention_value(name: str, measure: str, scenario: LoyaltyScenario, tables:
         return precision
     base = float(left[untreated].mean()) if untreated.any() else math.nan
     return precision / base if base > 0 else math.nan  # warning_lift
+
+
+def _programme_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
+    """A firm's loyalty programmes over the reported period (summed over its programmes, copies included)."""
+    log = tables.get("programmes")
+    mine = log[(log["firm"] == name) & (log["step"] > scenario.warmup_steps())] if log is not None else None
+    if mine is None or mine.empty:
+        return math.nan if measure == "breakage_rate" else 0.0
+    end = mine[mine["step"] == mine["step"].max()]
+    if measure == "programme_members_end":
+        return float(end["members"].sum())
+    if measure == "programme_active_members_mean":
+        return float(mine.groupby("step")["active_members"].sum().mean())
+    if measure in ("liability_end", "liability_net_end"):
+        return float(end[measure.removesuffix("_end")].sum())
+    if measure == "breakage_rate":  # points that expired, of those that expired or were redeemed in the period
+        resolved = mine["points_expired"].sum() + mine["points_redeemed"].sum()
+        return float(mine["points_expired"].sum() / resolved) if resolved > 0 else math.nan
+    return float(mine[measure.removesuffix("_total")].sum())
 
 
 def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

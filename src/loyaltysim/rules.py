@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -121,6 +122,7 @@ class CustomerState:
     step_cause: np.ndarray  # i1[n] cause of that departure
     step_gained: np.ndarray  # i4[n] firm that won the customer this step, -1 none
     step_discount: np.ndarray  # f8[n] revenue given up to a personal discount
+    step_member_discount: np.ndarray  # f8[n] revenue given up to programme discounts (tiers, member days, clubs)
     step_regained: np.ndarray  # bool[n] won back this step by an offer
     step_lifetime_value: np.ndarray  # f8[n] value of the relationship the customer left this step
     step_lifetime_revenue: np.ndarray  # f8[n] revenue of that relationship
@@ -179,6 +181,7 @@ class CustomerState:
             regained_by=np.full(n, NO_FIRM, i4),
             regained_at=np.full(n, NEVER, i4),
             step_discount=np.zeros(n, f8),
+            step_member_discount=np.zeros(n, f8),
             step_regained=np.zeros(n, bool),
             step_lifetime_value=np.zeros(n, f8),
             step_lifetime_revenue=np.zeros(n, f8),
@@ -255,6 +258,7 @@ class Shared:
     switching_cost: float  # procedural
     wom_pos: np.ndarray  # f8[n, F] share of neighbours recommending each firm
     wom_neg: np.ndarray  # f8[n, F] share of neighbours warning against each firm
+    perks: Any = None  # loyalty programmes' loyaltysim.programmes.Perks (None: no programme in the market)
 
 
 @dataclass
@@ -463,9 +467,16 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     prompted = ((rival_offer & (v.u_attention[rows] < p.offer_attention * (1.0 - attitude))) | lost_manager_now
                 | approached)
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
-    relative_price = price / sh.price_ref - 1.0
+    perks = sh.perks
+    if perks is not None:  # programmes: members pay less, count rewards as a price cut, feel points pressure
+        felt = price * (1.0 - perks.discount[rows]) * (1.0 - perks.value[rows])
+    else:
+        felt = price
+    relative_price = felt / sh.price_ref - 1.0
     base = (p.quality_weight * perceived
             - (sh.price_factor * st.price_sensitivity[rows])[:, None] * relative_price)
+    if perks is not None:
+        base = base + perks.pressure[rows]
     base = np.where(sh.available[None, :], base, -np.inf)
     hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
     hold = hold + p.relationship_premium * attitude
@@ -502,12 +513,16 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     offer_applies = offered_here[idx, at]  # the offer is from the firm bought from
     reliability = np.where(offer_applies, 1.0 - (1.0 - sh.reliability[at]) * (1.0 - st.offer_upgrade[rows]),
                            sh.reliability[at])
+    if perks is not None:  # priority service removes a share of the failures left
+        reliability = 1.0 - (1.0 - reliability) * (1.0 - perks.priority[rows][idx, at])
     failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
     complained = failed & (v.u_complain[rows] < np.where(dissatisfied, p.complaint_rate_dissatisfied,
                                                            p.complaint_rate))
     recovered = complained & (v.u_recover[rows] < sh.recovery[at])
     damage = experience_damage(failed, complained, recovered, p)
+    if perks is not None:  # members forgive part of a failure
+        damage = damage * (1.0 - perks.forgive[rows][idx, at])
     offered = sh.levels[at]
     expectation = st.expectation[rows]
     experienced = weighted_sum(weights, kano_response(offered - expectation, sh.kano, p.loss_aversion)) - damage
@@ -528,10 +543,17 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
     discount = np.where(offer_applies, units * sh.price[at] * st.offer_discount[rows], 0.0)
     margin = units * (sh.price[at] - sh.unit_cost[at]) - discount
+    if perks is not None:
+        member_discount = units * price[idx, at] * perks.discount[rows][idx, at]
+        margin = margin - member_discount
+        discount_all = discount + member_discount
+    else:
+        member_discount = 0.0
+        discount_all = discount
     here = buying & (at == new)
     value = np.where(changed, 0.0, st.relationship_value[rows]) + np.where(here, margin, 0.0)
     revenue = (np.where(changed, 0.0, st.relationship_revenue[rows])
-               + np.where(here, units * sh.price[at] - discount, 0.0))
+               + np.where(here, units * sh.price[at] - discount_all, 0.0))
     # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
     # does not make its return a regain)
     regained = (changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
@@ -575,6 +597,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.step_cause[rows] = cause
     st.step_gained[rows] = gained
     st.step_discount[rows] = discount
+    st.step_member_discount[rows] = member_discount
     st.step_regained[rows] = regained
     st.step_lifetime_value[rows] = np.where(left, st.relationship_value[rows], 0.0)
     st.step_lifetime_revenue[rows] = np.where(left, st.relationship_revenue[rows], 0.0)

@@ -114,6 +114,11 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
         tables["contacts"] = _contacts_table(model, firm_names)
     if model.warning_log:
         tables["warnings"] = _warnings_table(model, firm_names)
+    if model.programmes is not None:
+        programmes = pd.DataFrame(model.programmes.log)
+        programmes["step"] = programmes["step"].astype(np.int32)
+        programmes["firm"] = firm_names[programmes["firm"].astype(int)]
+        tables["programmes"] = programmes
     if model.panel:
         tables["panel"] = _panel_table(model)
     return tables

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .units import DurationField, ProbabilityField, RateField
+from .units import DAYS, DurationField, ProbabilityField, RateField, parse_duration
 
 SCHEMA_VERSION = 1
 KANO_CLASSES = ("must_be", "one_dimensional", "attractive")
@@ -146,6 +146,12 @@ class Customers(_Spec):
     manager_bond: NonNegative = 0.4  # switching cost added by a relationship manager
     manager_follow: Probability = 0.3  # share of the way a departing manager pulls belief in the new firm up
     club_bond: NonNegative = 0.3  # switching cost of belonging to the current firm's club or community
+    # loyalty programmes (used only where a firm runs one)
+    goal_gradient: NonNegative = 0.5  # extra purchase rate, as a share of the usual rate, when a reward is reached
+    points_pressure: NonNegative = 0.3  # utility of a firm whose next reward is one purchase away (x progress^2)
+    membership_dilution: NonNegative = 0.5  # each programme's pull is divided by 1 + this x (memberships - 1)
+    enrolment_effort: Normal = Normal(mean=3.0, sd=3.0, min=0.0)  # hassle of joining a programme, money
+    programme_attention: Probability = 0.5  # share of an open programme's value a non-member counts when choosing
 
 
 class Network(_Spec):
@@ -183,14 +189,144 @@ class Survey(_Spec):
         return v
 
 
-class Programme(_Spec):
-    """Placeholder for loyalty programme designs: none are available in schema version 1."""
+VALUE_TIERS = ("low", "medium", "high")
 
-    kind: str
+
+class Reward(_Spec):
+    """One reward in a points programme's catalogue: what it costs in points, what it is worth to the customer,
+    and what it costs the firm to provide."""
+
+    points: Annotated[float, Field(gt=0.0)]  # the redemption threshold; a reward must cost at least some points
+    value: Positive  # worth to the customer, money
+    cost: NonNegative | None = None  # what the firm pays for it; unset: its value (cash-like)
+
+    def firm_cost(self) -> float:
+        return self.value if self.cost is None else self.cost
+
+
+class Bonus(_Spec):
+    """A bonus event: double points (or any multiplier) on a schedule, a member day (a multiplier and a discount
+    on a recurring day), or birthday points (once a year, on each member's own birthday)."""
+
+    kind: Literal["double_points", "member_day", "birthday"]
+    every: DurationField = "4 weeks"  # double points, member day: how often the event comes round
+    start: DurationField = "0 weeks"  # first event after this
+    duration: DurationField = "1 week"  # how long each event lasts
+    multiplier: Annotated[float, Field(ge=1.0)] = 2.0  # points earned per point during the event
+    discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # member day: share off the price for members
+    points: NonNegative = 0.0  # birthday: points given
+
+
+class TierLevel(_Spec):
+    """A status tier: reached by spend or by purchase occasions (visits) over the qualification window."""
+
+    name: Annotated[str, Field(min_length=1)]
+    spend: NonNegative | None = None  # money spent in the window that qualifies
+    visits: Annotated[int, Field(ge=1)] | None = None  # purchase occasions in the window that qualify
+    discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # share off the price at this tier
+    priority: Probability = 0.0  # priority service: share of service failures removed
+    bonus_earn: NonNegative = 0.0  # points programmes: extra points per point earned
+    status_value: NonNegative = 0.0  # utility of the status itself (recognition), lost by leaving
 
     @model_validator(mode="after")
-    def _unsupported(self) -> Programme:
-        raise ValueError(f"programme kind '{self.kind}' is not available in this version (none are yet)")
+    def _qualification(self) -> TierLevel:
+        if self.spend is None and self.visits is None:
+            raise ValueError(f"tier '{self.name}' has no qualification rule: give spend (money in the window) "
+                             "and/or visits (purchase occasions in the window)")
+        return self
+
+
+class Tiers(_Spec):
+    """Status tiers over a rolling window: promotion as soon as a tier's rule is met, demotion at reviews."""
+
+    window: DurationField = "52 weeks"  # qualification counts spend and visits over this rolling window
+    review: DurationField = "13 weeks"  # how often status is reviewed for demotion
+    demotion: Literal["one_level", "to_qualified", "never"] = "one_level"
+    levels: Annotated[list[TierLevel], Field(min_length=1)]  # lowest first
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Tiers:
+        names = [t.name for t in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        for rule in ("spend", "visits"):
+            values = [getattr(t, rule) for t in self.levels if getattr(t, rule) is not None]
+            if any(b <= a for a, b in itertools.pairwise(values)):
+                raise ValueError(f"levels: each tier's {rule} must be higher than the tier below's (lowest tier "
+                                 f"first), got {values}")
+        return self
+
+
+class Enrolment(_Spec):
+    """How customers join: a customer of the firm who notices the programme joins when the yearly benefit it
+    expects exceeds its own effort of joining plus the fee (so heavier buyers join first)."""
+
+    awareness: ProbabilityField = "25% per month"  # chance a buying customer considers joining in a period
+    fee: RateField = "0 per year"  # membership fee, money per period
+    invitation: list[Literal["low", "medium", "high"]] | None = None  # invitation only: these value tiers
+
+
+class _ProgrammeBase(_Spec):
+    name: Annotated[str, Field(min_length=1)]
+    start: DurationField = "0 weeks"  # launch
+    enrolment: Enrolment = Enrolment()
+    operating_cost: RateField = "0 per year"  # per member, money per period
+    launch_cost: NonNegative = 0.0  # once, at launch
+    forgiveness: Probability = 0.2  # share of a service failure's damage members forgive (Bolton et al. 2000)
+
+
+class PointsProgramme(_ProgrammeBase):
+    """Points per money spent, redeemed for rewards from a catalogue; points may expire."""
+
+    kind: Literal["points"]
+    earn_rate: Positive = 1.0  # points per unit of money spent
+    rewards: Annotated[list[Reward], Field(min_length=1)] = [Reward(points=1500.0, value=15.0)]  # 1% back
+    expiry: DurationField | None = "52 weeks"  # None: points never expire
+    expire_on: Literal["earning", "inactivity"] = "earning"  # a fixed life from earning, or after no activity
+    reminder: DurationField | None = None  # members are told this long before points expire
+    redemption: ProbabilityField = "25% per month"  # chance a member with enough points redeems in a period
+    bonuses: list[Bonus] = []
+    tiers: Tiers | None = None
+    expected_breakage: Probability = 0.2  # the firm's estimate, for the liability net of breakage
+
+
+class TierProgramme(_ProgrammeBase):
+    """Status without points: tier benefits (discount, priority service, recognition)."""
+
+    kind: Literal["tiers"]
+    tiers: Tiers
+
+
+class CashbackCondition(_Spec):
+    """A frequency condition: purchases on this many days of the period (in a row if ``consecutive``)."""
+
+    days: Annotated[int, Field(ge=1)]
+    consecutive: bool = False
+    rate: Probability  # share of the period's spend returned when the condition is met
+
+
+class CashbackProgramme(_ProgrammeBase):
+    """Money back on spend, paid at the end of each period; frequency-conditioned schedules pay a higher rate
+    to customers who buy on enough days (they need day steps)."""
+
+    kind: Literal["cashback"]
+    rate: Probability = 0.01  # share of spend returned (when no condition in the schedule is met)
+    schedule: list[CashbackCondition] = []
+    period: DurationField = "1 month"
+
+
+class ClubProgramme(_ProgrammeBase):
+    """A club or brand community: a relational bond, more word of mouth, a members' discount."""
+
+    kind: Literal["club"]
+    community_value: NonNegative = 60.0  # yearly worth of belonging to a fully attached customer, money
+    talk_boost: Annotated[float, Field(ge=1.0)] = 2.0  # members talk about the firm this many times as often
+    discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # members' share off the price
+
+
+Programme = Annotated[PointsProgramme | TierProgramme | CashbackProgramme | ClubProgramme,
+                      Field(discriminator="kind")]
+PROGRAMME_KINDS = ("points", "tiers", "cashback", "club")
 
 
 class Offer(_Spec):
@@ -327,6 +463,7 @@ class Reaction(_Spec):
     target: Literal["best", "mean"] = "best"  # match the best rival's level, or follow the rivals' mean level
     tolerance: NonNegative = 0.02  # differences smaller than this share (price) or level are ignored
     min_margin: NonNegative = 0.0  # never price below unit cost x (1 + min_margin)
+    copy_programmes: bool = False  # launch a copy of each rival's loyalty programme ``delay`` after it launches
 
 
 class Firm(Levers):
@@ -610,6 +747,7 @@ def cross_reference_problems(data: Any) -> list[str]:
             if bad:
                 problems.append(f"{where}.campaigns[{k}].target.segments: unknown segment(s) {bad}; "
                                 f"known: {known_segments}")
+    problems += _programme_problems(data, owners)
     if isinstance(policy.get("firm"), str) and firms and policy["firm"] not in firms:
         problems.append(f"policy.firm: '{policy['firm']}' is not a market firm; known: {firms}")
     for k, inv in enumerate(as_list(policy.get("investments"))):
@@ -619,12 +757,65 @@ def cross_reference_problems(data: Any) -> list[str]:
     return problems
 
 
+def _days(text: Any) -> float | None:
+    """Days in a duration string, or None if it is not one (its own field check reports that)."""
+    try:
+        return parse_duration(text).days()
+    except ValueError:
+        return None
+
+
+def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
+    """Programme settings that only make sense against the step length, and programme names."""
+    problems: list[str] = []
+    step = as_dict(as_dict(data).get("time")).get("step", "week")
+    step_days = DAYS.get(step) if isinstance(step, str) else None
+    names: list[str] = []
+    policy_firm = as_dict(as_dict(data).get("policy")).get("firm")
+    for where, owner in owners:
+        overridden = where != "policy" and owner.get("name") == policy_firm and \
+            as_dict(as_dict(data).get("policy")).get("programmes") is not None
+        for k, prog in enumerate(as_list(owner.get("programmes"))):
+            prog = as_dict(prog)
+            at = f"{where}.programmes[{k}]"
+            if isinstance(prog.get("name"), str) and not overridden:
+                names.append(prog["name"])
+            if step_days is None:
+                continue
+            expiry = _days(prog.get("expiry", "52 weeks")) if prog.get("kind") == "points" else None
+            if expiry is not None and expiry < step_days:
+                problems.append(f"{at}.expiry: '{prog.get('expiry')}' is shorter than one step (1 {step}): points "
+                                f"would expire before they could be used; give at least 1 {step}, or none")
+            reminder = _days(prog.get("reminder")) if prog.get("reminder") is not None else None
+            if reminder is not None and expiry is not None and reminder >= expiry:
+                problems.append(f"{at}.reminder: '{prog.get('reminder')}' is not shorter than the expiry "
+                                f"'{prog.get('expiry')}'; a reminder comes before points expire")
+            if prog.get("kind") == "cashback":
+                period = _days(prog.get("period", "1 month"))
+                if period is not None and period < step_days:
+                    problems.append(f"{at}.period: '{prog.get('period')}' is shorter than one step (1 {step})")
+                schedule = as_list(prog.get("schedule"))
+                if schedule and step != "day":
+                    problems.append(f"{at}.schedule: frequency conditions count days with a purchase, so they need "
+                                    f"time.step = \"day\" (this scenario steps in {step}s)")
+                elif period is not None:
+                    for j, cond in enumerate(schedule):
+                        days = as_dict(cond).get("days")
+                        if isinstance(days, int) and days > round(period):
+                            problems.append(f"{at}.schedule[{j}].days: {days} days cannot fit in a period of "
+                                            f"'{prog.get('period', '1 month')}' ({round(period)} days)")
+    repeated = sorted({x for x in names if names.count(x) > 1})
+    if repeated:
+        problems.append(f"programmes: programme names must be unique across the market, repeated: {repeated}")
+    return problems
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in (*EVENT_KINDS, *CAMPAIGN_KINDS, "function-after"):
+        elif p in (*EVENT_KINDS, *CAMPAIGN_KINDS, *PROGRAMME_KINDS, "function-after"):
             continue
         else:
             parts.append(("." if parts else "") + str(p))

@@ -25,6 +25,7 @@ STREAM_NAMES: tuple[str, ...] = (
     "life_events",  # natural churn and re-entry
     "surveys",  # who is asked, and answer noise
     "policies",  # firm policies: one child per firm
+    "programmes",  # loyalty programmes: enrolment effort and birthdays, then each step's pressure, awareness, redemption
 )
 
 

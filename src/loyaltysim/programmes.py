@@ -1,0 +1,537 @@
+"""Loyalty programmes: the ledgers firms keep of their members, and what membership means to a customer.
+
+Each programme a firm runs (points, tiers, cashback, club; see :mod:`loyaltysim.scenario`) is one
+:class:`Ledger`: who is a member, their points by the period they were earned in, their status tier and the spend
+and visits that qualify for it, their cashback period. The :class:`Book` holds every ledger of a market and does
+two things each step:
+
+* **before customers step** (:meth:`Book.prepare`) it says what the programmes mean to each customer, as arrays the
+  behaviour rules read (:class:`Perks`): the share of a firm's price its rewards are worth to the customer
+  (programme value in utility), the discounts a member actually gets, the points pressure toward a firm whose next
+  reward is near (goal gradient; Kivetz, Urminsky & Zheng 2006), priority service and the share of a service
+  failure's damage a member forgives (Bolton, Kannan & Bramlett 2000). It writes the financial switching cost of a
+  balance and a status at the customer's current firm, and club membership (a relational bond). It adds the extra
+  purchase occasions that points pressure brings (drawn from the ``programmes`` stream, which runs without
+  programmes never touch).
+* **after customers step** (:meth:`Book.settle`) it books the step: points earned on what members spent at the firm
+  (times bonus multipliers and tier bonus), birthday points, expiry (breakage), redemptions (a redeeming member
+  spends its balance on rewards, the largest it can afford first, oldest points first), tier promotion and, at reviews, demotion, cashback paid at the end of
+  each period (at the highest rate whose frequency condition was met), enrolment and fees, operating cost.
+
+How the designs act on customers, in money and utility:
+
+* A member counts a points programme as a price cut of ``earn x value per point x reach`` (reach: the share of a
+  reward the customer expects to collect before points expire, from its own expected spend), a cashback programme
+  as its rate. Each further membership weakens the pull of each: values are divided by
+  ``1 + membership_dilution x (memberships - 1)`` ("customers hold many cards and are loyal to none"). A non-member
+  counts an open programme at ``programme_attention`` of its value.
+* Points pressure: with progress ``g`` toward the next reward (0 just after one, 1 at the threshold), the firm
+  gains ``points_pressure x g^2`` utility and the member's purchase rate rises by ``goal_gradient x g^2`` of its
+  usual rate. Redemption resets ``g``, so purchases dip after a reward. A cashback schedule's frequency condition
+  (purchases on so many days of the period) presses the same way while it can still be met.
+* A balance is a financial switching cost: losing points worth ``V`` weighs like a price rise of ``V`` over a year's
+  spending at the firm, times loss aversion; a tier's ``status_value`` adds to it (Burnham, Frels & Mahajan 2003).
+* Enrolment is self-selected: a customer buying from the firm who notices the programme (``awareness``) joins when
+  the yearly benefit it expects from its own spend exceeds its effort of joining (a trait) plus the yearly fee, so
+  heavier buyers join first. Fee-paying members review the decision once a year. A club's benefit is its
+  ``community_value`` times the customer's attitudinal loyalty (enthusiasts join).
+
+Accounting: points issued = redeemed + expired + outstanding, at every step. The liability is outstanding points
+times the cost per point of the cheapest reward, and net of the firm's ``expected_breakage``. Rewards cost the firm
+when redeemed; cashback when paid; discounts are revenue given up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rules import NEVER, CustomerState
+from .scenario import VALUE_TIERS, CashbackProgramme, PointsProgramme
+from .units import DAYS
+
+
+@dataclass
+class Perks:
+    """What the programmes mean to each customer in a step, customer x firm."""
+
+    value: np.ndarray  # f8[n, F] share of the price the programmes' rewards are worth to the customer (utility only)
+    discount: np.ndarray  # f8[n, F] share off the price a member pays
+    pressure: np.ndarray  # f8[n, F] utility of a firm whose next reward is near (points pressure)
+    priority: np.ndarray  # f8[n, F] share of service failures removed (priority service)
+    forgive: np.ndarray  # f8[n, F] share of a failure's damage forgiven
+
+    @classmethod
+    def zeros(cls, n: int, n_firms: int) -> Perks:
+        return cls(*(np.zeros((n, n_firms)) for _ in range(5)))
+
+
+class Ledger:
+    """One programme of one firm: its members and their balances, tiers and cashback periods."""
+
+    def __init__(self, spec, firm: int, name: str, start: int, n: int, unit: str, year_steps: int):
+        self.spec = spec
+        self.kind = spec.kind
+        self.firm = firm
+        self.name = name
+        self.start = start  # launched after this step
+        self.n = n
+        self.unit = unit
+        self.year = year_steps
+        steps = lambda d: d.steps(unit)  # noqa: E731
+        self.awareness = spec.enrolment.awareness.per_step(unit)
+        self.fee = spec.enrolment.fee.per_step(unit)
+        self.invited = (None if spec.enrolment.invitation is None
+                        else [VALUE_TIERS.index(v) for v in spec.enrolment.invitation])
+        self.operating = spec.operating_cost.per_step(unit)
+        self.member = np.zeros(n, bool)
+        self.joined = np.full(n, NEVER, np.int32)
+        self.cum = {"issued": 0.0, "redeemed": 0.0, "expired": 0.0}
+        self.tiers = getattr(spec, "tiers", None)
+        if isinstance(spec, PointsProgramme):
+            rewards = sorted(spec.rewards, key=lambda r: r.points)
+            self.reward_points = np.array([r.points for r in rewards])
+            self.reward_value = np.array([r.value for r in rewards])
+            self.reward_cost = np.array([r.firm_cost() for r in rewards])
+            self.min_points = float(self.reward_points[0])
+            self.value_per_point = float(self.reward_value[0] / self.reward_points[0])
+            self.cost_per_point = float(self.reward_cost[0] / self.reward_points[0])
+            self.redeem_p = spec.redemption.per_step(unit)
+            self.life = None if spec.expiry is None else steps(spec.expiry)
+            self.reminder = None if spec.reminder is None else steps(spec.reminder)
+            if self.life is None or spec.expire_on == "inactivity":
+                self.bucket, self.k_life, slots = 1, 0, 1
+            else:  # points expire at the end of the first bucket period after they are `life` steps old
+                self.bucket = math.ceil(self.life / 12)
+                self.k_life = math.ceil(self.life / self.bucket)
+                slots = self.k_life + 1
+            self.points = np.zeros((n, slots))
+            self.last_activity = np.full(n, NEVER, np.int32)
+            self.bonuses = [(b.kind, steps(b.start), max(steps(b.every), 1), max(steps(b.duration), 1),
+                             b.multiplier, b.discount, b.points) for b in spec.bonuses]
+        if self.tiers is not None:
+            t = self.tiers
+            self.tier = np.zeros(n, np.int8)  # 0: no tier; k: levels[k - 1]
+            self.t_window = steps(t.window)
+            self.t_bucket = max(math.ceil(self.t_window / 13), 1)
+            slots = math.ceil(self.t_window / self.t_bucket)
+            self.q_spend = np.zeros((n, slots))
+            self.q_visits = np.zeros((n, slots))
+            self.t_review = max(steps(t.review), 1)
+            inf = np.inf
+            self.t_spend = np.array([inf if lv.spend is None else lv.spend for lv in t.levels])
+            self.t_visits = np.array([inf if lv.visits is None else lv.visits for lv in t.levels])
+            self.t_discount = np.array([0.0, *(lv.discount for lv in t.levels)])
+            self.t_priority = np.array([0.0, *(lv.priority for lv in t.levels)])
+            self.t_bonus = np.array([0.0, *(lv.bonus_earn for lv in t.levels)])
+            self.t_status = np.array([0.0, *(lv.status_value for lv in t.levels)])
+        if isinstance(spec, CashbackProgramme):
+            self.period = max(steps(spec.period), 1)
+            self.period_spend = np.zeros(n)
+            self.days = np.zeros(n, np.int32)
+            self.streak = np.zeros(n, np.int32)
+            self.best_streak = np.zeros(n, np.int32)
+            self.rate = np.full(n, spec.rate)  # the rate each member earned in its last period
+            self.conditions = sorted(spec.schedule, key=lambda c: -c.rate)
+        self.step_totals: dict[str, float] = {}
+
+    # --- state views -------------------------------------------------------------------------------------
+    def launched(self, t: int) -> bool:
+        return t > self.start
+
+    def balance(self) -> np.ndarray | None:
+        return self.points.sum(axis=1) if self.kind == "points" else None
+
+    def multiplier(self, t: int) -> tuple[float, float]:
+        """Earn multiplier and member discount of the bonus events running at step ``t``."""
+        mult, discount = 1.0, 0.0
+        for kind, start, every, duration, m, d, _ in getattr(self, "bonuses", ()):
+            if kind != "birthday" and t > start and (t - start - 1) % every < duration:
+                mult = max(mult, m)
+                discount = max(discount, d) if kind == "member_day" else discount
+        return mult, discount
+
+    def progress(self, balance: np.ndarray) -> np.ndarray:
+        """Progress toward the next reward above the balance: 0 just after a threshold, 1 at the next one (0 when
+        no reward is above the balance: a reward can be claimed, nothing is left to strive for)."""
+        above = np.searchsorted(self.reward_points, balance, side="right")
+        has_next = above < self.reward_points.size
+        nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
+        prev = np.where(above > 0, self.reward_points[np.maximum(above - 1, 0)], 0.0)
+        return np.divide(balance - prev, nxt - prev, out=np.zeros(balance.shape), where=has_next)
+
+    def cashback_progress(self, t: int) -> np.ndarray:
+        """Progress toward the highest-paying frequency condition still within reach this period."""
+        spent = (t - 1) % self.period  # steps of the period already gone
+        left = self.period - spent
+        progress = np.zeros(self.n)
+        met = np.zeros(self.n, bool)
+        for c in self.conditions:  # highest rate first
+            have = self.streak if c.consecutive else self.days
+            done = (self.best_streak if c.consecutive else self.days) >= c.days
+            reachable = ~met & ~done & (c.days - have <= left)
+            progress = np.where(reachable & (progress == 0), have / c.days, progress)
+            met |= done | reachable
+        return progress
+
+    def liability(self) -> tuple[float, float]:
+        if self.kind != "points":
+            return 0.0, 0.0
+        gross = float(self.points.sum()) * self.cost_per_point
+        return gross, gross * (1.0 - self.spec.expected_breakage)
+
+
+class Book:
+    """Every programme of a market, with the per-customer arrays the rules read."""
+
+    def __init__(self, firms, n: int, unit: str, customers_spec, rng: np.random.Generator):
+        self.unit = unit
+        self.year = round(DAYS["year"] / DAYS[unit])
+        self.n = n
+        self.n_firms = len(firms)
+        self.rng = rng
+        self.ledgers: list[Ledger] = []
+        for f in firms:
+            for spec in f.spec.programmes:
+                self.ledgers.append(Ledger(spec, f.index, spec.name, spec.start.steps(unit), n, unit, self.year))
+        for f in firms:  # copies of rivals' programmes, launched `delay` after the original
+            if f.reaction is None or not f.reaction.copy_programmes:
+                continue
+            for g in firms:
+                if g is f:
+                    continue
+                for spec in g.spec.programmes:
+                    start = spec.start.steps(unit) + f.reaction_delay
+                    self.ledgers.append(Ledger(spec, f.index, f"{spec.name} (copied by {f.name})", start, n, unit,
+                                               self.year))
+        c = customers_spec
+        # traits drawn once, from the programmes stream: the effort of joining, and a birthday
+        self.effort = np.maximum(c.enrolment_effort.mean + c.enrolment_effort.sd * rng.standard_normal(n),
+                                 -np.inf if c.enrolment_effort.min is None else c.enrolment_effort.min)
+        if c.enrolment_effort.max is not None:
+            self.effort = np.minimum(self.effort, c.enrolment_effort.max)
+        self.birthday = rng.integers(0, self.year, n).astype(np.int32)
+        self.goal_gradient = c.goal_gradient
+        self.pressure = c.points_pressure
+        self.dilution = c.membership_dilution
+        self.attention = c.programme_attention
+        self.loss_aversion = c.loss_aversion
+        self.log: list[dict] = []
+        self.firm_totals = {k: np.zeros(self.n_firms) for k in ("programme_cost", "programme_fees")}
+
+    # --- before the customers step -----------------------------------------------------------------------
+    def wallet_share(self, st: CustomerState, firm: int) -> np.ndarray:
+        """Each customer's share of wallet at ``firm`` (all of it at a contractual customer's provider)."""
+        total = st.wallet.sum(axis=1)
+        return np.divide(st.wallet[:, firm], total, out=np.zeros(self.n), where=total > 0)
+
+    def yearly_spend(self, st: CustomerState, price: np.ndarray, firm: int) -> np.ndarray:
+        """Each customer's expected spend at ``firm`` over a year: its usual rate and basket at the firm's price,
+        times its share of wallet there."""
+        return st.purchase_rate * st.basket * price[firm] * self.year * self.wallet_share(st, firm)
+
+    def prepare(self, st: CustomerState, t: int, price: np.ndarray, contractual: bool) -> tuple[Perks, np.ndarray]:
+        """The step's perks, the financial switching cost and club membership at the current firm (written into
+        ``st``), and the extra purchase occasions points pressure brings (returned)."""
+        n = self.n
+        perks = Perks.zeros(n, self.n_firms)
+        live = [q for q in self.ledgers if q.launched(t)]
+        count = np.zeros(n)
+        for q in live:
+            count += q.member
+        weaken = 1.0 / (1.0 + self.dilution * np.maximum(count - 1.0, 0.0))
+        cur = st.current
+        has = cur >= 0
+        financial = np.zeros(n)
+        club = np.zeros(n, bool)
+        self.talk = np.ones(n)  # club members talk about their firm more often
+        keep = np.ones((n, self.n_firms))  # product of (1 - discount)
+        pull = np.zeros(n)  # strongest goal-gradient pull on purchase frequency
+        for q in live:
+            f, m = q.firm, q.member
+            at_firm = has & (cur == f) & m
+            spend = self.yearly_spend(st, price, f)
+            tier = q.tier if q.tiers is not None else None
+            discount = np.zeros(n)
+            if tier is not None:
+                discount = np.where(m, q.t_discount[tier], 0.0)
+                perks.priority[:, f] = np.maximum(perks.priority[:, f], np.where(m, q.t_priority[tier], 0.0))
+                financial += np.where(at_firm, q.t_status[tier], 0.0)
+            if q.kind == "points":
+                mult, day_discount = q.multiplier(t)
+                discount = 1.0 - (1.0 - discount) * (1.0 - np.where(m, day_discount, 0.0))
+                bonus = q.t_bonus[tier] if tier is not None else 0.0
+                rate = q.spec.earn_rate * mult * (1.0 + bonus) * q.value_per_point
+                if q.life is None:
+                    reach = np.ones(n)
+                else:
+                    points_in_life = spend * q.spec.earn_rate * q.life / self.year
+                    reach = np.minimum(points_in_life / q.min_points, 1.0)
+                worth = rate * reach
+                balance = q.points.sum(axis=1)
+                g = q.progress(balance) ** 2
+                press = np.where(m, self.pressure * g * weaken, 0.0)
+                perks.pressure[:, f] = np.maximum(perks.pressure[:, f], press)
+                active = m if not contractual else at_firm
+                pull = np.maximum(pull, np.where(active, self.goal_gradient * g * weaken, 0.0))
+                value = balance * q.value_per_point
+                financial += np.where(at_firm, self._money_to_utility(st, value, spend), 0.0)
+            elif q.kind == "cashback":
+                worth = np.where(m, q.rate, q.spec.rate)
+                if q.conditions:
+                    g = q.cashback_progress(t) ** 2
+                    perks.pressure[:, f] = np.maximum(perks.pressure[:, f],
+                                                      np.where(m, self.pressure * g * weaken, 0.0))
+                    pull = np.maximum(pull, np.where(at_firm, self.goal_gradient * g * weaken, 0.0))
+            elif q.kind == "club":
+                worth = np.zeros(n)
+                discount = np.where(m, q.spec.discount, 0.0)
+                club |= at_firm
+                self.talk = np.where(at_firm, np.maximum(self.talk, q.spec.talk_boost), self.talk)
+            else:  # tiers
+                worth = np.zeros(n)
+            open_to = np.ones(n, bool) if q.invited is None else np.isin(st.value_tier, q.invited)
+            seen = np.where(m, weaken, np.where(open_to, self.attention, 0.0))
+            perks.value[:, f] += worth * seen
+            keep[:, f] *= 1.0 - discount
+            perks.forgive[:, f] = np.maximum(perks.forgive[:, f], np.where(m, q.spec.forgiveness, 0.0))
+        perks.discount = 1.0 - keep
+        st.financial_cost[:] = financial
+        st.club[:] = club
+        u = self.rng.random(n)  # drawn every step, whatever the state
+        extra = (u < -np.expm1(-st.purchase_rate * pull)).astype(np.int64)
+        return perks, extra
+
+    def _money_to_utility(self, st: CustomerState, money: np.ndarray, yearly_spend: np.ndarray) -> np.ndarray:
+        """Money lost by leaving, in utility: like a price rise of that money over a year's spending at the firm
+        (the price term's scale: price sensitivity per 100% of the price), times loss aversion."""
+        share = np.divide(money, yearly_spend, out=np.zeros(self.n), where=yearly_spend > 0)
+        return self.loss_aversion * st.price_sensitivity * share
+
+    # --- after the customers step ------------------------------------------------------------------------
+    def settle(self, st: CustomerState, t: int, price: np.ndarray, lapse_steps: int, contractual: bool) -> None:
+        """Book the step for every launched programme; per-firm costs and fees land in ``firm_totals``."""
+        for k in self.firm_totals:
+            self.firm_totals[k][:] = 0.0
+        n = self.n
+        bought_at = st.step_firm
+        spend_all = np.where(bought_at >= 0, st.step_units * price[np.where(bought_at >= 0, bought_at, 0)]
+                             - st.step_discount - st.step_member_discount, 0.0)
+        u_aware = self.rng.random((n, len(self.ledgers)))
+        u_redeem = self.rng.random((n, len(self.ledgers)))
+        for j, q in enumerate(self.ledgers):
+            totals = dict.fromkeys(("issued", "redeemed", "expired", "redemptions", "reward_cost", "cashback",
+                                    "member_discounts", "operating_cost", "launch_cost", "fees", "joined", "quit"),
+                                   0.0)
+            if not q.launched(t):
+                q.step_totals = totals
+                continue
+            if t == q.start + 1:
+                totals["launch_cost"] = q.spec.launch_cost
+            f = q.firm
+            here = bought_at == f
+            spend = np.where(here, spend_all, 0.0)
+            m = q.member
+            buyer = here & m
+            totals["member_discounts"] = float(st.step_member_discount[buyer].sum())
+            if q.tiers is not None:
+                self._qualify(q, t, buyer, spend, st.step_purchases)
+            if q.kind == "points":
+                self._points(q, t, buyer, spend, u_redeem[:, j], totals)
+            elif q.kind == "cashback":
+                self._cashback(q, t, buyer, spend, totals)
+            if q.kind == "club":  # leaving the firm ends club membership
+                gone = m & ((st.current != f) if contractual else (t - st.last_buy[:, f] >= lapse_steps))
+                q.member[gone] = False
+                totals["quit"] += float(gone.sum())
+            self._enrol(q, st, t, price, here, u_aware[:, j], totals)
+            members = float(q.member.sum())
+            totals["fees"] = members * q.fee
+            totals["operating_cost"] = members * q.operating
+            cost = (totals["reward_cost"] + totals["cashback"] + totals["operating_cost"] + totals["launch_cost"])
+            self.firm_totals["programme_cost"][f] += cost
+            self.firm_totals["programme_fees"][f] += totals["fees"]
+            q.step_totals = totals
+        self._record(st, t, lapse_steps)
+
+    def _qualify(self, q: Ledger, t: int, buyer: np.ndarray, spend: np.ndarray, occasions: np.ndarray) -> None:
+        slots = q.q_spend.shape[1]
+        slot = ((t - 1) // q.t_bucket) % slots
+        if (t - 1) % q.t_bucket == 0:  # a new bucket period reuses the oldest slot
+            q.q_spend[:, slot] = 0.0
+            q.q_visits[:, slot] = 0.0
+        q.q_spend[:, slot] += np.where(buyer, spend, 0.0)
+        q.q_visits[:, slot] += np.where(buyer, occasions, 0)
+        s, v = q.q_spend.sum(axis=1), q.q_visits.sum(axis=1)
+        qualified = ((s[:, None] >= q.t_spend[None, :]) | (v[:, None] >= q.t_visits[None, :])).sum(axis=1)
+        # levels are ordered, so the count of levels met is the highest level met
+        qualified = np.where(q.member, qualified, 0).astype(np.int8)
+        tier = np.maximum(q.tier, qualified)
+        if (t - q.start) % q.t_review == 0:
+            rule = q.tiers.demotion
+            if rule == "one_level":
+                tier = np.where(qualified < tier, np.maximum(qualified, tier - 1), tier)
+            elif rule == "to_qualified":
+                tier = qualified
+        q.tier[:] = tier.astype(np.int8)
+
+    def _points(self, q: Ledger, t: int, buyer: np.ndarray, spend: np.ndarray, u_redeem: np.ndarray,
+                totals: dict) -> None:
+        spec = q.spec
+        mult, _ = q.multiplier(t)
+        bonus = q.t_bonus[q.tier] if q.tiers is not None else 0.0
+        earned = np.where(buyer, spend * spec.earn_rate * mult * (1.0 + bonus), 0.0)
+        for kind, _start, _every, _duration, _m, _d, pts in q.bonuses:
+            if kind == "birthday":
+                earned = earned + np.where(q.member & (self.birthday == t % self.year), pts, 0.0)
+        slots = q.points.shape[1]
+        slot = ((t - 1) // q.bucket) % slots
+        q.points[:, slot] += earned
+        totals["issued"] = float(earned.sum())
+        active = earned > 0
+        # expiry
+        expired = np.zeros(self.n)
+        if q.life is not None and spec.expire_on == "inactivity":
+            idle = (t - q.last_activity >= q.life) & (q.last_activity != NEVER)
+            expired = np.where(idle, q.points[:, 0], 0.0)
+            q.points[idle, 0] = 0.0
+        elif q.life is not None and t % q.bucket == 0:
+            old = t // q.bucket - 1 - q.k_life  # the bucket period whose points reach their expiry now
+            if old >= 0:
+                expired = q.points[:, old % slots].copy()
+                q.points[:, old % slots] = 0.0
+        totals["expired"] = float(expired.sum())
+        # redemption, by a member who decides to this step (or has been reminded its points are about to expire)
+        balance = q.points.sum(axis=1)
+        can = q.member & (balance >= q.min_points)
+        wants = u_redeem < q.redeem_p
+        if q.reminder is not None and q.life is not None:
+            wants |= self._expiring_soon(q, t)
+        redeem = can & wants
+        # a redeeming member spends its balance on rewards, the largest it can afford first, down to below the
+        # smallest threshold
+        cost_points = np.zeros(self.n)
+        left = np.where(redeem, balance, 0.0)
+        for k in range(q.reward_points.size - 1, -1, -1):
+            times = np.floor(left / q.reward_points[k])
+            cost_points += times * q.reward_points[k]
+            totals["reward_cost"] += float((times * q.reward_cost[k]).sum())
+            totals["redemptions"] += float(times.sum())
+            left -= times * q.reward_points[k]
+        remaining = cost_points.copy()
+        for age in range(slots):  # oldest slot first
+            s = (slot + 1 + age) % slots
+            take = np.minimum(remaining, q.points[:, s])
+            q.points[:, s] -= take
+            remaining -= take
+        totals["redeemed"] = float(cost_points.sum())
+        q.last_activity[active | redeem] = t
+        for k in ("issued", "redeemed", "expired"):
+            q.cum[k] += totals[k]
+
+    def _expiring_soon(self, q: Ledger, t: int) -> np.ndarray:
+        """Members holding points that expire within the reminder window (they have been told)."""
+        if q.spec.expire_on == "inactivity":
+            return (q.last_activity != NEVER) & (q.life - (t - q.last_activity) <= q.reminder) & (q.points[:, 0] > 0)
+        slots = q.points.shape[1]
+        period = (t - 1) // q.bucket
+        soon = np.zeros(self.n, bool)
+        for age in range(slots):
+            j = period - slots + 1 + age  # bucket periods from the oldest held
+            if j < 0:
+                continue
+            expires_at = (j + 1 + q.k_life) * q.bucket
+            if expires_at - t <= q.reminder:
+                soon |= q.points[:, j % slots] > 0
+        return soon
+
+    def _cashback(self, q: Ledger, t: int, buyer: np.ndarray, spend: np.ndarray, totals: dict) -> None:
+        q.period_spend += np.where(buyer, spend, 0.0)
+        q.days += buyer
+        q.streak = np.where(buyer, q.streak + 1, 0).astype(np.int32)
+        q.best_streak = np.maximum(q.best_streak, q.streak)
+        if t % q.period:
+            return
+        rate = np.full(self.n, q.spec.rate)
+        for c in q.conditions:  # highest rate first: the first condition met sets the rate
+            met = (q.best_streak if c.consecutive else q.days) >= c.days
+            rate = np.where(met & (rate < c.rate), c.rate, rate)
+        paid = np.where(q.member, rate * q.period_spend, 0.0)
+        totals["cashback"] = float(paid.sum())
+        q.rate = np.where(q.member & (q.period_spend > 0), rate, q.rate)
+        q.period_spend[:] = 0.0
+        q.days[:] = 0
+        q.streak[:] = 0
+        q.best_streak[:] = 0
+
+    def expected_benefit(self, q: Ledger, st: CustomerState, price: np.ndarray) -> np.ndarray:
+        """The yearly benefit a customer expects from membership, money, from its own expected spend."""
+        spend = self.yearly_spend(st, price, q.firm)
+        benefit = np.zeros(self.n)
+        if q.tiers is not None:  # the tier its own spend and visits would reach
+            visits = st.purchase_rate * self.year * self.wallet_share(st, q.firm)
+            level = ((spend[:, None] * q.t_window / self.year >= q.t_spend[None, :])
+                     | (visits[:, None] * q.t_window / self.year >= q.t_visits[None, :])).sum(axis=1)
+            benefit += spend * q.t_discount[level]
+        if q.kind == "points":
+            reach = 1.0 if q.life is None else np.minimum(spend * q.spec.earn_rate * q.life / self.year
+                                                          / q.min_points, 1.0)
+            benefit += spend * q.spec.earn_rate * q.value_per_point * reach
+        elif q.kind == "cashback":
+            rate = np.full(self.n, q.spec.rate)
+            days = q.period * -np.expm1(-st.purchase_rate)  # expected days with a purchase in a period
+            for c in q.conditions:
+                if not c.consecutive:
+                    rate = np.where(days >= c.days, np.maximum(rate, c.rate), rate)
+            benefit += spend * rate
+        elif q.kind == "club":
+            cur = st.current == q.firm
+            benefit += q.spec.community_value * np.where(cur, st.attitude, 0.0) + spend * q.spec.discount
+        return benefit
+
+    def _enrol(self, q: Ledger, st: CustomerState, t: int, price: np.ndarray, here: np.ndarray, u: np.ndarray,
+               totals: dict) -> None:
+        fee_year = q.fee * self.year
+        invited = np.ones(self.n, bool) if q.invited is None else np.isin(st.value_tier, q.invited)
+        considering = ~q.member & here & invited & (u < q.awareness)
+        renewing = q.member & (fee_year > 0) & (t - q.joined > 0) & ((t - q.joined) % self.year == 0)
+        if not (considering.any() or renewing.any()):
+            return
+        benefit = self.expected_benefit(q, st, price)
+        join = considering & (benefit >= self.effort + fee_year)
+        quit_ = renewing & (benefit < fee_year)
+        q.member[join] = True
+        q.joined[join] = t
+        q.member[quit_] = False
+        totals["joined"] = float(join.sum())
+        totals["quit"] += float(quit_.sum())
+
+    def _record(self, st: CustomerState, t: int, lapse_steps: int) -> None:
+        for q in self.ledgers:
+            tot = q.step_totals
+            liability, net = q.liability()
+            members = q.member
+            active = members & (t - st.last_buy[:, q.firm] < lapse_steps)
+            done = q.cum["redeemed"] + q.cum["expired"]
+            row = {
+                "step": t, "programme": q.name, "firm": q.firm, "kind": q.kind, "launched": q.launched(t),
+                "members": int(members.sum()), "active_members": int(active.sum()), "joined": int(tot["joined"]),
+                "quit": int(tot["quit"]),
+                "points_issued": tot["issued"], "points_redeemed": tot["redeemed"], "points_expired": tot["expired"],
+                "points_outstanding": float(q.points.sum()) if q.kind == "points" else 0.0,
+                "redemptions": int(tot["redemptions"]),
+                "breakage_rate": q.cum["expired"] / done if done > 0 else math.nan,
+                "liability": liability, "liability_net": net,
+                "reward_cost": tot["reward_cost"], "cashback": tot["cashback"],
+                "member_discounts": tot["member_discounts"], "operating_cost": tot["operating_cost"],
+                "launch_cost": tot["launch_cost"], "fees": tot["fees"],
+                "cost": tot["reward_cost"] + tot["cashback"] + tot["operating_cost"] + tot["launch_cost"],
+            }
+            if q.tiers is not None:
+                counts = np.bincount(q.tier[members], minlength=len(q.tiers.levels) + 1)
+                for k, level in enumerate(q.tiers.levels):
+                    row[f"tier_{level.name}"] = int(counts[k + 1])
+            self.log.append(row)
+
