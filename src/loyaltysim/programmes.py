@@ -15,8 +15,9 @@ two things each step:
   programmes never touch).
 * **after customers step** (:meth:`Book.settle`) it books the step: points earned on what members spent at the firm
   (times bonus multipliers and tier bonus), birthday points, expiry (breakage), redemptions (a redeeming member
-  spends its balance on rewards, the largest it can afford first, oldest points first), tier promotion and, at reviews, demotion, cashback paid at the end of
-  each period (at the highest rate whose frequency condition was met), enrolment and fees, operating cost.
+  spends its balance on rewards, the largest it can afford first, oldest points first), tier promotion and, at
+  reviews, demotion, cashback paid at the end of each period (at the highest rate whose frequency condition was
+  met), enrolment and fees, operating cost.
 
 How the designs act on customers, in money and utility:
 
@@ -87,6 +88,7 @@ class Ledger:
                         else [VALUE_TIERS.index(v) for v in spec.enrolment.invitation])
         self.operating = spec.operating_cost.per_step(unit)
         self.member = np.zeros(n, bool)
+        self.discount_now = np.zeros(n)  # share off the price this programme gives each customer this step
         self.joined = np.full(n, NEVER, np.int32)
         self.cum = {"issued": 0.0, "redeemed": 0.0, "expired": 0.0}
         self.tiers = getattr(spec, "tiers", None)
@@ -296,8 +298,13 @@ class Book:
             seen = np.where(m, weaken, np.where(open_to, self.attention, 0.0))
             perks.value[:, f] += worth * seen
             keep[:, f] *= 1.0 - discount
+            q.discount_now = discount
             perks.forgive[:, f] = np.maximum(perks.forgive[:, f], np.where(m, q.spec.forgiveness, 0.0))
         perks.discount = 1.0 - keep
+        # each programme's part of a firm's discounts, to attribute the revenue given up
+        self.discount_sum = np.zeros((n, self.n_firms))
+        for q in live:
+            self.discount_sum[:, q.firm] += q.discount_now
         st.financial_cost[:] = financial
         st.club[:] = club
         u = self.rng.random(n)  # drawn every step, whatever the state
@@ -335,7 +342,10 @@ class Book:
             spend = np.where(here, spend_all, 0.0)
             m = q.member
             buyer = here & m
-            totals["member_discounts"] = float(st.step_member_discount[buyer].sum())
+            # the revenue its discounts gave up: the firm's programme discounts, shared by each programme's rate
+            total = self.discount_sum[:, f]
+            part = np.divide(q.discount_now, total, out=np.zeros(n), where=total > 0)
+            totals["member_discounts"] = float((st.step_member_discount * part)[here].sum())
             if q.tiers is not None:
                 self._qualify(q, t, buyer, spend, st.step_purchases)
             if q.kind == "points":

@@ -468,10 +468,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
                 | approached)
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
     perks = sh.perks
-    if perks is not None:  # programmes: members pay less, count rewards as a price cut, feel points pressure
-        felt = price * (1.0 - perks.discount[rows]) * (1.0 - perks.value[rows])
-    else:
-        felt = price
+    # programmes: members pay less, count rewards as a price cut, and feel points pressure
+    felt = price if perks is None else price * (1.0 - perks.discount[rows]) * (1.0 - perks.value[rows])
     relative_price = felt / sh.price_ref - 1.0
     base = (p.quality_weight * perceived
             - (sh.price_factor * st.price_sensitivity[rows])[:, None] * relative_price)

@@ -25,7 +25,7 @@ STREAM_NAMES: tuple[str, ...] = (
     "life_events",  # natural churn and re-entry
     "surveys",  # who is asked, and answer noise
     "policies",  # firm policies: one child per firm
-    "programmes",  # loyalty programmes: enrolment effort and birthdays, then each step's pressure, awareness, redemption
+    "programmes",  # loyalty programmes: joining effort, birthdays; each step's extra occasions, awareness, redemption
 )
 
 
