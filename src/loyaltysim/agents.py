@@ -15,6 +15,7 @@ import mesa
 import numpy as np
 
 from . import rules
+from .categories import step_category
 from .rules import NEVER, NO_FIRM
 
 if TYPE_CHECKING:
@@ -32,7 +33,10 @@ class Customer(mesa.Agent):
     def step(self) -> None:
         """Advance this customer alone by one step, with the same rules and variates as the vectorized step."""
         m = self.model
-        rules.step_customers(m.customers, slice(self.row, self.row + 1), m.variates, m.shared, m.params)
+        rows = slice(self.row, self.row + 1)
+        rules.step_customers(m.customers, rows, m.variates, m.shared, m.params)
+        for cat, v in zip(m.categories, m.category_variates, strict=True):
+            step_category(cat, rows, v, m.categories_perks(m.perks, cat), m._active_before)
 
     def _get(self, name: str):
         return getattr(self.model.customers, name)[self.row]

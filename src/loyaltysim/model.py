@@ -18,6 +18,7 @@ from mesa import DataCollector, Model
 from . import crm, loyalty, rules
 from . import network as net
 from .agents import Customer, Firm
+from .categories import Category, step_category
 from .crm import CRM
 from .programmes import Book
 from .rules import ATTRACTIVE, MUST_BE, NEVER, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState, Params, Shared, Variates
@@ -176,8 +177,19 @@ class LoyaltyMarket(Model):
         has_campaigns = any(f.campaigns for f in self.firms)
         self.contacted_by = np.full((n, len(self.firms)) if has_campaigns else (0, 0), NEVER, np.int32)
         # the firms' loyalty programmes (their own, and copies of rivals' they launch after a delay)
+        # the customers' other categories (where coalition and co-brand partners sell), each with its own stream
+        self.categories: list[Category] = []
+        base = len(self.firms)
+        for k, spec in enumerate(market.categories):
+            self.categories.append(Category(spec, k, base, n, unit, self.customers.price_sensitivity,
+                                            self.params.wallet_decay, streams.child("categories", k)))
+            base += len(spec.outlets)
+        self.category_log: list[dict] = []
+        self.category_variates: list = []
         has_programmes = any(f.spec.programmes for f in self.firms)
-        self.programmes = Book(self.firms, n, unit, c, streams["programmes"]) if has_programmes else None
+        self.programmes = (Book(self.firms, self.categories, n, unit, c, streams["programmes"]) if has_programmes
+                           else None)
+        self.perks = None
         self._classified: dict[str, tuple[int, np.ndarray]] = {}
         self._members_prev = self._members()
         self.shared: Shared | None = None
@@ -261,19 +273,26 @@ class LoyaltyMarket(Model):
         perks = extra = None
         if self.programmes is not None:
             perks, extra = self.programmes.prepare(self.customers, t, self._prices(), self.contractual)
+        self.perks = perks
         self.shared = self._shared(t)
-        self.shared.perks = perks
+        self.shared.perks = None if perks is None else self.categories_perks(perks, None)
         self.variates = self._draw()
         if extra is not None:  # points pressure: extra purchase occasions
             self.variates.occasions = self.variates.occasions + extra
+        self.category_variates = [cat.draw() for cat in self.categories]
+        active_before = self.customers.active.copy()  # categories: customers in the market at the step's start
         if self.one_at_a_time:
+            self._active_before = active_before
             self.agents_by_type[Customer].do("step")
         else:
             rules.step_customers(self.customers, slice(None), self.variates, self.shared, self.params)
+            for cat, v in zip(self.categories, self.category_variates, strict=True):
+                step_category(cat, slice(None), v, self.categories_perks(perks, cat), active_before)
         if self.crm is not None:
             self.crm.observe(self.customers, t)
         if self.programmes is not None:
             self.programmes.settle(self.customers, t, self._prices(), self.params.lapse_steps, self.contractual)
+        self._settle_categories(t)
         self._survey(t)
         self._settle(t)
         self._snapshot(t)
@@ -287,7 +306,19 @@ class LoyaltyMarket(Model):
         return self
 
     def _prices(self) -> np.ndarray:
-        return np.array([f.price for f in self.firms])
+        """Every seller's price: the market's firms, then each category's outlets."""
+        return np.concatenate([[f.price for f in self.firms], *(cat.price for cat in self.categories)])
+
+    def categories_perks(self, perks, cat: Category | None):
+        """The perks that concern the market's firms (``cat`` None) or one category's outlets."""
+        if perks is None:
+            return None
+        if cat is None:
+            if not self.categories:
+                return perks
+            cols = slice(0, len(self.firms))
+            return type(perks)(**{name: getattr(perks, name)[:, cols] for name in vars(perks)})
+        return cat.perks_view(perks)
 
     def offer_history(self, t: int) -> dict[str, np.ndarray] | None:
         """What the firms offered at the start of step ``t`` (for rivals that react with a delay)."""
@@ -710,6 +741,34 @@ class LoyaltyMarket(Model):
             m.update(f.books)
             f.metrics = m
         self._members_prev = members
+
+    def _settle_categories(self, t: int) -> None:
+        """Each category outlet's step: customers (bought there within the lapse window), sales, share of the
+        category's units, and its books (programme costs and settlements from the loyalty programmes)."""
+        book = self.programmes
+        for cat in self.categories:
+            cs = cat.state
+            k = len(cat.names)
+            buyer = cs.step_outlet >= 0
+            at = cs.step_outlet[buyer]
+            units = np.bincount(at, weights=cs.step_units[buyer], minlength=k)
+            purchases = np.bincount(at, weights=cs.step_purchases[buyer], minlength=k)
+            discounts = np.bincount(at, weights=cs.step_member_discount[buyer], minlength=k)
+            customers = np.bincount(cs.last[cs.last >= 0], minlength=k)
+            total = units.sum()
+            for j, name in enumerate(cat.names):
+                g = cat.base + j
+                revenue = units[j] * cat.price[j] - discounts[j]
+                cogs = units[j] * cat.unit_cost[j]
+                cost = book.firm_totals["programme_cost"][g] if book else 0.0
+                fees = book.firm_totals["programme_fees"][g] if book else 0.0
+                self.category_log.append({
+                    "step": t, "category": cat.name, "outlet": name, "habitual_customers": int(customers[j]),
+                    "purchases": float(purchases[j]), "units": float(units[j]),
+                    "share": units[j] / total if total > 0 else float("nan"), "price": float(cat.price[j]),
+                    "revenue": revenue, "cost_of_goods": cogs, "member_discounts": float(discounts[j]),
+                    "programme_cost": cost, "programme_fees": fees, "profit": revenue + fees - cogs - cost,
+                })
 
     def _satisfaction_components(self) -> np.ndarray:
         """[n, 3] the current firm's offer against each customer's expectations, summed over the attributes of

@@ -72,10 +72,20 @@ class Perks:
 class Ledger:
     """One programme of one firm: its members and their balances, tiers and cashback periods."""
 
-    def __init__(self, spec, firm: int, name: str, start: int, n: int, unit: str, year_steps: int):
+    def __init__(self, spec, firm: int, name: str, start: int, n: int, unit: str, year_steps: int,
+                 partners: tuple[int, ...] = ()):
         self.spec = spec
         self.kind = spec.kind
-        self.firm = firm
+        self.firm = firm  # the firm that runs it (a coalition's listing partner, a co-brand card's issuer)
+        self.has_points = isinstance(spec, PointsProgramme)
+        # where members earn (points per unit of money) and where they get a discount
+        self.earn_at = {firm: spec.earn_rate} if self.has_points else {}
+        self.partners = partners  # the other partners (global firm or outlet indices)
+        if self.kind == "coalition":
+            self.earn_at.update(dict.fromkeys(partners, spec.earn_rate))
+        elif self.kind == "cobrand":
+            self.earn_at[partners[0]] = spec.partner_earn_rate
+        self.sellers = (firm, *partners)
         self.name = name
         self.start = start  # launched after this step
         self.n = n
@@ -88,11 +98,12 @@ class Ledger:
                         else [VALUE_TIERS.index(v) for v in spec.enrolment.invitation])
         self.operating = spec.operating_cost.per_step(unit)
         self.member = np.zeros(n, bool)
-        self.discount_now = np.zeros(n)  # share off the price this programme gives each customer this step
+        self.discount_now: dict[int, np.ndarray] = {}  # share off each seller's price it gives each customer now
         self.joined = np.full(n, NEVER, np.int32)
+        self.last_earn = np.full(n, NEVER, np.int32)  # a member's last purchase with one of its sellers
         self.cum = {"issued": 0.0, "redeemed": 0.0, "expired": 0.0}
         self.tiers = getattr(spec, "tiers", None)
-        if isinstance(spec, PointsProgramme):
+        if self.has_points:
             rewards = sorted(spec.rewards, key=lambda r: r.points)
             self.reward_points = np.array([r.points for r in rewards])
             self.reward_value = np.array([r.value for r in rewards])
@@ -144,7 +155,7 @@ class Ledger:
         return t > self.start
 
     def balance(self) -> np.ndarray | None:
-        return self.points.sum(axis=1) if self.kind == "points" else None
+        return self.points.sum(axis=1) if self.has_points else None
 
     def multiplier(self, t: int) -> tuple[float, float]:
         """Earn multiplier and member discount of the bonus events running at step ``t``."""
@@ -179,66 +190,116 @@ class Ledger:
         return progress
 
     def liability(self) -> tuple[float, float]:
-        if self.kind != "points":
+        if not self.has_points:
             return 0.0, 0.0
         gross = float(self.points.sum()) * self.cost_per_point
         return gross, gross * (1.0 - self.spec.expected_breakage)
 
 
 class Book:
-    """Every programme of a market, with the per-customer arrays the rules read."""
+    """Every programme of a market, with the per-customer arrays the rules read.
 
-    def __init__(self, firms, n: int, unit: str, customers_spec, rng: np.random.Generator):
+    Sellers are numbered globally: the market's firms first (their own indices), then each category's outlets.
+    """
+
+    def __init__(self, firms, categories, n: int, unit: str, customers_spec, rng: np.random.Generator):
         self.unit = unit
         self.year = round(DAYS["year"] / DAYS[unit])
         self.n = n
         self.n_firms = len(firms)
+        self.categories = categories
+        self.seller_names = [f.name for f in firms] + [name for c in categories for name in c.names]
+        self.n_sellers = len(self.seller_names)
         self.rng = rng
         self.ledgers: list[Ledger] = []
+        index = {name: j for j, name in enumerate(self.seller_names)}
+
+        def partners_of(spec) -> tuple[int, ...]:
+            if spec.kind == "coalition":
+                return tuple(index[p] for p in spec.partners)
+            return (index[spec.partner],) if spec.kind == "cobrand" else ()
+
         for f in firms:
             for spec in f.spec.programmes:
-                self.ledgers.append(Ledger(spec, f.index, spec.name, spec.start.steps(unit), n, unit, self.year))
-        for f in firms:  # copies of rivals' programmes, launched `delay` after the original
+                self.ledgers.append(Ledger(spec, f.index, spec.name, spec.start.steps(unit), n, unit, self.year,
+                                           partners_of(spec)))
+        for f in firms:  # copies of rivals' own programmes (not coalitions or co-brands), `delay` after launch
             if f.reaction is None or not f.reaction.copy_programmes:
                 continue
             for g in firms:
                 if g is f:
                     continue
                 for spec in g.spec.programmes:
+                    if spec.kind in ("coalition", "cobrand"):
+                        continue
                     start = spec.start.steps(unit) + f.reaction_delay
                     self.ledgers.append(Ledger(spec, f.index, f"{spec.name} (copied by {f.name})", start, n, unit,
                                                self.year))
         c = customers_spec
         # traits drawn once, from the programmes stream: the effort of joining, and a birthday
-        self.effort = np.maximum(c.enrolment_effort.mean + c.enrolment_effort.sd * rng.standard_normal(n),
-                                 -np.inf if c.enrolment_effort.min is None else c.enrolment_effort.min)
-        if c.enrolment_effort.max is not None:
-            self.effort = np.minimum(self.effort, c.enrolment_effort.max)
+        effort = c.enrolment_effort
+        self.effort = effort.mean + effort.sd * rng.standard_normal(n)
+        if effort.min is not None or effort.max is not None:
+            self.effort = np.clip(self.effort, effort.min, effort.max)
         self.birthday = rng.integers(0, self.year, n).astype(np.int32)
         self.goal_gradient = c.goal_gradient
         self.pressure = c.points_pressure
         self.dilution = c.membership_dilution
         self.attention = c.programme_attention
         self.loss_aversion = c.loss_aversion
+        self.talk = np.ones(n)
         self.log: list[dict] = []
-        self.firm_totals = {k: np.zeros(self.n_firms) for k in ("programme_cost", "programme_fees")}
+        self.settlement: list[dict] = []
+        self.firm_totals = {k: np.zeros(self.n_sellers) for k in ("programme_cost", "programme_fees")}
+
+    # --- customers' spending, per seller -------------------------------------------------------------------
+    def _seller(self, j: int):
+        """(category, local index) of seller ``j``; category None for a market firm."""
+        if j < self.n_firms:
+            return None, j
+        for cat in self.categories:
+            if j < cat.base + len(cat.names):
+                return cat, j - cat.base
+        raise IndexError(j)
+
+    def wallet_share(self, st: CustomerState, j: int) -> np.ndarray:
+        """Each customer's share of wallet with seller ``j`` in its market or category (all of it at a contractual
+        customer's provider)."""
+        cat, k = self._seller(j)
+        wallet = st.wallet if cat is None else cat.state.wallet
+        total = wallet.sum(axis=1)
+        return np.divide(wallet[:, k], total, out=np.zeros(self.n), where=total > 0)
+
+    def yearly_spend(self, st: CustomerState, price: np.ndarray, j: int) -> np.ndarray:
+        """Each customer's expected spend with seller ``j`` over a year: its usual rate and basket there at the
+        seller's price, times its share of wallet there."""
+        cat, _ = self._seller(j)
+        rate, basket = (st.purchase_rate, st.basket) if cat is None else (cat.state.rate, cat.state.basket)
+        return rate * basket * price[j] * self.year * self.wallet_share(st, j)
+
+    def _views(self, st: CustomerState, price: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """What each customer bought in the last step, per market: (seller, money spent, occasions); seller -1 for
+        none. The market first, then each category."""
+        at = st.step_firm
+        has = at >= 0
+        spend = np.where(has, st.step_units * price[np.where(has, at, 0)] - st.step_discount
+                         - st.step_member_discount, 0.0)
+        views = [(at, spend, st.step_purchases)]
+        for cat in self.categories:
+            cs = cat.state
+            has = cs.step_outlet >= 0
+            glob = np.where(has, cs.step_outlet + cat.base, -1)
+            spend = np.where(has, cs.step_units * price[np.where(has, glob, 0)] - cs.step_member_discount, 0.0)
+            views.append((glob, spend, cs.step_purchases))
+        return views
 
     # --- before the customers step -----------------------------------------------------------------------
-    def wallet_share(self, st: CustomerState, firm: int) -> np.ndarray:
-        """Each customer's share of wallet at ``firm`` (all of it at a contractual customer's provider)."""
-        total = st.wallet.sum(axis=1)
-        return np.divide(st.wallet[:, firm], total, out=np.zeros(self.n), where=total > 0)
-
-    def yearly_spend(self, st: CustomerState, price: np.ndarray, firm: int) -> np.ndarray:
-        """Each customer's expected spend at ``firm`` over a year: its usual rate and basket at the firm's price,
-        times its share of wallet there."""
-        return st.purchase_rate * st.basket * price[firm] * self.year * self.wallet_share(st, firm)
-
     def prepare(self, st: CustomerState, t: int, price: np.ndarray, contractual: bool) -> tuple[Perks, np.ndarray]:
-        """The step's perks, the financial switching cost and club membership at the current firm (written into
-        ``st``), and the extra purchase occasions points pressure brings (returned)."""
+        """The step's perks (customer x every firm and outlet), the financial switching cost and club membership at
+        the current firm (written into ``st``), and the extra purchase occasions points pressure brings in the
+        market (returned)."""
         n = self.n
-        perks = Perks.zeros(n, self.n_firms)
+        perks = Perks.zeros(n, self.n_sellers)
         live = [q for q in self.ledgers if q.launched(t)]
         count = np.zeros(n)
         for q in live:
@@ -249,62 +310,72 @@ class Book:
         financial = np.zeros(n)
         club = np.zeros(n, bool)
         self.talk = np.ones(n)  # club members talk about their firm more often
-        keep = np.ones((n, self.n_firms))  # product of (1 - discount)
-        pull = np.zeros(n)  # strongest goal-gradient pull on purchase frequency
+        keep = np.ones((n, self.n_sellers))  # product of (1 - discount)
+        pull = np.zeros(n)  # strongest goal-gradient pull on purchase frequency in the market
         for q in live:
             f, m = q.firm, q.member
             at_firm = has & (cur == f) & m
-            spend = self.yearly_spend(st, price, f)
             tier = q.tier if q.tiers is not None else None
             discount = np.zeros(n)
+            q.discount_now = {}
             if tier is not None:
                 discount = np.where(m, q.t_discount[tier], 0.0)
                 perks.priority[:, f] = np.maximum(perks.priority[:, f], np.where(m, q.t_priority[tier], 0.0))
                 financial += np.where(at_firm, q.t_status[tier], 0.0)
-            if q.kind == "points":
+            worth = {f: np.zeros(n)}
+            if q.has_points:
                 mult, day_discount = q.multiplier(t)
                 discount = 1.0 - (1.0 - discount) * (1.0 - np.where(m, day_discount, 0.0))
                 bonus = q.t_bonus[tier] if tier is not None else 0.0
-                rate = q.spec.earn_rate * mult * (1.0 + bonus) * q.value_per_point
-                if q.life is None:
-                    reach = np.ones(n)
-                else:
-                    points_in_life = spend * q.spec.earn_rate * q.life / self.year
-                    reach = np.minimum(points_in_life / q.min_points, 1.0)
-                worth = rate * reach
+                spend = {j: self.yearly_spend(st, price, j) for j in q.earn_at}
+                points_year = sum(spend[j] * rate for j, rate in q.earn_at.items())
+                reach = (np.ones(n) if q.life is None
+                         else np.minimum(points_year * q.life / self.year / q.min_points, 1.0))
+                worth = {j: rate * mult * (1.0 + bonus) * q.value_per_point * reach for j, rate in q.earn_at.items()}
                 balance = q.points.sum(axis=1)
                 g = q.progress(balance) ** 2
                 press = np.where(m, self.pressure * g * weaken, 0.0)
-                perks.pressure[:, f] = np.maximum(perks.pressure[:, f], press)
-                active = m if not contractual else at_firm
-                pull = np.maximum(pull, np.where(active, self.goal_gradient * g * weaken, 0.0))
-                value = balance * q.value_per_point
-                financial += np.where(at_firm, self._money_to_utility(st, value, spend), 0.0)
+                for j in q.earn_at:
+                    perks.pressure[:, j] = np.maximum(perks.pressure[:, j], press)
+                in_market = [j for j in q.earn_at if j < self.n_firms]
+                if in_market:
+                    active = (m & np.isin(cur, in_market)) if contractual else m
+                    pull = np.maximum(pull, np.where(active, self.goal_gradient * g * weaken, 0.0))
+                    here = m & has & np.isin(cur, in_market)
+                    at_cur = np.where(here, cur, 0)
+                    value = balance * q.value_per_point
+                    spend_here = sum(np.where(at_cur == j, spend[j], 0.0) for j in in_market)
+                    financial += np.where(here, self._money_to_utility(st, value, spend_here), 0.0)
             elif q.kind == "cashback":
-                worth = np.where(m, q.rate, q.spec.rate)
+                worth = {f: np.where(m, q.rate, q.spec.rate)}
                 if q.conditions:
                     g = q.cashback_progress(t) ** 2
                     perks.pressure[:, f] = np.maximum(perks.pressure[:, f],
                                                       np.where(m, self.pressure * g * weaken, 0.0))
                     pull = np.maximum(pull, np.where(at_firm, self.goal_gradient * g * weaken, 0.0))
             elif q.kind == "club":
-                worth = np.zeros(n)
                 discount = np.where(m, q.spec.discount, 0.0)
                 club |= at_firm
                 self.talk = np.where(at_firm, np.maximum(self.talk, q.spec.talk_boost), self.talk)
-            else:  # tiers
-                worth = np.zeros(n)
             open_to = np.ones(n, bool) if q.invited is None else np.isin(st.value_tier, q.invited)
             seen = np.where(m, weaken, np.where(open_to, self.attention, 0.0))
-            perks.value[:, f] += worth * seen
-            keep[:, f] *= 1.0 - discount
-            q.discount_now = discount
+            for j, w in worth.items():
+                perks.value[:, j] += w * seen
+            # tier, member-day and club discounts apply where members earn (the firm, for programmes without points)
+            for j in (q.earn_at or {f: None}):
+                q.discount_now[j] = discount
+            if q.kind == "cobrand":
+                partner = q.partners[0]
+                q.discount_now[partner] = 1.0 - (1.0 - discount) * (1.0 - np.where(m, q.spec.partner_discount, 0.0))
+            for j, d in q.discount_now.items():
+                keep[:, j] *= 1.0 - d
             perks.forgive[:, f] = np.maximum(perks.forgive[:, f], np.where(m, q.spec.forgiveness, 0.0))
         perks.discount = 1.0 - keep
-        # each programme's part of a firm's discounts, to attribute the revenue given up
-        self.discount_sum = np.zeros((n, self.n_firms))
+        # each programme's part of a seller's discounts, to attribute the revenue given up
+        self.discount_sum = np.zeros((n, self.n_sellers))
         for q in live:
-            self.discount_sum[:, q.firm] += q.discount_now
+            for j, d in q.discount_now.items():
+                self.discount_sum[:, j] += d
         st.financial_cost[:] = financial
         st.club[:] = club
         u = self.rng.random(n)  # drawn every step, whatever the state
@@ -319,61 +390,109 @@ class Book:
 
     # --- after the customers step ------------------------------------------------------------------------
     def settle(self, st: CustomerState, t: int, price: np.ndarray, lapse_steps: int, contractual: bool) -> None:
-        """Book the step for every launched programme; per-firm costs and fees land in ``firm_totals``."""
+        """Book the step for every launched programme; per-seller costs and fees land in ``firm_totals``."""
         for k in self.firm_totals:
             self.firm_totals[k][:] = 0.0
         n = self.n
-        bought_at = st.step_firm
-        spend_all = np.where(bought_at >= 0, st.step_units * price[np.where(bought_at >= 0, bought_at, 0)]
-                             - st.step_discount - st.step_member_discount, 0.0)
+        views = self._views(st, price)
+        discounts = [st.step_member_discount] + [cat.state.step_member_discount for cat in self.categories]
         u_aware = self.rng.random((n, len(self.ledgers)))
         u_redeem = self.rng.random((n, len(self.ledgers)))
-        for j, q in enumerate(self.ledgers):
+        for k, q in enumerate(self.ledgers):
             totals = dict.fromkeys(("issued", "redeemed", "expired", "redemptions", "reward_cost", "cashback",
                                     "member_discounts", "operating_cost", "launch_cost", "fees", "joined", "quit"),
                                    0.0)
+            q.by_seller = {j: dict.fromkeys(("issued", "redeemed", "reward_cost"), 0.0) for j in q.sellers}
             if not q.launched(t):
                 q.step_totals = totals
                 continue
             if t == q.start + 1:
                 totals["launch_cost"] = q.spec.launch_cost
             f = q.firm
-            here = bought_at == f
-            spend = np.where(here, spend_all, 0.0)
             m = q.member
-            buyer = here & m
-            # the revenue its discounts gave up: the firm's programme discounts, shared by each programme's rate
-            total = self.discount_sum[:, f]
-            part = np.divide(q.discount_now, total, out=np.zeros(n), where=total > 0)
-            totals["member_discounts"] = float((st.step_member_discount * part)[here].sum())
+            here = np.zeros(n, bool)  # bought from one of its sellers this step
+            for at, _, _ in views:
+                here |= np.isin(at, q.sellers)
+            q.last_earn[here & m] = t
+            # the revenue its discounts gave up: each seller's programme discounts, shared by each programme's rate
+            for j, d in q.discount_now.items():
+                total = self.discount_sum[:, j]
+                part = np.divide(d, total, out=np.zeros(n), where=total > 0)
+                for (at, _, _), given in zip(views, discounts, strict=True):
+                    totals["member_discounts"] += float((given * part)[at == j].sum())
             if q.tiers is not None:
-                self._qualify(q, t, buyer, spend, st.step_purchases)
-            if q.kind == "points":
-                self._points(q, t, buyer, spend, u_redeem[:, j], totals)
+                spend = sum(np.where(np.isin(at, q.sellers) & m, money, 0.0) for at, money, _ in views)
+                visits = sum(np.where(np.isin(at, q.sellers) & m, occ, 0) for at, _, occ in views)
+                self._qualify(q, t, spend, visits)
+            if q.has_points:
+                self._points(q, t, views, u_redeem[:, k], totals)
             elif q.kind == "cashback":
-                self._cashback(q, t, buyer, spend, totals)
+                at, money, _ = views[0]
+                self._cashback(q, t, (at == f) & m, np.where(at == f, money, 0.0), totals)
             if q.kind == "club":  # leaving the firm ends club membership
                 gone = m & ((st.current != f) if contractual else (t - st.last_buy[:, f] >= lapse_steps))
                 q.member[gone] = False
                 totals["quit"] += float(gone.sum())
-            self._enrol(q, st, t, price, here, u_aware[:, j], totals)
+            self._enrol(q, st, t, price, here, u_aware[:, k], totals)
             members = float(q.member.sum())
             totals["fees"] = members * q.fee
             totals["operating_cost"] = members * q.operating
-            cost = (totals["reward_cost"] + totals["cashback"] + totals["operating_cost"] + totals["launch_cost"])
-            self.firm_totals["programme_cost"][f] += cost
-            self.firm_totals["programme_fees"][f] += totals["fees"]
+            self._book(q, t, totals)
             q.step_totals = totals
         self._record(st, t, lapse_steps)
 
-    def _qualify(self, q: Ledger, t: int, buyer: np.ndarray, spend: np.ndarray, occasions: np.ndarray) -> None:
+    def _book(self, q: Ledger, t: int, totals: dict) -> None:
+        """Who pays what. A firm's own programme: the firm bears every cost and collects the fees. A coalition: each
+        partner pays the operator ``fee`` per point it issues and bears the rewards redeemed with it, and the
+        operator reimburses it ``reimbursement`` per point; the operator collects membership fees and bears the
+        operating and launch costs. A co-brand card: the issuer bears rewards, operating and launch costs and
+        collects the fees, and the partner pays it ``fee`` per point issued on the partner's sales."""
+        cost, fees = self.firm_totals["programme_cost"], self.firm_totals["programme_fees"]
+        running = totals["operating_cost"] + totals["launch_cost"]
+        if q.kind == "coalition":
+            spec = q.spec
+            operator = {"paid_in": 0.0, "paid_out": 0.0}
+            for j, b in q.by_seller.items():
+                fee, back = spec.fee * b["issued"], spec.reimbursement * b["redeemed"]
+                cost[j] += fee + b["reward_cost"]
+                fees[j] += back
+                operator["paid_in"] += fee
+                operator["paid_out"] += back
+                self.settlement.append({"step": t, "programme": q.name, "party": self.seller_names[j],
+                                        "role": "partner", "points_issued": b["issued"],
+                                        "points_redeemed": b["redeemed"], "paid": fee, "received": back,
+                                        "reward_cost": b["reward_cost"], "running_cost": 0.0,
+                                        "membership_fees": 0.0})
+            self.settlement.append({"step": t, "programme": q.name, "party": f"{q.name} operator",
+                                    "role": "operator", "points_issued": totals["issued"],
+                                    "points_redeemed": totals["redeemed"], "paid": operator["paid_out"],
+                                    "received": operator["paid_in"], "reward_cost": 0.0, "running_cost": running,
+                                    "membership_fees": totals["fees"]})
+            return
+        cost[q.firm] += totals["reward_cost"] + totals["cashback"] + running
+        fees[q.firm] += totals["fees"]
+        if q.kind == "cobrand":
+            partner = q.partners[0]
+            fee = q.spec.fee * q.by_seller[partner]["issued"]
+            cost[partner] += fee
+            fees[q.firm] += fee
+            for j, role, paid, received, reward, run_cost, member_fees in (
+                    (q.firm, "issuer", 0.0, fee, totals["reward_cost"], running, totals["fees"]),
+                    (partner, "partner", fee, 0.0, 0.0, 0.0, 0.0)):
+                b = q.by_seller[j]
+                self.settlement.append({"step": t, "programme": q.name, "party": self.seller_names[j], "role": role,
+                                        "points_issued": b["issued"], "points_redeemed": b["redeemed"],
+                                        "paid": paid, "received": received, "reward_cost": reward,
+                                        "running_cost": run_cost, "membership_fees": member_fees})
+
+    def _qualify(self, q: Ledger, t: int, spend: np.ndarray, visits: np.ndarray) -> None:
         slots = q.q_spend.shape[1]
         slot = ((t - 1) // q.t_bucket) % slots
         if (t - 1) % q.t_bucket == 0:  # a new bucket period reuses the oldest slot
             q.q_spend[:, slot] = 0.0
             q.q_visits[:, slot] = 0.0
-        q.q_spend[:, slot] += np.where(buyer, spend, 0.0)
-        q.q_visits[:, slot] += np.where(buyer, occasions, 0)
+        q.q_spend[:, slot] += spend
+        q.q_visits[:, slot] += visits
         s, v = q.q_spend.sum(axis=1), q.q_visits.sum(axis=1)
         qualified = ((s[:, None] >= q.t_spend[None, :]) | (v[:, None] >= q.t_visits[None, :])).sum(axis=1)
         # levels are ordered, so the count of levels met is the highest level met
@@ -387,15 +506,24 @@ class Book:
                 tier = qualified
         q.tier[:] = tier.astype(np.int8)
 
-    def _points(self, q: Ledger, t: int, buyer: np.ndarray, spend: np.ndarray, u_redeem: np.ndarray,
-                totals: dict) -> None:
+    def _points(self, q: Ledger, t: int, views, u_redeem: np.ndarray, totals: dict) -> None:
         spec = q.spec
+        m = q.member
         mult, _ = q.multiplier(t)
         bonus = q.t_bonus[q.tier] if q.tiers is not None else 0.0
-        earned = np.where(buyer, spend * spec.earn_rate * mult * (1.0 + bonus), 0.0)
+        earned = np.zeros(self.n)
+        for j, rate in q.earn_at.items():
+            here = np.zeros(self.n)
+            for at, money, _ in views:
+                here += np.where((at == j) & m, money, 0.0)
+            points = here * rate * mult * (1.0 + bonus)
+            q.by_seller[j]["issued"] = float(points.sum())
+            earned += points
         for kind, _start, _every, _duration, _m, _d, pts in q.bonuses:
             if kind == "birthday":
-                earned = earned + np.where(q.member & (self.birthday == t % self.year), pts, 0.0)
+                gift = np.where(m & (self.birthday == t % self.year), pts, 0.0)
+                q.by_seller[q.firm]["issued"] += float(gift.sum())
+                earned = earned + gift
         slots = q.points.shape[1]
         slot = ((t - 1) // q.bucket) % slots
         q.points[:, slot] += earned
@@ -415,7 +543,7 @@ class Book:
         totals["expired"] = float(expired.sum())
         # redemption, by a member who decides to this step (or has been reminded its points are about to expire)
         balance = q.points.sum(axis=1)
-        can = q.member & (balance >= q.min_points)
+        can = m & (balance >= q.min_points)
         wants = u_redeem < q.redeem_p
         if q.reminder is not None and q.life is not None:
             wants |= self._expiring_soon(q, t)
@@ -423,13 +551,14 @@ class Book:
         # a redeeming member spends its balance on rewards, the largest it can afford first, down to below the
         # smallest threshold
         cost_points = np.zeros(self.n)
+        reward_cost = np.zeros(self.n)
         left = np.where(redeem, balance, 0.0)
-        for k in range(q.reward_points.size - 1, -1, -1):
-            times = np.floor(left / q.reward_points[k])
-            cost_points += times * q.reward_points[k]
-            totals["reward_cost"] += float((times * q.reward_cost[k]).sum())
+        for r in range(q.reward_points.size - 1, -1, -1):
+            times = np.floor(left / q.reward_points[r])
+            cost_points += times * q.reward_points[r]
+            reward_cost += times * q.reward_cost[r]
             totals["redemptions"] += float(times.sum())
-            left -= times * q.reward_points[k]
+            left -= times * q.reward_points[r]
         remaining = cost_points.copy()
         for age in range(slots):  # oldest slot first
             s = (slot + 1 + age) % slots
@@ -437,9 +566,21 @@ class Book:
             q.points[:, s] -= take
             remaining -= take
         totals["redeemed"] = float(cost_points.sum())
+        totals["reward_cost"] = float(reward_cost.sum())
+        # where: with the seller the member bought from this step (the market first), else the firm that runs it
+        where = np.full(self.n, q.firm)
+        placed = np.zeros(self.n, bool)
+        for at, _, _ in views:
+            take = ~placed & np.isin(at, q.sellers)
+            where = np.where(take, at, where)
+            placed |= take
+        for j in q.sellers:
+            at_j = redeem & (where == j)
+            q.by_seller[j]["redeemed"] = float(cost_points[at_j].sum())
+            q.by_seller[j]["reward_cost"] = float(reward_cost[at_j].sum())
         q.last_activity[active | redeem] = t
-        for k in ("issued", "redeemed", "expired"):
-            q.cum[k] += totals[k]
+        for key in ("issued", "redeemed", "expired"):
+            q.cum[key] += totals[key]
 
     def _expiring_soon(self, q: Ledger, t: int) -> np.ndarray:
         """Members holding points that expire within the reminder window (they have been told)."""
@@ -485,10 +626,13 @@ class Book:
             level = ((spend[:, None] * q.t_window / self.year >= q.t_spend[None, :])
                      | (visits[:, None] * q.t_window / self.year >= q.t_visits[None, :])).sum(axis=1)
             benefit += spend * q.t_discount[level]
-        if q.kind == "points":
-            reach = 1.0 if q.life is None else np.minimum(spend * q.spec.earn_rate * q.life / self.year
-                                                          / q.min_points, 1.0)
-            benefit += spend * q.spec.earn_rate * q.value_per_point * reach
+        if q.has_points:
+            spends = {j: spend if j == q.firm else self.yearly_spend(st, price, j) for j in q.earn_at}
+            points_year = sum(spends[j] * rate for j, rate in q.earn_at.items())
+            reach = 1.0 if q.life is None else np.minimum(points_year * q.life / self.year / q.min_points, 1.0)
+            benefit += points_year * q.value_per_point * reach
+            if q.kind == "cobrand":
+                benefit += spends[q.partners[0]] * q.spec.partner_discount
         elif q.kind == "cashback":
             rate = np.full(self.n, q.spec.rate)
             days = q.period * -np.expm1(-st.purchase_rate)  # expected days with a purchase in a period
@@ -523,14 +667,14 @@ class Book:
             tot = q.step_totals
             liability, net = q.liability()
             members = q.member
-            active = members & (t - st.last_buy[:, q.firm] < lapse_steps)
+            active = members & (t - q.last_earn < lapse_steps)
             done = q.cum["redeemed"] + q.cum["expired"]
             row = {
                 "step": t, "programme": q.name, "firm": q.firm, "kind": q.kind, "launched": q.launched(t),
                 "members": int(members.sum()), "active_members": int(active.sum()), "joined": int(tot["joined"]),
                 "quit": int(tot["quit"]),
                 "points_issued": tot["issued"], "points_redeemed": tot["redeemed"], "points_expired": tot["expired"],
-                "points_outstanding": float(q.points.sum()) if q.kind == "points" else 0.0,
+                "points_outstanding": float(q.points.sum()) if q.has_points else 0.0,
                 "redemptions": int(tot["redemptions"]),
                 "breakage_rate": q.cum["expired"] / done if done > 0 else math.nan,
                 "liability": liability, "liability_net": net,
@@ -544,4 +688,3 @@ class Book:
                 for k, level in enumerate(q.tiers.levels):
                     row[f"tier_{level.name}"] = int(counts[k + 1])
             self.log.append(row)
-

@@ -119,6 +119,14 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
         programmes["step"] = programmes["step"].astype(np.int32)
         programmes["firm"] = firm_names[programmes["firm"].astype(int)]
         tables["programmes"] = programmes
+        if model.programmes.settlement:
+            settlement = pd.DataFrame(model.programmes.settlement)
+            settlement["step"] = settlement["step"].astype(np.int32)
+            tables["settlement"] = settlement
+    if model.category_log:
+        categories = pd.DataFrame(model.category_log)
+        categories["step"] = categories["step"].astype(np.int32)
+        tables["categories"] = categories
     if model.panel:
         tables["panel"] = _panel_table(model)
     return tables

@@ -147,8 +147,8 @@ class Customers(_Spec):
     manager_follow: Probability = 0.3  # share of the way a departing manager pulls belief in the new firm up
     club_bond: NonNegative = 0.3  # switching cost of belonging to the current firm's club or community
     # loyalty programmes (used only where a firm runs one)
-    goal_gradient: NonNegative = 0.5  # extra purchase rate, as a share of the usual rate, when a reward is reached
-    points_pressure: NonNegative = 0.3  # utility of a firm whose next reward is one purchase away (x progress^2)
+    goal_gradient: NonNegative = 0.25  # extra purchase rate, as a share of the usual rate, at a reward's threshold
+    points_pressure: NonNegative = 0.15  # utility of a firm whose next reward is one purchase away (x progress^2)
     membership_dilution: NonNegative = 0.5  # each programme's pull is divided by 1 + this x (memberships - 1)
     enrolment_effort: Normal = Normal(mean=3.0, sd=3.0, min=0.0)  # hassle of joining a programme, money
     programme_attention: Probability = 0.5  # share of an open programme's value a non-member counts when choosing
@@ -324,9 +324,43 @@ class ClubProgramme(_ProgrammeBase):
     discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # members' share off the price
 
 
-Programme = Annotated[PointsProgramme | TierProgramme | CashbackProgramme | ClubProgramme,
-                      Field(discriminator="kind")]
-PROGRAMME_KINDS = ("points", "tiers", "cashback", "club")
+class CoalitionProgramme(PointsProgramme):
+    """A coalition (the Nectar model): partners, usually in different categories, share one currency run by an
+    operator. Members earn at any partner and redeem at any; each partner pays the operator ``fee`` per point it
+    issues, gives the reward when a member redeems with it, and is reimbursed ``reimbursement`` per point redeemed.
+    The firm that lists it is one partner; ``partners`` names the others (market firms or category outlets)."""
+
+    kind: Literal["coalition"]
+    partners: list[str]  # the other partners: firms of the market or outlets of market.categories
+    fee: NonNegative = 0.01  # paid by a partner to the operator per point it issues, money
+    reimbursement: NonNegative = 0.01  # paid by the operator to a partner per point redeemed with it, money
+
+    @field_validator("partners")
+    @classmethod
+    def _two_partners(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("a coalition needs at least two partners: the firm that runs it lists at least one "
+                             "other (a market firm or a category outlet); with one partner, use kind = \"points\"")
+        if len(set(v)) != len(v):
+            raise ValueError(f"partner names must be unique, got {v}")
+        return v
+
+
+class CobrandProgramme(PointsProgramme):
+    """A co-branded card: issued by the firm that lists it, carrying a partner's benefits too. Members earn the
+    issuer's points on what they spend with the issuer and with the partner (``partner_earn_rate``), and get the
+    partner's discount; the partner pays the issuer ``fee`` per point issued on its sales."""
+
+    kind: Literal["cobrand"]
+    partner: Annotated[str, Field(min_length=1)]  # a market firm or a category outlet
+    partner_earn_rate: NonNegative = 1.0  # points per unit of money spent with the partner
+    partner_discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # cardholders' share off the partner's price
+    fee: NonNegative = 0.0  # paid by the partner to the issuer per point issued on its sales, money
+
+
+Programme = Annotated[PointsProgramme | TierProgramme | CashbackProgramme | ClubProgramme | CoalitionProgramme
+                      | CobrandProgramme, Field(discriminator="kind")]
+PROGRAMME_KINDS = ("points", "tiers", "cashback", "club", "coalition", "cobrand")
 
 
 class Offer(_Spec):
@@ -549,6 +583,28 @@ EVENT_KINDS = ("price_change", "attribute_change", "switching_cost_change", "ent
                "service_crisis", "integrity_breach", "income_shock")
 
 
+class Outlet(_Spec):
+    """A firm of another category: an outlet with a price and a quality, no other levers."""
+
+    name: Annotated[str, Field(min_length=1)]
+    price: Positive  # per unit bought
+    unit_cost: NonNegative = 0.0
+    quality: Level = 0.5  # how good its offer is, 0..1, the same to every customer
+
+
+class Category(_Spec):
+    """Another of the customers' needs (fuel, a department store, a card): a repertoire market in which each
+    customer, on each occasion, picks an outlet by logit over quality, price, programme value and habit."""
+
+    name: Annotated[str, Field(min_length=1)]
+    purchase_rate: PurchaseRate = PurchaseRate()  # occasions in this category (gamma-mixed Poisson)
+    basket: Normal = Normal(mean=1.0, sd=0.3, min=0.1)  # units per occasion
+    habit: NonNegative = 1.0  # utility of the outlet the customer used last (inertia)
+    quality_weight: NonNegative = 4.0
+    choice_noise: Positive = 0.3
+    outlets: Annotated[list[Outlet], Field(min_length=2)]
+
+
 class Market(_Spec):
     """What a strategy team cannot control: customers, competitors (and the focal firm's structure), events."""
 
@@ -560,6 +616,7 @@ class Market(_Spec):
     network: Network = Network()
     survey: Survey = Survey()
     events: list[Event] = []
+    categories: list[Category] = []  # the customers' other needs, where coalition partners sell
 
 
 class Policy(_Spec):
@@ -768,6 +825,15 @@ def _days(text: Any) -> float | None:
 def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
     """Programme settings that only make sense against the step length, and programme names."""
     problems: list[str] = []
+    market = as_dict(as_dict(data).get("market"))
+    firms = _names(as_list(market.get("firms")))
+    outlets = [name for cat in as_list(market.get("categories"))
+               for name in _names(as_list(as_dict(cat).get("outlets")))]
+    sellers = firms + outlets
+    repeated_sellers = sorted({x for x in sellers if sellers.count(x) > 1})
+    if repeated_sellers:
+        problems.append(f"market.categories: outlet names must differ from each other and from the market's firms, "
+                        f"repeated: {repeated_sellers}")
     step = as_dict(as_dict(data).get("time")).get("step", "week")
     step_days = DAYS.get(step) if isinstance(step, str) else None
     names: list[str] = []
@@ -780,6 +846,17 @@ def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
             at = f"{where}.programmes[{k}]"
             if isinstance(prog.get("name"), str) and not overridden:
                 names.append(prog["name"])
+            host = policy_firm if where == "policy" else owner.get("name")
+            named = as_list(prog.get("partners")) if prog.get("kind") == "coalition" else (
+                [prog.get("partner")] if prog.get("kind") == "cobrand" else [])
+            key = "partners" if prog.get("kind") == "coalition" else "partner"
+            for partner in named:
+                if not isinstance(partner, str):
+                    continue
+                if partner == host:
+                    problems.append(f"{at}.{key}: '{partner}' runs the programme; name the other partner(s)")
+                elif sellers and partner not in sellers:
+                    problems.append(f"{at}.{key}: unknown firm or outlet '{partner}'; known: {sellers}")
             if step_days is None:
                 continue
             expiry = _days(prog.get("expiry", "52 weeks")) if prog.get("kind") == "points" else None

@@ -26,6 +26,7 @@ STREAM_NAMES: tuple[str, ...] = (
     "surveys",  # who is asked, and answer noise
     "policies",  # firm policies: one child per firm
     "programmes",  # loyalty programmes: joining effort, birthdays; each step's extra occasions, awareness, redemption
+    "categories",  # the customers' other categories: one child per category (traits, occasions, choices)
 )
 
 
@@ -63,9 +64,13 @@ class Streams:
 
     def policy(self, firm_index: int) -> np.random.Generator:
         """The policy stream of one firm: a firm's own decisions never shift another firm's draws."""
-        key = f"policies/{firm_index}"
+        return self.child("policies", firm_index)
+
+    def child(self, name: str, index: int) -> np.random.Generator:
+        """The ``index``-th child of a stream (one per firm, one per category), independent of its siblings."""
+        key = f"{name}/{index}"
         gen = self._cache.get(key)
         if gen is None:
-            gen = np.random.Generator(np.random.PCG64(self.seed_sequence("policies", firm_index)))
+            gen = np.random.Generator(np.random.PCG64(self.seed_sequence(name, index)))
             self._cache[key] = gen
         return gen
