@@ -830,7 +830,7 @@ def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
     outlets = [name for cat in as_list(market.get("categories"))
                for name in _names(as_list(as_dict(cat).get("outlets")))]
     sellers = firms + outlets
-    repeated_sellers = sorted({x for x in sellers if sellers.count(x) > 1})
+    repeated_sellers = sorted({x for x in outlets if sellers.count(x) > 1})  # repeated firms are reported already
     if repeated_sellers:
         problems.append(f"market.categories: outlet names must differ from each other and from the market's firms, "
                         f"repeated: {repeated_sellers}")
