@@ -503,7 +503,8 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
         except ScenarioError as err:
             problems += [f"scenario: {err.source}: {p}" for p in err.problems]
     if base is not None:
-        firms = [f.name for f in base.market.firms]
+        firms = [f.name for f in base.market.firms] + [o.name for c in base.market.categories for o in c.outlets]
+        firms += [f"{p.name} operator" for f in base.effective_firms() for p in f.programmes if p.kind == "coalition"]
         for i, name in enumerate(as_list(data.get("outcomes"))):
             if isinstance(name, str):
                 try:

@@ -38,6 +38,11 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   given up to programme and campaign discounts), ``programme_fees_total``; and ``share_of_wallet_mean``. A
   programme's effect is the paired difference of ``revenue``, ``profit``, ``npv``, ``cohort_retention`` or
   ``share_of_wallet_mean`` against no programme;
+* category outlets (``market.categories``) and coalition operators (``firm[<coalition name> operator]``):
+  ``revenue``, ``profit``, ``share_mean`` (share of the category's units), ``programme_cost_total``,
+  ``programme_fees_total`` (settlements received) and ``member_discounts_total`` over the reported period, from
+  the run's ``categories`` and ``settlement`` tables. An operator's profit is what partners paid it per point plus
+  membership fees, less reimbursements and the running costs;
 * cohort loyalty, measured on the customers a firm held when the warm-up ended, so that a shrinking firm's
   surviving core does not pass for loyalty: ``cohort_retention`` (the share still with the firm at the end),
   ``cohort_retention_annual`` (the same per year: retention ** (1 / years)), ``cohort_attitude`` (the mean
@@ -118,8 +123,35 @@ def _years(scenario: LoyaltyScenario) -> float:
     return (scenario.steps() - scenario.warmup_steps()) * DAYS[scenario.time.step] / DAYS["year"]
 
 
+PARTY_MEASURES = ("revenue", "profit", "share_mean", "programme_cost_total", "programme_fees_total",
+                  "member_discounts_total")
+
+
+def _party_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
+    """A category outlet's or a coalition operator's measure over the reported period."""
+    after = scenario.warmup_steps()
+    outlets = tables.get("categories")
+    if outlets is not None and name in set(outlets["outlet"]):
+        rows = outlets[(outlets["outlet"] == name) & (outlets["step"] > after)]
+        column = {"share_mean": "share"}.get(measure, measure.removesuffix("_total"))
+        return float(rows[column].mean() if measure == "share_mean" else rows[column].sum())
+    settlement = tables.get("settlement")
+    rows = settlement[(settlement["party"] == name) & (settlement["step"] > after)] if settlement is not None else None
+    if rows is None or rows.empty:
+        return math.nan
+    income = float(rows["received"].sum() + rows["membership_fees"].sum())
+    cost = float(rows["paid"].sum() + rows["running_cost"].sum() + rows["reward_cost"].sum())
+    return {"revenue": 0.0, "profit": income - cost, "share_mean": math.nan, "programme_cost_total": cost,
+            "programme_fees_total": income, "member_discounts_total": 0.0}[measure]
+
+
 def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame],
                 summary: dict) -> float:
+    if name not in {f["firm"] for f in summary["firms"]}:  # a category outlet or a coalition's operator
+        if measure not in PARTY_MEASURES:
+            raise OutcomeError(f"'{measure}' is not measured for '{name}' (a category outlet or a coalition "
+                               f"operator); use one of {', '.join(PARTY_MEASURES)}")
+        return _party_value(name, measure, scenario, tables)
     if measure in SUMMARY_MEASURES:
         row = next(f for f in summary["firms"] if f["firm"] == name)
         value = row[measure]

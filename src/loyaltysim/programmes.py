@@ -26,9 +26,9 @@ How the designs act on customers, in money and utility:
   as its rate. Each further membership weakens the pull of each: values are divided by
   ``1 + membership_dilution x (memberships - 1)`` ("customers hold many cards and are loyal to none"). A non-member
   counts an open programme at ``programme_attention`` of its value.
-* Points pressure: with progress ``g`` toward the next reward (0 just after one, 1 at the threshold), the firm
-  gains ``points_pressure x g^2`` utility and the member's purchase rate rises by ``goal_gradient x g^2`` of its
-  usual rate. Redemption resets ``g``, so purchases dip after a reward. A cashback schedule's frequency condition
+* Points pressure: with progress ``g`` toward the next reward (0 just after one, 1 at the threshold and until the
+  largest reward is redeemed), the firm gains ``points_pressure x g^2`` utility and the member's purchase rate
+  rises by ``goal_gradient x g^2`` of its usual rate. Redemption resets ``g``, so purchases dip after a reward. A cashback schedule's frequency condition
   (purchases on so many days of the period) presses the same way while it can still be met.
 * A balance is a financial switching cost: losing points worth ``V`` weighs like a price rise of ``V`` over a year's
   spending at the firm, times loss aversion; a tier's ``status_value`` adds to it (Burnham, Frels & Mahajan 2003).
@@ -122,6 +122,7 @@ class Ledger:
                 slots = self.k_life + 1
             self.points = np.zeros((n, slots))
             self.last_activity = np.full(n, NEVER, np.int32)
+            self.step_redeemed = np.zeros(n, bool)  # members who redeemed in the last step
             self.bonuses = [(b.kind, steps(b.start), max(steps(b.every), 1), max(steps(b.duration), 1),
                              b.multiplier, b.discount, b.points) for b in spec.bonuses]
         if self.tiers is not None:
@@ -167,13 +168,13 @@ class Ledger:
         return mult, discount
 
     def progress(self, balance: np.ndarray) -> np.ndarray:
-        """Progress toward the next reward above the balance: 0 just after a threshold, 1 at the next one (0 when
-        no reward is above the balance: a reward can be claimed, nothing is left to strive for)."""
+        """Progress toward the next reward above the balance: 0 just after a threshold, 1 at the next one; 1 once
+        the balance reaches the largest reward (the goal is reached, and the pull lasts until it is redeemed)."""
         above = np.searchsorted(self.reward_points, balance, side="right")
         has_next = above < self.reward_points.size
         nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
         prev = np.where(above > 0, self.reward_points[np.maximum(above - 1, 0)], 0.0)
-        return np.divide(balance - prev, nxt - prev, out=np.zeros(balance.shape), where=has_next)
+        return np.divide(balance - prev, nxt - prev, out=np.ones(balance.shape), where=has_next)
 
     def cashback_progress(self, t: int) -> np.ndarray:
         """Progress toward the highest-paying frequency condition still within reach this period."""
@@ -548,6 +549,7 @@ class Book:
         if q.reminder is not None and q.life is not None:
             wants |= self._expiring_soon(q, t)
         redeem = can & wants
+        q.step_redeemed = redeem
         # a redeeming member spends its balance on rewards, the largest it can afford first, down to below the
         # smallest threshold
         cost_points = np.zeros(self.n)
