@@ -149,8 +149,8 @@ def test_enrolment_is_self_selected_and_a_naive_comparison_overstates_the_effect
 
 @pytest.mark.parametrize("market", ["baseline.toml", "baseline_repertoire.toml"])
 def test_default_breakage_is_in_the_reported_range(market):
-    from loyaltysim.run import simulate
     from loyaltysim.outcomes import compute
+    from loyaltysim.run import simulate
 
     rates = []
     for seed in (1, 2):

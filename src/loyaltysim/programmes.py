@@ -28,8 +28,9 @@ How the designs act on customers, in money and utility:
   counts an open programme at ``programme_attention`` of its value.
 * Points pressure: with progress ``g`` toward the next reward (0 just after one, 1 at the threshold and until the
   largest reward is redeemed), the firm gains ``points_pressure x g^2`` utility and the member's purchase rate
-  rises by ``goal_gradient x g^2`` of its usual rate. Redemption resets ``g``, so purchases dip after a reward. A cashback schedule's frequency condition
-  (purchases on so many days of the period) presses the same way while it can still be met.
+  rises by ``goal_gradient x g^2`` of its usual rate. Redemption resets ``g``, so purchases dip after a reward.
+  A cashback schedule's frequency condition (purchases on so many days of the period) presses the same way while it
+  can still be met.
 * A balance is a financial switching cost: losing points worth ``V`` weighs like a price rise of ``V`` over a year's
   spending at the firm, times loss aversion; a tier's ``status_value`` adds to it (Burnham, Frels & Mahajan 2003).
 * Enrolment is self-selected: a customer buying from the firm who notices the programme (``awareness``) joins when
