@@ -502,19 +502,25 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
             base = load_scenario((path.parent / data["scenario"]).resolve())
         except ScenarioError as err:
             problems += [f"scenario: {err.source}: {p}" for p in err.problems]
+    design: list[DesignPoint] = []
+    if spec is not None and base is not None and not any(p.startswith("factors[") for p in problems):
+        design, design_problems = build_design(spec, base)
+        problems += design_problems
     if base is not None:
-        firms = [f.name for f in base.market.firms] + [o.name for c in base.market.categories for o in c.outlets]
-        firms += [f"{p.name} operator" for f in base.effective_firms() for p in f.programmes if p.kind == "coalition"]
+        # who can be measured: the market's firms, category outlets, and the operators of coalitions any design runs
+        firms: list[str] = []
+        for scenario in [base, *(point.scenario for point in design)]:
+            names = [f.name for f in scenario.market.firms] + [o.name for c in scenario.market.categories
+                                                              for o in c.outlets]
+            names += [f"{p.name} operator" for f in scenario.effective_firms() for p in f.programmes
+                      if p.kind == "coalition"]
+            firms += [x for x in names if x not in firms]
         for i, name in enumerate(as_list(data.get("outcomes"))):
             if isinstance(name, str):
                 try:
                     check_name(name, firms)
                 except OutcomeError as err:
                     problems.append(f"outcomes[{i}]: {err}")
-    design: list[DesignPoint] = []
-    if spec is not None and base is not None and not any(p.startswith("factors[") for p in problems):
-        design, design_problems = build_design(spec, base)
-        problems += design_problems
     if problems:
         raise ExperimentError(source, problems)
     assert spec is not None and base is not None

@@ -27,8 +27,11 @@ How the designs act on customers, in money and utility:
   ``1 + membership_dilution x (memberships - 1)`` ("customers hold many cards and are loyal to none"). A non-member
   counts an open programme at ``programme_attention`` of its value.
 * Points pressure: with progress ``g`` toward the next reward (0 just after one, 1 at the threshold and until the
-  largest reward is redeemed), the firm gains ``points_pressure x g^2`` utility and the member's purchase rate
-  rises by ``goal_gradient x g^2`` of its usual rate. Redemption resets ``g``, so purchases dip after a reward.
+  largest reward is redeemed), the firm gains ``points_pressure x g^2`` utility, which draws a shopper's occasions
+  to it (share of wallet), and in a contractual market, where usage is what the customer decides, the member's
+  usage rate rises by ``goal_gradient x g^2`` of its usual rate. (A repertoire shopper's needs fix its occasions:
+  the pressure moves them between stores, it does not add new ones.) Redemption resets ``g``, so purchases dip
+  after a reward.
   A cashback schedule's frequency condition (purchases on so many days of the period) presses the same way while it
   can still be met.
 * A balance is a financial switching cost: losing points worth ``V`` weighs like a price rise of ``V`` over a year's
@@ -225,7 +228,7 @@ class Book:
             for spec in f.spec.programmes:
                 self.ledgers.append(Ledger(spec, f.index, spec.name, spec.start.steps(unit), n, unit, self.year,
                                            partners_of(spec)))
-        for f in firms:  # copies of rivals' own programmes (not coalitions or co-brands), `delay` after launch
+        for f in firms:  # copies of rivals' own programmes (not coalitions or co-brands), `copy_after` their launch
             if f.reaction is None or not f.reaction.copy_programmes:
                 continue
             for g in firms:
@@ -234,7 +237,7 @@ class Book:
                 for spec in g.spec.programmes:
                     if spec.kind in ("coalition", "cobrand"):
                         continue
-                    start = spec.start.steps(unit) + f.reaction_delay
+                    start = spec.start.steps(unit) + f.reaction.copy_after.steps(unit)
                     self.ledgers.append(Ledger(spec, f.index, f"{spec.name} (copied by {f.name})", start, n, unit,
                                                self.year))
         c = customers_spec
@@ -313,7 +316,7 @@ class Book:
         club = np.zeros(n, bool)
         self.talk = np.ones(n)  # club members talk about their firm more often
         keep = np.ones((n, self.n_sellers))  # product of (1 - discount)
-        pull = np.zeros(n)  # strongest goal-gradient pull on purchase frequency in the market
+        pull = np.zeros(n)  # strongest goal-gradient pull on usage (contractual markets)
         for q in live:
             f, m = q.firm, q.member
             at_firm = has & (cur == f) & m
@@ -341,8 +344,9 @@ class Book:
                     perks.pressure[:, j] = np.maximum(perks.pressure[:, j], press)
                 in_market = [j for j in q.earn_at if j < self.n_firms]
                 if in_market:
-                    active = (m & np.isin(cur, in_market)) if contractual else m
-                    pull = np.maximum(pull, np.where(active, self.goal_gradient * g * weaken, 0.0))
+                    if contractual:  # usage rises with the pull (a repertoire shopper's needs fix its occasions)
+                        active = m & np.isin(cur, in_market)
+                        pull = np.maximum(pull, np.where(active, self.goal_gradient * g * weaken, 0.0))
                     here = m & has & np.isin(cur, in_market)
                     at_cur = np.where(here, cur, 0)
                     value = balance * q.value_per_point
@@ -354,7 +358,8 @@ class Book:
                     g = q.cashback_progress(t) ** 2
                     perks.pressure[:, f] = np.maximum(perks.pressure[:, f],
                                                       np.where(m, self.pressure * g * weaken, 0.0))
-                    pull = np.maximum(pull, np.where(at_firm, self.goal_gradient * g * weaken, 0.0))
+                    if contractual:
+                        pull = np.maximum(pull, np.where(at_firm, self.goal_gradient * g * weaken, 0.0))
             elif q.kind == "club":
                 discount = np.where(m, q.spec.discount, 0.0)
                 club |= at_firm

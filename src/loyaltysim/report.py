@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 FigureFunction = Callable[[pd.DataFrame, "Experiment", Path], Path]
 FIGURES: dict[str, FigureFunction] = {}
 # modules that register figures when imported; :func:`load_figures` imports those that exist
-FIGURE_MODULES: list[str] = ["loyaltysim.findings", "loyaltysim.findings_winback"]
+FIGURE_MODULES: list[str] = ["loyaltysim.findings", "loyaltysim.findings_winback", "loyaltysim.findings_programmes"]
 _F = TypeVar("_F", bound=FigureFunction)
 
 CONFIDENCE = 0.95

@@ -147,7 +147,7 @@ class Customers(_Spec):
     manager_follow: Probability = 0.3  # share of the way a departing manager pulls belief in the new firm up
     club_bond: NonNegative = 0.3  # switching cost of belonging to the current firm's club or community
     # loyalty programmes (used only where a firm runs one)
-    goal_gradient: NonNegative = 0.25  # extra purchase rate, as a share of the usual rate, at a reward's threshold
+    goal_gradient: NonNegative = 0.25  # contractual: extra usage, share of the usual rate, at a reward's threshold
     points_pressure: NonNegative = 0.15  # utility of a firm whose next reward is one purchase away (x progress^2)
     membership_dilution: NonNegative = 0.5  # each programme's pull is divided by 1 + this x (memberships - 1)
     enrolment_effort: Normal = Normal(mean=3.0, sd=3.0, min=0.0)  # hassle of joining a programme, money
@@ -497,7 +497,8 @@ class Reaction(_Spec):
     target: Literal["best", "mean"] = "best"  # match the best rival's level, or follow the rivals' mean level
     tolerance: NonNegative = 0.02  # differences smaller than this share (price) or level are ignored
     min_margin: NonNegative = 0.0  # never price below unit cost x (1 + min_margin)
-    copy_programmes: bool = False  # launch a copy of each rival's loyalty programme ``delay`` after it launches
+    copy_programmes: bool = False  # launch a copy of each rival's own loyalty programmes after ``copy_after``
+    copy_after: DurationField = "26 weeks"  # how long after a rival's launch its copy launches
 
 
 class Firm(Levers):
