@@ -49,6 +49,7 @@ FIRM_METRICS = (
     "investment_cost", "campaign_cost", "discounts", "member_discounts", "programme_cost", "programme_fees", "profit",
 )
 CAUSE_NAMES = [c.name.lower() for c in Cause]
+CAMPAIGN_CODES = {"retention": 0, "personalised": 1}  # the warnings table's campaign column
 KANO_NAMES = {MUST_BE: "must_be", ONE_DIMENSIONAL: "one_dimensional", ATTRACTIVE: "attractive"}
 
 
@@ -170,7 +171,8 @@ class LoyaltyMarket(Model):
         self.contact_log: list[dict[str, np.ndarray]] = []  # win-back contacts, with what was known of each
         self.regain_log: list[dict[str, np.ndarray]] = []  # customers won back by an offer
         self.warning_log: list[dict[str, np.ndarray]] = []  # retention campaigns: every customer scored, and the offers
-        windows = [c.warning.window.steps(unit) for f in self.firms for c in f.campaigns if c.kind == "retention"]
+        windows = [c.warning.window.steps(unit) for f in self.firms for c in f.campaigns
+                   if c.kind in ("retention", "personalised")]
         # the firms' records of their customers, kept only when an early warning reads them
         self.crm = CRM(self.customers, max(windows)) if windows else None
         # each firm's last contact with each customer, for its own recontact rule (allocated only with campaigns)
@@ -439,7 +441,11 @@ class LoyaltyMarket(Model):
         threshold; ties in random order), leave a random ``holdout`` of them alone, and give the rest the save
         offer, riskiest first, within ``max_contacts`` and the budget (contact and offer costs), skipping
         customers contacted within ``recontact_after``. Every scored customer is logged (``warnings`` table), so
-        the warning's precision, recall and lead time can be measured against the defections that follow."""
+        the warning's precision, recall and lead time can be measured against the defections that follow.
+
+        A personalised campaign works the same way, ranking by the value the firm's records show (occasions in the
+        warning window) when its target says ``rank_by = "value"``, and by the risk score otherwise: one campaign
+        machinery (selector, offer, budget) for save offers and personalised offers."""
         st = self.customers
         unit = self.step_unit
         target = c.target
@@ -452,7 +458,11 @@ class LoyaltyMarket(Model):
         rivals = [g.price for g in self.firms if g.available and g is not f]
         gap = (f.price - min(rivals)) / f.price if rivals else 0.0
         year = round(DAYS["year"] / DAYS[unit])
-        score = crm.risk_scores(st, self.crm, rows, f.index, t, c.warning, c.warning.window.steps(unit), year, gap)
+        window = c.warning.window.steps(unit)
+        if c.kind == "personalised" and target.rank_by == "value":  # the value its records show: recent purchases
+            score = self.crm.recent_purchases(rows, f.index, t - 1, window).astype(np.float64)
+        else:
+            score = crm.risk_scores(st, self.crm, rows, f.index, t, c.warning, window, year, gap)
         rng = self.streams.policy(f.index)
         order = np.lexsort((rng.random(rows.size), -score))  # riskiest first, ties at random
         if target.top_share is not None:
@@ -476,7 +486,9 @@ class LoyaltyMarket(Model):
         treated[treat] = True
         self.warning_log.append({
             "step": np.full(rows.size, t, np.int32), "customer": rows.astype(np.int32),
-            "firm": np.full(rows.size, f.index, np.int32), "score": score, "flagged": flagged, "treated": treated,
+            "firm": np.full(rows.size, f.index, np.int32),
+            "campaign": np.full(rows.size, CAMPAIGN_CODES[c.kind], np.int8),
+            "score": score, "flagged": flagged, "treated": treated,
             "contact_cost": np.where(treated, c.contact_cost, 0.0), "offer_cost": np.where(treated, c.offer.cost, 0.0),
         })
         f.contact_spend += who.size * (c.contact_cost + c.offer.cost)

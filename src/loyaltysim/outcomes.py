@@ -24,7 +24,9 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   one, as the offer changes what the others do), ``warning_recall`` (share of the scored customers who left that
   had been flagged), ``warning_lift`` (precision over the share of all untreated scored customers who left),
   ``warning_auc`` (probability that a customer who left scored higher than one who stayed, untreated customers)
-  and ``warning_lead_weeks`` (mean time from a flag to the defection it foresaw). What the policy saves, net of
+  and ``warning_lead_weeks`` (mean time from a flag to the defection it foresaw); personalised campaigns (offers to
+  customers ranked by the value the firm's records show, or by risk): ``personalised_contacts``,
+  ``personalised_cost``. What the policy saves, net of
   its cost, is the paired difference of ``defections_total``, ``cohort_retention`` and ``npv`` against no
   campaign;
 * loyalty programmes (the firm's own and the copies it runs), from the run's ``programmes`` table:
@@ -79,7 +81,8 @@ TOTAL_MEASURES = ("investment_cost_total", "acquisition_cost_total", "defections
 WINBACK_MEASURES = ("winback_contacts", "winback_rate", "winback_cost", "cost_per_regain", "second_lifetime_value",
                     "second_lifetime_revenue", "second_lifetime_weeks", "return_on_regain")
 RETENTION_MEASURES = ("retention_contacts", "retention_cost", "warning_flags", "warning_precision", "warning_recall",
-                      "warning_lift", "warning_auc", "warning_lead_weeks")
+                      "warning_lift", "warning_auc", "warning_lead_weeks", "personalised_contacts",
+                      "personalised_cost")
 PROGRAMME_MEASURES = ("programme_members_end", "programme_active_members_mean", "points_issued_total",
                       "points_redeemed_total", "points_expired_total", "breakage_rate", "liability_end",
                       "liability_net_end", "reward_cost_total", "cashback_total")
@@ -204,13 +207,18 @@ def _winback_value(name: str, measure: str, scenario: LoyaltyScenario, tables: d
 
 def _retention_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
     scored = tables.get("warnings")
-    mine = scored[scored["firm"] == name] if scored is not None else None
+    kind = "personalised" if measure.startswith("personalised_") else "retention"
+    mine = None
+    if scored is not None:  # tables without a campaign column hold retention campaigns only
+        campaign = scored["campaign"] if "campaign" in scored.columns else pd.Series("retention", index=scored.index)
+        mine = scored[(scored["firm"] == name) & (campaign == kind)]
     if mine is None or mine.empty:
-        return 0.0 if measure in ("retention_contacts", "retention_cost", "warning_flags") else math.nan
+        return 0.0 if measure in ("retention_contacts", "retention_cost", "warning_flags", "personalised_contacts",
+                                  "personalised_cost") else math.nan
     treated = mine["treated"].to_numpy(bool)
-    if measure == "retention_contacts":
+    if measure in ("retention_contacts", "personalised_contacts"):
         return float(treated.sum())
-    if measure == "retention_cost":
+    if measure in ("retention_cost", "personalised_cost"):
         return float(mine["contact_cost"].sum() + mine["offer_cost"].sum())
     flagged = mine["flagged"].to_numpy(bool)
     if measure == "warning_flags":

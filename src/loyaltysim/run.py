@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import __version__, loyalty
 from .agents import Firm
-from .model import CAUSE_NAMES, LoyaltyMarket
+from .model import CAMPAIGN_CODES, CAUSE_NAMES, LoyaltyMarket
 from .outcomes import compute as compute_outcomes
 from .scenario import LoyaltyScenario
 from .storage import (
@@ -133,11 +133,13 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
 
 
 def _warnings_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFrame:
-    """Every customer a retention campaign scored: its early-warning score, whether the target flagged it, whether
-    it was given the save offer (and at what cost), and the step it next left the firm (``left_at``, if it did)."""
+    """Every customer a retention or personalised campaign scored (``campaign``): its score (early-warning risk, or
+    the value the firm's records show), whether the target flagged it, whether it was given the offer (and at what
+    cost), and the step it next left the firm (``left_at``, if it did)."""
     cols = list(model.warning_log[0])
     raw = _concat(model.warning_log, cols)
     table = pd.DataFrame(raw)
+    table["campaign"] = pd.Categorical.from_codes(raw["campaign"].astype(int), categories=list(CAMPAIGN_CODES))
     table["firm"] = firm_names[raw["firm"].astype(int)]
     dep = _concat(model.departures, ["step", "customer", "firm"])
     left = pd.DataFrame({"customer": dep["customer"].astype(np.int32), "firm": dep["firm"].astype(np.int32),

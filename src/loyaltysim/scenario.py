@@ -464,8 +464,38 @@ class RetentionCampaign(_CampaignBase):
     target: RetentionTarget
 
 
-Campaign = Annotated[WinBackCampaign | RetentionCampaign, Field(discriminator="kind")]
-CAMPAIGN_KINDS = ("win_back", "retention")
+class PersonalTarget(_Spec):
+    """Which current customers a personalised offer reaches: the most valuable (recent purchases at the firm, as
+    its records show) or the riskiest (its early-warning score), within value tiers and segments."""
+
+    rank_by: Literal["value", "risk"] = "value"
+    top_share: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # the top share of its customers by rank_by
+    threshold: NonNegative | None = None  # or every customer with at least this value (occasions) or risk score
+    value_tiers: list[Literal["low", "medium", "high"]] | None = None  # only these expected-spend tiers; unset: all
+    segments: list[str] | None = None  # only customers of these segments (market.customers.segments); unset: all
+    holdout: Probability = 0.0  # share of those selected left uncontacted, at random (a control group)
+    max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the top-ranked first
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> PersonalTarget:
+        if (self.top_share is None) == (self.threshold is None):
+            raise ValueError("give exactly one of top_share (the top share of customers) or threshold (a least "
+                             "value or risk score)")
+        return self
+
+
+class PersonalisedCampaign(_CampaignBase):
+    """Personalised offers from the firm's CRM segmentation: every ``every``, rank the firm's customers by the value
+    its records show (occasions in the ``warning.window``) or by churn risk, and give those ``target`` selects the
+    offer (a targeted discount, a service upgrade, a manager)."""
+
+    kind: Literal["personalised"]
+    warning: EarlyWarning = EarlyWarning()  # the window over which value is counted; the risk score's weights
+    target: PersonalTarget
+
+
+Campaign = Annotated[WinBackCampaign | RetentionCampaign | PersonalisedCampaign, Field(discriminator="kind")]
+CAMPAIGN_KINDS = ("win_back", "retention", "personalised")
 
 
 class Investment(_Spec):
