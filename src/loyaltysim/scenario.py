@@ -196,9 +196,17 @@ class Reward(_Spec):
     """One reward in a points programme's catalogue: what it costs in points, what it is worth to the customer,
     and what it costs the firm to provide."""
 
-    points: Annotated[float, Field(gt=0.0)]  # the redemption threshold; a reward must cost at least some points
+    points: float  # the redemption threshold; a reward must cost some points
     value: Positive  # worth to the customer, money
     cost: NonNegative | None = None  # what the firm pays for it; unset: its value (cash-like)
+
+    @field_validator("points")
+    @classmethod
+    def _threshold(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"a reward's points are its redemption threshold and must be above 0 (got {v:g}): a "
+                             "zero threshold would hand out rewards for nothing")
+        return v
 
     def firm_cost(self) -> float:
         return self.value if self.cost is None else self.cost
@@ -920,11 +928,13 @@ def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
 
 def _loc(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
-    for p in loc:
+    for k, p in enumerate(loc):
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in (*EVENT_KINDS, *CAMPAIGN_KINDS, *PROGRAMME_KINDS, "function-after"):
-            continue
+        elif p == "function-after" or (k > 1 and isinstance(loc[k - 1], int)
+                                       and loc[k - 2] in ("events", "campaigns", "programmes")
+                                       and p in (*EVENT_KINDS, *CAMPAIGN_KINDS, *PROGRAMME_KINDS)):
+            continue  # a discriminated union's tag, right after the index in a list of events, campaigns, programmes
         else:
             parts.append(("." if parts else "") + str(p))
     return "".join(parts) or "(top level)"
