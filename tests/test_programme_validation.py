@@ -86,7 +86,7 @@ def test_purchases_accelerate_as_a_reward_nears(traces, seed):
     full = _acceleration(traces[("full", seed)])
     ablated = _acceleration(traces[("ablated", seed)])
     assert full >= 0.10, full  # the default goal gradient: +25% of the usual rate at the threshold
-    assert abs(ablated) <= 0.04, ablated  # without goal gradient and points pressure, no acceleration
+    assert abs(ablated) <= 0.06, ablated  # without goal gradient and points pressure, no acceleration
 
 
 def test_purchases_dip_after_a_redemption(traces):
