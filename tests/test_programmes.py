@@ -260,10 +260,7 @@ def test_programme_costs_fees_and_discounts_land_in_the_running_firms_books(book
 
 @pytest.mark.parametrize("expiry", [
     "12 weeks", "13 weeks", "26 weeks",
-    pytest.param("52 weeks", marks=pytest.mark.xfail(strict=True, reason=(
-        "programmes.py Ledger/_points: points expire only at bucket-period ends, one bucket after the whole bucket "
-        "is `life` old, so with 52 weeks (bucket 5, k_life 11) points earned on a bucket's first step live 59 "
-        "weeks, more than expiry + one bucket (57)"))),
+    "52 weeks",
 ])
 def test_points_expire_no_earlier_than_the_expiry_and_within_one_bucket_after(expiry):
     hand = Hand({"kind": "points", "name": "Card", "expiry": expiry, "redemption": "0% per week",
@@ -306,10 +303,6 @@ def test_inactivity_expiry_wipes_a_balance_exactly_after_the_idle_time():
     assert hand.q.cum["expired"] == pytest.approx(10.0 + 10.0 + 3.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "programmes.py Book._points: with expire_on = 'inactivity' the step's points are added before the idle test, "
-    "and the idle test reads the last activity of before this step; so a member whose balance was wiped loses "
-    "the points of its first purchase back (issued and expired in the same step)"))
 def test_a_member_back_after_an_inactivity_wipe_keeps_the_points_it_earns():
     hand = Hand({"kind": "points", "name": "Card", "expiry": "4 weeks", "expire_on": "inactivity",
                  "redemption": "0% per week", "rewards": [{"points": 1000, "value": 1.0}]}, n=1)
@@ -405,9 +398,6 @@ def test_tiers_promote_at_once_and_demote_only_at_reviews_by_the_rule(rule):
     assert (demoted > 0) == (rule != "never"), (rule, demoted)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "programmes.py Book._qualify (and expected_benefit): the tier is the *count* of levels met, not the highest "
-    "level met, so a customer meeting Gold's visits rule but not Silver's spend-only rule is made Silver"))
 def test_a_tier_reached_by_its_visits_rule_is_given_even_if_a_lower_tier_is_not_met():
     levels = [{"name": "Silver", "spend": 100}, {"name": "Gold", "spend": 500, "visits": 3}]
     hand = Hand({"kind": "tiers", "name": "Status", "tiers": {"window": "13 weeks", "levels": levels}}, n=1)
@@ -672,13 +662,9 @@ BAD = {
     "reminder_not_before_expiry": ({"policy__programmes": [{**CARD, "reminder": "12 weeks"}]},
                                    ("policy.programmes[0].reminder: ", "'12 weeks'", "not shorter than the expiry",
                                     "'12 weeks'")),
-    "reminder_beyond_the_default_expiry": pytest.param(
+    "reminder_beyond_the_default_expiry": (
         {"policy__programmes": [{k: v for k, v in CARD.items() if k != "expiry"} | {"reminder": "60 weeks"}]},
-        ("policy.programmes[0].reminder: ", "'60 weeks'", "not shorter than the expiry '52 weeks'"),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "scenario.py scenario_from_dict + _programme_problems: the cross check runs on the dumped scenario and "
-            "again on the raw data, and the raw message quotes prog.get('expiry'); with the default expiry the same "
-            "problem is listed twice, once as \"not shorter than the expiry 'None'\""))),
+        ("policy.programmes[0].reminder: ", "'60 weeks'", "not shorter than the expiry '52 weeks'")),
     "tier_without_rule": ({"policy__programmes": [{**CARD, "tiers": {"levels": [{"name": "Silver"}]}}]},
                           ("policy.programmes[0].tiers.levels[0]: ", "'Silver'", "spend", "visits")),
     "tiers_not_increasing": ({"policy__programmes": [{**CARD, "tiers": {"levels": [
@@ -695,13 +681,10 @@ BAD = {
         {**DAY_STEPS, "policy__programmes": [{"kind": "cashback", "name": "Back", "period": "30 days",
                                               "schedule": [{"days": 31, "rate": 0.05}]}]},
         ("policy.programmes[0].schedule[0].days: ", "31 days", "'30 days'", "(30 days)")),
-    "schedule_longer_than_the_default_period": pytest.param(
+    "schedule_longer_than_the_default_period": (
         {**DAY_STEPS, "policy__programmes": [{"kind": "cashback", "name": "Back",
                                               "schedule": [{"days": 31, "rate": 0.05}]}]},
-        ("policy.programmes[0].schedule[0].days: ", "31 days", "'1 month", "(30 days)"),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "scenario.py scenario_from_dict: the cross check on the dumped scenario says \"a period of '1 months'\" "
-            "and the one on the raw data \"'1 month'\", so the one problem is listed twice"))),
+        ("policy.programmes[0].schedule[0].days: ", "31 days", "'1 month", "(30 days)")),
 }
 
 

@@ -119,11 +119,12 @@ class Ledger:
             self.life = None if spec.expiry is None else steps(spec.expiry)
             self.reminder = None if spec.reminder is None else steps(spec.reminder)
             if self.life is None or spec.expire_on == "inactivity":
-                self.bucket, self.k_life, slots = 1, 0, 1
-            else:  # points expire at the end of the first bucket period after they are `life` steps old
+                self.bucket, slots = 1, 1
+            else:  # points are kept by the bucket period they were earned in (at most 12 periods in a life); a
+                # bucket expires `life` steps after its last step, so points live between `life` and
+                # `life + bucket - 1` steps
                 self.bucket = math.ceil(self.life / 12)
-                self.k_life = math.ceil(self.life / self.bucket)
-                slots = self.k_life + 1
+                slots = math.ceil(self.life / self.bucket) + 2
             self.points = np.zeros((n, slots))
             self.last_activity = np.full(n, NEVER, np.int32)
             self.step_redeemed = np.zeros(n, bool)  # members who redeemed in the last step
@@ -182,7 +183,7 @@ class Ledger:
 
     def cashback_progress(self, t: int) -> np.ndarray:
         """Progress toward the highest-paying frequency condition still within reach this period."""
-        spent = (t - 1) % self.period  # steps of the period already gone
+        spent = (t - self.start - 1) % self.period  # steps of the period already gone (periods run from the launch)
         left = self.period - spent
         progress = np.zeros(self.n)
         met = np.zeros(self.n, bool)
@@ -199,6 +200,14 @@ class Ledger:
             return 0.0, 0.0
         gross = float(self.points.sum()) * self.cost_per_point
         return gross, gross * (1.0 - self.spec.expected_breakage)
+
+
+def highest_level(q: Ledger, spend: np.ndarray, visits: np.ndarray) -> np.ndarray:
+    """The highest tier (1-based; 0 for none) whose spend or visits rule ``spend`` and ``visits`` meet; a higher tier
+    can be met by one rule while a lower tier's other rule is not."""
+    met = (spend[:, None] >= q.t_spend[None, :]) | (visits[:, None] >= q.t_visits[None, :])
+    top = met.shape[1] - np.argmax(met[:, ::-1], axis=1)
+    return np.where(met.any(axis=1), top, 0)
 
 
 class Book:
@@ -501,9 +510,7 @@ class Book:
         q.q_spend[:, slot] += spend
         q.q_visits[:, slot] += visits
         s, v = q.q_spend.sum(axis=1), q.q_visits.sum(axis=1)
-        qualified = ((s[:, None] >= q.t_spend[None, :]) | (v[:, None] >= q.t_visits[None, :])).sum(axis=1)
-        # levels are ordered, so the count of levels met is the highest level met
-        qualified = np.where(q.member, qualified, 0).astype(np.int8)
+        qualified = np.where(q.member, highest_level(q, s, v), 0).astype(np.int8)
         tier = np.maximum(q.tier, qualified)
         if (t - q.start) % q.t_review == 0:
             rule = q.tiers.demotion
@@ -533,20 +540,20 @@ class Book:
                 earned = earned + gift
         slots = q.points.shape[1]
         slot = ((t - 1) // q.bucket) % slots
-        q.points[:, slot] += earned
-        totals["issued"] = float(earned.sum())
         active = earned > 0
-        # expiry
+        # expiry, before this step's points are added (they start their life now)
         expired = np.zeros(self.n)
         if q.life is not None and spec.expire_on == "inactivity":
+            q.last_activity[active] = t  # buying is activity: a balance is kept if the member buys on its deadline
             idle = (t - q.last_activity >= q.life) & (q.last_activity != NEVER)
             expired = np.where(idle, q.points[:, 0], 0.0)
             q.points[idle, 0] = 0.0
-        elif q.life is not None and t % q.bucket == 0:
-            old = t // q.bucket - 1 - q.k_life  # the bucket period whose points reach their expiry now
-            if old >= 0:
-                expired = q.points[:, old % slots].copy()
-                q.points[:, old % slots] = 0.0
+        elif q.life is not None and t > q.life and (t - q.life) % q.bucket == 0:
+            old = (t - q.life) // q.bucket - 1  # the bucket period that ended `life` steps ago
+            expired = q.points[:, old % slots].copy()
+            q.points[:, old % slots] = 0.0
+        q.points[:, slot] += earned
+        totals["issued"] = float(earned.sum())
         totals["expired"] = float(expired.sum())
         # redemption, by a member who decides to this step (or has been reminded its points are about to expire)
         balance = q.points.sum(axis=1)
@@ -601,7 +608,7 @@ class Book:
             j = period - slots + 1 + age  # bucket periods from the oldest held
             if j < 0:
                 continue
-            expires_at = (j + 1 + q.k_life) * q.bucket
+            expires_at = (j + 1) * q.bucket + q.life
             if expires_at - t <= q.reminder:
                 soon |= q.points[:, j % slots] > 0
         return soon
@@ -611,7 +618,7 @@ class Book:
         q.days += buyer
         q.streak = np.where(buyer, q.streak + 1, 0).astype(np.int32)
         q.best_streak = np.maximum(q.best_streak, q.streak)
-        if t % q.period:
+        if (t - q.start) % q.period:  # periods run from the launch
             return
         rate = np.full(self.n, q.spec.rate)
         for c in q.conditions:  # highest rate first: the first condition met sets the rate
@@ -631,8 +638,7 @@ class Book:
         benefit = np.zeros(self.n)
         if q.tiers is not None:  # the tier its own spend and visits would reach
             visits = st.purchase_rate * self.year * self.wallet_share(st, q.firm)
-            level = ((spend[:, None] * q.t_window / self.year >= q.t_spend[None, :])
-                     | (visits[:, None] * q.t_window / self.year >= q.t_visits[None, :])).sum(axis=1)
+            level = highest_level(q, spend * q.t_window / self.year, visits * q.t_window / self.year)
             benefit += spend * q.t_discount[level]
         if q.has_points:
             spends = {j: spend if j == q.firm else self.yearly_spend(st, price, j) for j in q.earn_at}

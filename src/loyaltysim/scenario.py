@@ -861,6 +861,14 @@ def _days(text: Any) -> float | None:
         return None
 
 
+def _text(value: Any) -> str:
+    """A duration as its canonical text (so the same problem reads the same from raw and validated data)."""
+    try:
+        return str(parse_duration(value))
+    except ValueError:
+        return str(value)
+
+
 def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
     """Programme settings that only make sense against the step length, and programme names."""
     problems: list[str] = []
@@ -898,18 +906,21 @@ def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
                     problems.append(f"{at}.{key}: unknown firm or outlet '{partner}'; known: {sellers}")
             if step_days is None:
                 continue
-            expiry = _days(prog.get("expiry", "52 weeks")) if prog.get("kind") == "points" else None
+            has_points = prog.get("kind") in ("points", "coalition", "cobrand")
+            expiry_text = _text(prog.get("expiry", "52 weeks"))
+            expiry = _days(prog.get("expiry", "52 weeks")) if has_points else None
             if expiry is not None and expiry < step_days:
-                problems.append(f"{at}.expiry: '{prog.get('expiry')}' is shorter than one step (1 {step}): points "
+                problems.append(f"{at}.expiry: '{expiry_text}' is shorter than one step (1 {step}): points "
                                 f"would expire before they could be used; give at least 1 {step}, or none")
             reminder = _days(prog.get("reminder")) if prog.get("reminder") is not None else None
             if reminder is not None and expiry is not None and reminder >= expiry:
-                problems.append(f"{at}.reminder: '{prog.get('reminder')}' is not shorter than the expiry "
-                                f"'{prog.get('expiry')}'; a reminder comes before points expire")
+                problems.append(f"{at}.reminder: '{_text(prog.get('reminder'))}' is not shorter than the expiry "
+                                f"'{expiry_text}'; a reminder comes before points expire")
             if prog.get("kind") == "cashback":
+                period_text = _text(prog.get("period", "1 month"))
                 period = _days(prog.get("period", "1 month"))
                 if period is not None and period < step_days:
-                    problems.append(f"{at}.period: '{prog.get('period')}' is shorter than one step (1 {step})")
+                    problems.append(f"{at}.period: '{period_text}' is shorter than one step (1 {step})")
                 schedule = as_list(prog.get("schedule"))
                 if schedule and step != "day":
                     problems.append(f"{at}.schedule: frequency conditions count days with a purchase, so they need "
@@ -919,7 +930,7 @@ def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
                         days = as_dict(cond).get("days")
                         if isinstance(days, int) and days > round(period):
                             problems.append(f"{at}.schedule[{j}].days: {days} days cannot fit in a period of "
-                                            f"'{prog.get('period', '1 month')}' ({round(period)} days)")
+                                            f"'{period_text}' ({round(period)} days)")
     repeated = sorted({x for x in names if names.count(x) > 1})
     if repeated:
         problems.append(f"programmes: programme names must be unique across the market, repeated: {repeated}")
