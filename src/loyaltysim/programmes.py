@@ -60,13 +60,14 @@ from .units import DAYS
 
 @dataclass
 class Perks:
-    """What the programmes mean to each customer in a step, customer x firm."""
+    """What the programmes mean to each customer in a step, customer x seller (S: the market's firms, then each
+    category's outlets)."""
 
-    value: np.ndarray  # f8[n, F] share of the price the programmes' rewards are worth to the customer (utility only)
-    discount: np.ndarray  # f8[n, F] share off the price a member pays
-    pressure: np.ndarray  # f8[n, F] utility of a firm whose next reward is near (points pressure)
-    priority: np.ndarray  # f8[n, F] share of service failures removed (priority service)
-    forgive: np.ndarray  # f8[n, F] share of a failure's damage forgiven
+    value: np.ndarray  # f8[n, S] share of the price the programmes' rewards are worth to the customer (utility only)
+    discount: np.ndarray  # f8[n, S] share off the price a member pays
+    pressure: np.ndarray  # f8[n, S] utility of a seller whose next reward is near (points pressure)
+    priority: np.ndarray  # f8[n, S] share of service failures removed (priority service)
+    forgive: np.ndarray  # f8[n, S] share of a failure's damage forgiven
 
     @classmethod
     def zeros(cls, n: int, n_firms: int) -> Perks:
