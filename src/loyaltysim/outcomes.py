@@ -150,7 +150,7 @@ def _party_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dic
 
 def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame],
                 summary: dict) -> float:
-    if name not in {f["firm"] for f in summary["firms"]}:  # a category outlet or a coalition's operator
+    if name not in {f.name for f in scenario.market.firms}:  # a category outlet or a coalition's operator
         if measure not in PARTY_MEASURES:
             raise OutcomeError(f"'{measure}' is not measured for '{name}' (a category outlet or a coalition "
                                f"operator); use one of {', '.join(PARTY_MEASURES)}")
