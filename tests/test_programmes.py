@@ -41,7 +41,7 @@ BONUSES = [{"kind": "double_points", "every": "4 weeks", "duration": "1 week"}, 
 POINTS_CASES = {
     "fixed_life": CARD,
     "inactivity": {**CARD, "expiry": "6 weeks", "expire_on": "inactivity"},
-    "no_expiry": {**CARD, "expiry": None},
+    "no_expiry": {**CARD, "expiry": "0 weeks"},
     "two_rewards": {**CARD, "expiry": "8 weeks", "expected_breakage": 0.35,
                     "rewards": [{"points": 1000, "value": 60, "cost": 40}, {"points": 250, "value": 12, "cost": 9}]},
     "bonuses_and_tiers": {**CARD, "bonuses": BONUSES, "tiers": TIERS},
@@ -160,7 +160,7 @@ def test_points_issued_equal_redeemed_plus_expired_plus_outstanding_at_every_ste
                                log["liability"] * (1.0 - spec.get("expected_breakage", 0.2)), rtol=1e-12)
     # the run exercised the accounts
     assert log["points_issued"].sum() > 0 and log["points_redeemed"].sum() > 0 and log["redemptions"].sum() > 0
-    assert (log["points_expired"].sum() > 0) == (spec["expiry"] is not None)
+    assert (log["points_expired"].sum() > 0) == (spec["expiry"] != "0 weeks")
     if len(spec["rewards"]) == 1:  # one reward: every redemption is that reward
         reward = spec["rewards"][0]
         np.testing.assert_allclose(log["points_redeemed"], log["redemptions"] * reward["points"])
@@ -333,7 +333,7 @@ def test_redemption_spends_the_oldest_points_first():
 
 
 def test_redemption_takes_the_largest_rewards_first_down_to_below_the_smallest():
-    hand = Hand({"kind": "points", "name": "Card", "expiry": None, "redemption": "0% per week",
+    hand = Hand({"kind": "points", "name": "Card", "expiry": "0 weeks", "redemption": "0% per week",
                  "rewards": [{"points": 50, "value": 5.0, "cost": 4.0}, {"points": 200, "value": 25.0, "cost": 20.0}]},
                 n=4)
     hand.step(units=[47.0, 4.0, 20.0, 5.0])  # 470, 40, 200 and 50 points
@@ -665,6 +665,15 @@ BAD = {
     "reminder_beyond_the_default_expiry": (
         {"policy__programmes": [{k: v for k, v in CARD.items() if k != "expiry"} | {"reminder": "60 weeks"}]},
         ("policy.programmes[0].reminder: ", "'60 weeks'", "not shorter than the expiry '52 weeks'")),
+    "tier_window_zero": ({"policy__programmes": [{**CARD, "tiers": {"window": "0 weeks", "levels": [
+        {"name": "Silver", "spend": 100}]}}]}, ("policy.programmes[0].tiers: ", "window", "longer than 0")),
+    "discount_on_double_points": ({"policy__programmes": [{**CARD, "bonuses": [
+        {"kind": "double_points", "discount": 0.1}]}]},
+        ("policy.programmes[0].bonuses[0]: ", "only a member_day gives a discount")),
+    "birthday_without_points": ({"policy__programmes": [{**CARD, "bonuses": [{"kind": "birthday"}]}]},
+                                ("policy.programmes[0].bonuses[0]: ", "set points above 0")),
+    "reminder_without_expiry": ({"policy__programmes": [{**CARD, "expiry": "0 weeks", "reminder": "2 weeks"}]},
+                                ("policy.programmes[0].reminder: ", "never expire", "'0 weeks'")),
     "tier_without_rule": ({"policy__programmes": [{**CARD, "tiers": {"levels": [{"name": "Silver"}]}}]},
                           ("policy.programmes[0].tiers.levels[0]: ", "'Silver'", "spend", "visits")),
     "tiers_not_increasing": ({"policy__programmes": [{**CARD, "tiers": {"levels": [
@@ -757,3 +766,20 @@ def test_programme_outcomes_follow_the_tables(make_scenario):
     focal = bare.tables["firms"]
     focal = focal[(focal["firm"] == "Focal") & (focal["step"] > plain.warmup_steps())]
     assert values["focal.share_of_wallet_mean"] == pytest.approx(focal["share_of_wallet"].mean(), rel=1e-12)
+
+
+def test_a_programme_of_a_firm_that_enters_later_launches_when_it_enters(make_scenario):
+    """Its launch cost is booked at entry, and nothing runs (no members, no cost) while it is out of the market."""
+    sc = make_scenario(market__customers__population=600, time__horizon="20 weeks", time__warmup="2 weeks",
+                       market__events=[{"kind": "entry", "at": "8 weeks", "firm": "Rival B"}],
+                       market__firms__2__programmes=[{**CARD, "name": "Late", "launch_cost": 5000.0}])
+    result = simulate(sc, seed=2)
+    log = result.tables["programmes"]
+    late = log[log["programme"] == "Late"].set_index("step")
+    assert (late.loc[:7, "members"] == 0).all() and (late.loc[:7, "cost"] == 0).all()
+    assert not late.loc[:7, "launched"].any() and late.loc[8:, "launched"].all()
+    assert late["launch_cost"].sum() == 5000.0 and late.loc[8, "launch_cost"] == 5000.0
+    firms = result.tables["firms"]
+    rival = firms[firms["firm"] == "Rival B"].set_index("step")
+    assert rival.loc[8, "programme_cost"] >= 5000.0  # in its books, and so in its profit:
+    assert rival.loc[8, "profit"] <= rival.loc[8, "revenue"] + rival.loc[8, "programme_fees"] - 5000.0

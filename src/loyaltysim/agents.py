@@ -226,8 +226,9 @@ class Firm(mesa.Agent):
                programme_fees: float = 0.0) -> None:
         """Book the last step's profit and loss from its volumes (discounts: revenue given up to personal
         offers; offer costs: what accepted offers cost besides; member discounts: revenue given up to programme
-        discounts; programme cost: rewards redeemed, cashback paid, operating and launch costs; programme fees:
-        membership fees collected)."""
+        discounts; programme cost: rewards redeemed, cashback paid, operating and launch costs, and what it pays
+        per point to a coalition's operator or a co-brand card's issuer; programme fees: membership fees, a
+        coalition's reimbursements and a co-brand partner's fees received)."""
         revenue = units * self.price - discounts - member_discounts
         cogs = units * self.unit_cost
         recovery = complaints * self.recovery_cost

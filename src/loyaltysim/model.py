@@ -3,11 +3,15 @@
 This is the only place that knows the order of a step:
 
 1. scheduled events take effect, and attributes drift between Kano classes;
-2. firms act (investments, reactions to rivals), as Mesa agents;
-3. the shared state is read off the previous step (firms' offers, word of mouth through the network);
-4. the step's random numbers are drawn for the whole population, from named streams;
-5. customers step: all at once (vectorized) or one at a time as Mesa agents (same rules, same numbers);
-6. surveys are taken, departures logged, firms settle their books; the data collector records.
+2. firms act (investments, reactions to rivals) as Mesa agents, and run their campaigns' rounds;
+3. loyalty programmes say what membership means to each customer this step (perks, switching costs, extra usage);
+4. the shared state is read off the previous step (firms' offers, word of mouth through the network);
+5. the step's random numbers are drawn for the whole population, from named streams;
+6. customers step, in the market and in its categories: all at once (vectorized) or one at a time as Mesa agents
+   (same rules, same numbers);
+7. the firms' records and programme ledgers book the step (points, tiers, cashback, enrolment, settlements);
+8. surveys are taken, departures logged, firms and category outlets settle their books; the data collector
+   records.
 """
 
 from __future__ import annotations
@@ -274,7 +278,8 @@ class LoyaltyMarket(Model):
         self._campaigns(t)
         perks = extra = None
         if self.programmes is not None:
-            perks, extra = self.programmes.prepare(self.customers, t, self._prices(), self.contractual)
+            perks, extra = self.programmes.prepare(self.customers, t, self._prices(), self.contractual,
+                                                   np.array([f.available for f in self.firms]))
         self.perks = perks
         self.shared = self._shared(t)
         self.shared.perks = None if perks is None else self.categories_perks(perks, None)

@@ -31,7 +31,8 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   campaign;
 * loyalty programmes (the firm's own and the copies it runs), from the run's ``programmes`` table:
   ``programme_members_end`` (memberships at the end; a customer in two of its programmes counts twice),
-  ``programme_active_members_mean`` (members who bought from the firm within the lapse window), totals
+  ``programme_active_members_mean`` (members who bought from one of the programme's sellers within the lapse
+  window), totals
   ``points_issued_total``, ``points_redeemed_total``, ``points_expired_total``, ``reward_cost_total``,
   ``cashback_total``; ``breakage_rate`` (points expired over points expired or redeemed in the period: the share of
   resolved points never redeemed), ``liability_end`` and ``liability_net_end`` (outstanding points at the cost of

@@ -21,11 +21,13 @@ two things each step:
 
 How the designs act on customers, in money and utility:
 
-* A member counts a points programme as a price cut of ``earn x value per point x reach`` (reach: the share of a
-  reward the customer expects to collect before points expire, from its own expected spend), a cashback programme
-  as its rate. Each further membership weakens the pull of each: values are divided by
-  ``1 + membership_dilution x (memberships - 1)`` ("customers hold many cards and are loyal to none"). A non-member
-  counts an open programme at ``programme_attention`` of its value.
+* A member counts a points programme as a price cut of ``earn x bonus multiplier x (1 + tier bonus) x value per
+  point x reach`` (reach: the share of a reward the customer expects to collect before points expire, from its own
+  expected spend with the programme's sellers; a non-member weighs what it would collect if it brought all its
+  spending there), a cashback programme as its rate. Each further membership weakens the pull of each: values are
+  divided by ``1 + membership_dilution x (memberships - 1)`` ("customers hold many cards and are loyal to none"). A
+  non-member counts an open programme at ``programme_attention`` of its value. Memberships other than a club's
+  outlast a switch (the card stays in the wallet), so they keep counting in the dilution.
 * Points pressure: with progress ``g`` toward the next reward (0 just after one, 1 at the threshold and until the
   largest reward is redeemed), the firm gains ``points_pressure x g^2`` utility, which draws a shopper's occasions
   to it (share of wallet), and in a contractual market, where usage is what the customer decides, the member's
@@ -117,7 +119,7 @@ class Ledger:
             self.value_per_point = float(self.reward_value[0] / self.reward_points[0])
             self.cost_per_point = float(self.reward_cost[0] / self.reward_points[0])
             self.redeem_p = spec.redemption.per_step(unit)
-            self.life = None if spec.expiry is None else steps(spec.expiry)
+            self.life = None if spec.expiry.value == 0 else steps(spec.expiry)  # "0 weeks": never
             self.reminder = None if spec.reminder is None else steps(spec.reminder)
             if self.life is None or spec.expire_on == "inactivity":
                 self.bucket, slots = 1, 1
@@ -156,10 +158,19 @@ class Ledger:
             self.rate = np.full(n, spec.rate)  # the rate each member earned in its last period
             self.conditions = sorted(spec.schedule, key=lambda c: -c.rate)
         self.step_totals: dict[str, float] = {}
+        self.launched_at: int | None = None  # the first step it ran
+        self.available = np.ones(firm + 1, bool)  # which firms are in the market (set by the book each step)
 
     # --- state views -------------------------------------------------------------------------------------
     def launched(self, t: int) -> bool:
-        return t > self.start
+        """Running at step ``t``: after its start, once the firm that runs it is in the market (a firm that enters
+        later launches its programme when it enters)."""
+        if self.launched_at is not None:
+            return True
+        if t > self.start and self.available[self.firm]:
+            self.launched_at = t
+            return True
+        return False
 
     def balance(self) -> np.ndarray | None:
         return self.points.sum(axis=1) if self.has_points else None
@@ -278,19 +289,20 @@ class Book:
         raise IndexError(j)
 
     def wallet_share(self, st: CustomerState, j: int) -> np.ndarray:
-        """Each customer's share of wallet with seller ``j`` in its market or category (all of it at a contractual
-        customer's provider)."""
+        """Each customer's share of wallet with seller ``j`` in its market or category: its decayed purchases there
+        over its decayed purchases anywhere in that market (so after a switch it moves over gradually)."""
         cat, k = self._seller(j)
         wallet = st.wallet if cat is None else cat.state.wallet
         total = wallet.sum(axis=1)
         return np.divide(wallet[:, k], total, out=np.zeros(self.n), where=total > 0)
 
-    def yearly_spend(self, st: CustomerState, price: np.ndarray, j: int) -> np.ndarray:
+    def yearly_spend(self, st: CustomerState, price: np.ndarray, j: int, whole: bool = False) -> np.ndarray:
         """Each customer's expected spend with seller ``j`` over a year: its usual rate and basket there at the
-        seller's price, times its share of wallet there."""
+        seller's price, times its share of wallet there (``whole``: all of its spending in that market)."""
         cat, _ = self._seller(j)
         rate, basket = (st.purchase_rate, st.basket) if cat is None else (cat.state.rate, cat.state.basket)
-        return rate * basket * price[j] * self.year * self.wallet_share(st, j)
+        spend = rate * basket * price[j] * self.year
+        return spend if whole else spend * self.wallet_share(st, j)
 
     def _views(self, st: CustomerState, price: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """What each customer bought in the last step, per market: (seller, money spent, occasions); seller -1 for
@@ -309,12 +321,15 @@ class Book:
         return views
 
     # --- before the customers step -----------------------------------------------------------------------
-    def prepare(self, st: CustomerState, t: int, price: np.ndarray, contractual: bool) -> tuple[Perks, np.ndarray]:
+    def prepare(self, st: CustomerState, t: int, price: np.ndarray, contractual: bool,
+                available: np.ndarray | None = None) -> tuple[Perks, np.ndarray]:
         """The step's perks (customer x every firm and outlet), the financial switching cost and club membership at
         the current firm (written into ``st``), and the extra purchase occasions points pressure brings in the
         market (returned)."""
         n = self.n
         perks = Perks.zeros(n, self.n_sellers)
+        for q in self.ledgers:
+            q.available = np.ones(self.n_firms, bool) if available is None else available
         live = [q for q in self.ledgers if q.launched(t)]
         count = np.zeros(n)
         for q in live:
@@ -341,10 +356,13 @@ class Book:
             if q.has_points:
                 mult, day_discount = q.multiplier(t)
                 discount = 1.0 - (1.0 - discount) * (1.0 - np.where(m, day_discount, 0.0))
-                bonus = q.t_bonus[tier] if tier is not None else 0.0
-                spend = {j: self.yearly_spend(st, price, j) for j in q.earn_at}
+                bonus = np.where(m, q.t_bonus[tier], 0.0) if tier is not None else 0.0
+                # a member's expected earning follows its own spending with the sellers; a non-member weighs what it
+                # would earn if it brought its spending there
+                spend = {j: np.where(m, self.yearly_spend(st, price, j), self.yearly_spend(st, price, j, whole=True))
+                         for j in q.earn_at}
                 points_year = sum(spend[j] * rate for j, rate in q.earn_at.items())
-                reach = (np.ones(n) if q.life is None
+                reach = (np.ones(n) if q.life is None or q.spec.expire_on == "inactivity"
                          else np.minimum(points_year * q.life / self.year / q.min_points, 1.0))
                 worth = {j: rate * mult * (1.0 + bonus) * q.value_per_point * reach for j, rate in q.earn_at.items()}
                 balance = q.points.sum(axis=1)
@@ -423,7 +441,7 @@ class Book:
             if not q.launched(t):
                 q.step_totals = totals
                 continue
-            if t == q.start + 1:
+            if t == q.launched_at:
                 totals["launch_cost"] = q.spec.launch_cost
             f = q.firm
             m = q.member
@@ -448,7 +466,7 @@ class Book:
                 self._cashback(q, t, (at == f) & m, np.where(at == f, money, 0.0), totals)
             if q.kind == "club":  # leaving the firm ends club membership
                 gone = m & ((st.current != f) if contractual else (t - st.last_buy[:, f] >= lapse_steps))
-                q.member[gone] = False
+                self._end(q, gone)
                 totals["quit"] += float(gone.sum())
             self._enrol(q, st, t, price, here, u_aware[:, k], totals)
             members = float(q.member.sum())
@@ -534,6 +552,7 @@ class Book:
             points = here * rate * mult * (1.0 + bonus)
             q.by_seller[j]["issued"] = float(points.sum())
             earned += points
+        active = earned > 0  # buying is activity; a birthday gift is not
         for kind, _start, _every, _duration, _m, _d, pts in q.bonuses:
             if kind == "birthday":
                 gift = np.where(m & (self.birthday == t % self.year), pts, 0.0)
@@ -541,7 +560,6 @@ class Book:
                 earned = earned + gift
         slots = q.points.shape[1]
         slot = ((t - 1) // q.bucket) % slots
-        active = earned > 0
         # expiry, before this step's points are added (they start their life now)
         expired = np.zeros(self.n)
         if q.life is not None and spec.expire_on == "inactivity":
@@ -644,7 +662,8 @@ class Book:
         if q.has_points:
             spends = {j: spend if j == q.firm else self.yearly_spend(st, price, j) for j in q.earn_at}
             points_year = sum(spends[j] * rate for j, rate in q.earn_at.items())
-            reach = 1.0 if q.life is None else np.minimum(points_year * q.life / self.year / q.min_points, 1.0)
+            reach = (1.0 if q.life is None or q.spec.expire_on == "inactivity"
+                     else np.minimum(points_year * q.life / self.year / q.min_points, 1.0))
             benefit += points_year * q.value_per_point * reach
             if q.kind == "cobrand":
                 benefit += spends[q.partners[0]] * q.spec.partner_discount
@@ -673,9 +692,18 @@ class Book:
         quit_ = renewing & (benefit < fee_year)
         q.member[join] = True
         q.joined[join] = t
-        q.member[quit_] = False
+        self._end(q, quit_)
         totals["joined"] = float(join.sum())
         totals["quit"] += float(quit_.sum())
+
+    @staticmethod
+    def _end(q: Ledger, who: np.ndarray) -> None:
+        """Memberships that end: status is lost with them (a member who rejoins qualifies afresh)."""
+        q.member[who] = False
+        if q.tiers is not None:
+            q.tier[who] = 0
+            q.q_spend[who] = 0.0
+            q.q_visits[who] = 0.0
 
     def _record(self, st: CustomerState, t: int, lapse_steps: int) -> None:
         for q in self.ledgers:

@@ -224,6 +224,16 @@ class Bonus(_Spec):
     discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # member day: share off the price for members
     points: NonNegative = 0.0  # birthday: points given
 
+    @model_validator(mode="after")
+    def _applies(self) -> Bonus:
+        if self.discount > 0 and self.kind != "member_day":
+            raise ValueError(f"discount: only a member_day gives a discount (this is a {self.kind})")
+        if self.points > 0 and self.kind != "birthday":
+            raise ValueError(f"points: only a birthday gives points (a {self.kind} multiplies what is earned)")
+        if self.kind == "birthday" and self.points <= 0:
+            raise ValueError("points: a birthday bonus gives points; set points above 0")
+        return self
+
 
 class TierLevel(_Spec):
     """A status tier: reached by spend or by purchase occasions (visits) over the qualification window."""
@@ -254,6 +264,9 @@ class Tiers(_Spec):
 
     @model_validator(mode="after")
     def _ordered(self) -> Tiers:
+        for name in ("window", "review"):
+            if getattr(self, name).value <= 0:
+                raise ValueError(f"{name}: '{getattr(self, name)}' must be longer than 0 (status is judged over it)")
         names = [t.name for t in self.levels]
         if len(set(names)) != len(names):
             raise ValueError(f"tier names must be unique, got {names}")
@@ -289,7 +302,7 @@ class PointsProgramme(_ProgrammeBase):
     kind: Literal["points"]
     earn_rate: Positive = 1.0  # points per unit of money spent
     rewards: Annotated[list[Reward], Field(min_length=1)] = [Reward(points=1500.0, value=15.0)]  # 1% back
-    expiry: DurationField | None = "52 weeks"  # None: points never expire
+    expiry: DurationField = "52 weeks"  # "0 weeks": points never expire
     expire_on: Literal["earning", "inactivity"] = "earning"  # a fixed life from earning, or after no activity
     reminder: DurationField | None = None  # members are told this long before points expire
     redemption: ProbabilityField = "25% per month"  # chance a member with enough points redeems in a period
@@ -909,11 +922,15 @@ def _programme_problems(data: Any, owners: list[tuple[str, dict]]) -> list[str]:
             has_points = prog.get("kind") in ("points", "coalition", "cobrand")
             expiry_text = _text(prog.get("expiry", "52 weeks"))
             expiry = _days(prog.get("expiry", "52 weeks")) if has_points else None
-            if expiry is not None and expiry < step_days:
+            if expiry is not None and 0 < expiry < step_days:
                 problems.append(f"{at}.expiry: '{expiry_text}' is shorter than one step (1 {step}): points "
-                                f"would expire before they could be used; give at least 1 {step}, or none")
+                                f"would expire before they could be used; give at least 1 {step}, or \"0 weeks\" "
+                                "for points that never expire")
             reminder = _days(prog.get("reminder")) if prog.get("reminder") is not None else None
-            if reminder is not None and expiry is not None and reminder >= expiry:
+            if reminder is not None and expiry == 0:
+                problems.append(f"{at}.reminder: points never expire (expiry '{expiry_text}'), so there is nothing "
+                                "to remind members of; remove the reminder or give an expiry")
+            elif reminder is not None and expiry is not None and reminder >= expiry:
                 problems.append(f"{at}.reminder: '{_text(prog.get('reminder'))}' is not shorter than the expiry "
                                 f"'{expiry_text}'; a reminder comes before points expire")
             if prog.get("kind") == "cashback":
