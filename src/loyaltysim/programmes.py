@@ -195,7 +195,7 @@ class Ledger:
 
     def cashback_progress(self, t: int) -> np.ndarray:
         """Progress toward the highest-paying frequency condition still within reach this period."""
-        spent = (t - self.start - 1) % self.period  # steps of the period already gone (periods run from the launch)
+        spent = (t - self.launched_at) % self.period  # steps of the period already gone (periods run from the launch)
         left = self.period - spent
         progress = np.zeros(self.n)
         met = np.zeros(self.n, bool)
@@ -531,7 +531,7 @@ class Book:
         s, v = q.q_spend.sum(axis=1), q.q_visits.sum(axis=1)
         qualified = np.where(q.member, highest_level(q, s, v), 0).astype(np.int8)
         tier = np.maximum(q.tier, qualified)
-        if (t - q.start) % q.t_review == 0:
+        if (t - q.launched_at + 1) % q.t_review == 0:  # reviews every `review` steps from the launch
             rule = q.tiers.demotion
             if rule == "one_level":
                 tier = np.where(qualified < tier, np.maximum(qualified, tier - 1), tier)
@@ -637,7 +637,7 @@ class Book:
         q.days += buyer
         q.streak = np.where(buyer, q.streak + 1, 0).astype(np.int32)
         q.best_streak = np.maximum(q.best_streak, q.streak)
-        if (t - q.start) % q.period:  # periods run from the launch
+        if (t - q.launched_at + 1) % q.period:  # periods run from the launch
             return
         rate = np.full(self.n, q.spec.rate)
         for c in q.conditions:  # highest rate first: the first condition met sets the rate
