@@ -174,7 +174,7 @@ class LoyaltyMarket(Model):
         self.panel: list[dict[str, np.ndarray]] = []
         self.contact_log: list[dict[str, np.ndarray]] = []  # win-back contacts, with what was known of each
         self.regain_log: list[dict[str, np.ndarray]] = []  # customers won back by an offer
-        self.warning_log: list[dict[str, np.ndarray]] = []  # retention campaigns: every customer scored, and the offers
+        self.warning_log: list[dict[str, np.ndarray]] = []  # retention/personalised: every customer scored, the offers
         windows = [c.warning.window.steps(unit) for f in self.firms for c in f.campaigns
                    if c.kind in ("retention", "personalised")]
         # the firms' records of their customers, kept only when an early warning reads them
@@ -182,7 +182,6 @@ class LoyaltyMarket(Model):
         # each firm's last contact with each customer, for its own recontact rule (allocated only with campaigns)
         has_campaigns = any(f.campaigns for f in self.firms)
         self.contacted_by = np.full((n, len(self.firms)) if has_campaigns else (0, 0), NEVER, np.int32)
-        # the firms' loyalty programmes (their own, and copies of rivals' they launch after a delay)
         # the customers' other categories (where coalition and co-brand partners sell), each with its own stream
         self.categories: list[Category] = []
         base = len(self.firms)
@@ -192,6 +191,7 @@ class LoyaltyMarket(Model):
             base += len(spec.outlets)
         self.category_log: list[dict] = []
         self.category_variates: list = []
+        # the firms' loyalty programmes (their own, and copies of rivals' they launch after a delay)
         has_programmes = any(f.spec.programmes for f in self.firms)
         self.programmes = (Book(self.firms, self.categories, n, unit, c, streams["programmes"]) if has_programmes
                            else None)
@@ -760,8 +760,9 @@ class LoyaltyMarket(Model):
         self._members_prev = members
 
     def _settle_categories(self, t: int) -> None:
-        """Each category outlet's step: customers (bought there within the lapse window), sales, share of the
-        category's units, and its books (programme costs and settlements from the loyalty programmes)."""
+        """Each category outlet's step: habitual customers (whose last purchase in the category was there), sales,
+        share of the category's units, and its books (programme costs and settlements from the loyalty
+        programmes)."""
         book = self.programmes
         for cat in self.categories:
             cs = cat.state
