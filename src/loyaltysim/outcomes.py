@@ -26,15 +26,13 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   ``warning_auc`` (probability that a customer who left scored higher than one who stayed, untreated customers)
   and ``warning_lead_weeks`` (mean time from a flag to the defection it foresaw); personalised campaigns (offers to
   customers ranked by the value the firm's records show, or by risk): ``personalised_contacts``,
-  ``personalised_cost``. What the policy saves, net of
-  its cost, is the paired difference of ``defections_total``, ``cohort_retention`` and ``npv`` against no
-  campaign;
+  ``personalised_cost``. What a policy saves, net of its cost, is the paired difference of ``defections_total``,
+  ``cohort_retention`` and ``npv`` against no campaign;
 * loyalty programmes (the firm's own and the copies it runs), from the run's ``programmes`` table:
   ``programme_members_end`` (memberships at the end; a customer in two of its programmes counts twice),
   ``programme_active_members_mean`` (members who bought from one of the programme's sellers within the lapse
-  window), totals
-  ``points_issued_total``, ``points_redeemed_total``, ``points_expired_total``, ``reward_cost_total``,
-  ``cashback_total``; ``breakage_rate`` (points expired over points expired or redeemed in the period: the share of
+  window), totals ``points_issued_total``, ``points_redeemed_total``, ``points_expired_total``,
+  ``reward_cost_total``, ``cashback_total``; ``breakage_rate`` (points expired over points expired or redeemed in the period: the share of
   resolved points never redeemed), ``liability_end`` and ``liability_net_end`` (outstanding points at the cost of
   the cheapest reward, and net of the firm's expected breakage). From the firm's books: ``programme_cost_total``
   (rewards, cashback, operating and launch costs), ``member_discounts_total`` and ``discounts_total`` (revenue
