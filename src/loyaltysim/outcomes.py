@@ -32,8 +32,8 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   ``programme_members_end`` (memberships at the end; a customer in two of its programmes counts twice),
   ``programme_active_members_mean`` (members who bought from one of the programme's sellers within the lapse
   window), totals ``points_issued_total``, ``points_redeemed_total``, ``points_expired_total``,
-  ``reward_cost_total``, ``cashback_total``; ``breakage_rate`` (points expired over points expired or redeemed in the period: the share of
-  resolved points never redeemed), ``liability_end`` and ``liability_net_end`` (outstanding points at the cost of
+  ``reward_cost_total``, ``cashback_total``; ``breakage_rate`` (points expired over points expired or redeemed
+  in the period: the share of resolved points never redeemed), ``liability_end`` and ``liability_net_end`` (outstanding points at the cost of
   the cheapest reward, and net of the firm's expected breakage). From the firm's books: ``programme_cost_total``
   (rewards, cashback, operating and launch costs), ``member_discounts_total`` and ``discounts_total`` (revenue
   given up to programme and campaign discounts), ``programme_fees_total``; and ``share_of_wallet_mean``. A
