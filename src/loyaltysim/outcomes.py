@@ -32,13 +32,13 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   ``programme_members_end`` (memberships at the end; a customer in two of its programmes counts twice),
   ``programme_active_members_mean`` (members who bought from one of the programme's sellers within the lapse
   window), totals ``points_issued_total``, ``points_redeemed_total``, ``points_expired_total``,
-  ``reward_cost_total``, ``cashback_total``; ``breakage_rate`` (points expired over points expired or redeemed
-  in the period: the share of resolved points never redeemed), ``liability_end`` and ``liability_net_end`` (outstanding points at the cost of
-  the cheapest reward, and net of the firm's expected breakage). From the firm's books: ``programme_cost_total``
-  (rewards, cashback, operating and launch costs), ``member_discounts_total`` and ``discounts_total`` (revenue
-  given up to programme and campaign discounts), ``programme_fees_total``; and ``share_of_wallet_mean``. A
-  programme's effect is the paired difference of ``revenue``, ``profit``, ``npv``, ``cohort_retention`` or
-  ``share_of_wallet_mean`` against no programme;
+  ``reward_cost_total``, ``cashback_total``; ``breakage_rate`` (points expired over points expired or redeemed in
+  the period: the share of resolved points never redeemed), ``liability_end`` and ``liability_net_end`` (outstanding
+  points at the cost of the cheapest reward, and net of the firm's expected breakage). From the firm's books:
+  ``programme_cost_total`` (rewards, cashback, operating and launch costs), ``member_discounts_total`` and
+  ``discounts_total`` (revenue given up to programme and campaign discounts), ``programme_fees_total``; and
+  ``share_of_wallet_mean``. A programme's effect is the paired difference of ``revenue``, ``profit``, ``npv``,
+  ``cohort_retention`` or ``share_of_wallet_mean`` against no programme;
 * category outlets (``market.categories``) and coalition operators (``firm[<coalition name> operator]``):
   ``revenue``, ``profit``, ``share_mean`` (share of the category's units), ``programme_cost_total``,
   ``programme_fees_total`` (settlements received) and ``member_discounts_total`` over the reported period, from
