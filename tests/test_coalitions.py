@@ -12,6 +12,7 @@ from loyaltysim import outcomes
 from loyaltysim.model import LoyaltyMarket
 from loyaltysim.run import simulate
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
+from same_state import assert_same_arrays
 
 SCENARIO = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "programmes.toml"
 COALITION = {"kind": "coalition", "name": "Coalition", "partners": ["PetrolCo", "StoreCo"], "fee": 0.012,
@@ -151,11 +152,9 @@ def test_one_at_a_time_equals_vectorized_with_categories_and_a_coalition(market)
     for t in range(20):
         fast.step()
         slow.step()
-        for name, x in fast.customers.arrays().items():
-            np.testing.assert_allclose(getattr(slow.customers, name), x, rtol=0, atol=1e-12, err_msg=f"{name} {t}")
+        assert_same_arrays(fast.customers.arrays(), slow.customers.arrays(), f"at step {t}")
         for a, b in zip(fast.categories, slow.categories, strict=True):
-            for name, x in a.state.arrays().items():
-                np.testing.assert_allclose(getattr(b.state, name), x, rtol=0, atol=1e-12, err_msg=f"{name} {t}")
+            assert_same_arrays(a.state.arrays(), b.state.arrays(), f"in {a.name} at step {t}")
     assert pd.DataFrame(fast.programmes.log).equals(pd.DataFrame(slow.programmes.log))
 
 

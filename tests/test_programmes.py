@@ -25,6 +25,7 @@ from loyaltysim.rules import NO_FIRM, CustomerState
 from loyaltysim.run import simulate
 from loyaltysim.scenario import Customers, Programme, ScenarioError, scenario_from_dict
 from loyaltysim.units import DAYS
+from same_state import assert_same_arrays
 
 PRICE = 30.0  # the focal firm's price in the baseline
 YEAR = round(DAYS["year"] / DAYS["week"])  # 52 week steps
@@ -620,14 +621,7 @@ def test_one_at_a_time_equals_vectorized_with_every_kind_of_programme(make_scena
     for t in range(1, 21):
         fast.step()
         slow.step()
-        for name, x in fast.customers.arrays().items():
-            y = slow.customers.arrays()[name]
-            if x.dtype.kind == "f":
-                np.testing.assert_allclose(y, x, rtol=0, atol=1e-12, err_msg=f"{name} at step {t}")
-            else:
-                np.testing.assert_array_equal(y, x, err_msg=f"{name} at step {t}")
-            if not np.array_equal(x, start[name]):
-                changed.add(name)
+        changed |= assert_same_arrays(fast.customers.arrays(), slow.customers.arrays(), f"at step {t}", start)
         for a, b in zip(fast.programmes.ledgers, slow.programmes.ledgers, strict=True):
             np.testing.assert_array_equal(a.member, b.member, err_msg=f"{a.name} at step {t}")
             if a.has_points:
