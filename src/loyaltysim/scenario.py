@@ -436,18 +436,18 @@ class EarlyWarning(_Spec):
 class RetentionTarget(_Spec):
     """Which current customers a retention campaign contacts: those its early warning scores riskiest."""
 
-    top_share: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # the riskiest share of its customers
+    top_share: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # the top-scoring share of its customers
     threshold: NonNegative | None = None  # or every customer scoring at least this
     value_tiers: list[Literal["low", "medium", "high"]] | None = None  # only these expected-spend tiers; unset: all
     segments: list[str] | None = None  # only customers of these segments (market.customers.segments); unset: all
     holdout: Probability = 0.0  # share of those selected left uncontacted, at random (a control group)
-    max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the riskiest first
+    max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the top-scoring first
 
     @model_validator(mode="after")
     def _one_rule(self) -> RetentionTarget:
         if (self.top_share is None) == (self.threshold is None):
-            raise ValueError("give exactly one of top_share (the riskiest share of customers) or threshold "
-                             "(a least risk score)")
+            raise ValueError("give exactly one of top_share (the top share of the firm's customers by score: risk, "
+                             "or value for a personalised offer) or threshold (a least score)")
         return self
 
 
@@ -485,24 +485,12 @@ class RetentionCampaign(_CampaignBase):
     target: RetentionTarget
 
 
-class PersonalTarget(_Spec):
+class PersonalTarget(RetentionTarget):
     """Which current customers a personalised offer reaches: the most valuable (recent purchases at the firm, as
-    its records show) or the riskiest (its early-warning score), within value tiers and segments."""
+    its records show) or the riskiest (its early-warning score), within value tiers and segments; ``top_share``,
+    ``threshold`` and ``max_contacts`` apply to the ranking by ``rank_by``."""
 
     rank_by: Literal["value", "risk"] = "value"
-    top_share: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # the top share of its customers by rank_by
-    threshold: NonNegative | None = None  # or every customer with at least this value (occasions) or risk score
-    value_tiers: list[Literal["low", "medium", "high"]] | None = None  # only these expected-spend tiers; unset: all
-    segments: list[str] | None = None  # only customers of these segments (market.customers.segments); unset: all
-    holdout: Probability = 0.0  # share of those selected left uncontacted, at random (a control group)
-    max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the top-ranked first
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> PersonalTarget:
-        if (self.top_share is None) == (self.threshold is None):
-            raise ValueError("give exactly one of top_share (the top share of customers) or threshold (a least "
-                             "value or risk score)")
-        return self
 
 
 class PersonalisedCampaign(_CampaignBase):
