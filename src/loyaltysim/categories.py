@@ -48,10 +48,9 @@ class CategoryVariates:
 class Category:
     """A category's outlets, its customers' state, and its own random stream."""
 
-    def __init__(self, spec, index: int, base: int, n: int, unit: str, price_sensitivity: np.ndarray,
+    def __init__(self, spec, base: int, n: int, unit: str, price_sensitivity: np.ndarray,
                  wallet_decay: float, rng: np.random.Generator):
         self.spec = spec
-        self.index = index
         self.name = spec.name
         self.base = base  # global index of its first outlet (after the market's firms and earlier categories)
         self.names = [o.name for o in spec.outlets]

@@ -186,7 +186,7 @@ class LoyaltyMarket(Model):
         self.categories: list[Category] = []
         base = len(self.firms)
         for k, spec in enumerate(market.categories):
-            self.categories.append(Category(spec, k, base, n, unit, self.customers.price_sensitivity,
+            self.categories.append(Category(spec, base, n, unit, self.customers.price_sensitivity,
                                             self.params.wallet_decay, streams.child("categories", k)))
             base += len(spec.outlets)
         self.category_log: list[dict] = []

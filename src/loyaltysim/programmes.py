@@ -96,7 +96,6 @@ class Ledger:
         self.name = name
         self.start = start  # launched after this step
         self.n = n
-        self.unit = unit
         self.year = year_steps
         steps = lambda d: d.steps(unit)  # noqa: E731
         self.awareness = spec.enrolment.awareness.per_step(unit)
@@ -172,8 +171,9 @@ class Ledger:
             return True
         return False
 
-    def balance(self) -> np.ndarray | None:
-        return self.points.sum(axis=1) if self.has_points else None
+    def balance(self) -> np.ndarray:
+        """Each customer's points (a programme with points)."""
+        return self.points.sum(axis=1)
 
     def multiplier(self, t: int) -> tuple[float, float]:
         """Earn multiplier and member discount of the bonus events running at step ``t``."""
@@ -229,7 +229,6 @@ class Book:
     """
 
     def __init__(self, firms, categories, n: int, unit: str, customers_spec, rng: np.random.Generator):
-        self.unit = unit
         self.year = round(DAYS["year"] / DAYS[unit])
         self.n = n
         self.n_firms = len(firms)
@@ -365,7 +364,7 @@ class Book:
                 reach = (np.ones(n) if q.life is None or q.spec.expire_on == "inactivity"
                          else np.minimum(points_year * q.life / self.year / q.min_points, 1.0))
                 worth = {j: rate * mult * (1.0 + bonus) * q.value_per_point * reach for j, rate in q.earn_at.items()}
-                balance = q.points.sum(axis=1)
+                balance = q.balance()
                 g = q.progress(balance) ** 2
                 press = np.where(m, self.pressure * g * weaken, 0.0)
                 for j in q.earn_at:
@@ -575,7 +574,7 @@ class Book:
         totals["issued"] = float(earned.sum())
         totals["expired"] = float(expired.sum())
         # redemption, by a member who decides to this step (or has been reminded its points are about to expire)
-        balance = q.points.sum(axis=1)
+        balance = q.balance()
         can = m & (balance >= q.min_points)
         wants = u_redeem < q.redeem_p
         if q.reminder is not None and q.life is not None:
