@@ -17,9 +17,9 @@ from loyaltysim.rules import (
     Params,
     Shared,
     Variates,
+    attribute_response,
     defection_cause,
     half_life_weight,
-    kano_response,
     logit_choice,
     recommend_score,
     step_customers,
@@ -32,7 +32,7 @@ GAPS = np.array([-0.4, -0.1, 0.0, 0.1, 0.4])
 
 
 def _response(kano: int, loss_aversion: float = 2.0) -> np.ndarray:
-    return kano_response(GAPS, np.full(GAPS.shape, kano, np.int8), loss_aversion)
+    return attribute_response(GAPS, kano, loss_aversion)
 
 
 def test_must_be_responds_only_to_shortfalls_scaled_by_loss_aversion():
@@ -50,12 +50,19 @@ def test_attractive_responds_only_to_surplus():
     np.testing.assert_allclose(_response(ATTRACTIVE, 5.0), [0.0, 0.0, 0.0, 0.1, 0.4], rtol=0, atol=1e-15)
 
 
-def test_kano_response_broadcasts_classes_over_attributes():
+def test_weighted_response_sums_each_attribute_through_its_own_class():
+    from loyaltysim.rules import weighted_response
+
     gap = np.array([[-0.1, -0.1, -0.1], [0.2, 0.2, 0.2]])
     kano = np.array([MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE], np.int8)
-    np.testing.assert_allclose(
-        kano_response(gap, kano, 2.0), [[-0.2, -0.2, 0.0], [0.0, 0.2, 0.2]], rtol=0, atol=1e-15
-    )
+    weights = np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]])
+    # responses [[-0.2, -0.2, 0], [0, 0.2, 0.2]] weighted by importance
+    np.testing.assert_allclose(weighted_response(weights, gap, kano, 2.0), [-0.16, 0.1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(weighted_response(weights, gap, kano, 2.0, MUST_BE), [-0.1, 0.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(weighted_response(weights, gap, kano, 2.0, ATTRACTIVE), [0.0, 0.04], rtol=0,
+                               atol=1e-15)
+    # a class no attribute has contributes nothing
+    assert weighted_response(weights, gap, np.full(3, MUST_BE, np.int8), 2.0, ATTRACTIVE).tolist() == [0.0, 0.0]
 
 
 def test_kano_codes():

@@ -794,8 +794,8 @@ class LoyaltyMarket(Model):
         need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
         st = self.customers
         levels = np.array([f.levels for f in self.firms])[np.where(st.current >= 0, st.current, 0)]
-        response = st.weights * rules.kano_response(levels - st.expectation, self.kano, self.params.loss_aversion)
-        return np.column_stack([(response * (self.kano == c)).sum(axis=1)
+        gap = levels - st.expectation
+        return np.column_stack([rules.weighted_response(st.weights, gap, self.kano, self.params.loss_aversion, c)
                                 for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)])
 
     def _snapshot(self, t: int) -> None:

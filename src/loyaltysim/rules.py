@@ -285,20 +285,40 @@ def half_life_weight(half_life_steps: int) -> float:
     return 1.0 - 0.5 ** (1.0 / max(half_life_steps, 1))
 
 
-def kano_response(gap: np.ndarray, kano: np.ndarray, loss_aversion: float) -> np.ndarray:
-    """Satisfaction response to the gap ``performance - expectation`` of each attribute (Kano et al. 1984).
+def attribute_response(gap: np.ndarray, kano_class: int, loss_aversion: float) -> np.ndarray:
+    """Satisfaction response to the gaps ``performance - expectation`` on one attribute of Kano class
+    ``kano_class`` (Kano et al. 1984).
 
     Must-be: a loss below expectation, nothing above. One-dimensional: linear both ways. Attractive: a gain
     above expectation, nothing below. Losses are multiplied by ``loss_aversion`` (Anderson & Sullivan 1993).
     """
-    loss = loss_aversion * np.minimum(gap, 0.0)
-    gain = np.maximum(gap, 0.0)
-    return np.where(kano == MUST_BE, loss, np.where(kano == ATTRACTIVE, gain, loss + gain))
+    if kano_class == ATTRACTIVE:
+        return np.maximum(gap, 0.0)
+    loss = np.minimum(gap, 0.0)
+    loss *= loss_aversion
+    if kano_class == MUST_BE:
+        return loss
+    loss += np.maximum(gap, 0.0)
+    return loss
 
 
-def weighted_sum(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Row-wise sum of ``weights * values`` over the last axis, in a fixed order (no BLAS)."""
-    return (weights * values).sum(axis=-1)
+def weighted_response(weights: np.ndarray, gap: np.ndarray, kano: np.ndarray, loss_aversion: float,
+                      kano_class: int | None = None) -> np.ndarray:
+    """[m] importance-weighted Kano responses to the gaps [m, A], summed over the attributes (of one class only
+    when ``kano_class`` is given; zero if it has none): how the offer meets the customer's expectations.
+
+    Sums here and in :func:`quality_index` add attribute by attribute in order, so a customer stepped alone gets
+    the numbers it gets in a crowd (no BLAS, no pairwise summation)."""
+    total = None
+    for a in range(gap.shape[1]):
+        if kano_class is None or kano[a] == kano_class:
+            term = attribute_response(gap[:, a], int(kano[a]), loss_aversion)
+            term *= weights[:, a]
+            if total is None:
+                total = term
+            else:
+                total += term
+    return np.zeros(gap.shape[0]) if total is None else total
 
 
 def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
@@ -309,11 +329,20 @@ def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarr
     Customers judge an offer against what they expect, through the same Kano shapes as satisfaction: each
     attribute counts as the expectation plus the Kano response to the gap, so a must-be attribute beyond
     expectation adds nothing, a shortfall costs loss-aversion times its size, and an attractive attribute adds
-    what it exceeds the expectation by (Kano et al. 1984; Anderson & Sullivan 1993).
+    what it exceeds the expectation by (Kano et al. 1984; Anderson & Sullivan 1993). Summed attribute by attribute
+    over [m, F] arrays, in the order of :func:`weighted_response`.
     """
-    gap = levels[None, :, :] - expectation[:, None, :]
-    perceived_levels = expectation[:, None, :] + kano_response(gap, kano, loss_aversion)
-    return weighted_sum(weights[:, None, :], perceived_levels)
+    total = None
+    for a in range(levels.shape[1]):
+        e = expectation[:, a, None]
+        judged = attribute_response(levels[None, :, a] - e, int(kano[a]), loss_aversion)
+        judged += e
+        judged *= weights[:, a, None]
+        if total is None:
+            total = judged
+        else:
+            total += judged
+    return total
 
 
 def logit_choice(utility: np.ndarray, gumbel: np.ndarray, noise: float) -> np.ndarray:
@@ -351,11 +380,15 @@ def update_expectation(expectation: np.ndarray, offered: np.ndarray, buying: np.
     one-dimensional attributes), rise toward the best offer in the market (Oliver 1980; the brief's
     "expectations keep rising, shaped by the firm and its competitors"). Latent needs (attractive attributes)
     are not expected until met, so they adapt only to the customer's own experience, and slowly."""
-    latent = kano == ATTRACTIVE
-    alpha = np.where(latent, p.latent_alpha, p.expect_alpha)
-    expectation = np.where(buying[:, None], expectation + alpha * (offered - expectation), expectation)
-    pull = np.where(latent, 0.0, p.competitor_alpha * np.maximum(best - expectation, 0.0))
-    return np.where(present[:, None], expectation + pull, expectation)
+    out = expectation.copy()
+    for a in range(out.shape[1]):
+        col = out[:, a]
+        latent = kano[a] == ATTRACTIVE
+        alpha = p.latent_alpha if latent else p.expect_alpha
+        np.copyto(col, col + alpha * (offered[:, a] - col), where=buying)
+        if not latent:
+            np.copyto(col, col + p.competitor_alpha * np.maximum(best[a] - col, 0.0), where=present)
+    return out
 
 
 def experience_damage(failed: np.ndarray, complained: np.ndarray, recovered: np.ndarray, p: Params) -> np.ndarray:
@@ -523,7 +556,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         damage = damage * (1.0 - perks.forgive[rows][idx, at])
     offered = sh.levels[at]
     expectation = st.expectation[rows]
-    experienced = weighted_sum(weights, kano_response(offered - expectation, sh.kano, p.loss_aversion)) - damage
+    experienced = weighted_response(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
     old = satisfaction[idx, at]
     satisfaction[idx, at] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
     expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p)
