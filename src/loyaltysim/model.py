@@ -158,7 +158,7 @@ class LoyaltyMarket(Model):
             if market.network.kind == "small_world" else net.empty(n)
         )
         degree = np.asarray(self.network.sum(axis=1)).ravel()
-        self._inv_degree = np.divide(1.0, degree, out=np.zeros(n), where=degree > 0)[:, None]
+        self._inv_degree = np.divide(1.0, degree, out=np.zeros(n), where=degree > 0)
         self._p_talk = market.network.talk.per_step(unit)
         self._survey_every = market.survey.every.steps(unit)
         self._cutpoints = np.asarray(market.survey.cutpoints, dtype=np.float64)
@@ -532,7 +532,7 @@ class LoyaltyMarket(Model):
     def _shared(self, t: int) -> Shared:
         """Firms' offers now, and word of mouth from the previous step's customers."""
         st = self.customers
-        n, n_firms = len(st), len(self.firms)
+        n = len(st)
         window = self.params.attribution_steps
         u_talk = self.streams["word_of_mouth"].random(n)
         has = st.current >= 0
@@ -545,10 +545,6 @@ class LoyaltyMarket(Model):
         left = st.step_left >= 0
         warn = (u_talk < p_talk) & (left | (talk & (sat < st.threshold)))
         about = np.where(left, st.step_left, cur)
-        pos = np.zeros((n, n_firms))
-        neg = np.zeros((n, n_firms))
-        pos[rows[recommend], cur[recommend]] = 1.0
-        neg[rows[warn], about[warn]] = 1.0
         levels = np.array([f.levels for f in self.firms])
         available = np.array([f.available for f in self.firms])
         return Shared(
@@ -569,9 +565,20 @@ class LoyaltyMarket(Model):
             breached=np.array([t - f.breach_step <= window for f in self.firms]),
             shocked=bool(self._shock[0] <= t <= self._shock[1] + window),
             switching_cost=self.switching_cost,
-            wom_pos=np.asarray(self.network @ pos) * self._inv_degree,
-            wom_neg=np.asarray(self.network @ neg) * self._inv_degree,
+            wom_pos=self._heard(recommend, cur),
+            wom_neg=self._heard(warn, about),
         )
+
+    def _heard(self, speakers: np.ndarray, about: np.ndarray) -> np.ndarray:
+        """[n, F] share of each customer's neighbours who spoke about each firm: the speakers' rows of the symmetric
+        0/1 network, counted by the firm each spoke of. The same numbers as ``network @ one_hot(about)`` over the
+        speakers (whole counts either way), at a cost that grows with the speakers' ties rather than all ties."""
+        n, n_firms = len(self.customers), len(self.firms)
+        who = np.flatnonzero(speakers)
+        ties = self.network[who]
+        spoken = np.repeat(about[who], np.diff(ties.indptr))
+        heard = np.bincount(spoken * n + ties.indices, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
+        return (heard * self._inv_degree).T
 
     def _draw(self) -> Variates:
         """The step's random numbers, full-size whatever the state, so other runs' draws stay aligned."""

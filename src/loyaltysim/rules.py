@@ -333,21 +333,31 @@ def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarr
     over [m, F] arrays, in the order of :func:`weighted_response`.
     """
     total = None
-    for a in range(levels.shape[1]):
-        e = expectation[:, a, None]
-        judged = attribute_response(levels[None, :, a] - e, int(kano[a]), loss_aversion)
+    for a in range(levels.shape[1]):  # firm-major [F, m] inside: broadcasting over customers is fast
+        e = expectation[:, a]
+        judged = attribute_response(levels[:, a, None] - e, int(kano[a]), loss_aversion)
         judged += e
-        judged *= weights[:, a, None]
+        judged *= weights[:, a]
         if total is None:
             total = judged
         else:
             total += judged
-    return total
+    return total.T
 
 
 def logit_choice(utility: np.ndarray, gumbel: np.ndarray, noise: float) -> np.ndarray:
-    """Multinomial logit choice by the Gumbel-max rule: argmax of utility plus scaled Gumbel shocks."""
-    return np.argmax(utility + noise * gumbel, axis=1).astype(np.int32)
+    """Multinomial logit choice by the Gumbel-max rule: argmax of utility plus scaled Gumbel shocks.
+
+    ``utility`` and ``gumbel`` are [m, F] (in either memory order); ties go to the first firm, as in ``np.argmax``.
+    """
+    score = utility + noise * gumbel
+    best = score[:, 0]
+    choice = np.zeros(score.shape[0], np.int32)
+    for f in range(1, score.shape[1]):  # column by column: fast whatever the layout, and F is small
+        better = score[:, f] > best
+        choice[better] = f
+        best = np.where(better, score[:, f], best)
+    return choice
 
 
 def switching_cost(procedural: float, financial: np.ndarray, tenure: np.ndarray, has_manager: np.ndarray,
@@ -439,10 +449,16 @@ def recommend_score(satisfaction: np.ndarray, scale: float) -> np.ndarray:
 
 
 def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: Params) -> None:
-    """Advance the customers in ``rows`` by one step, in place."""
+    """Advance the customers in ``rows`` by one step, in place.
+
+    Per-firm quantities are worked on firm-major ([F, m]: one row per firm), so that broadcasting a customer's
+    own values over the firms runs along the customers; each element is computed by the same arithmetic as in
+    the state's [m, F] layout, so the layout changes nothing but speed.
+    """
     t = sh.t
     n_firms = sh.price.shape[0]
-    firm_ids = np.arange(n_firms)
+    firm_ids = np.arange(n_firms)[:, None]
+    available = sh.available[:, None]
     # copies: these rows are overwritten below while the old values are still needed
     active = st.active[rows].copy()
     cur = st.current[rows].copy()
@@ -461,31 +477,34 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # a personal offer (a campaign's) changes one firm's price and service for this customer
     offer_firm = st.offer_firm[rows]
     offer_on = (offer_firm >= 0) & (t <= st.offer_until[rows])
-    offered_here = (firm_ids[None, :] == offer_firm[:, None]) & offer_on[:, None]
-    price = sh.price[None, :] * (1.0 - np.where(offered_here, st.offer_discount[rows][:, None], 0.0))
+    offered_here = (firm_ids == offer_firm) & offer_on  # [F, m]
+    price = sh.price[:, None] * (1.0 - np.where(offered_here, st.offer_discount[rows], 0.0))
     contacted = st.contacted_at[rows] == t
     # a win-back offer (from a firm other than the customer's own) makes it look around; a save offer from its own
     # firm does not: it changes what staying is worth if it does look
     approached = contacted & (offer_firm != cur)
 
     # 2. beliefs: word of mouth, then marketing exposure (both before choosing)
-    perceived = st.perceived[rows]
-    perceived = perceived + p.wom_influence * (sh.wom_pos[rows] * (1.0 - perceived) - sh.wom_neg[rows] * perceived)
+    perceived = st.perceived[rows].T
+    perceived = perceived + p.wom_influence * (sh.wom_pos[rows].T * (1.0 - perceived)
+                                               - sh.wom_neg[rows].T * perceived)
+    perceived = np.ascontiguousarray(perceived)
     weights = st.weights[rows]
-    quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion)
-    exposed = (v.u_market[rows] < sh.reach[None, :]) & present[:, None] & sh.available[None, :]
+    quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion).T
+    u_market = v.u_market[rows].T
+    exposed = (u_market < sh.reach[:, None]) & present & available
     perceived = np.where(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
-    rival_offer = (exposed & (firm_ids[None, :] != cur[:, None])).any(axis=1)
+    rival_offer = (exposed & (firm_ids != cur)).any(axis=0)
     # a contact offering a service upgrade (a guarantee that removes that share of failures) restores that share
     # of the gap between the customer's belief and the firm's true offer: it repairs what failures taught the
     # customer. A discount alone says nothing about quality: it acts through price.
     upgrade = st.offer_upgrade[rows]
-    informed = offered_here & (contacted & (upgrade > 0) & present)[:, None] & sh.available[None, :]
-    perceived = np.where(informed, perceived + upgrade[:, None] * (quality - perceived), perceived)
+    informed = offered_here & (contacted & (upgrade > 0) & present) & available
+    perceived = np.where(informed, perceived + upgrade * (quality - perceived), perceived)
 
     # 3. search and choice
     k = v.occasions[rows]
-    satisfaction = st.satisfaction[rows]
+    satisfaction = st.satisfaction[rows]  # a view: updated in place below
     attitude = st.attitude[rows]
     tenure = st.tenure[rows]
     manager = st.manager[rows]
@@ -502,17 +521,17 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
     perks = sh.perks
     # programmes: members pay less, count rewards as a price cut, and feel points pressure
-    felt = price if perks is None else price * (1.0 - perks.discount[rows]) * (1.0 - perks.value[rows])
+    felt = price if perks is None else price * (1.0 - perks.discount[rows].T) * (1.0 - perks.value[rows].T)
     relative_price = felt / sh.price_ref - 1.0
-    base = (p.quality_weight * perceived
-            - (sh.price_factor * st.price_sensitivity[rows])[:, None] * relative_price)
+    base = p.quality_weight * perceived - (sh.price_factor * st.price_sensitivity[rows]) * relative_price
     if perks is not None:
-        base = base + perks.pressure[rows]
-    base = np.where(sh.available[None, :], base, -np.inf)
+        base = base + perks.pressure[rows].T
+    base = np.where(available, base, -np.inf)
     hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
     hold = hold + p.relationship_premium * attitude
-    is_current = (firm_ids[None, :] == cur[:, None]) & staying[:, None]
-    choice = logit_choice(np.where(is_current, base + hold[:, None], base), v.gumbel[rows], p.choice_noise)
+    is_current = (firm_ids == cur) & staying
+    gumbel = v.gumbel[rows]
+    choice = logit_choice(np.where(is_current, base + hold, base).T, gumbel, p.choice_noise)
     new = np.where(search, choice, np.where(leave, NO_FIRM, cur)).astype(np.int32)
     changed = new != cur
     left = had & changed
@@ -536,12 +555,11 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         at = new_safe
     else:
         wander = buying & ~search & (v.u_variety[rows] < st.variety[rows]) & (sh.available.sum() > 1)
-        other = logit_choice(np.where(firm_ids[None, :] == new[:, None], -np.inf, base), v.gumbel[rows],
-                             p.choice_noise)
+        other = logit_choice(np.where(firm_ids == new, -np.inf, base).T, gumbel, p.choice_noise)
         at = np.where(wander, other, new_safe).astype(np.int32)
     purchases = np.where(buying, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
-    offer_applies = offered_here[idx, at]  # the offer is from the firm bought from
+    offer_applies = offered_here[at, idx]  # the offer is from the firm bought from
     reliability = np.where(offer_applies, 1.0 - (1.0 - sh.reliability[at]) * (1.0 - st.offer_upgrade[rows]),
                            sh.reliability[at])
     if perks is not None:  # priority service removes a share of the failures left
@@ -554,18 +572,20 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     damage = experience_damage(failed, complained, recovered, p)
     if perks is not None:  # members forgive part of a failure
         damage = damage * (1.0 - perks.forgive[rows][idx, at])
-    offered = sh.levels[at]
+    offered = np.take(sh.levels, at, axis=0)
     expectation = st.expectation[rows]
     experienced = weighted_response(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
     old = satisfaction[idx, at]
     satisfaction[idx, at] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
     expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p)
-    belief = perceived[idx, at]
-    target = np.clip(quality[idx, at] - p.failure_belief * damage, 0.0, 1.0)
-    perceived[idx, at] = np.where(buying, belief + p.learn_alpha * (target - belief), belief)
-    previous_buy = st.last_buy[rows][idx, at]
-    bought = buying[:, None] & (firm_ids[None, :] == at[:, None])
-    wallet = p.wallet_decay * st.wallet[rows] + np.where(bought, units[:, None], 0.0)
+    belief = perceived[at, idx]
+    target = np.clip(quality[at, idx] - p.failure_belief * damage, 0.0, 1.0)
+    perceived[at, idx] = np.where(buying, belief + p.learn_alpha * (target - belief), belief)
+    last_buy = st.last_buy[rows]  # a view: updated in place below
+    previous_buy = last_buy[idx, at]
+    buyers = np.flatnonzero(buying)
+    wallet = p.wallet_decay * st.wallet[rows]
+    wallet[buyers, at[buyers]] += units[buyers]
     if p.contractual:
         gained = np.where(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
@@ -575,7 +595,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     discount = np.where(offer_applies, units * sh.price[at] * st.offer_discount[rows], 0.0)
     margin = units * (sh.price[at] - sh.unit_cost[at]) - discount
     if perks is not None:
-        member_discount = units * price[idx, at] * perks.discount[rows][idx, at]
+        member_discount = units * price[at, idx] * perks.discount[rows][idx, at]
         margin = margin - member_discount
         discount_all = discount + member_discount
     else:
@@ -606,16 +626,16 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.previous[rows] = np.where(left, cur, np.where(enter, NO_FIRM, st.previous[rows]))
     st.tenure[rows] = np.where(has_new, np.where(changed, 1, tenure + 1), 0)
     st.relationship_purchases[rows] = (np.where(changed, 0, st.relationship_purchases[rows])
-                                       + np.where(buying & (at == new), purchases, 0))
-    st.perceived[rows] = perceived
-    st.satisfaction[rows] = satisfaction
+                                       + np.where(here, purchases, 0))
+    st.perceived[rows] = perceived.T
     st.attitude[rows] = attitude
     st.club[rows] = st.club[rows] & ~changed
     st.manager[rows] = manager
     st.expectation[rows] = expectation
     st.wallet[rows] = wallet
-    st.last_buy[rows] = np.where(bought, t, st.last_buy[rows])
-    st.since[rows] = np.where((firm_ids[None, :] == gained[:, None]), t, st.since[rows])
+    last_buy[buyers, at[buyers]] = t
+    won = np.flatnonzero(gained >= 0)
+    st.since[rows][won, gained[won]] = t
     st.last_failure[rows] = np.where(failed, t, st.last_failure[rows])
     st.switch_cause[rows] = np.where(left, cause, st.switch_cause[rows])
     st.step_firm[rows] = np.where(buying, at, NO_FIRM)
