@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rules import NO_FIRM, CustomerState
+from .rules import NO_FIRM, CustomerState, row_total
 
 DICK_BASU = ("none", "spurious", "latent", "true")
 JONES_SASSER = ("defector", "hostage", "mercenary", "loyalist", "apostle")
@@ -47,7 +47,7 @@ def behavioural_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
     if d.contractual:
         return has & (st.tenure >= d.repeat_steps)
     own = st.wallet[np.arange(len(st)), np.where(has, st.current, 0)]
-    total = st.wallet.sum(axis=1)
+    total = row_total(st.wallet)
     share = np.divide(own, total, out=np.zeros_like(own), where=total > 0)
     return has & (share >= d.repeat_share) & (st.relationship_purchases >= 2)
 

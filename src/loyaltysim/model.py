@@ -624,11 +624,13 @@ class LoyaltyMarket(Model):
             return np.bincount(st.current[st.current >= 0], minlength=n_firms)
         return ((self.steps - st.last_buy) < self.params.lapse_steps).sum(axis=0)
 
-    def _member_mask(self) -> np.ndarray:
+    def _member_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(customer, firm) for each firm's customers (see :meth:`_members`), in customer order."""
         st = self.customers
         if self.contractual:
-            return st.current[:, None] == np.arange(len(self.firms))[None, :]
-        return (self.steps - st.last_buy) < self.params.lapse_steps
+            who = np.flatnonzero(st.current >= 0)
+            return who, st.current[who]
+        return np.nonzero((self.steps - st.last_buy) < self.params.lapse_steps)
 
     def mean_satisfaction(self) -> float:
         st = self.customers
@@ -694,7 +696,7 @@ class LoyaltyMarket(Model):
         st = self.customers
         n_firms = len(self.firms)
         members = self._members()
-        mask = self._member_mask()
+        who, firm = self._member_pairs()  # sums over them run in customer order, as a masked column sum would
         dep = self._departures(t)
         self.departures.append(dep)
         back = np.flatnonzero(st.step_regained)
@@ -714,15 +716,15 @@ class LoyaltyMarket(Model):
         regained = np.bincount(st.current[won_back], minlength=n_firms)
         offer_costs = np.bincount(st.current[won_back], weights=st.offer_cost[won_back], minlength=n_firms)
         defections = np.bincount(dep["firm"], minlength=n_firms)
-        sat_sum = (st.satisfaction * mask).sum(axis=0)
+        sat_sum = np.bincount(firm, weights=st.satisfaction[who, firm], minlength=n_firms)
         has = st.current >= 0
         attitude_sum = np.bincount(st.current[has], weights=st.attitude[has], minlength=n_firms)
         holders = np.bincount(st.current[has], minlength=n_firms)
         components = self._satisfaction_components()
         component_sums = [np.bincount(st.current[has], weights=components[has, c], minlength=n_firms)
                           for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
-        wallet_own = (st.wallet * mask).sum(axis=0)
-        wallet_all = (st.wallet.sum(axis=1)[:, None] * mask).sum(axis=0)
+        wallet_own = np.bincount(firm, weights=st.wallet[who, firm], minlength=n_firms)
+        wallet_all = np.bincount(firm, weights=rules.row_total(st.wallet)[who], minlength=n_firms)
         ladder = loyalty.counts_by_firm(st.current, self.classify_codes("ladder"), n_firms, len(loyalty.LADDER))
         db = loyalty.counts_by_firm(st.current, self.classify_codes("dick_basu"), n_firms, len(loyalty.DICK_BASU))
         js = loyalty.counts_by_firm(st.current, self.classify_codes("jones_sasser"), n_firms,

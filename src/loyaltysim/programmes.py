@@ -55,9 +55,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rules import NEVER, CustomerState
+from .rules import NEVER, CustomerState, row_total
 from .scenario import VALUE_TIERS, CashbackProgramme, PointsProgramme
 from .units import DAYS
+
+
+def among(x: np.ndarray, values) -> np.ndarray:
+    """``np.isin(x, values)`` for a few values (a programme's sellers, a few tiers): one comparison each."""
+    out = np.zeros(x.shape, bool)
+    for v in values:
+        out |= x == v
+    return out
 
 
 @dataclass
@@ -276,6 +284,9 @@ class Book:
         self.log: list[dict] = []
         self.settlement: list[dict] = []
         self.firm_totals = {k: np.zeros(self.n_sellers) for k in ("programme_cost", "programme_fees")}
+        # shares of wallet and spends, kept while one phase of a step (prepare, settle) runs: the state they are
+        # computed from does not change within a phase
+        self._memo: dict | None = None
 
     # --- customers' spending, per seller -------------------------------------------------------------------
     def _seller(self, j: int):
@@ -290,18 +301,29 @@ class Book:
     def wallet_share(self, st: CustomerState, j: int) -> np.ndarray:
         """Each customer's share of wallet with seller ``j`` in its market or category: its decayed purchases there
         over its decayed purchases anywhere in that market (so after a switch it moves over gradually)."""
+        if self._memo is not None and ("share", j) in self._memo:
+            return self._memo[("share", j)]
         cat, k = self._seller(j)
         wallet = st.wallet if cat is None else cat.state.wallet
-        total = wallet.sum(axis=1)
-        return np.divide(wallet[:, k], total, out=np.zeros(self.n), where=total > 0)
+        total = row_total(wallet)
+        share = np.divide(wallet[:, k], total, out=np.zeros(self.n), where=total > 0)
+        if self._memo is not None:
+            self._memo[("share", j)] = share
+        return share
 
     def yearly_spend(self, st: CustomerState, price: np.ndarray, j: int, whole: bool = False) -> np.ndarray:
         """Each customer's expected spend with seller ``j`` over a year: its usual rate and basket there at the
         seller's price, times its share of wallet there (``whole``: all of its spending in that market)."""
+        if self._memo is not None and ("spend", j, whole) in self._memo:
+            return self._memo[("spend", j, whole)]
         cat, _ = self._seller(j)
         rate, basket = (st.purchase_rate, st.basket) if cat is None else (cat.state.rate, cat.state.basket)
         spend = rate * basket * price[j] * self.year
-        return spend if whole else spend * self.wallet_share(st, j)
+        if not whole:
+            spend = spend * self.wallet_share(st, j)
+        if self._memo is not None:
+            self._memo[("spend", j, whole)] = spend
+        return spend
 
     def _views(self, st: CustomerState, price: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """What each customer bought in the last step, per market: (seller, money spent, occasions); seller -1 for
@@ -325,6 +347,14 @@ class Book:
         """The step's perks (customer x every firm and outlet), the financial switching cost and club membership at
         the current firm (written into ``st``), and the extra purchase occasions points pressure brings in the
         market (returned)."""
+        self._memo = {}
+        try:
+            return self._prepare(st, t, price, contractual, available)
+        finally:
+            self._memo = None
+
+    def _prepare(self, st: CustomerState, t: int, price: np.ndarray, contractual: bool,
+                 available: np.ndarray | None) -> tuple[Perks, np.ndarray]:
         n = self.n
         perks = Perks.zeros(n, self.n_sellers)
         for q in self.ledgers:
@@ -372,9 +402,9 @@ class Book:
                 in_market = [j for j in q.earn_at if j < self.n_firms]
                 if in_market:
                     if contractual:  # usage rises with the pull (a repertoire shopper's needs fix its occasions)
-                        active = m & np.isin(cur, in_market)
+                        active = m & among(cur, in_market)
                         pull = np.maximum(pull, np.where(active, self.goal_gradient * g * weaken, 0.0))
-                    here = m & has & np.isin(cur, in_market)
+                    here = m & has & among(cur, in_market)
                     at_cur = np.where(here, cur, 0)
                     value = balance * q.value_per_point
                     spend_here = sum(np.where(at_cur == j, spend[j], 0.0) for j in in_market)
@@ -391,7 +421,7 @@ class Book:
                 discount = np.where(m, q.spec.discount, 0.0)
                 club |= at_firm
                 self.talk = np.where(at_firm, np.maximum(self.talk, q.spec.talk_boost), self.talk)
-            open_to = np.ones(n, bool) if q.invited is None else np.isin(st.value_tier, q.invited)
+            open_to = np.ones(n, bool) if q.invited is None else among(st.value_tier, q.invited)
             seen = np.where(m, weaken, np.where(open_to, self.attention, 0.0))
             for j, w in worth.items():
                 perks.value[:, j] += w * seen
@@ -425,6 +455,13 @@ class Book:
     # --- after the customers step ------------------------------------------------------------------------
     def settle(self, st: CustomerState, t: int, price: np.ndarray, lapse_steps: int, contractual: bool) -> None:
         """Book the step for every launched programme; per-seller costs and fees land in ``firm_totals``."""
+        self._memo = {}
+        try:
+            self._settle(st, t, price, lapse_steps, contractual)
+        finally:
+            self._memo = None
+
+    def _settle(self, st: CustomerState, t: int, price: np.ndarray, lapse_steps: int, contractual: bool) -> None:
         for k in self.firm_totals:
             self.firm_totals[k][:] = 0.0
         n = self.n
@@ -446,7 +483,7 @@ class Book:
             m = q.member
             here = np.zeros(n, bool)  # bought from one of its sellers this step
             for at, _, _ in views:
-                here |= np.isin(at, q.sellers)
+                here |= among(at, q.sellers)
             q.last_earn[here & m] = t
             # the revenue its discounts gave up: each seller's programme discounts, shared by each programme's rate
             for j, d in q.discount_now.items():
@@ -455,8 +492,8 @@ class Book:
                 for (at, _, _), given in zip(views, discounts, strict=True):
                     totals["member_discounts"] += float((given * part)[at == j].sum())
             if q.tiers is not None:
-                spend = sum(np.where(np.isin(at, q.sellers) & m, money, 0.0) for at, money, _ in views)
-                visits = sum(np.where(np.isin(at, q.sellers) & m, occ, 0) for at, _, occ in views)
+                spend = sum(np.where(among(at, q.sellers) & m, money, 0.0) for at, money, _ in views)
+                visits = sum(np.where(among(at, q.sellers) & m, occ, 0) for at, _, occ in views)
                 self._qualify(q, t, spend, visits)
             if q.has_points:
                 self._points(q, t, views, u_redeem[:, k], totals)
@@ -592,11 +629,12 @@ class Book:
             reward_cost += times * q.reward_cost[r]
             totals["redemptions"] += float(times.sum())
             left -= times * q.reward_points[r]
-        remaining = cost_points.copy()
+        who = np.flatnonzero(redeem)
+        remaining = cost_points[who]
         for age in range(slots):  # oldest slot first
             s = (slot + 1 + age) % slots
-            take = np.minimum(remaining, q.points[:, s])
-            q.points[:, s] -= take
+            take = np.minimum(remaining, q.points[who, s])
+            q.points[who, s] -= take
             remaining -= take
         totals["redeemed"] = float(cost_points.sum())
         totals["reward_cost"] = float(reward_cost.sum())
@@ -604,7 +642,7 @@ class Book:
         where = np.full(self.n, q.firm)
         placed = np.zeros(self.n, bool)
         for at, _, _ in views:
-            take = ~placed & np.isin(at, q.sellers)
+            take = ~placed & among(at, q.sellers)
             where = np.where(take, at, where)
             placed |= take
         for j in q.sellers:
@@ -681,7 +719,7 @@ class Book:
     def _enrol(self, q: Ledger, st: CustomerState, t: int, price: np.ndarray, here: np.ndarray, u: np.ndarray,
                totals: dict) -> None:
         fee_year = q.fee * self.year
-        invited = np.ones(self.n, bool) if q.invited is None else np.isin(st.value_tier, q.invited)
+        invited = np.ones(self.n, bool) if q.invited is None else among(st.value_tier, q.invited)
         considering = ~q.member & here & invited & (u < q.awareness)
         renewing = q.member & (fee_year > 0) & (t - q.joined > 0) & ((t - q.joined) % self.year == 0)
         if not (considering.any() or renewing.any()):

@@ -302,6 +302,17 @@ def attribute_response(gap: np.ndarray, kano_class: int, loss_aversion: float) -
     return loss
 
 
+def row_total(x: np.ndarray) -> np.ndarray:
+    """Sum over the last axis, e.g. a customer's wallet over the firms: the same numbers as ``x.sum(axis=-1)``
+    (which adds fewer than 8 terms one after another), several times faster on a short axis."""
+    if x.shape[-1] >= 8 or x.shape[-1] == 0:
+        return x.sum(axis=-1)
+    total = x[..., 0].copy()
+    for k in range(1, x.shape[-1]):
+        total += x[..., k]
+    return total
+
+
 def weighted_response(weights: np.ndarray, gap: np.ndarray, kano: np.ndarray, loss_aversion: float,
                       kano_class: int | None = None) -> np.ndarray:
     """[m] importance-weighted Kano responses to the gaps [m, A], summed over the attributes (of one class only
