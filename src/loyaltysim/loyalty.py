@@ -67,11 +67,8 @@ def jones_sasser(st: CustomerState, d: Definitions) -> np.ndarray:
     satisfied = sat >= st.threshold
     loyal = behavioural_loyal(st, d)
     apostle = satisfied & (sat >= d.delight_level) & loyal & attitudinal_loyal(st, d)
-    return np.select(
-        [apostle, satisfied & loyal, satisfied, loyal],
-        [4, 3, 2, 1],
-        default=0,
-    ).astype(np.int8)
+    # satisfied: mercenary (2), loyalist (3) or apostle (4); not: defector (0) or hostage (1)
+    return (2 * satisfied + loyal + apostle).astype(np.int8)
 
 
 def ladder_stage(st: CustomerState, d: Definitions) -> np.ndarray:
@@ -80,11 +77,10 @@ def ladder_stage(st: CustomerState, d: Definitions) -> np.ndarray:
     client = behavioural_loyal(st, d)
     advocate = client & attitudinal_loyal(st, d) & (_current_satisfaction(st) >= d.advocate_level)
     never = st.previous == NO_FIRM
-    return np.select(
-        [~has & never, ~has, advocate, client, st.relationship_purchases >= 2],
-        [0, 5, 4, 3, 2],
-        default=1,
-    ).astype(np.int8)
+    # with a firm: first-time (1), repeat (2), client (3), advocate (4; every advocate is a client, every client a
+    # repeat buyer); without one: prospect (0) or lapsed (5)
+    with_firm = 1 + np.maximum(st.relationship_purchases >= 2, 2 * client) + advocate
+    return np.where(has, with_firm, np.where(never, 0, 5)).astype(np.int8)
 
 
 def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes: int) -> np.ndarray:

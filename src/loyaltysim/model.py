@@ -717,11 +717,12 @@ class LoyaltyMarket(Model):
         offer_costs = np.bincount(st.current[won_back], weights=st.offer_cost[won_back], minlength=n_firms)
         defections = np.bincount(dep["firm"], minlength=n_firms)
         sat_sum = np.bincount(firm, weights=st.satisfaction[who, firm], minlength=n_firms)
-        has = st.current >= 0
-        attitude_sum = np.bincount(st.current[has], weights=st.attitude[has], minlength=n_firms)
-        holders = np.bincount(st.current[has], minlength=n_firms)
-        components = self._satisfaction_components()
-        component_sums = [np.bincount(st.current[has], weights=components[has, c], minlength=n_firms)
+        has = np.flatnonzero(st.current >= 0)
+        held = st.current[has]
+        attitude_sum = np.bincount(held, weights=st.attitude[has], minlength=n_firms)
+        holders = np.bincount(held, minlength=n_firms)
+        components = self._satisfaction_components(has)
+        component_sums = [np.bincount(held, weights=components[:, c], minlength=n_firms)
                           for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
         wallet_own = np.bincount(firm, weights=st.wallet[who, firm], minlength=n_firms)
         wallet_all = np.bincount(firm, weights=rules.row_total(st.wallet)[who], minlength=n_firms)
@@ -797,14 +798,16 @@ class LoyaltyMarket(Model):
                     "programme_cost": cost, "programme_fees": fees, "profit": revenue + fees - cogs - cost,
                 })
 
-    def _satisfaction_components(self) -> np.ndarray:
-        """[n, 3] the current firm's offer against each customer's expectations, summed over the attributes of
-        each Kano class (must-be, one-dimensional, attractive), weighted by importance: how far each kind of
-        need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
+    def _satisfaction_components(self, who: np.ndarray) -> np.ndarray:
+        """[len(who), 3] the current firm's offer against the expectations of customers ``who`` (who have a firm),
+        summed over the attributes of each Kano class (must-be, one-dimensional, attractive), weighted by
+        importance: how far each kind of need is met now (measurement; the customer's smoothed satisfaction is the
+        behavioural state)."""
         st = self.customers
-        levels = np.array([f.levels for f in self.firms])[np.where(st.current >= 0, st.current, 0)]
-        gap = levels - st.expectation
-        return np.column_stack([rules.weighted_response(st.weights, gap, self.kano, self.params.loss_aversion, c)
+        levels = np.array([f.levels for f in self.firms])
+        gap = np.take(levels, st.current[who], axis=0) - st.expectation[who]
+        weights = st.weights[who]
+        return np.column_stack([rules.weighted_response(weights, gap, self.kano, self.params.loss_aversion, c)
                                 for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)])
 
     def _snapshot(self, t: int) -> None:

@@ -361,13 +361,18 @@ def logit_choice(utility: np.ndarray, gumbel: np.ndarray, noise: float) -> np.nd
 
     ``utility`` and ``gumbel`` are [m, F] (in either memory order); ties go to the first firm, as in ``np.argmax``.
     """
-    score = utility + noise * gumbel
-    best = score[:, 0]
-    choice = np.zeros(score.shape[0], np.int32)
-    for f in range(1, score.shape[1]):  # column by column: fast whatever the layout, and F is small
-        better = score[:, f] > best
+    return first_best(np.ascontiguousarray((utility + noise * gumbel).T))
+
+
+def first_best(score: np.ndarray) -> np.ndarray:
+    """[m] index of the highest of each column of ``score`` [F, m] (firm-major), the first one on ties: ``np.argmax``
+    over the firms, row by row, which is fast because F is small."""
+    best = score[0]
+    choice = np.zeros(score.shape[1], np.int32)
+    for f in range(1, score.shape[0]):
+        better = score[f] > best
         choice[better] = f
-        best = np.where(better, score[:, f], best)
+        best = np.where(better, score[f], best)
     return choice
 
 
@@ -541,8 +546,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
     hold = hold + p.relationship_premium * attitude
     is_current = (firm_ids == cur) & staying
-    gumbel = v.gumbel[rows]
-    choice = logit_choice(np.where(is_current, base + hold, base).T, gumbel, p.choice_noise)
+    shock = p.choice_noise * v.gumbel[rows].T  # logit choice by the Gumbel-max rule (see logit_choice)
+    score = np.where(is_current, base + hold, base)
+    score += shock
+    choice = first_best(score)
     new = np.where(search, choice, np.where(leave, NO_FIRM, cur)).astype(np.int32)
     changed = new != cur
     left = had & changed
@@ -566,7 +573,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         at = new_safe
     else:
         wander = buying & ~search & (v.u_variety[rows] < st.variety[rows]) & (sh.available.sum() > 1)
-        other = logit_choice(np.where(firm_ids == new, -np.inf, base).T, gumbel, p.choice_noise)
+        score = np.where(firm_ids == new, -np.inf, base)
+        score += shock
+        other = first_best(score)
         at = np.where(wander, other, new_safe).astype(np.int32)
     purchases = np.where(buying, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
