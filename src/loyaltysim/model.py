@@ -24,6 +24,7 @@ from . import network as net
 from .agents import Customer, Firm
 from .categories import Category, step_category
 from .crm import CRM
+from .memory import reuse_freed_memory
 from .programmes import Book
 from .rules import ATTRACTIVE, MUST_BE, NEVER, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState, Params, Shared, Variates
 from .scenario import (
@@ -75,6 +76,7 @@ class LoyaltyMarket(Model):
 
     def __init__(self, scenario: LoyaltyScenario, *, seed: int | np.random.SeedSequence = 0,
                  one_at_a_time: bool = False):
+        reuse_freed_memory()  # a step's large temporaries reuse freed memory (see loyaltysim.memory)
         streams = Streams.from_seed(seed)
         super().__init__(rng=streams["mesa"])
         self.config = scenario
@@ -722,8 +724,7 @@ class LoyaltyMarket(Model):
         attitude_sum = np.bincount(held, weights=st.attitude[has], minlength=n_firms)
         holders = np.bincount(held, minlength=n_firms)
         components = self._satisfaction_components(has)
-        component_sums = [np.bincount(held, weights=components[:, c], minlength=n_firms)
-                          for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
+        component_sums = [np.bincount(held, weights=c, minlength=n_firms) for c in components]
         wallet_own = np.bincount(firm, weights=st.wallet[who, firm], minlength=n_firms)
         wallet_all = np.bincount(firm, weights=rules.row_total(st.wallet)[who], minlength=n_firms)
         ladder = loyalty.counts_by_firm(st.current, self.classify_codes("ladder"), n_firms, len(loyalty.LADDER))
@@ -798,17 +799,15 @@ class LoyaltyMarket(Model):
                     "programme_cost": cost, "programme_fees": fees, "profit": revenue + fees - cogs - cost,
                 })
 
-    def _satisfaction_components(self, who: np.ndarray) -> np.ndarray:
-        """[len(who), 3] the current firm's offer against the expectations of customers ``who`` (who have a firm),
-        summed over the attributes of each Kano class (must-be, one-dimensional, attractive), weighted by
-        importance: how far each kind of need is met now (measurement; the customer's smoothed satisfaction is the
-        behavioural state)."""
+    def _satisfaction_components(self, who: np.ndarray) -> list[np.ndarray]:
+        """For customers ``who`` (who have a firm): the current firm's offer against their expectations, summed over
+        the attributes of each Kano class (must-be, one-dimensional, attractive), weighted by importance: how far
+        each kind of need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
         st = self.customers
         levels = np.array([f.levels for f in self.firms])
-        gap = np.take(levels, st.current[who], axis=0) - st.expectation[who]
-        weights = st.weights[who]
-        return np.column_stack([rules.weighted_response(weights, gap, self.kano, self.params.loss_aversion, c)
-                                for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)])
+        gap = np.take(levels, np.maximum(st.current, 0), axis=0) - st.expectation
+        return [rules.weighted_response(st.weights, gap, self.kano, self.params.loss_aversion, c)[who]
+                for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
 
     def _snapshot(self, t: int) -> None:
         """Per-customer panel rows every ``outputs.panel_every`` (purchases per firm since the last one)."""

@@ -464,6 +464,11 @@ def recommend_score(satisfaction: np.ndarray, scale: float) -> np.ndarray:
 # --- the step ---------------------------------------------------------------------------------------------
 
 
+def firm_major(x: np.ndarray) -> np.ndarray:
+    """A contiguous [F, m] copy of an [m, F] array: the layout the step computes in."""
+    return np.ascontiguousarray(x.T)
+
+
 def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: Params) -> None:
     """Advance the customers in ``rows`` by one step, in place.
 
@@ -501,13 +506,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     approached = contacted & (offer_firm != cur)
 
     # 2. beliefs: word of mouth, then marketing exposure (both before choosing)
-    perceived = st.perceived[rows].T
-    perceived = perceived + p.wom_influence * (sh.wom_pos[rows].T * (1.0 - perceived)
-                                               - sh.wom_neg[rows].T * perceived)
-    perceived = np.ascontiguousarray(perceived)
+    perceived = firm_major(st.perceived[rows])
+    perceived = perceived + p.wom_influence * (firm_major(sh.wom_pos[rows]) * (1.0 - perceived)
+                                               - firm_major(sh.wom_neg[rows]) * perceived)
     weights = st.weights[rows]
     quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion).T
-    u_market = v.u_market[rows].T
+    u_market = firm_major(v.u_market[rows])
     exposed = (u_market < sh.reach[:, None]) & present & available
     perceived = np.where(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
     rival_offer = (exposed & (firm_ids != cur)).any(axis=0)
@@ -537,16 +541,17 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
     perks = sh.perks
     # programmes: members pay less, count rewards as a price cut, and feel points pressure
-    felt = price if perks is None else price * (1.0 - perks.discount[rows].T) * (1.0 - perks.value[rows].T)
+    felt = (price if perks is None
+            else price * (1.0 - firm_major(perks.discount[rows])) * (1.0 - firm_major(perks.value[rows])))
     relative_price = felt / sh.price_ref - 1.0
     base = p.quality_weight * perceived - (sh.price_factor * st.price_sensitivity[rows]) * relative_price
     if perks is not None:
-        base = base + perks.pressure[rows].T
+        base = base + firm_major(perks.pressure[rows])
     base = np.where(available, base, -np.inf)
     hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
     hold = hold + p.relationship_premium * attitude
     is_current = (firm_ids == cur) & staying
-    shock = p.choice_noise * v.gumbel[rows].T  # logit choice by the Gumbel-max rule (see logit_choice)
+    shock = p.choice_noise * firm_major(v.gumbel[rows])  # logit choice by the Gumbel-max rule (see logit_choice)
     score = np.where(is_current, base + hold, base)
     score += shock
     choice = first_best(score)
