@@ -136,6 +136,7 @@ class Ledger:
                 self.bucket = math.ceil(self.life / 12)
                 slots = math.ceil(self.life / self.bucket) + 2
             self.points = np.zeros((n, slots))
+            self._balance: np.ndarray | None = None  # points.sum(axis=1), while no points have moved since
             self.last_activity = np.full(n, NEVER, np.int32)
             self.step_redeemed = np.zeros(n, bool)  # members who redeemed in the last step
             self.bonuses = [(b.kind, steps(b.start), max(steps(b.every), 1), max(steps(b.duration), 1),
@@ -180,8 +181,10 @@ class Ledger:
         return False
 
     def balance(self) -> np.ndarray:
-        """Each customer's points (a programme with points)."""
-        return self.points.sum(axis=1)
+        """Each customer's points (a programme with points); kept from the last settlement until points move."""
+        if self._balance is None:
+            self._balance = self.points.sum(axis=1)
+        return self._balance
 
     def multiplier(self, t: int) -> tuple[float, float]:
         """Earn multiplier and member discount of the bonus events running at step ``t``."""
@@ -215,10 +218,15 @@ class Ledger:
             met |= done | reachable
         return progress
 
-    def liability(self) -> tuple[float, float]:
+    def outstanding(self) -> float:
+        """Points held by all customers."""
+        return float(self.points.sum()) if self.has_points else 0.0
+
+    def liability(self, outstanding: float | None = None) -> tuple[float, float]:
+        """What the points held would cost the firm if all were redeemed, gross and net of expected breakage."""
         if not self.has_points:
             return 0.0, 0.0
-        gross = float(self.points.sum()) * self.cost_per_point
+        gross = (self.outstanding() if outstanding is None else outstanding) * self.cost_per_point
         return gross, gross * (1.0 - self.spec.expected_breakage)
 
 
@@ -596,6 +604,7 @@ class Book:
                 earned = earned + gift
         slots = q.points.shape[1]
         slot = ((t - 1) // q.bucket) % slots
+        q._balance = None  # points move below
         # expiry, before this step's points are added (they start their life now)
         expired = np.zeros(self.n)
         if q.life is not None and spec.expire_on == "inactivity":
@@ -636,6 +645,8 @@ class Book:
             take = np.minimum(remaining, q.points[who, s])
             q.points[who, s] -= take
             remaining -= take
+        balance[who] = q.points[who].sum(axis=1)  # the same row sums as over the whole array
+        q._balance = balance
         totals["redeemed"] = float(cost_points.sum())
         totals["reward_cost"] = float(reward_cost.sum())
         # where: with the seller the member bought from this step (the market first), else the firm that runs it
@@ -745,7 +756,8 @@ class Book:
     def _record(self, st: CustomerState, t: int, lapse_steps: int) -> None:
         for q in self.ledgers:
             tot = q.step_totals
-            liability, net = q.liability()
+            outstanding = q.outstanding()
+            liability, net = q.liability(outstanding)
             members = q.member
             active = members & (t - q.last_earn < lapse_steps)
             done = q.cum["redeemed"] + q.cum["expired"]
@@ -754,7 +766,7 @@ class Book:
                 "members": int(members.sum()), "active_members": int(active.sum()), "joined": int(tot["joined"]),
                 "quit": int(tot["quit"]),
                 "points_issued": tot["issued"], "points_redeemed": tot["redeemed"], "points_expired": tot["expired"],
-                "points_outstanding": float(q.points.sum()) if q.has_points else 0.0,
+                "points_outstanding": outstanding,
                 "redemptions": int(tot["redemptions"]),
                 "breakage_rate": q.cum["expired"] / done if done > 0 else math.nan,
                 "liability": liability, "liability_net": net,

@@ -344,11 +344,12 @@ def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarr
     over [m, F] arrays, in the order of :func:`weighted_response`.
     """
     total = None
+    expectation, weights = firm_major(expectation), firm_major(weights)  # attribute-major rows
     for a in range(levels.shape[1]):  # firm-major [F, m] inside: broadcasting over customers is fast
-        e = expectation[:, a]
+        e = expectation[a]
         judged = attribute_response(levels[:, a, None] - e, int(kano[a]), loss_aversion)
         judged += e
-        judged *= weights[:, a]
+        judged *= weights[a]
         if total is None:
             total = judged
         else:
