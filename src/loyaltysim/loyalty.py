@@ -56,26 +56,44 @@ def attitudinal_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
     return (st.current >= 0) & (st.attitude >= d.attitude_high)
 
 
-def dick_basu(st: CustomerState, d: Definitions) -> np.ndarray:
-    """Codes into :data:`DICK_BASU`."""
-    return (behavioural_loyal(st, d).astype(np.int8) + 2 * attitudinal_loyal(st, d).astype(np.int8)).astype(np.int8)
-
-
-def jones_sasser(st: CustomerState, d: Definitions) -> np.ndarray:
-    """Codes into :data:`JONES_SASSER`."""
+def classify_all(st: CustomerState, d: Definitions) -> dict[str, np.ndarray]:
+    """The three classifications at once (codes by kind: ``dick_basu``, ``jones_sasser``, ``ladder``), sharing the
+    loyalty and satisfaction they are built from."""
     sat = _current_satisfaction(st)
-    satisfied = sat >= st.threshold
     loyal = behavioural_loyal(st, d)
-    apostle = satisfied & (sat >= d.delight_level) & loyal & attitudinal_loyal(st, d)
+    attitude = attitudinal_loyal(st, d)
+    return {"dick_basu": dick_basu(st, d, loyal, attitude), "jones_sasser": jones_sasser(st, d, sat, loyal, attitude),
+            "ladder": ladder_stage(st, d, sat, loyal, attitude)}
+
+
+def dick_basu(st: CustomerState, d: Definitions, loyal: np.ndarray | None = None,
+              attitude: np.ndarray | None = None) -> np.ndarray:
+    """Codes into :data:`DICK_BASU` (``loyal``, ``attitude``: behavioural and attitudinal loyalty, if known)."""
+    loyal = behavioural_loyal(st, d) if loyal is None else loyal
+    attitude = attitudinal_loyal(st, d) if attitude is None else attitude
+    return (loyal.astype(np.int8) + 2 * attitude.astype(np.int8)).astype(np.int8)
+
+
+def jones_sasser(st: CustomerState, d: Definitions, sat: np.ndarray | None = None, loyal: np.ndarray | None = None,
+                 attitude: np.ndarray | None = None) -> np.ndarray:
+    """Codes into :data:`JONES_SASSER` (``sat``: satisfaction with the current firm, if known)."""
+    sat = _current_satisfaction(st) if sat is None else sat
+    satisfied = sat >= st.threshold
+    loyal = behavioural_loyal(st, d) if loyal is None else loyal
+    attitude = attitudinal_loyal(st, d) if attitude is None else attitude
+    apostle = satisfied & (sat >= d.delight_level) & loyal & attitude
     # satisfied: mercenary (2), loyalist (3) or apostle (4); not: defector (0) or hostage (1)
     return (2 * satisfied + loyal + apostle).astype(np.int8)
 
 
-def ladder_stage(st: CustomerState, d: Definitions) -> np.ndarray:
+def ladder_stage(st: CustomerState, d: Definitions, sat: np.ndarray | None = None, loyal: np.ndarray | None = None,
+                 attitude: np.ndarray | None = None) -> np.ndarray:
     """Codes into :data:`LADDER`."""
     has = st.current >= 0
-    client = behavioural_loyal(st, d)
-    advocate = client & attitudinal_loyal(st, d) & (_current_satisfaction(st) >= d.advocate_level)
+    client = behavioural_loyal(st, d) if loyal is None else loyal
+    attitude = attitudinal_loyal(st, d) if attitude is None else attitude
+    sat = _current_satisfaction(st) if sat is None else sat
+    advocate = client & attitude & (sat >= d.advocate_level)
     never = st.previous == NO_FIRM
     # with a firm: first-time (1), repeat (2), client (3), advocate (4; every advocate is a client, every client a
     # repeat buyer); without one: prospect (0) or lapsed (5)

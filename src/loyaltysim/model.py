@@ -198,7 +198,7 @@ class LoyaltyMarket(Model):
         self.programmes = (Book(self.firms, self.categories, n, unit, c, streams["programmes"]) if has_programmes
                            else None)
         self.perks = None
-        self._classified: dict[str, tuple[int, np.ndarray]] = {}
+        self._classified: dict = {}  # the step they were made at ("step") and each kind's codes
         self._members_prev = self._members()
         self.shared: Shared | None = None
         self.variates: Variates | None = None
@@ -604,14 +604,11 @@ class LoyaltyMarket(Model):
     # --- measurement ----------------------------------------------------------------------------------
     def classify_codes(self, kind: str) -> np.ndarray:
         """Each customer's class now: ``ladder``, ``dick_basu`` or ``jones_sasser`` (codes, cached per step)."""
-        cached = self._classified.get(kind)
-        if cached is not None and cached[0] == self.steps:
-            return cached[1]
-        fn = {"ladder": loyalty.ladder_stage, "dick_basu": loyalty.dick_basu,
-              "jones_sasser": loyalty.jones_sasser}[kind]
-        codes = fn(self.customers, self.definitions)
-        self._classified[kind] = (self.steps, codes)
-        return codes
+        if kind not in ("ladder", "dick_basu", "jones_sasser"):
+            raise KeyError(kind)
+        if self._classified.get("step") != self.steps:
+            self._classified = {"step": self.steps, **loyalty.classify_all(self.customers, self.definitions)}
+        return self._classified[kind]
 
     def classify(self, kind: str) -> np.ndarray:
         """Each customer's class now, by name."""

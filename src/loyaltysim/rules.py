@@ -645,11 +645,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     assigned = np.where(high_value & (managers > 0), row_ids % np.maximum(managers, 1), NO_FIRM)
     manager = np.where(changed, np.where(has_new, assigned, NO_FIRM), manager)
 
-    # write back
+    # write back (``st.x[rows]`` is a view: copyto writes in place)
     st.active[rows] = present
     st.current[rows] = new
     # a customer coming back into the market starts afresh, as a prospect
-    st.previous[rows] = np.where(left, cur, np.where(enter, NO_FIRM, st.previous[rows]))
+    np.copyto(st.previous[rows], NO_FIRM, where=enter)
+    np.copyto(st.previous[rows], cur, where=left)
     st.tenure[rows] = np.where(has_new, np.where(changed, 1, tenure + 1), 0)
     st.relationship_purchases[rows] = (np.where(changed, 0, st.relationship_purchases[rows])
                                        + np.where(here, purchases, 0))
@@ -662,8 +663,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     last_buy[buyers, at[buyers]] = t
     won = np.flatnonzero(gained >= 0)
     st.since[rows][won, gained[won]] = t
-    st.last_failure[rows] = np.where(failed, t, st.last_failure[rows])
-    st.switch_cause[rows] = np.where(left, cause, st.switch_cause[rows])
+    np.copyto(st.last_failure[rows], t, where=failed)
+    np.copyto(st.switch_cause[rows], cause, where=left)
     st.step_firm[rows] = np.where(buying, at, NO_FIRM)
     st.step_purchases[rows] = purchases
     st.step_units[rows] = units
@@ -679,9 +680,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.step_lifetime_value[rows] = np.where(left, st.relationship_value[rows], 0.0)
     st.step_lifetime_revenue[rows] = np.where(left, st.relationship_revenue[rows], 0.0)
     st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
-    st.lost_value[rows] = np.where(left, st.relationship_value[rows], st.lost_value[rows])
-    st.lost_at[rows] = np.where(left, t, st.lost_at[rows])
+    np.copyto(st.lost_value[rows], st.relationship_value[rows], where=left)
+    np.copyto(st.lost_at[rows], t, where=left)
     st.relationship_value[rows] = value
     st.relationship_revenue[rows] = revenue
-    st.regained_by[rows] = np.where(regained, new, np.where(changed, NO_FIRM, st.regained_by[rows]))
-    st.regained_at[rows] = np.where(regained, t, st.regained_at[rows])
+    np.copyto(st.regained_by[rows], NO_FIRM, where=changed)
+    np.copyto(st.regained_by[rows], new, where=regained)
+    np.copyto(st.regained_at[rows], t, where=regained)
