@@ -702,15 +702,19 @@ class LoyaltyMarket(Model):
         if back.size:
             self.regain_log.append({"step": np.full(back.size, t, np.int32), "customer": back.astype(np.int32),
                                     "firm": st.current[back].copy()})
-        buyer = st.step_firm >= 0
-        at = st.step_firm[buyer]
-        purchases = np.bincount(at, weights=st.step_purchases[buyer], minlength=n_firms)
-        units = np.bincount(at, weights=st.step_units[buyer], minlength=n_firms)
+        # sales by firm: non-buyers are counted in an extra bin, dropped (the same sums, without gathering buyers)
+        sold_at = np.where(st.step_firm >= 0, st.step_firm, n_firms)
+
+        def sales(x: np.ndarray) -> np.ndarray:
+            return np.bincount(sold_at, weights=x, minlength=n_firms + 1)[:n_firms]
+
+        purchases = sales(st.step_purchases)
+        units = sales(st.step_units)
         failures = np.bincount(st.step_firm[st.step_failed], minlength=n_firms)
         complaints = np.bincount(st.step_firm[st.step_complained], minlength=n_firms)
         recovered = np.bincount(st.step_firm[st.step_recovered], minlength=n_firms)
         gained = np.bincount(st.step_gained[st.step_gained >= 0], minlength=n_firms)
-        discounts = np.bincount(at, weights=st.step_discount[buyer], minlength=n_firms)
+        discounts = sales(st.step_discount)
         won_back = st.step_regained
         regained = np.bincount(st.current[won_back], minlength=n_firms)
         offer_costs = np.bincount(st.current[won_back], weights=st.offer_cost[won_back], minlength=n_firms)
@@ -731,7 +735,7 @@ class LoyaltyMarket(Model):
         total = members.sum()
         latest = self.responses[-1] if self.responses else None
         responses = latest if latest is not None and latest["step"][:1].tolist() == [t] else None
-        member_discounts = np.bincount(at, weights=st.step_member_discount[buyer], minlength=n_firms)
+        member_discounts = sales(st.step_member_discount)
         book = self.programmes
         for f in self.firms:
             j = f.index
