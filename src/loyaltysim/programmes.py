@@ -222,11 +222,11 @@ class Ledger:
         """Points held by all customers."""
         return float(self.points.sum()) if self.has_points else 0.0
 
-    def liability(self, outstanding: float | None = None) -> tuple[float, float]:
-        """What the points held would cost the firm if all were redeemed, gross and net of expected breakage."""
+    def liability(self, outstanding: float) -> tuple[float, float]:
+        """What ``outstanding`` points would cost the firm if all were redeemed, gross and net of expected breakage."""
         if not self.has_points:
             return 0.0, 0.0
-        gross = (self.outstanding() if outstanding is None else outstanding) * self.cost_per_point
+        gross = outstanding * self.cost_per_point
         return gross, gross * (1.0 - self.spec.expected_breakage)
 
 
