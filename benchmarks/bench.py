@@ -58,8 +58,8 @@ def _peak_rss_bytes() -> int:
 
 def _measure(population: int, steps: int, one_at_a_time_steps: int, queue) -> None:
     """In a fresh process: build the model, time vectorized steps (and one-at-a-time steps on a second model)."""
-    from loyaltysim.agents import Customer
-    from loyaltysim.model import LoyaltyMarket
+    from loyaltysim.model.agents import Customer
+    from loyaltysim.model.market import LoyaltyMarket
     from loyaltysim.scenario import scenario_from_dict
 
     sc = scenario_from_dict(scenario_data(population, steps))
@@ -103,8 +103,8 @@ def measure(population: int, steps: int, one_at_a_time_steps: int) -> dict:
 
 def sweep_throughput(runs: int, population: int, steps: int) -> dict:
     """Runs per second of ``loyaltysim.sweep.run_sweep`` with 1 and 2 workers, on fresh output folders."""
-    from loyaltysim.experiment import load_experiment
-    from loyaltysim.sweep import run_sweep
+    from loyaltysim.experiments.design import load_experiment
+    from loyaltysim.experiments.sweep import run_sweep
 
     out = {"runs": runs, "population": population, "steps": steps}
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loyaltysim.storage import DB_ENV_VAR
+from loyaltysim.experiments.storage import DB_ENV_VAR
 
 TIMEOUT = 120
 

@@ -47,12 +47,11 @@ def _api():
     import loyaltysim
 
     if hasattr(loyaltysim, "simulate"):
-        from loyaltysim.experiments.run import with_outcomes
-
         from loyaltysim import load_experiment, load_scenario, simulate
+        from loyaltysim.experiments.run import with_outcomes
     else:  # the layout before the redesign
-        from loyaltysim.experiment import load_experiment
-        from loyaltysim.run import simulate, with_outcomes
+        from loyaltysim.experiments.design import load_experiment
+        from loyaltysim.experiments.run import simulate, with_outcomes
         from loyaltysim.scenario import load_scenario
     return load_scenario, load_experiment, simulate, with_outcomes
 
@@ -94,12 +93,11 @@ def experiment_job(path: str) -> tuple[str, dict]:
 def report_job(path: str) -> tuple[str, dict]:
     _, load_experiment, _, _ = _api()
     try:
-        from loyaltysim.reporting.report import write_report
-
         from loyaltysim import run_sweep
+        from loyaltysim.reporting.report import write_report
     except ImportError:
-        from loyaltysim.report import write_report
-        from loyaltysim.sweep import run_sweep
+        from loyaltysim.experiments.sweep import run_sweep
+        from loyaltysim.reporting.report import write_report
     from concurrent.futures import ThreadPoolExecutor
 
     exp = load_experiment(path, {"population": EXPERIMENT_POPULATION, "replications": 2})

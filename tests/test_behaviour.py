@@ -6,9 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from loyaltysim import loyalty, rules
-from loyaltysim.model import LoyaltyMarket
-from loyaltysim.rules import ATTRACTIVE, MUST_BE, ONE_DIMENSIONAL, Cause
+from loyaltysim.model import classifications as cls
+from loyaltysim.model import rules
+from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.model.state import ATTRACTIVE, MUST_BE, ONE_DIMENSIONAL, Cause
 
 SEEDS = (1, 2, 3)
 
@@ -96,11 +97,10 @@ def test_classifications_follow_their_definitions(make_scenario):
     st.threshold[:] = -0.04
     st.satisfaction[:, 0] = [0.05, 0.0, 0.0, -0.1, 0.0, 0.0]
     names = lambda kind, codes: [kind[c] for c in codes]  # noqa: E731
-    assert names(loyalty.DICK_BASU, loyalty.dick_basu(st, d))[:4] == ["true", "spurious", "none", "spurious"]
-    assert names(loyalty.JONES_SASSER, loyalty.jones_sasser(st, d))[:4] == ["apostle", "loyalist", "mercenary",
-                                                                           "hostage"]
-    assert names(loyalty.LADDER, loyalty.ladder_stage(st, d)) == ["advocate", "client", "first_time", "client",
-                                                                  "prospect", "lapsed"]
+    assert names(cls.DICK_BASU, cls.dick_basu(st, d))[:4] == ["true", "spurious", "none", "spurious"]
+    assert names(cls.JONES_SASSER, cls.jones_sasser(st, d))[:4] == ["apostle", "loyalist", "mercenary", "hostage"]
+    assert names(cls.LADDER, cls.ladder_stage(st, d)) == ["advocate", "client", "first_time", "client", "prospect",
+                                                          "lapsed"]
 
 
 # --- behaviour of events and policies, over several seeds ----------------------------------------------------
@@ -245,7 +245,7 @@ def test_variety_seekers_split_their_wallet_in_a_repertoire_market(make_scenario
 
 
 def test_panel_snapshots_every_period(make_scenario):
-    from loyaltysim.run import simulate
+    from loyaltysim.experiments.run import simulate
 
     scenario = make_scenario(market__customers__population=100, outputs__panel_every="5 weeks")
     result = simulate(scenario, seed=1)
@@ -255,7 +255,7 @@ def test_panel_snapshots_every_period(make_scenario):
     purchases = panel[[c for c in panel.columns if c.startswith("purchases_")]].sum(axis=1)
     total = result.tables["firms"]["purchases"].sum()
     assert purchases.sum() == pytest.approx(total)  # every purchase in exactly one snapshot
-    assert set(panel["ladder"].cat.categories) == set(loyalty.LADDER)
+    assert set(panel["ladder"].cat.categories) == set(cls.LADDER)
     assert "panel" not in simulate(make_scenario(market__customers__population=50), seed=1).tables
 
 
@@ -264,19 +264,19 @@ def test_firm_counts_of_classes_add_up_to_its_customers(make_scenario):
     for f in model.firms:
         m = f.metrics
         assert sum(m[c] for c in ("db_none", "db_spurious", "db_latent", "db_true")) == m["customers"]
-        assert sum(m[f"js_{c}"] for c in loyalty.JONES_SASSER) == m["customers"]
+        assert sum(m[f"js_{c}"] for c in cls.JONES_SASSER) == m["customers"]
         assert sum(m[c] for c in ("stage_first_time", "stage_repeat", "stage_client", "stage_advocate")) == \
             m["customers"]
 
 
 def test_customers_group_by_their_loyalty_classes_through_mesa(make_scenario):
-    from loyaltysim.agents import Customer
+    from loyaltysim.model.agents import Customer
 
     model = _run(make_scenario(market__customers__population=300), 1, 10)
     agents = model.agents_by_type[Customer]
     by_stage = agents.groupby("ladder_stage").count()
     codes = model.classify_codes("ladder")
-    assert by_stage == {loyalty.LADDER[c]: int((codes == c).sum()) for c in np.unique(codes)}
+    assert by_stage == {cls.LADDER[c]: int((codes == c).sum()) for c in np.unique(codes)}
     apostles = agents.select(lambda c: c.jones_sasser == "apostle")
     assert all(c.satisfaction >= model.params.delight_level and c.attitude >= 0.5 for c in apostles)
     assert {c.value_tier for c in agents} == {"low", "medium", "high"}
@@ -327,10 +327,10 @@ def test_customers_coming_back_into_the_market_are_prospects(make_scenario):
     model = LoyaltyMarket(scenario, seed=3).run(20)
     st = model.customers
     codes = model.classify_codes("ladder")
-    prospects = codes == loyalty.LADDER.index("prospect")
+    prospects = codes == cls.LADDER.index("prospect")
     assert prospects.any()
     assert (st.current[prospects] == -1).all() and (st.previous[prospects] == -1).all()
-    lapsed = codes == loyalty.LADDER.index("lapsed")
+    lapsed = codes == cls.LADDER.index("lapsed")
     assert (st.previous[lapsed] >= 0).all()
 
 

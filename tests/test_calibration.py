@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loyaltysim.calibration import CHURN, NBD_GAP, TOP_BOX, calibration_report, nbd_gap
+from loyaltysim.experiments.calibration import CHURN, NBD_GAP, TOP_BOX, calibration_report, nbd_gap
 from loyaltysim.scenario import load_scenario, scenario_from_dict
 
 SCENARIOS = Path(__file__).parent.parent / "experiments" / "scenarios"

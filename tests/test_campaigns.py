@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from loyaltysim.agents import Firm
-from loyaltysim.model import LoyaltyMarket
-from loyaltysim.rules import NO_FIRM, Cause
-from loyaltysim.value import clv, expected_lifetime, return_on_regain
+from loyaltysim.measures.value import clv, expected_lifetime, return_on_regain
+from loyaltysim.model.agents import Firm
+from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.model.state import NO_FIRM, Cause
 
 CAMPAIGN = {"kind": "win_back", "every": "4 weeks", "start": "6 weeks",
             "target": {"lapsed_at_least": "1 week", "lapsed_at_most": "26 weeks"},
@@ -115,7 +115,7 @@ def test_bad_campaigns_get_clear_errors(scenario_data):
 
 
 def test_the_contacts_table_accounts_for_every_contact_and_regain(make_scenario):
-    from loyaltysim.run import simulate
+    from loyaltysim.experiments.run import simulate
 
     scenario = make_scenario(market__customers__population=2000, policy__campaigns=[CAMPAIGN])
     result = simulate(scenario, seed=2)
@@ -148,8 +148,8 @@ def test_the_contacts_table_accounts_for_every_contact_and_regain(make_scenario)
 
 
 def test_win_back_outcomes_follow_the_contacts_table(make_scenario):
-    from loyaltysim import outcomes
-    from loyaltysim.run import simulate
+    from loyaltysim.experiments.run import simulate
+    from loyaltysim.measures import outcomes
 
     scenario = make_scenario(market__customers__population=2000, policy__campaigns=[CAMPAIGN])
     result = simulate(scenario, seed=2)
@@ -174,7 +174,7 @@ def test_win_back_outcomes_follow_the_contacts_table(make_scenario):
 
 
 def test_a_budget_caps_each_round_the_most_valuable_first(make_scenario):
-    from loyaltysim.run import simulate
+    from loyaltysim.experiments.run import simulate
 
     capped = {**CAMPAIGN, "budget": 20.0}  # 4 contacts at 5 each (the offer is paid only when accepted)
     free = simulate(make_scenario(market__customers__population=2000, policy__campaigns=[CAMPAIGN]), seed=2)

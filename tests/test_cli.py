@@ -21,8 +21,8 @@ import pytest
 import loyaltysim
 from cli_process import TIMEOUT, cli_args, finish, start
 from cli_process import clean_env as _env
+from loyaltysim.experiments.storage import DB_ENV_VAR, Registry, code_identity
 from loyaltysim.scenario import load_scenario, scenario_from_dict
-from loyaltysim.storage import DB_ENV_VAR, Registry, code_identity
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMS = ("Focal", "Rival A", "Rival B")

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loyaltysim import outcomes
-from loyaltysim.model import LoyaltyMarket
-from loyaltysim.run import simulate
+from loyaltysim.experiments.run import simulate
+from loyaltysim.measures import outcomes
+from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
 from same_state import assert_same_arrays
 

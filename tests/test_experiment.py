@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from loyaltysim import report
-from loyaltysim.experiment import ExperimentError, format_path, load_experiment, parse_path, set_path
-from loyaltysim.report import write_report
-from loyaltysim.sweep import run_sweep
+from loyaltysim.experiments.design import ExperimentError, format_path, load_experiment, parse_path, set_path
+from loyaltysim.experiments.sweep import run_sweep
+from loyaltysim.reporting import report
+from loyaltysim.reporting.report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

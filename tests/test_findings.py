@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loyaltysim import findings, outcomes
-from loyaltysim.experiment import load_experiment
-from loyaltysim.report import FINDINGS, findings_text, load_figures
-from loyaltysim.run import simulate
+from loyaltysim.experiments.design import load_experiment
+from loyaltysim.experiments.run import simulate
+from loyaltysim.measures import outcomes
+from loyaltysim.reporting.findings import trap as findings
+from loyaltysim.reporting.report import FINDINGS, findings_text, load_figures
 from loyaltysim.scenario import load_scenario, scenario_from_dict
 
 SCENARIOS = Path(__file__).parent.parent / "experiments" / "scenarios"
@@ -154,7 +155,7 @@ def _campaign_results(rates: dict[str, float], npv: dict[str, float], roi: dict[
 
 
 def test_winback_checks_say_what_holds_and_what_does_not():
-    from loyaltysim import findings_winback as fw
+    from loyaltysim.reporting.findings import winback as fw
 
     rates = {"discount 10%": 0.09, "discount 30%": 0.18, "discount 50%": 0.32, "lapsed 14-21 weeks": 0.17,
              "lapsed 27-34 weeks": 0.15, "lapsed 40-47 weeks": 0.13, "price leavers (discount)": 0.21,
@@ -175,7 +176,7 @@ def test_winback_checks_say_what_holds_and_what_does_not():
 
 
 def test_winback_ablation_checks_hold_only_when_the_effect_is_gone():
-    from loyaltysim import findings_winback as fw
+    from loyaltysim.reporting.findings import winback as fw
 
     mechanism, a, b, outcome = fw.ABLATIONS["a cheaper offer wins back more"]
     rng = np.random.default_rng(1)

@@ -1,4 +1,4 @@
-"""Reusing freed memory (loyaltysim.memory) is applied once per process, can be turned off, and changes no number.
+"""Reusing freed memory (loyaltysim.model.memory) is applied once per process, can be turned off, and changes no number.
 
 Each case runs in a fresh process: the allocator's settings are process-wide and can be set only once there."""
 
@@ -13,9 +13,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 RUN = """
 import hashlib, numpy as np
 from pathlib import Path
-from loyaltysim import memory
+from loyaltysim.model import memory
 from loyaltysim.scenario import load_scenario, scenario_from_dict
-from loyaltysim.run import simulate
+from loyaltysim.experiments.run import simulate
 data = load_scenario(Path("experiments/scenarios/baseline.toml")).to_dict()
 data["market"]["customers"]["population"] = 400
 data["time"]["horizon"] = "20 weeks"

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from mesa import DataCollector
 
-from loyaltysim.agents import Customer, Firm
-from loyaltysim.model import FIRM_METRICS, LoyaltyMarket
-from loyaltysim.rules import NEVER, NO_FIRM, Cause
-from loyaltysim.streams import STREAM_NAMES, Streams
+from loyaltysim.model.agents import Customer, Firm
+from loyaltysim.model.market import FIRM_METRICS, LoyaltyMarket
+from loyaltysim.model.state import NEVER, NO_FIRM, Cause
+from loyaltysim.model.streams import STREAM_NAMES, Streams
 from same_state import assert_same_arrays
 
 MARKETS = ("contractual", "repertoire")

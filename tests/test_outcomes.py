@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loyaltysim import outcomes
-from loyaltysim.run import simulate
+from loyaltysim.experiments.run import simulate
+from loyaltysim.measures import outcomes
 
 
 @pytest.fixture(scope="module")

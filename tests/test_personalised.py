@@ -4,9 +4,10 @@ by the value its records show or by risk."""
 import numpy as np
 import pytest
 
-from loyaltysim import crm, outcomes
-from loyaltysim.model import LoyaltyMarket
-from loyaltysim.run import simulate
+from loyaltysim.experiments.run import simulate
+from loyaltysim.measures import outcomes
+from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.model.mechanisms import crm
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
 
 PERSONAL = {"kind": "personalised", "every": "4 weeks", "start": "8 weeks", "target": {"top_share": 0.1},

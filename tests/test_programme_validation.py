@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loyaltysim.model import LoyaltyMarket
+from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import scenario_from_dict
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "experiments" / "scenarios"
@@ -149,8 +149,8 @@ def test_enrolment_is_self_selected_and_a_naive_comparison_overstates_the_effect
 
 @pytest.mark.parametrize("market", ["baseline.toml", "baseline_repertoire.toml"])
 def test_default_breakage_is_in_the_reported_range(market):
-    from loyaltysim.outcomes import compute
-    from loyaltysim.run import simulate
+    from loyaltysim.experiments.run import simulate
+    from loyaltysim.measures.outcomes import compute
 
     rates = []
     for seed in (1, 2):

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from pydantic import TypeAdapter
 
-from loyaltysim import outcomes
-from loyaltysim.agents import Firm
-from loyaltysim.model import LoyaltyMarket
-from loyaltysim.programmes import Book
-from loyaltysim.rules import NO_FIRM, CustomerState
-from loyaltysim.run import simulate
+from loyaltysim.experiments.run import simulate
+from loyaltysim.measures import outcomes
+from loyaltysim.model.agents import Firm
+from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.model.mechanisms.programmes import Book
+from loyaltysim.model.state import NO_FIRM, CustomerState
 from loyaltysim.scenario import Customers, Programme, ScenarioError, scenario_from_dict
 from loyaltysim.units import DAYS
 from same_state import assert_same_arrays

@@ -13,11 +13,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from loyaltysim import report
 from loyaltysim.cli import app
-from loyaltysim.experiment import load_experiment
-from loyaltysim.outcomes import compute
-from loyaltysim.report import (
+from loyaltysim.experiments.design import load_experiment
+from loyaltysim.experiments.storage import DB_ENV_VAR, Registry, Run, read_run_dir
+from loyaltysim.experiments.sweep import plan, run_sweep
+from loyaltysim.measures.outcomes import compute
+from loyaltysim.reporting import report
+from loyaltysim.reporting.report import (
     ReportError,
     collect_results,
     describe_outcome,
@@ -31,8 +33,6 @@ from loyaltysim.report import (
     write_report_files,
 )
 from loyaltysim.scenario import scenario_from_dict
-from loyaltysim.storage import DB_ENV_VAR, Registry, Run, read_run_dir
-from loyaltysim.sweep import plan, run_sweep
 
 DATA = Path(__file__).resolve().parent / "data"
 TINY = DATA / "tiny_experiment.toml"

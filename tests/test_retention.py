@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loyaltysim import crm, outcomes
-from loyaltysim.agents import Firm
-from loyaltysim.model import LoyaltyMarket
-from loyaltysim.rules import NEVER
-from loyaltysim.run import simulate
+from loyaltysim.experiments.run import simulate
+from loyaltysim.measures import outcomes
+from loyaltysim.model.agents import Firm
+from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.model.mechanisms import crm
+from loyaltysim.model.state import NEVER
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
 
 RETENTION = {"kind": "retention", "every": "4 weeks", "start": "4 weeks",
@@ -49,7 +50,7 @@ def test_the_score_reads_only_what_the_firm_observes(make_scenario):
 
 
 def test_each_warning_sign_adds_its_points():
-    from loyaltysim.rules import CustomerState
+    from loyaltysim.model.state import CustomerState
     from loyaltysim.scenario import EarlyWarning
 
     st = CustomerState.allocate(5, 2, 1)

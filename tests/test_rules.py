@@ -5,9 +5,18 @@ import dataclasses
 import numpy as np
 import pytest
 
-from loyaltysim import rules
-from loyaltysim.rules import (
+from loyaltysim.model.rules import (
+    attribute_response,
+    defection_cause,
+    half_life_weight,
+    logit_choice,
+    recommend_score,
+    step_customers,
+    survey_score,
+)
+from loyaltysim.model.state import (
     ATTRACTIVE,
+    KANO_CODES,
     MUST_BE,
     NEVER,
     NO_FIRM,
@@ -17,13 +26,6 @@ from loyaltysim.rules import (
     Params,
     Shared,
     Variates,
-    attribute_response,
-    defection_cause,
-    half_life_weight,
-    logit_choice,
-    recommend_score,
-    step_customers,
-    survey_score,
 )
 
 # ----------------------------------------------------------------------------------- Kano responses
@@ -51,7 +53,7 @@ def test_attractive_responds_only_to_surplus():
 
 
 def test_weighted_response_sums_each_attribute_through_its_own_class():
-    from loyaltysim.rules import weighted_response
+    from loyaltysim.model.rules import weighted_response
 
     gap = np.array([[-0.1, -0.1, -0.1], [0.2, 0.2, 0.2]])
     kano = np.array([MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE], np.int8)
@@ -66,7 +68,7 @@ def test_weighted_response_sums_each_attribute_through_its_own_class():
 
 
 def test_kano_codes():
-    assert rules.KANO_CODES == {"must_be": MUST_BE, "one_dimensional": ONE_DIMENSIONAL, "attractive": ATTRACTIVE}
+    assert KANO_CODES == {"must_be": MUST_BE, "one_dimensional": ONE_DIMENSIONAL, "attractive": ATTRACTIVE}
     assert len({MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE}) == 3
 
 
@@ -487,7 +489,7 @@ def test_a_step_of_some_rows_leaves_the_others_alone():
 
 
 def test_quality_judges_offers_against_expectations_through_kano_shapes():
-    from loyaltysim.rules import quality_index
+    from loyaltysim.model.rules import quality_index
 
     expectation = np.array([[0.6, 0.6, 0.2]])
     np.testing.assert_allclose(quality_index(WEIGHTS[None, :], LEVELS, expectation, KANO, 2.0), [QUALITY],

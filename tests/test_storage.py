@@ -14,8 +14,8 @@ import sqlalchemy
 from sqlmodel import SQLModel
 
 import loyaltysim
-from loyaltysim import storage
-from loyaltysim.storage import (
+from loyaltysim.experiments import storage
+from loyaltysim.experiments.storage import (
     CodeIdentity,
     Experiment,
     Registry,

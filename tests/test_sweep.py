@@ -26,15 +26,23 @@ import pytest
 from typer.testing import CliRunner
 
 from cli_process import TIMEOUT, finish, start
-from loyaltysim import run as run_module
-from loyaltysim import sweep as sweep_module
 from loyaltysim.cli import app
-from loyaltysim.experiment import load_experiment
-from loyaltysim.model import LoyaltyMarket
-from loyaltysim.outcomes import compute
-from loyaltysim.run import simulate
-from loyaltysim.storage import DB_ENV_VAR, Registry, StorageError, code_identity, read_run_dir, run_dir_for, run_key
-from loyaltysim.sweep import plan, remove_stale_temp_dirs, run_sweep
+from loyaltysim.experiments import run as run_module
+from loyaltysim.experiments import sweep as sweep_module
+from loyaltysim.experiments.design import load_experiment
+from loyaltysim.experiments.run import simulate
+from loyaltysim.experiments.storage import (
+    DB_ENV_VAR,
+    Registry,
+    StorageError,
+    code_identity,
+    read_run_dir,
+    run_dir_for,
+    run_key,
+)
+from loyaltysim.experiments.sweep import plan, remove_stale_temp_dirs, run_sweep
+from loyaltysim.measures.outcomes import compute
+from loyaltysim.model.market import LoyaltyMarket
 
 DATA = Path(__file__).resolve().parent / "data"
 TINY = DATA / "tiny_experiment.toml"

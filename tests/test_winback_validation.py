@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loyaltysim import findings_winback as fw
-from loyaltysim import outcomes
-from loyaltysim.experiment import load_experiment
-from loyaltysim.model import LoyaltyMarket
-from loyaltysim.run import simulate
+from loyaltysim.experiments.design import load_experiment
+from loyaltysim.experiments.run import simulate
+from loyaltysim.measures import outcomes
+from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.reporting.findings import winback as fw
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 SIZE = {"population": 4000, "replications": 4}
@@ -94,7 +94,8 @@ def test_each_effect_disappears_without_its_mechanism(ablation, winback, effect)
 def _belief_gap_at_contact(failure_belief: float, influence: float, seed: int) -> float:
     """Mean (belief in the focal firm - its true quality index) of service leavers minus that of price leavers,
     when the win-back campaign contacts them."""
-    from loyaltysim.rules import Cause, quality_index
+    from loyaltysim.model.rules import quality_index
+    from loyaltysim.model.state import Cause
     from loyaltysim.scenario import load_scenario, scenario_from_dict
 
     data = load_scenario(EXPERIMENTS / "scenarios" / "winback.toml").to_dict()

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import __version__
+from loyaltysim import __version__
 
 app = typer.Typer(
     name="loyaltysim",
@@ -136,9 +136,10 @@ def run(
     else:
         spec = _load(scenario)  # before the heavy imports: a bad file is reported at once
 
-    from .run import execute_run
+    from loyaltysim.experiments.run import execute_run
+    from loyaltysim.experiments.storage import StorageError, resolve_db_url
+
     from .scenario import ScenarioError
-    from .storage import StorageError, resolve_db_url
 
     try:
         if steps is not None:
@@ -166,7 +167,7 @@ def run(
 
 
 def _load_experiment(path: Path):
-    from .experiment import ExperimentError, load_experiment
+    from loyaltysim.experiments.design import ExperimentError, load_experiment
 
     try:
         return load_experiment(path)
@@ -190,8 +191,8 @@ def sweep(
     """
     exp = _load_experiment(experiment)  # a bad file is reported before anything starts
 
-    from .storage import StorageError, resolve_db_url
-    from .sweep import SweepBroken, SweepInterrupted, run_sweep
+    from loyaltysim.experiments.storage import StorageError, resolve_db_url
+    from loyaltysim.experiments.sweep import SweepBroken, SweepInterrupted, run_sweep
 
     db_url = resolve_db_url(db, out.resolve())
     try:
@@ -230,8 +231,8 @@ def report(
     """Tables (summary, paired differences) and figures of an experiment's stored runs."""
     exp = _load_experiment(experiment)
 
-    from .report import ReportError, write_report
-    from .storage import DB_ENV_VAR, StorageError, resolve_db_url
+    from loyaltysim.experiments.storage import DB_ENV_VAR, StorageError, resolve_db_url
+    from loyaltysim.reporting.report import ReportError, write_report
 
     db_url = resolve_db_url(db, out.resolve())
     default_db = out.resolve() / "registry.sqlite"
@@ -258,7 +259,7 @@ def calibrate_check(
     from rich.console import Console
     from rich.table import Table
 
-    from .calibration import calibration_report
+    from loyaltysim.experiments.calibration import calibration_report
 
     spec = _load(scenario)
     report = calibration_report(spec, list(range(1, seeds + 1)))

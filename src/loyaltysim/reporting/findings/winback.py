@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .findings import _mean, _style, _values
-from .report import interval, register_figure, register_findings
+from loyaltysim.reporting.findings.trap import _mean, _style, _values
+from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 RATE = "focal.winback_rate"
 NPV = "focal.npv"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .report import interval, register_figure, register_findings
+from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 RETENTION_GAP = "focal.cohort_retention_annual - firm[Average].cohort_retention_annual"
 ATTITUDE_GAP = "focal.cohort_attitude - firm[Average].cohort_attitude"

@@ -21,12 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, loyalty
-from .agents import Firm
-from .model import CAMPAIGN_CODES, CAUSE_NAMES, LoyaltyMarket
-from .outcomes import compute as compute_outcomes
-from .scenario import LoyaltyScenario
-from .storage import (
+from loyaltysim import __version__
+from loyaltysim.experiments.storage import (
     CodeIdentity,
     Run,
     code_identity,
@@ -36,7 +32,12 @@ from .storage import (
     run_key,
     write_run_dir,
 )
-from .units import DAYS
+from loyaltysim.measures.outcomes import compute as compute_outcomes
+from loyaltysim.model import classifications
+from loyaltysim.model.agents import Firm
+from loyaltysim.model.market import CAMPAIGN_CODES, CAUSE_NAMES, LoyaltyMarket
+from loyaltysim.scenario import LoyaltyScenario
+from loyaltysim.units import DAYS
 
 # always written; "panel" too when outputs.panel_every is set
 TABLES = ("firms", "market", "defections", "surveys", "customers")
@@ -223,8 +224,8 @@ def _customers_table(model: LoyaltyMarket) -> pd.DataFrame:
         "last_score": pd.array(np.where(st.last_score > 0, st.last_score, 0), dtype="Int8"),
     })
     frame.loc[frame["last_score"] == 0, "last_score"] = pd.NA
-    for kind, names_ in (("ladder", loyalty.LADDER), ("dick_basu", loyalty.DICK_BASU),
-                         ("jones_sasser", loyalty.JONES_SASSER)):
+    for kind, names_ in (("ladder", classifications.LADDER), ("dick_basu", classifications.DICK_BASU),
+                         ("jones_sasser", classifications.JONES_SASSER)):
         frame[kind] = pd.Categorical.from_codes(model.classify_codes(kind).astype(int), categories=list(names_))
     return frame
 
@@ -240,8 +241,8 @@ def _panel_table(model: LoyaltyMarket) -> pd.DataFrame:
     panel["firm"] = np.array([*model.firm_names, None], dtype=object)[raw["firm"].astype(int)]
     panel["last_score"] = pd.array(np.where(raw["last_score"] > 0, raw["last_score"], 0), dtype="Int8")
     panel.loc[panel["last_score"] == 0, "last_score"] = pd.NA
-    for col, names in (("ladder", loyalty.LADDER), ("dick_basu", loyalty.DICK_BASU),
-                       ("jones_sasser", loyalty.JONES_SASSER)):
+    for col, names in (("ladder", classifications.LADDER), ("dick_basu", classifications.DICK_BASU),
+                       ("jones_sasser", classifications.JONES_SASSER)):
         panel[col] = pd.Categorical.from_codes(raw[col].astype(int), categories=list(names))
     return panel
 
@@ -351,7 +352,7 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
                 outcomes: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> StoredRun:
     """Simulate and store one run, unless the same run (same key) is already stored and complete.
 
-    ``outcomes`` (names from :mod:`loyaltysim.outcomes`) and ``extra`` fields are added to the summary and the
+    ``outcomes`` (names from :mod:`loyaltysim.measures.outcomes`) and ``extra`` fields are added to the summary and the
     manifest, as a sweep stores its runs, so that a run of an experiment replayed from its manifest is stored
     the same way.
     """

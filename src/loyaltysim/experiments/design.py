@@ -11,7 +11,7 @@ An experiment is a TOML file validated by pydantic (unknown keys are errors)::
     horizon = "260 weeks"                 # optional: overrides the scenario's time.horizon
     warmup = "52 weeks"                   # optional: overrides time.warmup
     population = 5000                     # optional: overrides market.customers.population
-    outcomes = ["focal.cohort_retention"] # names from loyaltysim.outcomes
+    outcomes = ["focal.cohort_retention"] # names from loyaltysim.measures.outcomes
     reference = { strategy = "none" }     # optional: paired differences are taken against this design point
     risk = false                          # also report percentiles and P(difference < 0) of the differences
     figures = []                          # optional: extra figures registered in loyaltysim.report.FIGURES
@@ -54,8 +54,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .outcomes import OutcomeError, check_name
-from .scenario import (
+from loyaltysim.measures.outcomes import OutcomeError, check_name
+from loyaltysim.scenario import (
     LoyaltyScenario,
     ScenarioError,
     as_dict,
@@ -64,7 +64,7 @@ from .scenario import (
     load_scenario,
     scenario_from_dict,
 )
-from .units import DurationField
+from loyaltysim.units import DurationField
 
 SCHEMA_VERSION = 1
 # columns of the report's tidy table that a factor name must not take
@@ -234,7 +234,7 @@ def cross_problems(data: Any, figure_names: list[str] | None = None) -> list[str
         for i, fig in enumerate(as_list(data.get("figures"))):
             if isinstance(fig, str) and fig not in figure_names:
                 problems.append(f"figures[{i}]: unknown figure '{fig}'; registered: {sorted(figure_names)}")
-        from .report import FINDINGS
+        from loyaltysim.reporting.report import FINDINGS
 
         for i, name in enumerate(as_list(data.get("findings"))):
             if isinstance(name, str) and name not in FINDINGS:
@@ -398,7 +398,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _registered_figures() -> list[str]:
-    from .report import load_figures  # light: the plotting libraries are imported only when drawing
+    from loyaltysim.reporting.report import load_figures  # light: the plotting libraries are imported only when drawing
 
     return list(load_figures())
 

@@ -1,6 +1,6 @@
 """The customers' other needs: categories beyond the main market, where coalition and co-brand partners sell.
 
-The main market (:mod:`loyaltysim.rules`) carries the full theory of satisfaction and loyalty. A **category**
+The main market (:mod:`loyaltysim.model.rules`) carries the full theory of satisfaction and loyalty. A **category**
 (``market.categories``: fuel, a department store, a card) is a simpler repertoire market over the same customers
 (row ``i`` is the same person everywhere, with the same price sensitivity): each customer has its own purchase
 rate (gamma-mixed Poisson, Ehrenberg 1959) and basket in the category, and on each occasion picks an outlet by
@@ -19,7 +19,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .rules import NO_FIRM, logit_choice
+from loyaltysim.model.rules import logit_choice
+from loyaltysim.model.state import NO_FIRM
 
 
 @dataclass

@@ -40,13 +40,17 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
-    from .storage import Registry
+    from loyaltysim.experiments.design import Experiment
+    from loyaltysim.experiments.storage import Registry
 
 FigureFunction = Callable[[pd.DataFrame, "Experiment", Path], Path]
 FIGURES: dict[str, FigureFunction] = {}
 # modules that register figures when imported; :func:`load_figures` imports those that exist
-FIGURE_MODULES: list[str] = ["loyaltysim.findings", "loyaltysim.findings_winback", "loyaltysim.findings_programmes"]
+FIGURE_MODULES: list[str] = [
+    "loyaltysim.reporting.findings.trap",
+    "loyaltysim.reporting.findings.winback",
+    "loyaltysim.reporting.findings.programmes",
+]
 _F = TypeVar("_F", bound=FigureFunction)
 
 CONFIDENCE = 0.95
@@ -364,9 +368,9 @@ class Report:
 
 def _outcomes_from_run_dir(run_dir: Path, names: list[str]) -> dict[str, float]:
     """Outcomes a stored run's summary lacks (it was stored for an experiment asking others), from its files."""
-    from .outcomes import compute
-    from .scenario import scenario_from_dict
-    from .storage import read_run_dir
+    from loyaltysim.experiments.storage import read_run_dir
+    from loyaltysim.measures.outcomes import compute
+    from loyaltysim.scenario import scenario_from_dict
 
     manifest, tables = read_run_dir(run_dir)
     return compute(names, scenario_from_dict(manifest["scenario"], source=str(run_dir)), tables,
@@ -375,8 +379,8 @@ def _outcomes_from_run_dir(run_dir: Path, names: list[str]) -> dict[str, float]:
 
 def collect_results(experiment: Experiment, registry: Registry, out_root: Path | str) -> tuple[pd.DataFrame, int]:
     """The tidy results of the experiment's stored runs, and how many of its runs are not stored."""
-    from .storage import run_dir_for
-    from .sweep import plan
+    from loyaltysim.experiments.storage import run_dir_for
+    from loyaltysim.experiments.sweep import plan
 
     out_root = Path(out_root).resolve()
     tasks = plan(experiment, out_root)
@@ -487,7 +491,7 @@ def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, p
     Raises :class:`ReportError` if runs are missing (unless ``partial``) or none is stored, and
     :class:`~loyaltysim.storage.StorageError` if the database is unusable.
     """
-    from .storage import Registry
+    from loyaltysim.experiments.storage import Registry
 
     out_root = Path(out_root).resolve()
     folder = out_root / experiment.name

@@ -55,9 +55,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rules import NEVER, CustomerState, row_total
-from .scenario import VALUE_TIERS, CashbackProgramme, PointsProgramme
-from .units import DAYS
+from loyaltysim.model.rules import row_total
+from loyaltysim.model.state import NEVER, CustomerState
+from loyaltysim.scenario import VALUE_TIERS, CashbackProgramme, PointsProgramme
+from loyaltysim.units import DAYS
 
 
 def among(x: np.ndarray, values) -> np.ndarray:

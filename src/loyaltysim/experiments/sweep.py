@@ -38,8 +38,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from .experiment import Experiment
-from .storage import (
+from loyaltysim.experiments.design import Experiment
+from loyaltysim.experiments.storage import (
     CodeIdentity,
     Registry,
     Run,
@@ -108,9 +108,9 @@ def run_task(task: Task) -> dict[str, Any]:
 
     A failure is returned, not raised, so that the coordinator records it and the sweep goes on.
     """
-    from .run import build_manifest, simulate, with_outcomes
-    from .scenario import scenario_from_dict
-    from .storage import write_run_dir
+    from loyaltysim.experiments.run import build_manifest, simulate, with_outcomes
+    from loyaltysim.experiments.storage import write_run_dir
+    from loyaltysim.scenario import scenario_from_dict
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .findings import _mean, _style
-from .findings_winback import _above, _money, paired
-from .report import interval, register_figure, register_findings
+from loyaltysim.reporting.findings.trap import _mean, _style
+from loyaltysim.reporting.findings.winback import _above, _money, paired
+from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 FACTOR = "programme"
 REFERENCE = "no programme"

@@ -19,15 +19,29 @@ from __future__ import annotations
 import numpy as np
 from mesa import DataCollector, Model
 
-from . import crm, loyalty, rules
-from . import network as net
-from .agents import Customer, Firm
-from .categories import Category, step_category
-from .crm import CRM
-from .memory import reuse_freed_memory
-from .programmes import Book
-from .rules import ATTRACTIVE, MUST_BE, NEVER, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState, Params, Shared, Variates
-from .scenario import (
+from loyaltysim.model import classifications, rules
+from loyaltysim.model.agents import Customer, Firm
+from loyaltysim.model.mechanisms import crm
+from loyaltysim.model.mechanisms import word_of_mouth as net
+from loyaltysim.model.mechanisms.categories import Category, step_category
+from loyaltysim.model.mechanisms.crm import CRM
+from loyaltysim.model.mechanisms.programmes import Book
+from loyaltysim.model.memory import reuse_freed_memory
+from loyaltysim.model.state import (
+    ATTRACTIVE,
+    KANO_CODES,
+    MUST_BE,
+    NEVER,
+    NO_FIRM,
+    ONE_DIMENSIONAL,
+    Cause,
+    CustomerState,
+    Params,
+    Shared,
+    Variates,
+)
+from loyaltysim.model.streams import Streams
+from loyaltysim.scenario import (
     AttributeChange,
     Entry,
     IncomeShock,
@@ -38,12 +52,11 @@ from .scenario import (
     ServiceCrisis,
     SwitchingCostChange,
 )
-from .streams import Streams
-from .units import DAYS
+from loyaltysim.units import DAYS
 
-LADDER_COLUMNS = tuple(f"stage_{s}" for s in loyalty.LADDER[1:5])  # a firm's own customers' stages
-DICK_BASU_COLUMNS = tuple(f"db_{s}" for s in loyalty.DICK_BASU)
-JONES_SASSER_COLUMNS = tuple(f"js_{s}" for s in loyalty.JONES_SASSER)
+LADDER_COLUMNS = tuple(f"stage_{s}" for s in classifications.LADDER[1:5])  # a firm's own customers' stages
+DICK_BASU_COLUMNS = tuple(f"db_{s}" for s in classifications.DICK_BASU)
+JONES_SASSER_COLUMNS = tuple(f"js_{s}" for s in classifications.JONES_SASSER)
 FIRM_METRICS = (
     "available", "customers", "share", "gained", "defections", "retention", "purchases", "units",
     "share_of_wallet", "satisfaction", "satisfaction_basic", "satisfaction_performance", "satisfaction_latent",
@@ -76,7 +89,7 @@ class LoyaltyMarket(Model):
 
     def __init__(self, scenario: LoyaltyScenario, *, seed: int | np.random.SeedSequence = 0,
                  one_at_a_time: bool = False):
-        reuse_freed_memory()  # a step's large temporaries reuse freed memory (see loyaltysim.memory)
+        reuse_freed_memory()  # a step's large temporaries reuse freed memory (see loyaltysim.model.memory)
         streams = Streams.from_seed(seed)
         super().__init__(rng=streams["mesa"])
         self.config = scenario
@@ -123,7 +136,7 @@ class LoyaltyMarket(Model):
             club_bond=c.club_bond,
         )
         cls = scenario.classification
-        self.definitions = loyalty.Definitions(
+        self.definitions = classifications.Definitions(
             contractual=self.contractual, repeat_steps=cls.repeat_tenure.steps(unit),
             repeat_share=cls.repeat_share, attitude_high=cls.attitude_high, delight_level=c.delight_level,
             advocate_level=market.network.advocate_level,
@@ -132,7 +145,7 @@ class LoyaltyMarket(Model):
         self.price_factor = 1.0
         self._shock = (NEVER, NEVER)  # first and last step of the latest income shock
         self.attribute_names = [a.name for a in market.attributes]
-        self.kano = np.array([rules.KANO_CODES[a.kano] for a in market.attributes], dtype=np.int8)
+        self.kano = np.array([KANO_CODES[a.kano] for a in market.attributes], dtype=np.int8)
         costs = np.array([a.cost_per_unit for a in market.attributes], dtype=np.float64)
         self.segment_names = [s.name for s in c.segments] or ["all"]
 
@@ -444,7 +457,7 @@ class LoyaltyMarket(Model):
     def _retention(self, f: Firm, c, t: int) -> None:
         """Score the firm's customers (its current providers' customers; in a repertoire market, those who bought
         there within the lapse window) with the campaign's early warning (observable data only: see
-        :mod:`loyaltysim.crm`), flag those the target selects (the riskiest share, or all at or above the
+        :mod:`loyaltysim.model.mechanisms.crm`), flag those the target selects (the riskiest share, or all at or above the
         threshold; ties in random order), leave a random ``holdout`` of them alone, and give the rest the save
         offer, riskiest first, within ``max_contacts`` and the budget (contact and offer costs), skipping
         customers contacted within ``recontact_after``. Every scored customer is logged (``warnings`` table), so
@@ -607,12 +620,12 @@ class LoyaltyMarket(Model):
         if kind not in ("ladder", "dick_basu", "jones_sasser"):
             raise KeyError(kind)
         if self._classified.get("step") != self.steps:
-            self._classified = {"step": self.steps, **loyalty.classify_all(self.customers, self.definitions)}
+            self._classified = {"step": self.steps, **classifications.classify_all(self.customers, self.definitions)}
         return self._classified[kind]
 
     def classify(self, kind: str) -> np.ndarray:
         """Each customer's class now, by name."""
-        names = {"ladder": loyalty.LADDER, "dick_basu": loyalty.DICK_BASU, "jones_sasser": loyalty.JONES_SASSER}
+        names = {"ladder": classifications.LADDER, "dick_basu": classifications.DICK_BASU, "jones_sasser": classifications.JONES_SASSER}
         return np.asarray(names[kind], dtype=object)[self.classify_codes(kind)]
 
     def _members(self) -> np.ndarray:
@@ -728,10 +741,10 @@ class LoyaltyMarket(Model):
         component_sums = [np.bincount(held, weights=c, minlength=n_firms) for c in components]
         wallet_own = np.bincount(firm, weights=st.wallet[who, firm], minlength=n_firms)
         wallet_all = np.bincount(firm, weights=rules.row_total(st.wallet)[who], minlength=n_firms)
-        ladder = loyalty.counts_by_firm(st.current, self.classify_codes("ladder"), n_firms, len(loyalty.LADDER))
-        db = loyalty.counts_by_firm(st.current, self.classify_codes("dick_basu"), n_firms, len(loyalty.DICK_BASU))
-        js = loyalty.counts_by_firm(st.current, self.classify_codes("jones_sasser"), n_firms,
-                                    len(loyalty.JONES_SASSER))
+        ladder = classifications.counts_by_firm(st.current, self.classify_codes("ladder"), n_firms, len(classifications.LADDER))
+        db = classifications.counts_by_firm(st.current, self.classify_codes("dick_basu"), n_firms, len(classifications.DICK_BASU))
+        js = classifications.counts_by_firm(st.current, self.classify_codes("jones_sasser"), n_firms,
+                                    len(classifications.JONES_SASSER))
         total = members.sum()
         latest = self.responses[-1] if self.responses else None
         responses = latest if latest is not None and latest["step"][:1].tolist() == [t] else None

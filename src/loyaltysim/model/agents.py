@@ -1,7 +1,7 @@
 """Mesa agents: customers as views onto rows of the market's arrays, and firms.
 
 A :class:`Customer` holds no state of its own: its attributes read its row of
-:class:`~loyaltysim.rules.CustomerState`, so ``model.agents_by_type[Customer]``, ``AgentSet.select``,
+:class:`~loyaltysim.model.state.CustomerState`, so ``model.agents_by_type[Customer]``, ``AgentSet.select``,
 ``groupby``/``agg`` and Mesa's ``DataCollector`` see the same numbers the vectorized step changes. Its
 :meth:`Customer.step` applies the shared rules to its own row: the one-at-a-time path, for teaching and as a
 test oracle.
@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from . import rules
-from .categories import step_category
-from .rules import NEVER, NO_FIRM
+from loyaltysim.model import rules
+from loyaltysim.model.mechanisms.categories import step_category
+from loyaltysim.model.state import NEVER, NO_FIRM
 
 if TYPE_CHECKING:
-    from .model import LoyaltyMarket
-    from .scenario import Firm as FirmSpec
+    from loyaltysim.model.market import LoyaltyMarket
+    from loyaltysim.scenario import Firm as FirmSpec
 
 
 class Customer(mesa.Agent):

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rules import NEVER, CustomerState
-from .scenario import EarlyWarning
+from loyaltysim.model.state import NEVER, CustomerState
+from loyaltysim.scenario import EarlyWarning
 
 
 class CRM:

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .model import LoyaltyMarket
-from .run import summarize, tabulate
-from .scenario import LoyaltyScenario
+from loyaltysim.experiments.run import summarize, tabulate
+from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.scenario import LoyaltyScenario
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from .scenario import LoyaltyScenario
-from .units import DAYS
+from loyaltysim.scenario import LoyaltyScenario
+from loyaltysim.units import DAYS
 
 SUMMARY_MEASURES = ("share_end", "share_mean", "annual_churn", "revenue", "profit", "npv", "satisfaction_mean",
                     "score_mean", "nps_mean", "satisfied_defector_share")

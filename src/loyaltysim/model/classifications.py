@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rules import NO_FIRM, CustomerState, row_total
+from loyaltysim.model.rules import row_total
+from loyaltysim.model.state import NO_FIRM, CustomerState
 
 DICK_BASU = ("none", "spurious", "latent", "true")
 JONES_SASSER = ("defector", "hostage", "mercenary", "loyalist", "apostle")

@@ -1,0 +1,1 @@
+"""Runs, experiment files and their designs, sweeps, the results store and the calibration check."""

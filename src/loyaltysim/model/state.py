@@ -1,0 +1,250 @@
+"""The state a step reads and writes: the customers' arrays, the run's behavioural constants, what every customer
+reads in a step (the firms' offers, word of mouth) and the step's random numbers; the codes they use."""
+
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+NO_FIRM = -1
+NEVER = -(2**30)  # "step of last event" for events that never happened
+
+MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE = 0, 1, 2
+KANO_CODES = {"must_be": MUST_BE, "one_dimensional": ONE_DIMENSIONAL, "attractive": ATTRACTIVE}
+
+
+class Cause(IntEnum):
+    """Why a customer defected: the textbook's seven causes of churn, plus a competitor's pull.
+
+    One cause per defection, assigned by :func:`defection_cause` from the state and event that produced it.
+    """
+
+    NONE = 0
+    NEEDS_NOT_MET = 1
+    MANAGER_LEFT = 2
+    COMPETITOR_OFFER = 3
+    PRICE_RISE = 4
+    SERVICE_FAILURE = 5
+    INTEGRITY_BREACH = 6
+    MARKET_FLUCTUATION = 7
+    NATURAL_CHURN = 8
+
+
+@dataclass
+class CustomerState:
+    """The population's state: one row per customer, one column per firm (F) or attribute (A).
+
+    Traits are drawn once; dynamic fields change each step; the ``step_*`` fields hold what happened in the
+    last step and are overwritten by the next.
+    """
+
+    # traits
+    segment: np.ndarray  # i1[n]
+    value_tier: np.ndarray  # i1[n] 0 low, 1 medium, 2 high expected spend
+    purchase_rate: np.ndarray  # f8[n] expected occasions per step
+    basket: np.ndarray  # f8[n] units bought per occasion
+    variety: np.ndarray  # f8[n] chance an occasion goes to another firm (repertoire)
+    price_sensitivity: np.ndarray  # f8[n]
+    weights: np.ndarray  # f8[n, A] attribute importance, rows sum to 1
+    threshold: np.ndarray  # f8[n] satisfaction threshold
+    # dynamic
+    active: np.ndarray  # bool[n] in the market
+    current: np.ndarray  # i4[n] provider (contractual) or habitual firm (repertoire); -1 none
+    previous: np.ndarray  # i4[n] the firm last left; -1 none
+    tenure: np.ndarray  # i4[n] steps with the current firm
+    relationship_purchases: np.ndarray  # i4[n] occasions with the current firm in this relationship
+    expectation: np.ndarray  # f8[n, A] expected attribute levels
+    perceived: np.ndarray  # f8[n, F] perceived quality of each firm, 0..1
+    satisfaction: np.ndarray  # f8[n, F] smoothed satisfaction with each firm (0: expectations just met)
+    attitude: np.ndarray  # f8[n] attitudinal loyalty to the current firm, 0..1
+    financial_cost: np.ndarray  # f8[n] financial switching cost (balances, status), utility units
+    club: np.ndarray  # bool[n] member of the current firm's club
+    manager: np.ndarray  # i4[n] relationship manager at the current firm; -1 none
+    manager_lost: np.ndarray  # i4[n] step the customer's manager left
+    wallet: np.ndarray  # f8[n, F] decayed units bought (share of wallet)
+    last_buy: np.ndarray  # i4[n, F] step of the last purchase at each firm
+    since: np.ndarray  # i4[n, F] step the current relationship with each firm began
+    last_failure: np.ndarray  # i4[n] step of the last service failure
+    switch_cause: np.ndarray  # i1[n] cause of the latest change of firm
+    last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
+    # relationships and campaigns
+    relationship_value: np.ndarray  # f8[n] margin earned by the current firm in this relationship
+    relationship_revenue: np.ndarray  # f8[n] revenue it earned in this relationship (after personal discounts)
+    lost_value: np.ndarray  # f8[n] margin of the relationship the customer last left (its value to that firm)
+    lost_at: np.ndarray  # i4[n] step the customer last left a firm
+    offer_firm: np.ndarray  # i4[n] firm whose personal offer the customer holds; -1 none
+    offer_until: np.ndarray  # i4[n] last step of the offer
+    offer_discount: np.ndarray  # f8[n] share off that firm's price while the offer lasts
+    offer_upgrade: np.ndarray  # f8[n] share of service failures at that firm removed while it lasts
+    offer_cost: np.ndarray  # f8[n] what the firm pays if the customer accepts
+    contacted_at: np.ndarray  # i4[n] step of the last campaign contact
+    regained_by: np.ndarray  # i4[n] firm that won the customer back with an offer; -1 none
+    regained_at: np.ndarray  # i4[n] step it did (the start of a second lifetime)
+    # what happened in the last step
+    step_firm: np.ndarray  # i4[n] firm bought from, -1 none
+    step_purchases: np.ndarray  # i4[n] occasions
+    step_units: np.ndarray  # f8[n] units bought
+    step_failed: np.ndarray  # bool[n]
+    step_complained: np.ndarray  # bool[n]
+    step_recovered: np.ndarray  # bool[n]
+    step_left: np.ndarray  # i4[n] firm the customer left this step (switch or exit), -1 none
+    step_cause: np.ndarray  # i1[n] cause of that departure
+    step_gained: np.ndarray  # i4[n] firm that won the customer this step, -1 none
+    step_discount: np.ndarray  # f8[n] revenue given up to a personal discount
+    step_member_discount: np.ndarray  # f8[n] revenue given up to programme discounts (tiers, member days, clubs)
+    step_regained: np.ndarray  # bool[n] won back this step by an offer
+    step_lifetime_value: np.ndarray  # f8[n] value of the relationship the customer left this step
+    step_lifetime_revenue: np.ndarray  # f8[n] revenue of that relationship
+    step_second_ended: np.ndarray  # bool[n] the relationship it left was a second lifetime
+
+    @classmethod
+    def allocate(cls, n: int, n_firms: int, n_attributes: int) -> CustomerState:
+        f8, i4 = np.float64, np.int32
+        return cls(
+            segment=np.zeros(n, np.int8),
+            value_tier=np.zeros(n, np.int8),
+            purchase_rate=np.zeros(n, f8),
+            basket=np.ones(n, f8),
+            variety=np.zeros(n, f8),
+            price_sensitivity=np.zeros(n, f8),
+            weights=np.zeros((n, n_attributes), f8),
+            threshold=np.zeros(n, f8),
+            active=np.ones(n, bool),
+            current=np.full(n, NO_FIRM, i4),
+            previous=np.full(n, NO_FIRM, i4),
+            tenure=np.zeros(n, i4),
+            relationship_purchases=np.zeros(n, i4),
+            expectation=np.zeros((n, n_attributes), f8),
+            perceived=np.zeros((n, n_firms), f8),
+            satisfaction=np.zeros((n, n_firms), f8),
+            attitude=np.zeros(n, f8),
+            financial_cost=np.zeros(n, f8),
+            club=np.zeros(n, bool),
+            manager=np.full(n, NO_FIRM, i4),
+            manager_lost=np.full(n, NEVER, i4),
+            wallet=np.zeros((n, n_firms), f8),
+            last_buy=np.full((n, n_firms), NEVER, i4),
+            since=np.full((n, n_firms), NEVER, i4),
+            last_failure=np.full(n, NEVER, i4),
+            switch_cause=np.zeros(n, np.int8),
+            last_score=np.zeros(n, np.int8),
+            step_firm=np.full(n, NO_FIRM, i4),
+            step_purchases=np.zeros(n, i4),
+            step_units=np.zeros(n, f8),
+            step_failed=np.zeros(n, bool),
+            step_complained=np.zeros(n, bool),
+            step_recovered=np.zeros(n, bool),
+            step_left=np.full(n, NO_FIRM, i4),
+            step_cause=np.zeros(n, np.int8),
+            step_gained=np.full(n, NO_FIRM, i4),
+            relationship_value=np.zeros(n, f8),
+            relationship_revenue=np.zeros(n, f8),
+            lost_value=np.zeros(n, f8),
+            lost_at=np.full(n, NEVER, i4),
+            offer_firm=np.full(n, NO_FIRM, i4),
+            offer_until=np.full(n, NEVER, i4),
+            offer_discount=np.zeros(n, f8),
+            offer_upgrade=np.zeros(n, f8),
+            offer_cost=np.zeros(n, f8),
+            contacted_at=np.full(n, NEVER, i4),
+            regained_by=np.full(n, NO_FIRM, i4),
+            regained_at=np.full(n, NEVER, i4),
+            step_discount=np.zeros(n, f8),
+            step_member_discount=np.zeros(n, f8),
+            step_regained=np.zeros(n, bool),
+            step_lifetime_value=np.zeros(n, f8),
+            step_lifetime_revenue=np.zeros(n, f8),
+            step_second_ended=np.zeros(n, bool),
+        )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __len__(self) -> int:
+        return self.active.shape[0]
+
+
+@dataclass(frozen=True)
+class Params:
+    """Behavioural constants of one run, already converted to the step length."""
+
+    contractual: bool
+    lapse_steps: int
+    quality_weight: float
+    choice_noise: float
+    loss_aversion: float
+    sat_alpha: float  # smoothing weight of a new experience
+    expect_alpha: float  # pull of experience on expectations of must-be and one-dimensional attributes
+    latent_alpha: float  # pull of experience on expectations of attractive (latent) attributes
+    competitor_alpha: float  # pull of the best offer in the market on expectations of known attributes
+    learn_alpha: float
+    wallet_decay: float
+    p_search_satisfied: float
+    p_search_dissatisfied: float
+    offer_attention: float
+    p_leave: float
+    p_enter: float
+    failure_severity: float
+    failure_belief: float
+    complaint_rate: float
+    complaint_rate_dissatisfied: float
+    unresolved_factor: float
+    recovery_paradox: float
+    marketing_effect: float
+    wom_influence: float
+    attribution_steps: int
+    delight_level: float
+    attitude_gain: float
+    attitude_loss: float
+    attitude_decay: float
+    relationship_premium: float
+    relational_per_step: float
+    relational_cap: float
+    manager_bond: float
+    club_bond: float
+
+
+@dataclass
+class Shared:
+    """What every customer reads in a step: the firms' offers, market conditions, and social signals."""
+
+    t: int
+    available: np.ndarray  # bool[F] firms in the market
+    price: np.ndarray  # f8[F]
+    unit_cost: np.ndarray  # f8[F]
+    price_ref: float
+    price_factor: float  # multiplies price sensitivity (income shocks)
+    levels: np.ndarray  # f8[F, A]
+    best_levels: np.ndarray  # f8[A] best level offered in the market
+    kano: np.ndarray  # i1[A] current Kano class of each attribute
+    reliability: np.ndarray  # f8[F]
+    recovery: np.ndarray  # f8[F]
+    reach: np.ndarray  # f8[F] per-step chance of marketing exposure
+    managers: np.ndarray  # i4[F] relationship managers per firm
+    price_rose: np.ndarray  # bool[F] price raised within the attribution window
+    breached: np.ndarray  # bool[F] integrity breach within the attribution window
+    shocked: bool  # an income shock within the attribution window
+    switching_cost: float  # procedural
+    wom_pos: np.ndarray  # f8[n, F] share of neighbours recommending each firm
+    wom_neg: np.ndarray  # f8[n, F] share of neighbours warning against each firm
+    perks: Any = None  # loyalty programmes' loyaltysim.programmes.Perks (None: no programme in the market)
+
+
+@dataclass
+class Variates:
+    """The random numbers of one step, drawn for the whole population whatever happens."""
+
+    occasions: np.ndarray  # i8[n]
+    u_search: np.ndarray  # f8[n]
+    u_attention: np.ndarray  # f8[n]
+    u_variety: np.ndarray  # f8[n]
+    gumbel: np.ndarray  # f8[n, F]
+    u_fail: np.ndarray  # f8[n]
+    u_complain: np.ndarray  # f8[n]
+    u_recover: np.ndarray  # f8[n]
+    u_market: np.ndarray  # f8[n, F]
+    u_life: np.ndarray  # f8[n]
