@@ -87,7 +87,7 @@ def test_defection_cause_precedence_covers_every_cause():
 def test_classifications_follow_their_definitions(make_scenario):
     model = LoyaltyMarket(make_scenario(market__customers__population=6), seed=0)
     st = model.customers
-    d = replace(model.definitions, contractual=True, repeat_steps=26, attitude_high=0.5, delight_level=0.02,
+    d = replace(model.classifier.definitions, contractual=True, repeat_steps=26, attitude_high=0.5, delight_level=0.02,
                 advocate_level=0.02)
     st.current[:] = [0, 0, 0, 0, -1, -1]
     st.previous[:] = [-1, -1, -1, -1, -1, 1]
@@ -107,7 +107,7 @@ def test_classifications_follow_their_definitions(make_scenario):
 
 
 def _defections(model, cause: Cause, after: int = 0) -> int:
-    return int(sum((d["cause"][d["step"] > after] == cause).sum() for d in model.departures))
+    return int(sum((d["cause"][d["step"] > after] == cause).sum() for d in model.accounts.departures))
 
 
 def _run(scenario, seed, steps=None):
@@ -131,8 +131,8 @@ def test_a_switching_cost_drop_raises_churn(make_scenario):
     drop = {"kind": "switching_cost_change", "at": "10 weeks", "switching_cost": 0.0}
     same = make_scenario(market__customers__population=1500)
     lower = make_scenario(market__customers__population=1500, market__events=[drop])
-    before = [sum(d["step"].size for d in _run(same, s).departures[10:]) for s in SEEDS]
-    after = [sum(d["step"].size for d in _run(lower, s).departures[10:]) for s in SEEDS]
+    before = [sum(d["step"].size for d in _run(same, s).accounts.departures[10:]) for s in SEEDS]
+    after = [sum(d["step"].size for d in _run(lower, s).accounts.departures[10:]) for s in SEEDS]
     assert np.mean(after) > 1.3 * np.mean(before), (before, after)
 
 
@@ -144,7 +144,7 @@ def test_a_departing_manager_takes_customers_with_them(make_scenario):
         model = _run(scenario, seed)
         lost = _defections(model, Cause.MANAGER_LEFT)
         assert lost > 0
-        managed = [d for d in model.departures if (d["cause"] == Cause.MANAGER_LEFT).any()]
+        managed = [d for d in model.accounts.departures if (d["cause"] == Cause.MANAGER_LEFT).any()]
         dest = np.concatenate([d["destination"][d["cause"] == Cause.MANAGER_LEFT] for d in managed])
         assert (dest == 1).mean() > 0.5  # most follow the manager to Rival A
 
@@ -162,7 +162,7 @@ def test_an_income_shock_sends_customers_to_cheaper_firms_as_market_fluctuation(
     scenario = make_scenario(market__customers__population=1500, market__events=[shock])
     for seed in SEEDS:
         model = _run(scenario, seed)
-        rows = [d for d in model.departures if (d["cause"] == Cause.MARKET_FLUCTUATION).any()]
+        rows = [d for d in model.accounts.departures if (d["cause"] == Cause.MARKET_FLUCTUATION).any()]
         assert rows
         frm = np.concatenate([d["firm"][d["cause"] == Cause.MARKET_FLUCTUATION] for d in rows])
         to = np.concatenate([d["destination"][d["cause"] == Cause.MARKET_FLUCTUATION] for d in rows])

@@ -49,7 +49,7 @@ def test_only_lapsed_customers_of_the_firm_are_contacted_and_each_regain_is_coun
     assert (st.current[back] == 0).all()  # a second lifetime is with the firm that won them back
     assert (st.regained_at[back] >= st.contacted_at[back]).all()  # ... which starts at reacquisition
     regained_total = _focal(model)["regained"].sum()
-    ended = sum(int((d["second_lifetime"] & (d["firm"] == 0)).sum()) for d in model.departures)
+    ended = sum(int((d["second_lifetime"] & (d["firm"] == 0)).sum()) for d in model.accounts.departures)
     assert regained_total == back.sum() + ended  # every regain is either still running or ended once
 
 
@@ -195,7 +195,7 @@ def test_targeting_by_customer_segment_and_value_tier(make_scenario, scenario_da
     model = LoyaltyMarket(
         make_scenario(market__customers__population=3000, market__customers__segments=segments,
                       policy__campaigns=[campaign]), seed=1).run(30)
-    contacted = np.concatenate([e["customer"] for e in model.contact_log])
+    contacted = np.concatenate([e["customer"] for e in model.campaigns.contact_log])
     assert contacted.size > 0
     assert (model.customers.segment[contacted] == 0).all() and (model.customers.value_tier[contacted] == 2).all()
     bad = {**CAMPAIGN, "target": {"segments": ["students"]}}

@@ -202,9 +202,9 @@ def test_model_reporters(trace):
 def test_departure_rows_are_valid(trace):
     m = trace.model
     n, n_firms = len(m.customers), len(m.firms)
-    assert len(m.departures) == STEPS
+    assert len(m.accounts.departures) == STEPS
     total = 0
-    for t, dep in enumerate(m.departures, start=1):
+    for t, dep in enumerate(m.accounts.departures, start=1):
         k = dep["customer"].size
         total += k
         assert all(col.shape == (k,) for col in dep.values())
@@ -222,7 +222,7 @@ def test_departure_rows_are_valid(trace):
 def test_contractual_departures_are_the_customers_who_left_a_firm(contractual_trace):
     trace = contractual_trace
     m = trace.model
-    for t, dep in enumerate(m.departures, start=1):
+    for t, dep in enumerate(m.accounts.departures, start=1):
         before, after = trace.states[t - 1]["current"], trace.states[t]["current"]
         moved = np.flatnonzero((before >= 0) & (after != before))
         np.testing.assert_array_equal(np.sort(dep["customer"]), moved, err_msg=f"step {t}")
@@ -240,7 +240,7 @@ def test_repertoire_departures_are_lapsed_customers(repertoire_trace):
     trace = repertoire_trace
     m = trace.model
     lapse = m.params.lapse_steps
-    for t, dep in enumerate(m.departures, start=1):
+    for t, dep in enumerate(m.accounts.departures, start=1):
         st, prev = trace.states[t], trace.states[t - 1]
         lost = np.argwhere((t - st["last_buy"]) == lapse)  # rows sorted by customer, then firm
         np.testing.assert_array_equal(np.column_stack([dep["customer"], dep["firm"]]), lost, err_msg=f"step {t}")
@@ -265,7 +265,7 @@ def test_contractual_customer_counts_are_conserved_across_each_step(contractual_
     with_a_firm = m.datacollector.get_model_vars_dataframe()["with_a_firm"].to_numpy()
     with_a_firm = np.concatenate([[(trace.states[0]["current"] >= 0).sum()], with_a_firm])
     np.testing.assert_array_equal(np.diff(with_a_firm), gained.sum(axis=1) - defections.sum(axis=1))
-    exits = np.array([(dep["destination"] == NO_FIRM).sum() for dep in m.departures])
+    exits = np.array([(dep["destination"] == NO_FIRM).sum() for dep in m.accounts.departures])
     lost_firm = np.array([((trace.states[t - 1]["current"] >= 0) & (trace.states[t]["current"] == NO_FIRM)).sum()
                           for t in range(1, STEPS + 1)])
     np.testing.assert_array_equal(exits, lost_firm)
@@ -300,11 +300,12 @@ def test_same_seed_gives_bit_identical_runs(make_scenario, market):
     pd.testing.assert_frame_equal(firm_frame(a), firm_frame(b), check_exact=True)
     pd.testing.assert_frame_equal(a.datacollector.get_model_vars_dataframe(),
                                   b.datacollector.get_model_vars_dataframe(), check_exact=True)
-    for da, db in zip(a.departures + a.responses, b.departures + b.responses, strict=True):
+    logs_a, logs_b = a.accounts.departures + a.surveys.responses, b.accounts.departures + b.surveys.responses
+    for da, db in zip(logs_a, logs_b, strict=True):
         assert da.keys() == db.keys()
         for k in da:
             np.testing.assert_array_equal(da[k], db[k], err_msg=k)
-    assert (a.network != b.network).nnz == 0
+    assert (a.word_of_mouth.network != b.word_of_mouth.network).nnz == 0
 
 
 @pytest.mark.parametrize("market", MARKETS)
@@ -314,7 +315,7 @@ def test_different_seeds_give_different_runs(make_scenario, market):
     for name in (*TRAITS, "current", "satisfaction", "perceived", "last_buy"):
         assert not np.array_equal(a.customers.arrays()[name], b.customers.arrays()[name]), name
     assert not firm_frame(a).equals(firm_frame(b))
-    assert (a.network != b.network).nnz > 0
+    assert (a.word_of_mouth.network != b.word_of_mouth.network).nnz > 0
 
 
 def test_a_spawned_seed_sequence_is_its_own_reproducible_run(make_scenario):
@@ -393,7 +394,7 @@ def test_a_policy_change_leaves_the_population_and_untouched_draws_alone(make_sc
     for name in TRAITS:
         np.testing.assert_array_equal(a.customers.arrays()[name], b.customers.arrays()[name], err_msg=name)
         assert not np.array_equal(a.customers.arrays()[name], other_seed.customers.arrays()[name]), name
-    assert (a.network != b.network).nnz == 0
+    assert (a.word_of_mouth.network != b.word_of_mouth.network).nnz == 0
     for t in range(1, 11):
         a.step()
         b.step()
@@ -594,7 +595,7 @@ def test_a_price_rise_explains_defections_for_the_attribution_window(make_scenar
         rose.append(bool(m.shared.price_rose[0]))
         assert not m.shared.price_rose[1:].any()
     assert rose == [t in range(10, 10 + window + 1) for t in range(1, 26)]
-    price_rise = [d for d in m.departures if (d["cause"] == Cause.PRICE_RISE).any()]
+    price_rise = [d for d in m.accounts.departures if (d["cause"] == Cause.PRICE_RISE).any()]
     assert price_rise, "a 50% price rise must drive some defections"
     for d in price_rise:
         blamed = d["cause"] == Cause.PRICE_RISE
@@ -636,8 +637,8 @@ def test_removing_the_switching_cost_raises_switching(make_scenario, market):
         sc_, st_ = _switches(c, 30), _switches(tr, 30)
         # common random numbers: identical until the event
         np.testing.assert_array_equal(sc_[:9], st_[:9])
-        assert c.switching_cost == control_sc.market.customers.switching_cost > 0
-        assert tr.switching_cost == 0.0
+        assert c.events.switching_cost == control_sc.market.customers.switching_cost > 0
+        assert tr.events.switching_cost == 0.0
         assert tr.shared.switching_cost == 0.0
         control.append(sc_[9:].sum())
         treated.append(st_[9:].sum())

@@ -20,9 +20,9 @@ def test_value_ranking_offers_to_the_customers_with_the_most_recent_purchases(ma
     model.run(8)  # the first round comes at step 9: score from the records up to step 8
     st = model.customers
     rows = np.flatnonzero(st.active & (st.current == 0))
-    recent = model.crm.recent_purchases(rows, 0, 8, window)
+    recent = model.campaigns.crm.recent_purchases(rows, 0, 8, window)
     model.step()
-    log = model.warning_log[-1]
+    log = model.campaigns.warning_log[-1]
     np.testing.assert_array_equal(log["customer"], rows)
     np.testing.assert_array_equal(log["score"], recent.astype(float))
     chosen = log["flagged"]
@@ -58,9 +58,9 @@ def test_risk_ranking_uses_the_early_warning(make_scenario):
     rivals = [f.price for f in model.firms[1:]]
     gap = (model.firms[0].price - min(rivals)) / model.firms[0].price
     spec = model.config.policy.campaigns[0].warning
-    expected = crm.risk_scores(st, model.crm, rows, 0, 9, spec, spec.window.steps("week"), 52, gap)
+    expected = crm.risk_scores(st, model.campaigns.crm, rows, 0, 9, spec, spec.window.steps("week"), 52, gap)
     model.step()
-    np.testing.assert_allclose(model.warning_log[-1]["score"], expected)
+    np.testing.assert_allclose(model.campaigns.warning_log[-1]["score"], expected)
 
 
 @pytest.mark.parametrize(("target", "needle"), [

@@ -184,7 +184,7 @@ def test_points_issued_follow_the_earn_rule_with_bonuses_and_tier_bonus(make_sce
     for t in range(1, 31):
         members = q.member.copy()  # earning is booked before the step's enrolment
         model.step()
-        st, price = model.customers, model._prices()
+        st, price = model.customers, model.seller_prices()
         gift = members & (book.birthday == t % YEAR)
         birthdays += int(gift.sum())
         earned = (np.where(members, _spend(st, price, 0), 0.0) * _bonus_multiplier(t) * (1.0 + bonus[q.tier])
@@ -422,7 +422,7 @@ def test_tiers_in_a_model_run_follow_the_qualification_window(make_scenario):
         model.step()
         st = model.customers
         bought = members & (st.step_firm == 0)
-        spend_hist.append(np.where(bought, _spend(st, model._prices(), 0), 0.0))
+        spend_hist.append(np.where(bought, _spend(st, model.seller_prices(), 0), 0.0))
         visit_hist.append(np.where(bought, st.step_purchases, 0))
         s, v = np.sum(spend_hist[-8:], axis=0), np.sum(visit_hist[-8:], axis=0)
         np.testing.assert_allclose(q.q_spend.sum(axis=1), s, atol=1e-9)
@@ -467,7 +467,7 @@ def test_cashback_pays_the_highest_rate_met_on_the_period_spend(make_scenario):
         model.step()
         st = model.customers
         bought = members & (st.step_firm == 0)
-        spend += np.where(bought, _spend(st, model._prices(), 0), 0.0)
+        spend += np.where(bought, _spend(st, model.seller_prices(), 0), 0.0)
         days += bought
         streak = np.where(bought, streak + 1, 0)
         best = np.maximum(best, streak)
@@ -506,7 +506,7 @@ def test_fees_are_charged_each_step_and_members_leave_at_renewal_when_the_benefi
         model.step()
         row = book.log[-1]
         assert row["fees"] == pytest.approx(row["members"] * fee_step, rel=1e-12)
-        benefit = book.expected_benefit(q, model.customers, model._prices())
+        benefit = book.expected_benefit(q, model.customers, model.seller_prices())
         quit_ = members & ~q.member
         renewal = members & (t > joined) & ((t - joined) % YEAR == 0)
         assert not (quit_ & ~renewal).any(), f"left outside a renewal at step {t}"

@@ -38,14 +38,14 @@ def test_the_score_reads_only_what_the_firm_observes(make_scenario):
     st = model.customers
     rows = np.flatnonzero(st.active & (st.current == 0))
     warning = model.config.policy.campaigns[0].warning
-    before = crm.risk_scores(st, model.crm, rows, 0, model.steps + 1, warning, 8, 52, 0.05)
+    before = crm.risk_scores(st, model.campaigns.crm, rows, 0, model.steps + 1, warning, 8, 52, 0.05)
     assert before.max() > before.min()  # the score does discriminate
     rng = np.random.default_rng(0)
     for hidden in ("satisfaction", "perceived", "expectation", "threshold", "price_sensitivity", "weights"):
         getattr(st, hidden)[:] = rng.random(getattr(st, hidden).shape)
     st.attitude[:] = rng.random(st.attitude.shape)
     st.financial_cost[:] = rng.random(st.financial_cost.shape)
-    after = crm.risk_scores(st, model.crm, rows, 0, model.steps + 1, warning, 8, 52, 0.05)
+    after = crm.risk_scores(st, model.campaigns.crm, rows, 0, model.steps + 1, warning, 8, 52, 0.05)
     np.testing.assert_array_equal(before, after)
 
 
@@ -86,8 +86,8 @@ def test_records_follow_each_firm_and_start_afresh_with_a_relationship(make_scen
         buyer = np.flatnonzero(st.step_firm >= 0)
         counted[buyer, st.step_firm[buyer]] += st.step_purchases[buyer]
     started = model.customers.since > 0  # relationships begun in the run: recorded from their start
-    np.testing.assert_array_equal(model.crm.total[started], counted[started])
-    scored = pd.concat([pd.DataFrame(r) for r in model.warning_log])
+    np.testing.assert_array_equal(model.campaigns.crm.total[started], counted[started])
+    scored = pd.concat([pd.DataFrame(r) for r in model.campaigns.warning_log])
     st = model.customers
     assert (st.current[scored["customer"]] != 0).any()  # non-habitual buyers are the firm's customers too
 
@@ -133,7 +133,7 @@ def test_threshold_value_tiers_budget_and_manager(make_scenario):
                          offer={"manager": True})
     model = LoyaltyMarket(make_scenario(market__customers__population=2000, policy__campaigns=[campaign]), seed=5)
     model.run(30)
-    scored = pd.concat([pd.DataFrame(r) for r in model.warning_log])
+    scored = pd.concat([pd.DataFrame(r) for r in model.campaigns.warning_log])
     st = model.customers
     assert (st.value_tier[scored["customer"]] == 2).all()
     assert (scored["flagged"] == (scored["score"] >= 0.5)).all()

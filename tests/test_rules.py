@@ -8,7 +8,6 @@ import pytest
 from loyaltysim.model.rules import (
     attribute_response,
     defection_cause,
-    half_life_weight,
     logit_choice,
     recommend_score,
     step_customers,
@@ -26,6 +25,7 @@ from loyaltysim.model.state import (
     Params,
     Shared,
     Variates,
+    half_life_weight,
 )
 
 # ----------------------------------------------------------------------------------- Kano responses

@@ -11,7 +11,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from loyaltysim.experiments import run as run_module
-from loyaltysim.experiments.run import TABLES, execute_run, simulate
+from loyaltysim.experiments.run import execute_run, simulate
+from loyaltysim.measures.tables import TABLES
 from loyaltysim.experiments.storage import Registry, StorageError, read_run_dir, run_dir_for
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
 from loyaltysim.units import DAYS

@@ -106,7 +106,7 @@ def _belief_gap_at_contact(failure_belief: float, influence: float, seed: int) -
     seen = 0
     while model.steps < 110:
         model.step()
-        for entry in model.contact_log[seen:]:
+        for entry in model.campaigns.contact_log[seen:]:
             st, who = model.customers, entry["customer"]
             levels = np.array([f.levels for f in model.firms])
             quality = quality_index(st.weights[who], levels, st.expectation[who], model.kano,
@@ -114,7 +114,7 @@ def _belief_gap_at_contact(failure_belief: float, influence: float, seed: int) -
             for cause, gap in gaps.items():
                 mine = entry["cause"] == cause
                 gap.extend(st.perceived[who[mine], 0] - quality[mine])
-        seen = len(model.contact_log)
+        seen = len(model.campaigns.contact_log)
     return float(np.mean(gaps[Cause.SERVICE_FAILURE]) - np.mean(gaps[Cause.PRICE_RISE]))
 
 

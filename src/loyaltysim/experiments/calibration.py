@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from loyaltysim.experiments.run import summarize, tabulate
+from loyaltysim.measures.summary import summarize
+from loyaltysim.measures.tables import tabulate
 from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import LoyaltyScenario
 

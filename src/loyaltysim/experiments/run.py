@@ -9,7 +9,6 @@ simulating, so a bad database URL or an unwritable directory costs nothing and l
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -33,14 +32,10 @@ from loyaltysim.experiments.storage import (
     write_run_dir,
 )
 from loyaltysim.measures.outcomes import compute as compute_outcomes
-from loyaltysim.model import classifications
-from loyaltysim.model.agents import Firm
-from loyaltysim.model.market import CAMPAIGN_CODES, CAUSE_NAMES, LoyaltyMarket
+from loyaltysim.measures.summary import nan_to_none, summarize
+from loyaltysim.measures.tables import tabulate
+from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import LoyaltyScenario
-from loyaltysim.units import DAYS
-
-# always written; "panel" too when outputs.panel_every is set
-TABLES = ("firms", "market", "defections", "surveys", "customers")
 
 
 @dataclass
@@ -67,246 +62,6 @@ def simulate(scenario: LoyaltyScenario, *, seed: int = 0, spawn_key: tuple[int, 
     return RunResult(scenario, seed, tuple(spawn_key), tables, summary, timings)
 
 
-def _concat(parts: list[dict[str, np.ndarray]], columns: list[str]) -> dict[str, np.ndarray]:
-    if not parts:
-        return {c: np.array([]) for c in columns}
-    return {c: np.concatenate([p[c] for p in parts]) for c in columns}
-
-
-def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
-    """The run's tables: firm time series, market time series, defection log and survey answers."""
-    names = {f.unique_id: f.name for f in model.firms}
-    firms = model.datacollector.get_agenttype_vars_dataframe(Firm).reset_index()
-    firms = firms.rename(columns={"Step": "step"})
-    firms["step"] = firms["step"].astype(np.int32)
-    firms.insert(1, "firm", firms.pop("AgentID").map(names))
-    market = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
-    market.insert(0, "step", np.arange(1, len(market) + 1, dtype=np.int32))
-    firm_names = np.array([*model.firm_names, None], dtype=object)  # index -1 (no firm) maps to None
-
-    dep = _concat(model.departures, ["step", "customer", "firm", "destination", "cause", "last_score", "tenure",
-                                     "satisfaction", "value", "revenue", "second_lifetime"])
-    defections = pd.DataFrame({
-        "step": dep["step"].astype(np.int32),
-        "customer": dep["customer"].astype(np.int32),
-        "firm": firm_names[dep["firm"].astype(int)],
-        "destination": firm_names[dep["destination"].astype(int)],
-        "cause": pd.Categorical.from_codes(dep["cause"].astype(int), categories=CAUSE_NAMES),
-        "last_score": pd.array(np.where(dep["last_score"] > 0, dep["last_score"], 0), dtype="Int8"),
-        "tenure": dep["tenure"].astype(np.int32),
-        "satisfaction": dep["satisfaction"].astype(np.float64),
-        "value": dep["value"].astype(np.float64),
-        "revenue": dep["revenue"].astype(np.float64),
-        "second_lifetime": dep["second_lifetime"].astype(bool),
-    })
-    defections.loc[defections["last_score"] == 0, "last_score"] = pd.NA
-    srv = _concat(model.responses, ["step", "customer", "firm", "score", "recommend", "true_satisfaction"])
-    surveys = pd.DataFrame({
-        "step": srv["step"].astype(np.int32),
-        "customer": srv["customer"].astype(np.int32),
-        "firm": firm_names[srv["firm"].astype(int)],
-        "score": srv["score"].astype(np.int8),
-        "recommend": srv["recommend"].astype(np.int8),
-        "true_satisfaction": srv["true_satisfaction"].astype(np.float64),
-    })
-    tables = {"firms": firms, "market": market, "defections": defections, "surveys": surveys,
-              "customers": _customers_table(model)}
-    if model.contact_log:
-        tables["contacts"] = _contacts_table(model, firm_names)
-    if model.warning_log:
-        tables["warnings"] = _warnings_table(model, firm_names)
-    if model.programmes is not None:
-        programmes = pd.DataFrame(model.programmes.log)
-        programmes["step"] = programmes["step"].astype(np.int32)
-        programmes["firm"] = firm_names[programmes["firm"].astype(int)]
-        tables["programmes"] = programmes
-        if model.programmes.settlement:
-            settlement = pd.DataFrame(model.programmes.settlement)
-            settlement["step"] = settlement["step"].astype(np.int32)
-            tables["settlement"] = settlement
-    if model.category_log:
-        categories = pd.DataFrame(model.category_log)
-        categories["step"] = categories["step"].astype(np.int32)
-        tables["categories"] = categories
-    if model.panel:
-        tables["panel"] = _panel_table(model)
-    return tables
-
-
-def _warnings_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFrame:
-    """Every customer a retention or personalised campaign scored (``campaign``): its score (early-warning risk, or
-    the value the firm's records show), whether the target flagged it, whether it was given the offer (and at what
-    cost), and the step it next left the firm (``left_at``, if it did)."""
-    cols = list(model.warning_log[0])
-    raw = _concat(model.warning_log, cols)
-    table = pd.DataFrame(raw)
-    table["campaign"] = pd.Categorical.from_codes(raw["campaign"].astype(int), categories=list(CAMPAIGN_CODES))
-    table["firm"] = firm_names[raw["firm"].astype(int)]
-    dep = _concat(model.departures, ["step", "customer", "firm"])
-    left = pd.DataFrame({"customer": dep["customer"].astype(np.int32), "firm": dep["firm"].astype(np.int32),
-                         "left_at": dep["step"].astype(np.int32)})
-    scored = pd.DataFrame({"index": np.arange(len(table)), "customer": raw["customer"].astype(np.int32),
-                           "firm": raw["firm"].astype(np.int32), "step": raw["step"]})
-    later = scored.merge(left, on=["customer", "firm"])
-    later = later[later["left_at"] > later["step"]].groupby("index")["left_at"].min()
-    table["left_at"] = later.reindex(np.arange(len(table))).astype("Int32").to_numpy()
-    return table
-
-
-def _contacts_table(model: LoyaltyMarket, firm_names: np.ndarray) -> pd.DataFrame:
-    """Every win-back contact: who, when, what the firm knew (cause, time since lapse, first-lifetime value), the
-    offer, whether the customer came back while it lasted, and the margin, revenue and length (in steps) of the
-    second lifetime so far: to the customer's next departure from the firm (``second_ended``), or to the end of the
-    run."""
-    cols = list(model.contact_log[0])
-    raw = _concat(model.contact_log, cols)
-    contacts = pd.DataFrame(raw)
-    contacts["firm"] = firm_names[raw["firm"].astype(int)]
-    contacts["cause"] = pd.Categorical.from_codes(raw["cause"].astype(int), categories=CAUSE_NAMES)
-    regains = _concat(model.regain_log, ["step", "customer", "firm"])
-    won = pd.DataFrame({"customer": regains["customer"].astype(np.int32), "regained_at": regains["step"],
-                        "regained_firm": regains["firm"]})
-    merged = contacts.reset_index().merge(won, on="customer", how="left")
-    inside = ((merged["regained_firm"] == raw["firm"][merged["index"]])
-              & (merged["regained_at"] >= merged["step"]) & (merged["regained_at"] <= merged["offer_until"]))
-    first = merged[inside].groupby("index")["regained_at"].min()
-    contacts["regained_at"] = first.reindex(contacts.index).astype("Int32")
-    contacts["accepted"] = contacts["regained_at"].notna()
-    # second-lifetime margin: the value of the relationship when the regained customer next left the firm, or
-    # its value at the end of the run if it is still there
-    st = model.customers
-    dep = _concat(model.departures, ["step", "customer", "firm", "value", "revenue", "second_lifetime"])
-    ended = pd.DataFrame({"customer": dep["customer"].astype(np.int32), "firm": dep["firm"].astype(np.int32),
-                          "left_at": dep["step"], "value": dep["value"], "revenue": dep["revenue"]}
-                         )[dep["second_lifetime"].astype(bool)]
-    accepted = pd.DataFrame({"index": np.flatnonzero(contacts["accepted"].to_numpy())})
-    accepted["customer"] = raw["customer"][accepted["index"]].astype(np.int32)
-    accepted["firm"] = raw["firm"][accepted["index"]].astype(np.int32)
-    accepted["regained_at"] = contacts["regained_at"].to_numpy()[accepted["index"]].astype(np.int64)
-    later = accepted.merge(ended, on=["customer", "firm"])
-    later = later[later["left_at"] > later["regained_at"]].sort_values("left_at").groupby("index").first()
-    value = pd.Series(np.nan, index=contacts.index)
-    value[later.index] = later["value"].to_numpy()
-    revenue = pd.Series(np.nan, index=contacts.index)
-    revenue[later.index] = later["revenue"].to_numpy()
-    length = pd.Series(pd.NA, index=contacts.index, dtype="Int32")
-    length[later.index] = (later["left_at"] - later["regained_at"]).to_numpy()
-    running = accepted[~accepted["index"].isin(later.index)]
-    still = (st.current[running["customer"]] == running["firm"]) & (st.regained_at[running["customer"]]
-                                                                    == running["regained_at"])
-    value[running["index"][still]] = st.relationship_value[running["customer"][still]]
-    revenue[running["index"][still]] = st.relationship_revenue[running["customer"][still]]
-    length[running["index"][still]] = (model.steps - running["regained_at"][still]).to_numpy()
-    contacts["second_value"] = value
-    contacts["second_revenue"] = revenue
-    contacts["second_steps"] = length  # to the next departure, or to the end of the run (censored)
-    contacts["second_ended"] = pd.Series(contacts.index.isin(later.index), index=contacts.index) & contacts[
-        "accepted"]
-    return contacts.drop(columns=["offer_until"])
-
-
-def _customers_table(model: LoyaltyMarket) -> pd.DataFrame:
-    """Every customer at the end of the run, with the firm it had when the warm-up ended (its cohort)."""
-    st = model.customers
-    n = len(st)
-    has = st.current >= 0
-    names = np.array([*model.firm_names, None], dtype=object)
-    frame = pd.DataFrame({
-        "customer": np.arange(n, dtype=np.int32),
-        "segment": pd.Categorical.from_codes(st.segment.astype(int), categories=model.segment_names),
-        "value_tier": pd.Categorical.from_codes(st.value_tier.astype(int), categories=["low", "medium", "high"]),
-        "active": st.active.copy(),
-        "firm_after_warmup": names[model.firm_after_warmup],
-        "firm": names[st.current],
-        "tenure": st.tenure.copy(),
-        "satisfaction": np.where(has, st.satisfaction[np.arange(n), np.where(has, st.current, 0)], np.nan),
-        "attitude": st.attitude.copy(),
-        "last_score": pd.array(np.where(st.last_score > 0, st.last_score, 0), dtype="Int8"),
-    })
-    frame.loc[frame["last_score"] == 0, "last_score"] = pd.NA
-    for kind, names_ in (("ladder", classifications.LADDER), ("dick_basu", classifications.DICK_BASU),
-                         ("jones_sasser", classifications.JONES_SASSER)):
-        frame[kind] = pd.Categorical.from_codes(model.classify_codes(kind).astype(int), categories=list(names_))
-    return frame
-
-
-def _panel_table(model: LoyaltyMarket) -> pd.DataFrame:
-    """Per-customer snapshots, with codes turned into readable categories."""
-    cols = list(model.panel[0])
-    raw = _concat(model.panel, cols)
-    panel = pd.DataFrame(raw)
-    panel["segment"] = pd.Categorical.from_codes(raw["segment"].astype(int), categories=model.segment_names)
-    panel["value_tier"] = pd.Categorical.from_codes(raw["value_tier"].astype(int),
-                                                    categories=["low", "medium", "high"])
-    panel["firm"] = np.array([*model.firm_names, None], dtype=object)[raw["firm"].astype(int)]
-    panel["last_score"] = pd.array(np.where(raw["last_score"] > 0, raw["last_score"], 0), dtype="Int8")
-    panel.loc[panel["last_score"] == 0, "last_score"] = pd.NA
-    for col, names in (("ladder", classifications.LADDER), ("dick_basu", classifications.DICK_BASU),
-                       ("jones_sasser", classifications.JONES_SASSER)):
-        panel[col] = pd.Categorical.from_codes(raw[col].astype(int), categories=list(names))
-    return panel
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def summarize(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """Outcomes per firm over the reported period (after the warm-up).
-
-    Annual churn is defections per customer-year: defections over the period divided by mean customers and
-    by the period's length in years. NPV discounts each step's profit to the end of the warm-up.
-    """
-    warm = scenario.warmup_steps()
-    steps = scenario.steps()
-    step_years = DAYS[scenario.time.step] / DAYS["year"]
-    years = (steps - warm) * step_years
-    rate = scenario.economics.discount_rate
-    per_year = rate.value * DAYS["year"] / DAYS[rate.unit]
-    firms = tables["firms"][tables["firms"]["step"] > warm]
-    dep = tables["defections"][tables["defections"]["step"] > warm]
-    focal = scenario.policy.firm
-    out = []
-    for name, g in firms.groupby("firm", sort=False):
-        discount = (1.0 + per_year) ** (-(g["step"].to_numpy() - warm) * step_years)
-        d = dep[dep["firm"] == name]
-        scored = d["last_score"].dropna()
-        answers = g[[f"score_{s}" for s in range(1, 6)]].sum()
-        asked = answers.sum()
-        mean_customers = g["customers"].mean()
-        out.append({
-            "firm": name,
-            "focal": name == focal,
-            "customers_end": int(g["customers"].iloc[-1]),
-            "share_end": _nan_to_none(g["share"].iloc[-1]),
-            "share_mean": _nan_to_none(g["share"].mean()),
-            "annual_churn": _nan_to_none(len(d) / mean_customers / years if mean_customers else float("nan")),
-            "revenue": float(g["revenue"].sum()),
-            "profit": float(g["profit"].sum()),
-            "npv": float((g["profit"].to_numpy() * discount).sum()),
-            "satisfaction_mean": _nan_to_none(g["satisfaction"].mean()),
-            "score_mean": _nan_to_none(
-                float((answers.to_numpy() * np.arange(1, 6)).sum() / asked) if asked else float("nan")),
-            "nps_mean": _nan_to_none(g["nps"].mean()),
-            "satisfied_defector_share": _nan_to_none(
-                float((scored >= 4).mean()) if len(scored) else float("nan")),
-        })
-    scored = dep["last_score"].dropna()
-    causes = dep["cause"].value_counts()
-    return {
-        "scenario": scenario.name,
-        "steps": steps,
-        "warmup_steps": warm,
-        "step": scenario.time.step,
-        "firms": out,
-        "market": {
-            "defections": len(dep),
-            "satisfied_defector_share": _nan_to_none(float((scored >= 4).mean()) if len(scored) else float("nan")),
-            "defection_causes": {c: int(causes.get(c, 0)) for c in CAUSE_NAMES if c != "none"},
-        },
-    }
-
-
 @dataclass
 class StoredRun:
     key: str
@@ -321,7 +76,7 @@ def with_outcomes(result: RunResult, names: Sequence[str] = (), extra: Mapping[s
     summary = {**result.summary, **(extra or {})}
     if names:
         values = compute_outcomes(list(names), result.scenario, result.tables, result.summary)
-        summary["outcomes"] = {k: _nan_to_none(v) for k, v in values.items()}
+        summary["outcomes"] = {k: nan_to_none(v) for k, v in values.items()}
     return summary
 
 

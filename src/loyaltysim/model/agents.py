@@ -19,14 +19,13 @@ from loyaltysim.model.mechanisms.categories import step_category
 from loyaltysim.model.state import NEVER, NO_FIRM
 
 if TYPE_CHECKING:
-    from loyaltysim.model.market import LoyaltyMarket
     from loyaltysim.scenario import Firm as FirmSpec
 
 
 class Customer(mesa.Agent):
     """One customer, a view onto row ``row`` of the market's customer arrays."""
 
-    def __init__(self, model: LoyaltyMarket, row: int):
+    def __init__(self, model: mesa.Model, row: int):
         super().__init__(model)
         self.row = row
 
@@ -36,7 +35,7 @@ class Customer(mesa.Agent):
         rows = slice(self.row, self.row + 1)
         rules.step_customers(m.customers, rows, m.variates, m.shared, m.params)
         for cat, v in zip(m.categories, m.category_variates, strict=True):
-            step_category(cat, rows, v, m.categories_perks(m.perks, cat), m._active_before)
+            step_category(cat, rows, v, cat.perks_view(m.perks), m.active_before)
 
     def _get(self, name: str):
         return getattr(self.model.customers, name)[self.row]
@@ -130,10 +129,10 @@ class Firm(mesa.Agent):
 
     Each step a firm first acts (:meth:`step`): it spends its investment budgets on attributes at their cost
     per unit, and, if it reacts to rivals, matches a lower price or a better attribute it saw ``delay`` ago.
-    After the customers have stepped it books its profit and loss (:meth:`settle`).
+    After the customers have stepped, :class:`~loyaltysim.model.accounts.Accounts` writes its books and metrics.
     """
 
-    def __init__(self, model: LoyaltyMarket, index: int, spec: FirmSpec, attribute_names: list[str],
+    def __init__(self, model: mesa.Model, index: int, spec: FirmSpec, attribute_names: list[str],
                  attribute_costs: np.ndarray):
         super().__init__(model)
         unit = model.step_unit
@@ -200,7 +199,7 @@ class Firm(mesa.Agent):
                 self.invested += self.raise_level(attribute, max_level, budget)
         if self.reaction is None:
             return
-        seen = self.model.offer_history(t - self.reaction_delay)
+        seen = self.model.offers.at(t - self.reaction_delay)
         if seen is None:
             return
         rivals = [j for j in range(len(seen["price"])) if j != self.index and seen["available"][j]]
@@ -221,36 +220,20 @@ class Firm(mesa.Agent):
                 lower = (target < self.levels - r.tolerance) & self.watched
                 self.levels[lower] = target[lower]
 
-    def settle(self, units: float, complaints: float, gained: float, discounts: float = 0.0,
-               offer_costs: float = 0.0, member_discounts: float = 0.0, programme_cost: float = 0.0,
-               programme_fees: float = 0.0) -> None:
-        """Book the last step's profit and loss from its volumes (discounts: revenue given up to personal
-        offers; offer costs: what accepted offers cost besides; member discounts: revenue given up to programme
-        discounts; programme cost: rewards redeemed, cashback paid, operating and launch costs, and what it pays
-        per point to a coalition's operator or a co-brand card's issuer; programme fees: membership fees, a
-        coalition's reimbursements and a co-brand partner's fees received)."""
-        revenue = units * self.price - discounts - member_discounts
-        cogs = units * self.unit_cost
-        recovery = complaints * self.recovery_cost
-        acquisition = gained * self.acquisition_cost
-        campaign = self.contact_spend + offer_costs
-        cost = (cogs + recovery + self.marketing_spend + self.fixed_cost + acquisition + self.invested + campaign
-                + programme_cost)
-        if not self.available:
-            revenue = cost = cogs = recovery = acquisition = 0.0
-        self.books = {
-            "price": self.price,
-            "revenue": revenue,
-            "cost_of_goods": cogs,
-            "recovery_cost": recovery,
-            "marketing_cost": self.marketing_spend if self.available else 0.0,
-            "fixed_cost": self.fixed_cost if self.available else 0.0,
-            "acquisition_cost": acquisition,
-            "investment_cost": self.invested,
-            "campaign_cost": campaign,
-            "discounts": discounts,
-            "member_discounts": member_discounts,
-            "programme_cost": programme_cost,
-            "programme_fees": programme_fees,
-            "profit": revenue + programme_fees - cost,
-        }
+
+class OfferHistory:
+    """What the firms offered at the start of each step, kept as long as the slowest reaction needs."""
+
+    def __init__(self, firms: list[Firm]):
+        self.memory = max([f.reaction_delay for f in firms], default=0)
+        self.offers: dict[int, dict[str, np.ndarray]] = {}
+
+    def record(self, firms: list[Firm], t: int) -> None:
+        self.offers.pop(t - self.memory - 1, None)
+        self.offers[t] = {"price": np.array([f.price for f in firms]),
+                          "levels": np.array([f.levels for f in firms]),
+                          "available": np.array([f.available for f in firms])}
+
+    def at(self, t: int) -> dict[str, np.ndarray] | None:
+        """What the firms offered at the start of step ``t`` (None if not kept)."""
+        return self.offers.get(t)

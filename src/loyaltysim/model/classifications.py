@@ -26,6 +26,7 @@ from loyaltysim.model.state import NO_FIRM, CustomerState
 DICK_BASU = ("none", "spurious", "latent", "true")
 JONES_SASSER = ("defector", "hostage", "mercenary", "loyalist", "apostle")
 LADDER = ("prospect", "first_time", "repeat", "client", "advocate", "lapsed")
+NAMES = {"ladder": LADDER, "dick_basu": DICK_BASU, "jones_sasser": JONES_SASSER}  # each kind's classes, by code
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,32 @@ class Definitions:
     attitude_high: float
     delight_level: float
     advocate_level: float
+
+    @classmethod
+    def from_scenario(cls, scenario) -> Definitions:
+        """The scenario's ``classification`` thresholds, in steps."""
+        unit = scenario.time.step
+        c = scenario.classification
+        return cls(contractual=scenario.market.type == "contractual", repeat_steps=c.repeat_tenure.steps(unit),
+                   repeat_share=c.repeat_share, attitude_high=c.attitude_high,
+                   delight_level=scenario.market.customers.delight_level,
+                   advocate_level=scenario.market.network.advocate_level)
+
+
+class Classifier:
+    """Each customer's classes at the current step, computed once a step however often they are asked for."""
+
+    def __init__(self, definitions: Definitions):
+        self.definitions = definitions
+        self.cached: dict = {}  # the step they were made at ("step") and each kind's codes
+
+    def codes(self, kind: str, st: CustomerState, t: int) -> np.ndarray:
+        """Each customer's class of ``kind`` (``ladder``, ``dick_basu`` or ``jones_sasser``) as codes."""
+        if kind not in NAMES:
+            raise KeyError(kind)
+        if self.cached.get("step") != t:
+            self.cached = {"step": t, **classify_all(st, self.definitions)}
+        return self.cached[kind]
 
 
 def _current_satisfaction(st: CustomerState) -> np.ndarray:

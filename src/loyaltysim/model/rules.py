@@ -33,14 +33,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from loyaltysim.model.state import ATTRACTIVE, MUST_BE, NO_FIRM, Cause, CustomerState, Params, Shared, Variates
+from loyaltysim.model.state import (
+    ATTRACTIVE,
+    MUST_BE,
+    NO_FIRM,
+    Cause,
+    CustomerState,
+    Params,
+    Shared,
+    Variates,
+)
 
 # --- pure rules -----------------------------------------------------------------------------------------
-
-
-def half_life_weight(half_life_steps: int) -> float:
-    """Weight of a new observation in exponential smoothing with the given half-life in steps."""
-    return 1.0 - 0.5 ** (1.0 / max(half_life_steps, 1))
 
 
 def attribute_response(gap: np.ndarray, kano_class: int, loss_aversion: float) -> np.ndarray:

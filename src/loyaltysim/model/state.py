@@ -15,6 +15,7 @@ NEVER = -(2**30)  # "step of last event" for events that never happened
 
 MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE = 0, 1, 2
 KANO_CODES = {"must_be": MUST_BE, "one_dimensional": ONE_DIMENSIONAL, "attractive": ATTRACTIVE}
+KANO_NAMES = {code: name for name, code in KANO_CODES.items()}
 
 
 class Cause(IntEnum):
@@ -32,6 +33,9 @@ class Cause(IntEnum):
     INTEGRITY_BREACH = 6
     MARKET_FLUCTUATION = 7
     NATURAL_CHURN = 8
+
+
+CAUSE_NAMES = [c.name.lower() for c in Cause]  # the defections table's categories, by code
 
 
 @dataclass
@@ -207,6 +211,49 @@ class Params:
     manager_bond: float
     club_bond: float
 
+    @classmethod
+    def from_scenario(cls, scenario) -> Params:
+        """The scenario's customer psychology and market rules, converted to its step length."""
+        unit = scenario.time.step
+        market = scenario.market
+        c = market.customers
+        return cls(
+            contractual=market.type == "contractual",
+            lapse_steps=market.lapse.steps(unit),
+            quality_weight=c.quality_weight,
+            choice_noise=c.choice_noise,
+            loss_aversion=c.loss_aversion,
+            sat_alpha=half_life_weight(c.satisfaction_memory.steps(unit)),
+            expect_alpha=half_life_weight(c.expectation_half_life.steps(unit)),
+            latent_alpha=half_life_weight(c.latent_expectation_half_life.steps(unit)),
+            competitor_alpha=half_life_weight(c.competitor_expectation_half_life.steps(unit)),
+            learn_alpha=half_life_weight(c.learning_half_life.steps(unit)),
+            wallet_decay=1.0 - half_life_weight(market.lapse.steps(unit)),
+            p_search_satisfied=c.search_when_satisfied.per_step(unit),
+            p_search_dissatisfied=c.search_when_dissatisfied.per_step(unit),
+            offer_attention=c.offer_attention,
+            p_leave=c.natural_churn.per_step(unit),
+            p_enter=c.reentry.per_step(unit),
+            failure_severity=c.failure_severity,
+            failure_belief=c.failure_belief,
+            complaint_rate=c.complaint_rate,
+            complaint_rate_dissatisfied=c.complaint_rate_dissatisfied,
+            unresolved_factor=c.unresolved_complaint_factor,
+            recovery_paradox=c.recovery_paradox,
+            marketing_effect=c.marketing_effect,
+            wom_influence=market.network.influence,
+            attribution_steps=c.attribution_window.steps(unit),
+            delight_level=c.delight_level,
+            attitude_gain=half_life_weight(c.attitude_gain.steps(unit)),
+            attitude_loss=half_life_weight(c.attitude_loss.steps(unit)),
+            attitude_decay=half_life_weight(c.attitude_decay.steps(unit)),
+            relationship_premium=c.relationship_premium,
+            relational_per_step=c.relational_cost.per_step(unit),
+            relational_cap=c.relational_cost_cap,
+            manager_bond=c.manager_bond,
+            club_bond=c.club_bond,
+        )
+
 
 @dataclass
 class Shared:
@@ -248,3 +295,8 @@ class Variates:
     u_recover: np.ndarray  # f8[n]
     u_market: np.ndarray  # f8[n, F]
     u_life: np.ndarray  # f8[n]
+
+
+def half_life_weight(half_life_steps: int) -> float:
+    """Weight of a new observation in exponential smoothing with the given half-life in steps."""
+    return 1.0 - 0.5 ** (1.0 / max(half_life_steps, 1))

@@ -5,6 +5,9 @@ Every random number in a run comes from one of these generators. Each stream is 
 two runs that differ only in one firm's policy share the population and every draw the policy does not
 touch (common random numbers). New streams are only ever appended to :data:`STREAM_NAMES`, never inserted,
 so existing streams keep their numbers.
+
+The step's random numbers (ODD 3.3.6) are drawn by :meth:`Streams.step_variates`, full-size whatever the state, so
+that runs which differ in what happens still draw the same numbers for the same customers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from loyaltysim.model.state import Variates
 
 STREAM_NAMES: tuple[str, ...] = (
     "mesa",  # handed to mesa.Model(rng=...): Mesa's own shuffles
@@ -74,3 +79,21 @@ class Streams:
             gen = np.random.Generator(np.random.PCG64(self.seed_sequence(name, index)))
             self._cache[key] = gen
         return gen
+
+    def step_variates(self, purchase_rate: np.ndarray, n_firms: int) -> Variates:
+        """The customers' random numbers of one step, from their streams, in a fixed order."""
+        n = purchase_rate.shape[0]
+        choice = self["choice"]
+        service = self["service"]
+        return Variates(
+            occasions=self["occasions"].poisson(purchase_rate),
+            u_search=choice.random(n),
+            u_attention=choice.random(n),
+            u_variety=choice.random(n),
+            gumbel=choice.gumbel(size=(n, n_firms)),
+            u_fail=service.random(n),
+            u_complain=service.random(n),
+            u_recover=service.random(n),
+            u_market=self["marketing"].random((n, n_firms)),
+            u_life=self["life_events"].random(n),
+        )

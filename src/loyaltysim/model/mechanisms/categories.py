@@ -10,7 +10,8 @@ it used last). This is what lets a coalition's members shift their spending towa
 it comes out of the programme value and pressure the members see at the partners, nothing else.
 
 :func:`step_category` advances the rows of a slice with the step's variates, like
-:func:`loyaltysim.rules.step_customers`, so the one-at-a-time path steps categories row by row too.
+:func:`loyaltysim.model.rules.step_customers`, so the one-at-a-time path steps categories row by row too;
+:func:`settle` books each outlet's step (the ``categories`` table).
 """
 
 from __future__ import annotations
@@ -98,10 +99,14 @@ class Category:
 
     def perks_view(self, perks):
         """The part of the market's perks (customer x every firm and outlet) that concerns this category."""
-        if perks is None:
-            return None
-        cols = slice(self.base, self.base + len(self.names))
-        return type(perks)(**{name: getattr(perks, name)[:, cols] for name in vars(perks)})
+        return perks_columns(perks, slice(self.base, self.base + len(self.names)))
+
+
+def perks_columns(perks, cols: slice):
+    """The programmes' perks (customer x seller) of the sellers in ``cols`` (None without programmes)."""
+    if perks is None:
+        return None
+    return type(perks)(**{name: getattr(perks, name)[:, cols] for name in vars(perks)})
 
 
 def step_category(cat: Category, rows: slice, v: CategoryVariates, perks, active: np.ndarray) -> None:
@@ -127,3 +132,34 @@ def step_category(cat: Category, rows: slice, v: CategoryVariates, perks, active
     st.step_purchases[rows] = k.astype(np.int32)
     st.step_units[rows] = units
     st.step_member_discount[rows] = np.where(buying, discount, 0.0)
+
+
+def settle(categories: list[Category], firm_totals: dict[str, np.ndarray] | None, t: int) -> list[dict]:
+    """Each category outlet's step: habitual customers (whose last purchase in the category was there), sales,
+    share of the category's units, and its books (programme costs and settlements from the loyalty programmes,
+    ``firm_totals`` by global seller index; None without programmes)."""
+    rows = []
+    for cat in categories:
+        cs = cat.state
+        k = len(cat.names)
+        buyer = cs.step_outlet >= 0
+        at = cs.step_outlet[buyer]
+        units = np.bincount(at, weights=cs.step_units[buyer], minlength=k)
+        purchases = np.bincount(at, weights=cs.step_purchases[buyer], minlength=k)
+        discounts = np.bincount(at, weights=cs.step_member_discount[buyer], minlength=k)
+        customers = np.bincount(cs.last[cs.last >= 0], minlength=k)
+        total = units.sum()
+        for j, name in enumerate(cat.names):
+            g = cat.base + j
+            revenue = units[j] * cat.price[j] - discounts[j]
+            cogs = units[j] * cat.unit_cost[j]
+            cost = firm_totals["programme_cost"][g] if firm_totals else 0.0
+            fees = firm_totals["programme_fees"][g] if firm_totals else 0.0
+            rows.append({
+                "step": t, "category": cat.name, "outlet": name, "habitual_customers": int(customers[j]),
+                "purchases": float(purchases[j]), "units": float(units[j]),
+                "share": units[j] / total if total > 0 else float("nan"), "price": float(cat.price[j]),
+                "revenue": revenue, "cost_of_goods": cogs, "member_discounts": float(discounts[j]),
+                "programme_cost": cost, "programme_fees": fees, "profit": revenue + fees - cogs - cost,
+            })
+    return rows

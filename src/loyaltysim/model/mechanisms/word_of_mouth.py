@@ -1,8 +1,13 @@
-"""The customers' social network, as a sparse adjacency matrix.
+"""Word of mouth (ODD 3.3.5): who talks to whom, and what each customer hears about each firm in a step.
 
-A Watts-Strogatz small world (Watts & Strogatz 1998): a ring lattice where each customer knows ``degree/2``
-neighbours on each side, with each tie rewired to a random customer with probability ``rewire``. Built with
-numpy and scipy.sparse so a million customers take seconds; :func:`to_networkx` converts a small one for
+Each step a customer in the market talks with chance ``network.talk`` (times a programme's buzz, for members):
+one with a firm recommends it when satisfied above ``network.advocate_level``, warns against it when below its own
+threshold, and one who left a firm in the previous step warns against that firm. What a customer hears is the share
+of its neighbours who spoke about each firm, positive and negative; the customer rules turn it into beliefs.
+
+The network is a Watts-Strogatz small world (Watts & Strogatz 1998): a ring lattice where each customer knows
+``degree/2`` neighbours on each side, with each tie rewired to a random customer with probability ``rewire``. Built
+with numpy and scipy.sparse so a million customers take seconds; :func:`to_networkx` converts a small one for
 display.
 """
 
@@ -10,6 +15,49 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+from loyaltysim.model.state import CustomerState
+
+
+class WordOfMouth:
+    """The network, how often customers talk, and the shares of neighbours heard speaking about each firm."""
+
+    def __init__(self, spec, n: int, unit: str, rng: np.random.Generator, network_rng: np.random.Generator):
+        self.network = small_world(n, spec.degree, spec.rewire, network_rng) if spec.kind == "small_world" else empty(n)
+        degree = np.asarray(self.network.sum(axis=1)).ravel()
+        self.inv_degree = np.divide(1.0, degree, out=np.zeros(n), where=degree > 0)
+        self.p_talk = spec.talk.per_step(unit)
+        self.advocate_level = spec.advocate_level
+        self.rng = rng
+
+    def signals(self, st: CustomerState, n_firms: int, talk_factor: np.ndarray | float | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """([n, F] recommending, [n, F] warning): the share of each customer's neighbours who spoke for and against
+        each firm this step, from the previous step's state."""
+        n = len(st)
+        u_talk = self.rng.random(n)
+        has = st.current >= 0
+        cur = np.where(has, st.current, 0)
+        sat = st.satisfaction[np.arange(n), cur]
+        p_talk = self.p_talk if talk_factor is None else self.p_talk * talk_factor
+        talk = st.active & has & (u_talk < p_talk)
+        recommend = talk & (sat > self.advocate_level)
+        left = st.step_left >= 0
+        warn = (u_talk < p_talk) & (left | (talk & (sat < st.threshold)))
+        about = np.where(left, st.step_left, cur)
+        return self.heard(recommend, cur, n_firms), self.heard(warn, about, n_firms)
+
+    def heard(self, speakers: np.ndarray, about: np.ndarray, n_firms: int) -> np.ndarray:
+        """[n, F] share of each customer's neighbours who spoke about each firm: the speakers' rows of the
+        symmetric 0/1 network, counted by the firm each spoke of. The same numbers as ``network @ one_hot(about)``
+        over the speakers (whole counts either way), at a cost that grows with the speakers' ties rather than all
+        ties."""
+        n = self.network.shape[0]
+        who = np.flatnonzero(speakers)
+        ties = self.network[who]
+        spoken = np.repeat(about[who], np.diff(ties.indptr))
+        heard = np.bincount(spoken * n + ties.indices, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
+        return (heard * self.inv_degree).T
 
 
 def small_world(n: int, degree: int, rewire: float, rng: np.random.Generator) -> sp.csr_matrix:

@@ -1,0 +1,72 @@
+"""A run's tables, as pandas DataFrames: what the data collector recorded (``firms``, ``market``), the customers at
+the end (``customers``), and what each mechanism logged (``defections``, ``surveys``, and when they ran:
+``contacts``, ``warnings``, ``programmes``, ``settlement``, ``categories``, ``panel``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from loyaltysim.model import classifications
+from loyaltysim.model.agents import Firm
+from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.scenario import VALUE_TIERS
+
+# always written; the others when the mechanism that logs them ran
+TABLES = ("firms", "market", "defections", "surveys", "customers")
+
+
+def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
+    """The run's tables: firm and market time series, the defection log, survey answers, the customers, and the
+    logs of campaigns, programmes, categories and the panel when there are any."""
+    names = {f.unique_id: f.name for f in model.firms}
+    firms = model.datacollector.get_agenttype_vars_dataframe(Firm).reset_index()
+    firms = firms.rename(columns={"Step": "step"})
+    firms["step"] = firms["step"].astype(np.int32)
+    firms.insert(1, "firm", firms.pop("AgentID").map(names))
+    market = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    market.insert(0, "step", np.arange(1, len(market) + 1, dtype=np.int32))
+    firm_names = np.array([*model.firm_names, None], dtype=object)  # index -1 (no firm) maps to None
+    tables = {"firms": firms, "market": market, "defections": model.accounts.defections_table(firm_names),
+              "surveys": model.surveys.table(firm_names), "customers": customers_table(model)}
+    tables.update(model.campaigns.tables(model.customers, model.steps, model.accounts.departures, firm_names))
+    if model.programmes is not None:
+        programmes = pd.DataFrame(model.programmes.log)
+        programmes["step"] = programmes["step"].astype(np.int32)
+        programmes["firm"] = firm_names[programmes["firm"].astype(int)]
+        tables["programmes"] = programmes
+        if model.programmes.settlement:
+            settlement = pd.DataFrame(model.programmes.settlement)
+            settlement["step"] = settlement["step"].astype(np.int32)
+            tables["settlement"] = settlement
+    if model.category_log:
+        categories = pd.DataFrame(model.category_log)
+        categories["step"] = categories["step"].astype(np.int32)
+        tables["categories"] = categories
+    if model.panel.rows:
+        tables["panel"] = model.panel.table()
+    return tables
+
+
+def customers_table(model: LoyaltyMarket) -> pd.DataFrame:
+    """Every customer at the end of the run, with the firm it had when the warm-up ended (its cohort)."""
+    st = model.customers
+    n = len(st)
+    has = st.current >= 0
+    names = np.array([*model.firm_names, None], dtype=object)
+    frame = pd.DataFrame({
+        "customer": np.arange(n, dtype=np.int32),
+        "segment": pd.Categorical.from_codes(st.segment.astype(int), categories=model.segment_names),
+        "value_tier": pd.Categorical.from_codes(st.value_tier.astype(int), categories=list(VALUE_TIERS)),
+        "active": st.active.copy(),
+        "firm_after_warmup": names[model.firm_after_warmup],
+        "firm": names[st.current],
+        "tenure": st.tenure.copy(),
+        "satisfaction": np.where(has, st.satisfaction[np.arange(n), np.where(has, st.current, 0)], np.nan),
+        "attitude": st.attitude.copy(),
+        "last_score": pd.array(np.where(st.last_score > 0, st.last_score, 0), dtype="Int8"),
+    })
+    frame.loc[frame["last_score"] == 0, "last_score"] = pd.NA
+    for kind, labels in classifications.NAMES.items():
+        frame[kind] = pd.Categorical.from_codes(model.classify_codes(kind).astype(int), categories=list(labels))
+    return frame

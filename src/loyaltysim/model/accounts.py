@@ -1,0 +1,249 @@
+"""Membership, departures and the firms' books (ODD 3.3.17-3.3.18): who is a firm's customer, who left it this
+step and why, and each firm's step in numbers (its row of the ``firms`` table: customers, flows, satisfaction,
+survey answers, loyalty classes, and its profit and loss).
+
+A firm's customers are its current providers' customers in a contractual market, and in a repertoire market those
+who bought there within the lapse window; a repertoire customer is lost to a firm when its last purchase there is
+exactly the lapse window old.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from loyaltysim.model import classifications, rules
+from loyaltysim.model.agents import Firm
+from loyaltysim.model.logs import concat
+from loyaltysim.model.mechanisms.surveys import Surveys
+from loyaltysim.model.state import ATTRACTIVE, CAUSE_NAMES, MUST_BE, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState
+
+LADDER_COLUMNS = tuple(f"stage_{s}" for s in classifications.LADDER[1:5])  # a firm's own customers' stages
+DICK_BASU_COLUMNS = tuple(f"db_{s}" for s in classifications.DICK_BASU)
+JONES_SASSER_COLUMNS = tuple(f"js_{s}" for s in classifications.JONES_SASSER)
+BOOKS = (
+    "price", "revenue", "cost_of_goods", "recovery_cost", "marketing_cost", "fixed_cost", "acquisition_cost",
+    "investment_cost", "campaign_cost", "discounts", "member_discounts", "programme_cost", "programme_fees", "profit",
+)
+FIRM_METRICS = (
+    "available", "customers", "share", "gained", "defections", "retention", "purchases", "units",
+    "share_of_wallet", "satisfaction", "satisfaction_basic", "satisfaction_performance", "satisfaction_latent",
+    "attitude", "failures", "complaints", "recovered", "contacts", "regained", "surveyed",
+    "score_1", "score_2", "score_3", "score_4", "score_5", "nps",
+    *LADDER_COLUMNS, *DICK_BASU_COLUMNS, *JONES_SASSER_COLUMNS, *BOOKS,
+)
+DEPARTURE_COLUMNS = ["step", "customer", "firm", "destination", "cause", "last_score", "tenure", "satisfaction",
+                     "value", "revenue", "second_lifetime"]
+
+
+class Membership:
+    """Who each firm's customers are (see the module docstring), in both kinds of market."""
+
+    def __init__(self, contractual: bool, lapse_steps: int, n_firms: int):
+        self.contractual = contractual
+        self.lapse_steps = lapse_steps
+        self.n_firms = n_firms
+
+    def counts(self, st: CustomerState, t: int) -> np.ndarray:
+        """Customers of each firm."""
+        if self.contractual:
+            return np.bincount(st.current[st.current >= 0], minlength=self.n_firms)
+        return ((t - st.last_buy) < self.lapse_steps).sum(axis=0)
+
+    def pairs(self, st: CustomerState, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(customer, firm) for each firm's customers, in customer order."""
+        if self.contractual:
+            who = np.flatnonzero(st.current >= 0)
+            return who, st.current[who]
+        return np.nonzero((t - st.last_buy) < self.lapse_steps)
+
+    def departures(self, st: CustomerState, t: int) -> dict[str, np.ndarray]:
+        """This step's defections: who left which firm, for whom, why, and their history."""
+        if self.contractual:
+            who = np.flatnonzero(st.step_left >= 0)
+            firm = st.step_left[who]
+            cause = st.step_cause[who]
+            tenure = t - st.since[who, firm]
+        else:  # lost when the last purchase at a firm is exactly the lapse window old
+            who, firm = np.nonzero((t - st.last_buy) == self.lapse_steps)
+            firm = firm.astype(np.int32)
+            # the habit moved away from this firm: the cause recorded at that switch; a store visited now and
+            # then lost to the customer's habitual firm: pushed if dissatisfied with it, else pulled away
+            moved = (st.current[who] >= 0) & (st.current[who] != firm)
+            switched_away = moved & (st.previous[who] == firm)
+            dissatisfied = st.satisfaction[who, firm] < st.threshold[who]
+            cause = np.select(
+                [switched_away, ~st.active[who], moved & dissatisfied, moved, dissatisfied],
+                [st.switch_cause[who], Cause.NATURAL_CHURN, Cause.NEEDS_NOT_MET, Cause.COMPETITOR_OFFER,
+                 Cause.NEEDS_NOT_MET],
+                default=Cause.MARKET_FLUCTUATION,
+            ).astype(np.int8)
+            tenure = st.last_buy[who, firm] - st.since[who, firm]
+        dest = st.current[who]
+        contractual = self.contractual
+        return {
+            "step": np.full(who.size, t, np.int32), "customer": who.astype(np.int32), "firm": firm,
+            "destination": np.where(dest == firm, NO_FIRM, dest).astype(np.int32), "cause": cause,
+            "last_score": st.last_score[who], "tenure": tenure.astype(np.int32),
+            "satisfaction": st.satisfaction[who, firm],
+            "value": st.step_lifetime_value[who] if contractual else np.full(who.size, np.nan),
+            "revenue": st.step_lifetime_revenue[who] if contractual else np.full(who.size, np.nan),
+            "second_lifetime": st.step_second_ended[who] if contractual else np.zeros(who.size, bool),
+        }
+
+
+def firm_books(firm: Firm, units: float, complaints: float, gained: float, discounts: float = 0.0,
+               offer_costs: float = 0.0, member_discounts: float = 0.0, programme_cost: float = 0.0,
+               programme_fees: float = 0.0) -> dict[str, float]:
+    """A firm's profit and loss of the step from its volumes (discounts: revenue given up to personal offers; offer
+    costs: what accepted offers cost besides; member discounts: revenue given up to programme discounts; programme
+    cost: rewards redeemed, cashback paid, operating and launch costs, and what it pays per point to a coalition's
+    operator or a co-brand card's issuer; programme fees: membership fees, a coalition's reimbursements and a
+    co-brand partner's fees received). A firm not in the market books nothing but its investments."""
+    revenue = units * firm.price - discounts - member_discounts
+    cogs = units * firm.unit_cost
+    recovery = complaints * firm.recovery_cost
+    acquisition = gained * firm.acquisition_cost
+    campaign = firm.contact_spend + offer_costs
+    cost = (cogs + recovery + firm.marketing_spend + firm.fixed_cost + acquisition + firm.invested + campaign
+            + programme_cost)
+    if not firm.available:
+        revenue = cost = cogs = recovery = acquisition = 0.0
+    return {
+        "price": firm.price,
+        "revenue": revenue,
+        "cost_of_goods": cogs,
+        "recovery_cost": recovery,
+        "marketing_cost": firm.marketing_spend if firm.available else 0.0,
+        "fixed_cost": firm.fixed_cost if firm.available else 0.0,
+        "acquisition_cost": acquisition,
+        "investment_cost": firm.invested,
+        "campaign_cost": campaign,
+        "discounts": discounts,
+        "member_discounts": member_discounts,
+        "programme_cost": programme_cost,
+        "programme_fees": programme_fees,
+        "profit": revenue + programme_fees - cost,
+    }
+
+
+class Accounts:
+    """The departures log and each firm's step in numbers (``Firm.books`` and ``Firm.metrics``)."""
+
+    def __init__(self, membership: Membership, st: CustomerState):
+        self.membership = membership
+        self.members_prev = membership.counts(st, 0)
+        self.departures: list[dict[str, np.ndarray]] = []
+
+    def settle(self, st: CustomerState, firms: list[Firm], t: int, kano: np.ndarray, loss_aversion: float,
+               classify_codes: Callable[[str], np.ndarray], responses: dict[str, np.ndarray] | None,
+               programme_totals: dict[str, np.ndarray] | None) -> None:
+        """Log the step's departures and write each firm's books and metrics (from the survey answers of the
+        step, ``responses``, and the programmes' costs and fees by seller, ``programme_totals``)."""
+        n_firms = len(firms)
+        members = self.membership.counts(st, t)
+        who, firm = self.membership.pairs(st, t)  # sums over them run in customer order, as a masked column sum
+        dep = self.membership.departures(st, t)
+        self.departures.append(dep)
+        # sales by firm: non-buyers are counted in an extra bin, dropped (the same sums, without gathering buyers)
+        sold_at = np.where(st.step_firm >= 0, st.step_firm, n_firms)
+
+        def sales(x: np.ndarray) -> np.ndarray:
+            return np.bincount(sold_at, weights=x, minlength=n_firms + 1)[:n_firms]
+
+        def by_firm(of: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+            return np.bincount(of, weights=weights, minlength=n_firms)
+
+        purchases = sales(st.step_purchases)
+        units = sales(st.step_units)
+        failures = by_firm(st.step_firm[st.step_failed])
+        complaints = by_firm(st.step_firm[st.step_complained])
+        recovered = by_firm(st.step_firm[st.step_recovered])
+        gained = by_firm(st.step_gained[st.step_gained >= 0])
+        discounts = sales(st.step_discount)
+        won_back = st.step_regained
+        regained = by_firm(st.current[won_back])
+        offer_costs = by_firm(st.current[won_back], st.offer_cost[won_back])
+        defections = by_firm(dep["firm"])
+        sat_sum = by_firm(firm, st.satisfaction[who, firm])
+        has = np.flatnonzero(st.current >= 0)
+        held = st.current[has]
+        attitude_sum = by_firm(held, st.attitude[has])
+        holders = by_firm(held)
+        components = satisfaction_components(st, firms, kano, loss_aversion, has)
+        component_sums = [by_firm(held, c) for c in components]
+        wallet_own = by_firm(firm, st.wallet[who, firm])
+        wallet_all = by_firm(firm, rules.row_total(st.wallet)[who])
+        counts = {kind: classifications.counts_by_firm(st.current, classify_codes(kind), n_firms,
+                                                       len(classifications.NAMES[kind]))
+                  for kind in ("ladder", "dick_basu", "jones_sasser")}
+        total = members.sum()
+        member_discounts = sales(st.step_member_discount)
+        prev = self.members_prev
+        for f in firms:
+            j = f.index
+            f.books = firm_books(f, units[j], complaints[j], gained[j], discounts[j], offer_costs[j],
+                                 member_discounts[j],
+                                 programme_totals["programme_cost"][j] if programme_totals else 0.0,
+                                 programme_totals["programme_fees"][j] if programme_totals else 0.0)
+            m = {
+                "available": f.available,
+                "customers": int(members[j]),
+                "share": members[j] / total if total else float("nan"),
+                "gained": int(gained[j]),
+                "defections": int(defections[j]),
+                "retention": 1.0 - defections[j] / prev[j] if prev[j] else float("nan"),
+                "purchases": float(purchases[j]),
+                "units": float(units[j]),
+                "share_of_wallet": wallet_own[j] / wallet_all[j] if wallet_all[j] > 0 else float("nan"),
+                "satisfaction": sat_sum[j] / members[j] if members[j] else float("nan"),
+                "satisfaction_basic": component_sums[0][j] / holders[j] if holders[j] else float("nan"),
+                "satisfaction_performance": component_sums[1][j] / holders[j] if holders[j] else float("nan"),
+                "satisfaction_latent": component_sums[2][j] / holders[j] if holders[j] else float("nan"),
+                "attitude": attitude_sum[j] / holders[j] if holders[j] else float("nan"),
+                "failures": int(failures[j]),
+                "complaints": int(complaints[j]),
+                "recovered": int(recovered[j]),
+                "contacts": int(f.contacts),
+                "regained": int(regained[j]),
+            }
+            m.update(Surveys.firm_metrics(responses, j))
+            m.update({col: int(counts["ladder"][j, k + 1]) for k, col in enumerate(LADDER_COLUMNS)})
+            m.update({col: int(counts["dick_basu"][j, k]) for k, col in enumerate(DICK_BASU_COLUMNS)})
+            m.update({col: int(counts["jones_sasser"][j, k]) for k, col in enumerate(JONES_SASSER_COLUMNS)})
+            m.update(f.books)
+            f.metrics = m
+        self.members_prev = members
+
+    def defections_table(self, firm_names: np.ndarray) -> pd.DataFrame:
+        """Every departure: step, customer, the firm left and the destination, the cause, the last survey answer,
+        tenure, satisfaction with the firm left, and (contractual) the relationship's value and revenue."""
+        dep = concat(self.departures, DEPARTURE_COLUMNS)
+        defections = pd.DataFrame({
+            "step": dep["step"].astype(np.int32),
+            "customer": dep["customer"].astype(np.int32),
+            "firm": firm_names[dep["firm"].astype(int)],
+            "destination": firm_names[dep["destination"].astype(int)],
+            "cause": pd.Categorical.from_codes(dep["cause"].astype(int), categories=CAUSE_NAMES),
+            "last_score": pd.array(np.where(dep["last_score"] > 0, dep["last_score"], 0), dtype="Int8"),
+            "tenure": dep["tenure"].astype(np.int32),
+            "satisfaction": dep["satisfaction"].astype(np.float64),
+            "value": dep["value"].astype(np.float64),
+            "revenue": dep["revenue"].astype(np.float64),
+            "second_lifetime": dep["second_lifetime"].astype(bool),
+        })
+        defections.loc[defections["last_score"] == 0, "last_score"] = pd.NA
+        return defections
+
+
+def satisfaction_components(st: CustomerState, firms: list[Firm], kano: np.ndarray, loss_aversion: float,
+                            who: np.ndarray) -> list[np.ndarray]:
+    """For customers ``who`` (who have a firm): the current firm's offer against their expectations, summed over
+    the attributes of each Kano class (must-be, one-dimensional, attractive), weighted by importance: how far
+    each kind of need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
+    levels = np.array([f.levels for f in firms])
+    gap = np.take(levels, np.maximum(st.current, 0), axis=0) - st.expectation
+    return [rules.weighted_response(st.weights, gap, kano, loss_aversion, c)[who]
+            for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
