@@ -12,8 +12,9 @@ from pandas.testing import assert_frame_equal
 
 from loyaltysim.experiments import run as run_module
 from loyaltysim.experiments.run import execute_run, simulate
-from loyaltysim.measures.tables import TABLES
 from loyaltysim.experiments.storage import Registry, StorageError, read_run_dir, run_dir_for
+from loyaltysim.measures.tables import TABLES, tabulate
+from loyaltysim.model import LoyaltyMarket
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
 from loyaltysim.units import DAYS
 
@@ -54,6 +55,22 @@ def test_different_spawn_key_gives_a_different_run(scenario, result):
     assert child.summary != result.summary
     assert not child.tables["firms"].equals(result.tables["firms"])
     assert not child.tables["defections"].equals(result.tables["defections"])
+
+
+def test_a_model_run_to_a_step_inspected_and_continued_gives_the_same_run(scenario, result):
+    """The research API: simulate(keep_model=True) hands back the model; stepping a model part way, reading its
+    arrays and running it on gives the same tables as one uninterrupted run."""
+    kept = simulate(scenario, seed=11, keep_model=True)
+    assert kept.model is not None and kept.model.steps == scenario.steps()
+    assert simulate(scenario, seed=11).model is None
+    model = LoyaltyMarket(scenario, seed=np.random.SeedSequence(11))
+    model.run(7)
+    satisfied = (model.customers.current >= 0).sum()  # inspect (read-only) between the two parts
+    assert model.steps == 7 and satisfied > 0
+    model.run(scenario.steps() - 7)
+    tables = tabulate(model)
+    for name in TABLES:
+        assert_frame_equal(tables[name], result.tables[name], check_exact=True)
 
 
 def test_different_seed_gives_a_different_run(scenario, result):

@@ -436,3 +436,23 @@ def test_with_overrides_sets_the_horizon_in_steps(make_scenario):
     assert shorter.warmup_steps() == sc.warmup_steps()
     assert shorter.market == sc.market
     assert sc.with_overrides() == sc
+
+
+# ------------------------------------------------------------------------------------------ with_changes
+
+
+def test_with_changes_sets_values_by_path_and_validates_like_a_file(make_scenario):
+    base = make_scenario()
+    changed = base.with_changes({"market.customers.switching_cost": 2.0, "market.firms[1].price": 27.5})
+    assert changed.market.customers.switching_cost == 2.0 and changed.market.firms[1].price == 27.5
+    assert base.market.customers.switching_cost != 2.0  # the original is left alone
+    assert changed.to_dict() == scenario_from_dict(changed.to_dict()).to_dict()
+    with pytest.raises(ScenarioError) as err:  # paths that do not exist: each named, nothing validated yet
+        base.with_changes({"market.customers.switching_cot": 1.0, "market.firms[7].price": 1.0})
+    problems = err.value.problems
+    assert len(problems) == 2
+    assert "did you mean 'switching_cost'" in problems[0] and "there is no [7]" in problems[1]
+    with pytest.raises(ScenarioError) as err:  # values out of range: rejected as in a file
+        base.with_changes({"market.customers.loss_aversion": -1, "market.firms[0].price": 0})
+    assert [p.split(":")[0] for p in err.value.problems] == ["market.customers.loss_aversion",
+                                                             "market.firms[0].price"]

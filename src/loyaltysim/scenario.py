@@ -11,10 +11,14 @@ Files are TOML, validated by pydantic with unknown keys rejected. Every duration
 
 from __future__ import annotations
 
+import copy
+import difflib
 import itertools
+import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -540,7 +544,7 @@ class Reaction(_Spec):
     copy_after: DurationField = "26 weeks"  # how long after a rival's launch its copy launches
 
 
-class Firm(Levers):
+class FirmSpec(Levers):
     """A firm: its structure (costs, attribute levels, service) and its starting levers."""
 
     name: Annotated[str, Field(min_length=1)]
@@ -614,13 +618,23 @@ class IncomeShock(_Spec):
     price_sensitivity: Positive  # factor on every customer's price sensitivity while it lasts
 
 
-Event = Annotated[
-    PriceChange | AttributeChange | SwitchingCostChange | Entry | ManagerLeaves | ServiceCrisis | IntegrityBreach
-    | IncomeShock,
-    Field(discriminator="kind"),
-]
-EVENT_KINDS = ("price_change", "attribute_change", "switching_cost_change", "entry", "manager_leaves",
-               "service_crisis", "integrity_breach", "income_shock")
+class PriceWar(_Spec):
+    """A firm cuts its price by ``cut`` for ``duration`` (a promotion, or the first shot of a price war): rivals that
+    match prices follow it down by their own reaction rules, and when the cut ends its price returns to what it was
+    before (a price rise its customers notice)."""
+
+    kind: Literal["price_war"]
+    at: DurationField
+    firm: str
+    cut: Annotated[float, Field(gt=0.0, lt=1.0)]  # share off the price
+    duration: DurationField
+
+
+# every event kind, in one place: the union of the scenario's events and their tags derive from it
+EVENT_TYPES = (PriceChange, AttributeChange, SwitchingCostChange, Entry, ManagerLeaves, ServiceCrisis,
+               IntegrityBreach, IncomeShock, PriceWar)
+Event = Annotated[Union[EVENT_TYPES], Field(discriminator="kind")]  # noqa: UP007 (a union built from a tuple)
+EVENT_KINDS = tuple(get_args(t.model_fields["kind"].annotation)[0] for t in EVENT_TYPES)
 
 
 class Outlet(_Spec):
@@ -632,7 +646,7 @@ class Outlet(_Spec):
     quality: Level = 0.5  # how good its offer is, 0..1, the same to every customer
 
 
-class Category(_Spec):
+class CategorySpec(_Spec):
     """Another of the customers' needs (fuel, a department store, a card): a repertoire market in which each
     customer, on each occasion, picks an outlet by logit over quality, price, programme value and habit."""
 
@@ -652,11 +666,11 @@ class Market(_Spec):
     lapse: DurationField = "8 weeks"  # repertoire: a customer is lost to a firm after this long without a purchase
     customers: Customers = Customers()
     attributes: Annotated[list[Attribute], Field(min_length=1)]
-    firms: Annotated[list[Firm], Field(min_length=2)]
+    firms: Annotated[list[FirmSpec], Field(min_length=2)]
     network: Network = Network()
     survey: Survey = Survey()
     events: list[Event] = []
-    categories: list[Category] = []  # the customers' other needs, where coalition partners sell
+    categories: list[CategorySpec] = []  # the customers' other needs, where coalition partners sell
 
 
 class Policy(_Spec):
@@ -691,6 +705,15 @@ class Classification(_Spec):
 
 class Outputs(_Spec):
     panel_every: DurationField | None = None  # per-customer snapshots this often; None: no panel
+    # per-customer event logs to keep, as tables: "purchases", "service" (none by default)
+    event_logs: list[Literal["purchases", "service"]] = []
+
+    @field_validator("event_logs")
+    @classmethod
+    def _each_once(cls, v: list[str]) -> list[str]:
+        if len(set(v)) < len(v):
+            raise ValueError(f"each event log once; got {v}")
+        return v
 
 
 class Economics(_Spec):
@@ -718,13 +741,13 @@ class LoyaltyScenario(_Spec):
         return self
 
     # --- derived views -------------------------------------------------------------------------------
-    def effective_firms(self) -> list[Firm]:
+    def effective_firms(self) -> list[FirmSpec]:
         """The market's firms with the policy's levers applied to the focal firm."""
         out = []
         for f in self.market.firms:
             if f.name == self.policy.firm:
                 overrides = {k: v for k, v in self.policy.model_dump(exclude={"firm"}).items() if v is not None}
-                f = Firm.model_validate({**f.model_dump(), **overrides})
+                f = FirmSpec.model_validate({**f.model_dump(), **overrides})
             out.append(f)
         return out
 
@@ -741,6 +764,24 @@ class LoyaltyScenario(_Spec):
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON-ready form (units as strings); round-trips through :func:`scenario_from_dict`."""
         return self.model_dump(mode="json")
+
+    def with_changes(self, changes: Mapping[str, Any], source: str = "with_changes") -> LoyaltyScenario:
+        """This scenario with the values at some paths replaced, validated like a file.
+
+        ``changes`` maps paths to values as an experiment's factors set them, e.g.
+        ``{"market.customers.switching_cost": 2.0, "policy.investments[0].budget": "40000 per year"}``. Raises
+        :class:`ScenarioError` listing every problem: a path that does not exist, a value out of range.
+        """
+        data = self.to_dict()
+        problems = []
+        for path, value in changes.items():
+            try:
+                set_path(data, path, value)
+            except ValueError as err:
+                problems.append(f"{path}: {err}")
+        if problems:
+            raise ScenarioError(source, problems)
+        return scenario_from_dict(data, source=source)
 
     def with_overrides(self, *, steps: int | None = None) -> LoyaltyScenario:
         """The effective scenario after command-line overrides (``--steps`` is in model steps)."""
@@ -998,3 +1039,57 @@ def load_scenario(path: str | Path) -> LoyaltyScenario:
     except (OSError, UnicodeDecodeError) as err:
         raise ScenarioError(str(path), [f"cannot read file: {err}"]) from None
     return scenario_from_dict(data, source=str(path))
+
+# --------------------------------------------------------------------------------------------------
+# Paths into a scenario: "market.customers.switching_cost", "policy.investments[0].attribute"
+# --------------------------------------------------------------------------------------------------
+
+PATH = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+|\[\d+\])*")
+PATH_PART = re.compile(r"\.?([A-Za-z0-9_-]+)|\[(\d+)\]")
+PATH_HINT = "use dotted keys with [i] list indices, e.g. 'policy.investments[0].attribute'"
+
+
+def parse_path(path: str) -> list[str | int]:
+    """``'policy.investments[0].attribute'`` -> ``['policy', 'investments', 0, 'attribute']``."""
+    if not PATH.fullmatch(path):
+        raise ValueError(f"invalid path '{path}'; {PATH_HINT}")
+    return [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in PATH_PART.finditer(path)]
+
+
+def format_path(parts: list[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + p
+    return out
+
+
+def set_path(data: dict, path: str, value: Any) -> None:
+    """Replace the value at ``path`` (which must exist) in ``data`` by a deep copy of ``value``.
+
+    Raises ValueError naming the part of the path that does not exist.
+    """
+    parts = parse_path(path)
+    node: Any = data
+    for depth, part in enumerate(parts):
+        here = format_path(parts[:depth]) or "the scenario"
+        last = depth == len(parts) - 1
+        if isinstance(part, int):
+            if not isinstance(node, list):
+                kind = "not set (null)" if node is None else f"a {type(node).__name__}, not a list"
+                raise ValueError(f"cannot index '{here}' with [{part}]: it is {kind}")
+            if part >= len(node):
+                raise ValueError(f"'{here}' has {len(node)} item(s), so there is no [{part}]")
+        else:
+            if not isinstance(node, dict):
+                if node is None:
+                    raise ValueError(f"'{here}' is not set (null) in the base scenario; set '{here}' as a whole "
+                                     "(a table) instead of a key inside it")
+                raise ValueError(f"'{here}' is a {type(node).__name__}, not a table, so it has no key '{part}'")
+            if part not in node:
+                close = difflib.get_close_matches(part, list(node), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known: {sorted(node)}"
+                raise ValueError(f"'{here}' has no key '{part}'; {hint}")
+        if last:
+            node[part] = copy.deepcopy(value)
+        else:
+            node = node[part]

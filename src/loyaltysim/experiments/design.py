@@ -42,7 +42,6 @@ has the reference labels for those factors and its own labels for the others.
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import re
 import tomllib
@@ -56,13 +55,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loyaltysim.measures.outcomes import OutcomeError, check_name
 from loyaltysim.scenario import (
+    PATH,
+    PATH_HINT,
     LoyaltyScenario,
     ScenarioError,
     as_dict,
     as_list,
+    format_path,
     format_validation_error,
     load_scenario,
+    parse_path,
     scenario_from_dict,
+    set_path,
 )
 from loyaltysim.units import DurationField
 
@@ -73,9 +77,6 @@ RESERVED_COLUMNS = ("design", "replication", "outcome", "value", "key", "run_dir
 RESERVED_NAMES = ("runs", "registry.sqlite")
 _EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _FACTOR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PATH = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+|\[\d+\])*")
-_PATH_PART = re.compile(r"\.?([A-Za-z0-9_-]+)|\[(\d+)\]")
-_PATH_HINT = "use dotted keys with [i] list indices, e.g. 'policy.investments[0].attribute'"
 
 
 class ExperimentError(ScenarioError):
@@ -160,8 +161,8 @@ def _factor_problems(i: int, f: dict) -> tuple[list[str], list[str] | None]:
             if key not in f:
                 problems.append(f"{where}.{key}: required key is missing (or give levels instead of path and values)")
         path = f.get("path")
-        if isinstance(path, str) and not _PATH.fullmatch(path):
-            problems.append(f"{where}.path: invalid path '{path}'; {_PATH_HINT}")
+        if isinstance(path, str) and not PATH.fullmatch(path):
+            problems.append(f"{where}.path: invalid path '{path}'; {PATH_HINT}")
         values, labels = f.get("values"), f.get("labels")
         if isinstance(values, list) and not values:
             problems.append(f"{where}.values: give at least one value")
@@ -180,8 +181,8 @@ def _factor_problems(i: int, f: dict) -> tuple[list[str], list[str] | None]:
             problems.append(f"{where}.levels: give at least one level")
         for j, lv in enumerate(as_list(levels)):
             for p in as_dict(as_dict(lv).get("set")):
-                if not _PATH.fullmatch(p):
-                    problems.append(f'{where}.levels[{j}].set."{p}": invalid path; {_PATH_HINT}')
+                if not PATH.fullmatch(p):
+                    problems.append(f'{where}.levels[{j}].set."{p}": invalid path; {PATH_HINT}')
         names = [str(as_dict(lv).get("label")) for lv in as_list(levels)]
     duplicates = sorted({x for x in names if names.count(x) > 1})
     if duplicates:
@@ -249,52 +250,6 @@ def cross_problems(data: Any, figure_names: list[str] | None = None) -> list[str
 # --------------------------------------------------------------------------------------------------
 # Paths into a scenario dict
 # --------------------------------------------------------------------------------------------------
-
-
-def parse_path(path: str) -> list[str | int]:
-    """``'policy.investments[0].attribute'`` -> ``['policy', 'investments', 0, 'attribute']``."""
-    if not _PATH.fullmatch(path):
-        raise ValueError(f"invalid path '{path}'; {_PATH_HINT}")
-    return [m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _PATH_PART.finditer(path)]
-
-
-def format_path(parts: list[str | int]) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + p
-    return out
-
-
-def set_path(data: dict, path: str, value: Any) -> None:
-    """Replace the value at ``path`` (which must exist) in ``data`` by a deep copy of ``value``.
-
-    Raises ValueError naming the part of the path that does not exist.
-    """
-    parts = parse_path(path)
-    node: Any = data
-    for depth, part in enumerate(parts):
-        here = format_path(parts[:depth]) or "the scenario"
-        last = depth == len(parts) - 1
-        if isinstance(part, int):
-            if not isinstance(node, list):
-                kind = "not set (null)" if node is None else f"a {type(node).__name__}, not a list"
-                raise ValueError(f"cannot index '{here}' with [{part}]: it is {kind}")
-            if part >= len(node):
-                raise ValueError(f"'{here}' has {len(node)} item(s), so there is no [{part}]")
-        else:
-            if not isinstance(node, dict):
-                if node is None:
-                    raise ValueError(f"'{here}' is not set (null) in the base scenario; set '{here}' as a whole "
-                                     "(a table) instead of a key inside it")
-                raise ValueError(f"'{here}' is a {type(node).__name__}, not a table, so it has no key '{part}'")
-            if part not in node:
-                close = difflib.get_close_matches(part, list(node), n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"known: {sorted(node)}"
-                raise ValueError(f"'{here}' has no key '{part}'; {hint}")
-        if last:
-            node[part] = copy.deepcopy(value)
-        else:
-            node = node[part]
 
 
 # --------------------------------------------------------------------------------------------------

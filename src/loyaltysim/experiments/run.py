@@ -40,16 +40,24 @@ from loyaltysim.scenario import LoyaltyScenario
 
 @dataclass
 class RunResult:
+    """A run's scenario, seed, tables and summary (and, on request, the model at the end of the run)."""
+
     scenario: LoyaltyScenario
     seed_entropy: int
     spawn_key: tuple[int, ...]
     tables: dict[str, pd.DataFrame]
     summary: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    model: LoyaltyMarket | None = None
 
 
-def simulate(scenario: LoyaltyScenario, *, seed: int = 0, spawn_key: tuple[int, ...] = ()) -> RunResult:
-    """Run a scenario from a root seed (and the spawn key of a sweep's child seed)."""
+def simulate(scenario: LoyaltyScenario, *, seed: int = 0, spawn_key: tuple[int, ...] = (),
+             keep_model: bool = False) -> RunResult:
+    """Run a scenario from a root seed (and the spawn key of a sweep's child seed).
+
+    With ``keep_model`` the result also holds the :class:`LoyaltyMarket` at the end of the run, to inspect its
+    customers' arrays and firms (or to run it on: ``result.model.run(10)``).
+    """
     t0 = time.perf_counter()
     model = LoyaltyMarket(scenario, seed=np.random.SeedSequence(seed, spawn_key=spawn_key))
     t1 = time.perf_counter()
@@ -59,7 +67,7 @@ def simulate(scenario: LoyaltyScenario, *, seed: int = 0, spawn_key: tuple[int, 
     summary = summarize(scenario, tables)
     t3 = time.perf_counter()
     timings = {"build_s": t1 - t0, "simulate_s": t2 - t1, "tabulate_s": t3 - t2}
-    return RunResult(scenario, seed, tuple(spawn_key), tables, summary, timings)
+    return RunResult(scenario, seed, tuple(spawn_key), tables, summary, timings, model if keep_model else None)
 
 
 @dataclass

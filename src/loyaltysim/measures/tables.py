@@ -1,6 +1,7 @@
 """A run's tables, as pandas DataFrames: what the data collector recorded (``firms``, ``market``), the customers at
 the end (``customers``), and what each mechanism logged (``defections``, ``surveys``, and when they ran:
-``contacts``, ``warnings``, ``programmes``, ``settlement``, ``categories``, ``panel``)."""
+``contacts``, ``warnings``, ``programmes``, ``settlement``, ``categories``, ``panel``, and the event logs asked for in
+``outputs.event_logs``: ``purchases``, ``service``)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
         tables["categories"] = categories
     if model.panel.rows:
         tables["panel"] = model.panel.table()
+    tables.update(model.event_logs.tables(firm_names))
     return tables
 
 

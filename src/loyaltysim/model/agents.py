@@ -19,7 +19,7 @@ from loyaltysim.model.mechanisms.categories import step_category
 from loyaltysim.model.state import NEVER, NO_FIRM
 
 if TYPE_CHECKING:
-    from loyaltysim.scenario import Firm as FirmSpec
+    from loyaltysim.scenario import FirmSpec
 
 
 class Customer(mesa.Agent):

@@ -19,7 +19,8 @@ order of a step, in :meth:`LoyaltyMarket.step`:
 7. the firms' records and programme ledgers book the step;
 8. category outlets settle, surveys are taken (:mod:`~loyaltysim.model.mechanisms.surveys`), departures are logged
    and firms settle their books (:mod:`~loyaltysim.model.accounts`), the panel is recorded
-   (:mod:`~loyaltysim.model.panel`); the data collector records.
+   (:mod:`~loyaltysim.model.panel`), the event logs asked for are kept (:mod:`~loyaltysim.model.event_logs`); the
+   data collector records.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mesa import DataCollector, Model
 from loyaltysim.model import classifications
 from loyaltysim.model.accounts import FIRM_METRICS, Accounts, Membership
 from loyaltysim.model.agents import Customer, Firm, OfferHistory
+from loyaltysim.model.event_logs import EventLogs
 from loyaltysim.model.mechanisms import categories as category_markets
 from loyaltysim.model.mechanisms import events as scheduled
 from loyaltysim.model.mechanisms.campaigns import Campaigns
@@ -100,8 +102,9 @@ class LoyaltyMarket(Model):
         self.surveys = Surveys(market.survey, unit, streams["surveys"])
         panel = scenario.outputs.panel_every
         self.panel = Panel(panel.steps(unit) if panel is not None else 0, n, self.firm_names, self.segment_names)
+        self.event_logs = EventLogs(scenario.outputs.event_logs)
         self.customer_agents = [Customer(self, i) for i in range(n)]
-        self._event_targets = scheduled.Market(self.firms, self.firm_names, self.attribute_names, self.customers,
+        self._event_targets = scheduled.EventTargets(self.firms, self.firm_names, self.attribute_names, self.customers,
                                                c.manager_follow)
         self._warmup_steps = scenario.warmup_steps()
         self.firm_after_warmup = self.customers.current.copy()  # the cohorts that loyalty is measured on
@@ -172,6 +175,7 @@ class LoyaltyMarket(Model):
             for cat, v in zip(self.categories, self.category_variates, strict=True):
                 step_category(cat, slice(None), v, cat.perks_view(self.perks), self.active_before)
         self.campaigns.observe(st, t)
+        self.event_logs.record(st, t, self.shared.price)
         if self.programmes is not None:
             self.programmes.settle(st, t, self.seller_prices(), self.params.lapse_steps, self.contractual)
         self.category_log += category_markets.settle(

@@ -5,6 +5,7 @@ Each case runs in a fresh process: the allocator's settings are process-wide and
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ print(memory.reuse_freed_memory(), digest)
 def _run(**env: str) -> tuple[str, str]:
     clean = {k: v for k, v in os.environ.items() if k != "LOYALTYSIM_SYSTEM_MALLOC"}
     proc = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, timeout=120,
-                          env={**clean, **env}, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          env={**clean, **env}, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr
     applied, digest = proc.stdout.split()
     return applied, digest

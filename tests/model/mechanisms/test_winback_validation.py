@@ -16,7 +16,7 @@ from loyaltysim.measures import outcomes
 from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.reporting.findings import winback as fw
 
-EXPERIMENTS = Path(__file__).parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 SIZE = {"population": 4000, "replications": 4}
 OUTCOMES = ["focal.winback_rate", "focal.return_on_regain", "focal.npv", "focal.winback_contacts"]
 

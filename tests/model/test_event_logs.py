@@ -1,0 +1,53 @@
+"""Tests of the per-customer event logs (outputs.event_logs): they add up to the firms' books and change nothing."""
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loyaltysim import simulate
+from loyaltysim.scenario import ScenarioError
+
+LOGS = ["purchases", "service"]
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("market", ["contractual", "repertoire"])
+def test_event_logs_add_up_to_each_firms_step(make_scenario, market):
+    scenario = make_scenario(market__type=market, outputs__event_logs=LOGS)
+    tables = simulate(scenario, seed=4).tables
+    firms = tables["firms"].set_index(["step", "firm"])
+    purchases = tables["purchases"]
+    by_firm = purchases.groupby(["step", "firm"])[["occasions", "units", "revenue"]].sum()
+    index = by_firm.index
+    np.testing.assert_array_equal(by_firm["occasions"], firms.loc[index, "purchases"])
+    np.testing.assert_allclose(by_firm["units"], firms.loc[index, "units"], rtol=1e-12)
+    np.testing.assert_allclose(by_firm["revenue"], firms.loc[index, "revenue"], rtol=1e-9)
+    sold = firms[firms["units"] > 0]
+    assert set(sold.index) == set(index)  # every sale is logged, and nothing else
+    service = tables["service"]
+    failures = service.groupby(["step", "firm"]).size()
+    assert failures.sum() == firms["failures"].sum() > 0
+    np.testing.assert_array_equal(failures, firms.loc[failures.index, "failures"])
+    complaints = service[service["complained"]].groupby(["step", "firm"]).size()
+    np.testing.assert_array_equal(complaints, firms.loc[complaints.index, "complaints"])
+    assert not (service["recovered"] & ~service["complained"]).any()  # only a complaint can be recovered
+
+
+def test_keeping_event_logs_changes_no_other_table(make_scenario):
+    plain = simulate(make_scenario(), seed=2).tables
+    logged = simulate(make_scenario(outputs__event_logs=LOGS), seed=2).tables
+    assert set(logged) == set(plain) | set(LOGS)
+    for name, table in plain.items():
+        assert _digest(logged[name]) == _digest(table), name
+
+
+def test_an_unknown_or_repeated_event_log_is_rejected(make_scenario):
+    with pytest.raises(ScenarioError, match=r"outputs\.event_logs"):
+        make_scenario(outputs__event_logs=["purchases", "dreams"])
+    with pytest.raises(ScenarioError, match="each event log once"):
+        make_scenario(outputs__event_logs=["service", "service"])
