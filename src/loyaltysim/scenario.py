@@ -43,6 +43,13 @@ class ScenarioError(Exception):
         super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
 
 
+def tagged_union(types: tuple[type[BaseModel], ...]) -> tuple[Any, tuple[str, ...]]:
+    """The discriminated union of spec classes on their ``kind`` tag, and the tags in order: each kind of event,
+    campaign and programme is listed once, in its ``*_TYPES`` tuple, and the union and the tags derive from it."""
+    union = Annotated[Union[types], Field(discriminator="kind")]  # noqa: UP007 (a union built from a tuple)
+    return union, tuple(get_args(t.model_fields["kind"].annotation)[0] for t in types)
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -383,9 +390,9 @@ class CobrandProgramme(PointsProgramme):
     fee: NonNegative = 0.0  # paid by the partner to the issuer per point issued on its sales, money
 
 
-Programme = Annotated[PointsProgramme | TierProgramme | CashbackProgramme | ClubProgramme | CoalitionProgramme
-                      | CobrandProgramme, Field(discriminator="kind")]
-PROGRAMME_KINDS = ("points", "tiers", "cashback", "club", "coalition", "cobrand")
+PROGRAMME_TYPES = (PointsProgramme, TierProgramme, CashbackProgramme, ClubProgramme, CoalitionProgramme,
+                   CobrandProgramme)
+Programme, PROGRAMME_KINDS = tagged_union(PROGRAMME_TYPES)
 
 
 class Offer(_Spec):
@@ -507,8 +514,8 @@ class PersonalisedCampaign(_CampaignBase):
     target: PersonalTarget
 
 
-Campaign = Annotated[WinBackCampaign | RetentionCampaign | PersonalisedCampaign, Field(discriminator="kind")]
-CAMPAIGN_KINDS = ("win_back", "retention", "personalised")
+CAMPAIGN_TYPES = (WinBackCampaign, RetentionCampaign, PersonalisedCampaign)
+Campaign, CAMPAIGN_KINDS = tagged_union(CAMPAIGN_TYPES)
 
 
 class Investment(_Spec):
@@ -630,11 +637,9 @@ class PriceWar(_Spec):
     duration: DurationField
 
 
-# every event kind, in one place: the union of the scenario's events and their tags derive from it
 EVENT_TYPES = (PriceChange, AttributeChange, SwitchingCostChange, Entry, ManagerLeaves, ServiceCrisis,
                IntegrityBreach, IncomeShock, PriceWar)
-Event = Annotated[Union[EVENT_TYPES], Field(discriminator="kind")]  # noqa: UP007 (a union built from a tuple)
-EVENT_KINDS = tuple(get_args(t.model_fields["kind"].annotation)[0] for t in EVENT_TYPES)
+Event, EVENT_KINDS = tagged_union(EVENT_TYPES)
 
 
 class Outlet(_Spec):

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from loyaltysim.model import rules
-from loyaltysim.model.mechanisms.categories import step_category
 from loyaltysim.model.state import NEVER, NO_FIRM
 
 if TYPE_CHECKING:
@@ -31,11 +29,7 @@ class Customer(mesa.Agent):
 
     def step(self) -> None:
         """Advance this customer alone by one step, with the same rules and variates as the vectorized step."""
-        m = self.model
-        rows = slice(self.row, self.row + 1)
-        rules.step_customers(m.customers, rows, m.variates, m.shared, m.params)
-        for cat, v in zip(m.categories, m.category_variates, strict=True):
-            step_category(cat, rows, v, cat.perks_view(m.perks), m.active_before)
+        self.model.step_rows(slice(self.row, self.row + 1))
 
     def _get(self, name: str):
         return getattr(self.model.customers, name)[self.row]

@@ -169,11 +169,9 @@ class LoyaltyMarket(Model):
         self.category_variates = [cat.draw() for cat in self.categories]
         self.active_before = st.active.copy()
         if self.one_at_a_time:
-            self.agents_by_type[Customer].do("step")
+            self.agents_by_type[Customer].do("step")  # each calls step_rows on its own row
         else:
-            step_customers(st, slice(None), self.variates, self.shared, self.params)
-            for cat, v in zip(self.categories, self.category_variates, strict=True):
-                step_category(cat, slice(None), v, cat.perks_view(self.perks), self.active_before)
+            self.step_rows(slice(None))
         self.campaigns.observe(st, t)
         self.event_logs.record(st, t, self.shared.price)
         if self.programmes is not None:
@@ -194,6 +192,14 @@ class LoyaltyMarket(Model):
         for _ in range(self.config.steps() if steps is None else steps):
             self.step()
         return self
+
+    def step_rows(self, rows: slice) -> None:
+        """The customers in ``rows`` take their step: in the market (the customer rules), then in each category,
+        with the step's variates and shared state. The vectorized path steps every row at once, the one-at-a-time
+        path each customer's row in turn (:meth:`Customer.step <loyaltysim.model.agents.Customer.step>`)."""
+        step_customers(self.customers, rows, self.variates, self.shared, self.params)
+        for cat, v in zip(self.categories, self.category_variates, strict=True):
+            step_category(cat, rows, v, cat.perks_view(self.perks), self.active_before)
 
     # --- what the step's phases share ----------------------------------------------------------------------------
     def _programme_perks(self, t: int):

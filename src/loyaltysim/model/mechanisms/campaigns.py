@@ -44,7 +44,7 @@ class Campaigns:
         self.streams = streams
         n, n_firms = len(st), len(firms)
         windows = [c.warning.window.steps(unit) for f in firms for c in f.campaigns
-                   if c.kind in ("retention", "personalised")]
+                   if getattr(c, "warning", None) is not None]  # campaigns that read the firms' records
         # the firms' records of their customers, kept only when an early warning reads them
         self.crm = CRM(st, max(windows)) if windows else None
         # each firm's last contact with each customer, for its own recontact rule (allocated only with campaigns)
