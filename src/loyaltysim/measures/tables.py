@@ -32,14 +32,7 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
               "surveys": model.surveys.table(firm_names), "customers": customers_table(model)}
     tables.update(model.campaigns.tables(model.customers, model.steps, model.accounts.departures, firm_names))
     if model.programmes is not None:
-        programmes = pd.DataFrame(model.programmes.log)
-        programmes["step"] = programmes["step"].astype(np.int32)
-        programmes["firm"] = firm_names[programmes["firm"].astype(int)]
-        tables["programmes"] = programmes
-        if model.programmes.settlement:
-            settlement = pd.DataFrame(model.programmes.settlement)
-            settlement["step"] = settlement["step"].astype(np.int32)
-            tables["settlement"] = settlement
+        tables.update(model.programmes.tables(firm_names))
     if model.category_log:
         categories = pd.DataFrame(model.category_log)
         categories["step"] = categories["step"].astype(np.int32)

@@ -278,7 +278,7 @@ class Shared:
     switching_cost: float  # procedural
     wom_pos: np.ndarray  # f8[n, F] share of neighbours recommending each firm
     wom_neg: np.ndarray  # f8[n, F] share of neighbours warning against each firm
-    perks: Any = None  # loyalty programmes' loyaltysim.programmes.Perks (None: no programme in the market)
+    perks: Any = None  # the loyalty programmes' Perks (model.mechanisms.programmes; None: no programme in the market)
 
 
 @dataclass

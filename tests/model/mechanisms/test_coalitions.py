@@ -14,7 +14,7 @@ from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
 from same_state import assert_same_arrays
 
-SCENARIO = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "programmes.toml"
+SCENARIO = Path(__file__).resolve().parents[3] / "experiments" / "scenarios" / "programmes.toml"
 COALITION = {"kind": "coalition", "name": "Coalition", "partners": ["PetrolCo", "StoreCo"], "fee": 0.012,
              "reimbursement": 0.01, "rewards": [{"points": 400, "value": 4.0, "cost": 3.0}], "expiry": "26 weeks",
              "operating_cost": "2 per year", "launch_cost": 1000.0}

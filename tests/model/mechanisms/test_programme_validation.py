@@ -21,7 +21,7 @@ import pytest
 from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import scenario_from_dict
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "experiments" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[3] / "experiments" / "scenarios"
 SEEDS = (1, 2, 3)
 N = 2500
 WEEKS = 80

@@ -2,8 +2,8 @@
 copying, the one-at-a-time path, validation and outcomes.
 
 Model runs are small (a few hundred to 1,500 customers, 30-70 weeks or 90 days). Where a rule is about timing
-(expiry, inactivity, FIFO redemption, tier reviews) a :class:`~loyaltysim.programmes.Book` is driven by hand: its
-members and their purchases are set directly, so the expected numbers can be written down.
+(expiry, inactivity, FIFO redemption, tier reviews) a :class:`~loyaltysim.model.mechanisms.programmes.Book` is
+driven by hand: its members and their purchases are set directly, so the expected numbers can be written down.
 """
 
 from __future__ import annotations
@@ -187,14 +187,14 @@ def test_points_issued_follow_the_earn_rule_with_bonuses_and_tier_bonus(make_sce
         st, price = model.customers, model.seller_prices()
         gift = members & (book.birthday == t % YEAR)
         birthdays += int(gift.sum())
-        earned = (np.where(members, _spend(st, price, 0), 0.0) * _bonus_multiplier(t) * (1.0 + bonus[q.tier])
+        earned = (np.where(members, _spend(st, price, 0), 0.0) * _bonus_multiplier(t) * (1.0 + bonus[q.status.tier])
                   + 100.0 * gift)
         assert book.log[-1]["points_issued"] == pytest.approx(earned.sum(), rel=1e-12), t
         # the member-day discount is given on member days only (the tiers give no discount)
         given = float(st.step_member_discount[st.step_firm == 0].sum())
         assert (given > 0) == (t % 2 == 0 and (members & (st.step_firm == 0)).any()), t
         assert given == pytest.approx(book.log[-1]["member_discounts"], rel=1e-12, abs=1e-9)
-    assert birthdays > 0 and (q.tier == 2).any()
+    assert birthdays > 0 and (q.status.tier == 2).any()
 
 
 # ------------------------------------------------------------------------------------ 2. the firms' books
@@ -394,7 +394,7 @@ def test_tiers_promote_at_once_and_demote_only_at_reviews_by_the_rule(rule):
         assert (new[new < tier] >= (tier[new < tier] - 1 if rule == "one_level" else 0)).all()
         tier = new
         gold |= bool((tier == 2).any())
-        np.testing.assert_array_equal(hand.q.tier, tier, err_msg=f"step {t}")
+        np.testing.assert_array_equal(hand.q.status.tier, tier, err_msg=f"step {t}")
     assert promoted > 0 and gold
     assert (demoted > 0) == (rule != "never"), (rule, demoted)
 
@@ -404,7 +404,7 @@ def test_a_tier_reached_by_its_visits_rule_is_given_even_if_a_lower_tier_is_not_
     hand = Hand({"kind": "tiers", "name": "Status", "tiers": {"window": "13 weeks", "levels": levels}}, n=1)
     for _ in range(3):
         hand.step(units=[1.0])  # 10 a visit: 3 visits and 30 spent after 3 steps
-    assert hand.q.tier[0] == 2  # Gold: its visits rule is met
+    assert hand.q.status.tier[0] == 2  # Gold: its visits rule is met
 
 
 def test_tiers_in_a_model_run_follow_the_qualification_window(make_scenario):
@@ -414,25 +414,25 @@ def test_tiers_in_a_model_run_follow_the_qualification_window(make_scenario):
     model = LoyaltyMarket(make_scenario(market__customers__population=1000, market__type="repertoire",
                                         policy__programmes=[spec]), seed=5)
     q = _ledger(model, "Status")
-    assert q.t_bucket == 1 and q.q_spend.shape[1] == 8
+    assert q.status.bucket == 1 and q.status.q_spend.shape[1] == 8
     spend_hist, visit_hist = [], []
     moves = {"up": 0, "down": 0}
     for t in range(1, 31):
-        members, tier = q.member.copy(), q.tier.astype(np.int64)
+        members, tier = q.member.copy(), q.status.tier.astype(np.int64)
         model.step()
         st = model.customers
         bought = members & (st.step_firm == 0)
         spend_hist.append(np.where(bought, _spend(st, model.seller_prices(), 0), 0.0))
         visit_hist.append(np.where(bought, st.step_purchases, 0))
         s, v = np.sum(spend_hist[-8:], axis=0), np.sum(visit_hist[-8:], axis=0)
-        np.testing.assert_allclose(q.q_spend.sum(axis=1), s, atol=1e-9)
+        np.testing.assert_allclose(q.status.q_spend.sum(axis=1), s, atol=1e-9)
         qualified = np.where(members, _highest_met(s, v, levels), 0)
         expected = _review(tier, qualified, "to_qualified", t % 4 == 0)
-        np.testing.assert_array_equal(q.tier, expected, err_msg=f"step {t}")
+        np.testing.assert_array_equal(q.status.tier, expected, err_msg=f"step {t}")
         moves["up"] += int((expected > tier).sum())
         moves["down"] += int((expected < tier).sum())
         if t % 4:
-            assert (q.tier >= tier).all()  # no demotion between reviews
+            assert (q.status.tier >= tier).all()  # no demotion between reviews
     assert moves["up"] > 0 and moves["down"] > 0, moves
 
 
@@ -506,7 +506,7 @@ def test_fees_are_charged_each_step_and_members_leave_at_renewal_when_the_benefi
         model.step()
         row = book.log[-1]
         assert row["fees"] == pytest.approx(row["members"] * fee_step, rel=1e-12)
-        benefit = book.expected_benefit(q, model.customers, model.seller_prices())
+        benefit = q.expected_benefit(book, model.customers, model.seller_prices())
         quit_ = members & ~q.member
         renewal = members & (t > joined) & ((t - joined) % YEAR == 0)
         assert not (quit_ & ~renewal).any(), f"left outside a renewal at step {t}"
@@ -626,8 +626,8 @@ def test_one_at_a_time_equals_vectorized_with_every_kind_of_programme(make_scena
             np.testing.assert_array_equal(a.member, b.member, err_msg=f"{a.name} at step {t}")
             if a.has_points:
                 np.testing.assert_allclose(a.points, b.points, rtol=0, atol=1e-9, err_msg=f"{a.name} at step {t}")
-            if a.tiers is not None:
-                np.testing.assert_array_equal(a.tier, b.tier, err_msg=f"{a.name} at step {t}")
+            if a.status is not None:
+                np.testing.assert_array_equal(a.status.tier, b.status.tier, err_msg=f"{a.name} at step {t}")
     assert {"financial_cost", "club", "step_member_discount", "current", "wallet"} <= changed
     log_fast, log_slow = _log(fast), _log(slow)
     pd.testing.assert_frame_equal(log_slow, log_fast, check_exact=False, rtol=1e-12)
@@ -702,7 +702,7 @@ def test_a_bad_programme_gives_one_clear_problem(scenario_data, overrides, needl
 def test_the_cli_reports_a_bad_programme_cleanly(tmp_path):
     from cli_process import finish, start
 
-    baseline = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "baseline.toml"
+    baseline = Path(__file__).resolve().parents[3] / "experiments" / "scenarios" / "baseline.toml"
     text = baseline.read_text(encoding="utf-8")
     line = next(x for x in text.splitlines() if x.startswith("programmes = []"))
     bad = 'programmes = [{ kind = "cashback", name = "Back", schedule = [{ days = 3, rate = 0.05 }] }]'
