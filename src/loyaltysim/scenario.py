@@ -710,8 +710,8 @@ class Classification(_Spec):
 
 class Outputs(_Spec):
     panel_every: DurationField | None = None  # per-customer snapshots this often; None: no panel
-    # per-customer event logs to keep, as tables: "purchases", "service" (none by default)
-    event_logs: list[Literal["purchases", "service"]] = []
+    # per-customer event logs to keep, as tables: "purchases", "service", "programme_events" (none by default)
+    event_logs: list[Literal["purchases", "service", "programme_events"]] = []
 
     @field_validator("event_logs")
     @classmethod

@@ -51,3 +51,28 @@ def test_an_unknown_or_repeated_event_log_is_rejected(make_scenario):
         make_scenario(outputs__event_logs=["purchases", "dreams"])
     with pytest.raises(ScenarioError, match="each event log once"):
         make_scenario(outputs__event_logs=["service", "service"])
+
+
+def test_programme_events_add_up_to_the_programmes_table(make_scenario):
+    """Joins, quits (a yearly fee is reviewed) and redemptions, customer by customer, match the programme's books;
+    and keeping the log changes no other table."""
+    points = {"kind": "points", "name": "Points", "start": "3 weeks", "earn_rate": 1.0,
+              "rewards": [{"points": 200, "value": 2.0, "cost": 2.0}], "expiry": "52 weeks",
+              "enrolment": {"awareness": "30% per week", "fee": "10 per year"},
+              "tiers": {"window": "8 weeks", "review": "4 weeks",
+                        "levels": [{"name": "silver", "spend": 150.0, "discount": 0.02}]}}
+    overrides = {"policy__programmes": [points], "time__horizon": "70 weeks", "market__customers__population": 400}
+    plain = simulate(make_scenario(**overrides), seed=5).tables
+    tables = simulate(make_scenario(**overrides, outputs__event_logs=["programme_events"]), seed=5).tables
+    for name, table in plain.items():
+        assert _digest(tables[name]) == _digest(table), name
+    events, books = tables["programme_events"], plain["programmes"].set_index(["step", "programme"])
+    counts = events.groupby(["step", "programme", "event"], observed=False).size().unstack("event")
+    for event, column in (("joined", "joined"), ("left", "quit")):
+        np.testing.assert_array_equal(counts[event], books.loc[counts.index, column])
+        assert counts[event].sum() == books[column].sum() > 0, event
+    redeemed = events[events["event"] == "redeemed"].groupby(["step", "programme"])["points"].sum()
+    assert redeemed.sum() == books["points_redeemed"].sum() > 0
+    np.testing.assert_allclose(redeemed, books.loc[redeemed.index, "points_redeemed"], rtol=1e-12)
+    assert events.loc[events["event"] == "redeemed", "balance"].notna().all()
+    assert set(events["tier"].dropna().unique()) <= {0, 1}

@@ -176,6 +176,7 @@ class LoyaltyMarket(Model):
         self.event_logs.record(st, t, self.shared.price)
         if self.programmes is not None:
             self.programmes.settle(st, t, self.seller_prices(), self.params.lapse_steps, self.contractual)
+            self.event_logs.record_programmes(self.programmes.ledgers, t)
         self.category_log += category_markets.settle(
             self.categories, self.programmes.firm_totals if self.programmes else None, t)
         self.surveys.take(st, t, self.campaigns.crm)

@@ -70,6 +70,7 @@ class PointsLedger(Ledger):
         self._balance: np.ndarray | None = None  # points.sum(axis=1), while no points have moved since
         self.last_activity = np.full(n, NEVER, np.int32)
         self.step_redeemed = np.zeros(n, bool)  # members who redeemed in the last step
+        self.step_points_redeemed = np.zeros(n)  # the points each spent on rewards in the last step
         self.bonuses = [(b.kind, steps(b.start), max(steps(b.every), 1), max(steps(b.duration), 1),
                          b.multiplier, b.discount, b.points) for b in spec.bonuses]
 
@@ -231,6 +232,7 @@ class PointsLedger(Ledger):
         redeem = can & wants
         self.step_redeemed = redeem
         cost_points, reward_cost = self.spend_down(np.where(redeem, balance, 0.0), totals)
+        self.step_points_redeemed = cost_points
         who = np.flatnonzero(redeem)
         self.take_oldest_first(who, cost_points[who], slot)
         balance[who] = self.points[who].sum(axis=1)  # the same row sums as over the whole array
