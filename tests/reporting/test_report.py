@@ -34,7 +34,7 @@ from loyaltysim.reporting.report import (
 )
 from loyaltysim.scenario import scenario_from_dict
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_experiment.toml"
 CANNED = DATA / "canned_results.csv"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -182,7 +182,7 @@ def test_report_files_from_canned_results(canned_experiment, tmp_path):
         exp = load_experiment(TINY, overrides={"replications": 4, "outcomes": OUTCOMES, "figures": ["canned_probe"]})
         paths = write_report_files(canned(), exp, tmp_path / "tiny_price")
     finally:
-        report.FIGURES.pop("canned_probe")
+        report.unregister_figure("canned_probe")
     folder = tmp_path / "tiny_price"
     assert [p.relative_to(folder).as_posix() for p in paths] == [
         "results.csv", "summary.csv", "summary.md", "differences.csv", "differences.md",
