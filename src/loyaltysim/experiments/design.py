@@ -14,8 +14,8 @@ An experiment is a TOML file validated by pydantic (unknown keys are errors)::
     outcomes = ["focal.cohort_retention"] # names from loyaltysim.measures.outcomes
     reference = { strategy = "none" }     # optional: paired differences are taken against this design point
     risk = false                          # also report percentiles and P(difference < 0) of the differences
-    figures = []                          # optional: extra figures registered in loyaltysim.report.FIGURES
-    findings = []                         # optional: checks of published findings registered in report.FINDINGS
+    figures = []                          # optional: extra figures, from loyaltysim.experiments.registry.FIGURES
+    findings = []                         # optional: checks of published findings, from registry.FINDINGS
 
     [[factors]]                           # shorthand: one path and its values (labels default to str(value))
     name = "strategy"
@@ -53,6 +53,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from loyaltysim.experiments import registry
 from loyaltysim.measures.outcomes import OutcomeError, check_name
 from loyaltysim.scenario import (
     PATH,
@@ -191,8 +192,8 @@ def _factor_problems(i: int, f: dict) -> tuple[list[str], list[str] | None]:
     return problems, names
 
 
-def cross_problems(data: Any, figure_names: list[str] | None = None) -> list[str]:
-    """Problems between fields (names, labels, reference, figures), one ``path: message`` each.
+def cross_problems(data: Any) -> list[str]:
+    """Problems between fields (names, labels, reference, figures and findings), one ``path: message`` each.
 
     Written over the raw data, so they are listed together with the field errors elsewhere in the file.
     """
@@ -231,15 +232,13 @@ def cross_problems(data: Any, figure_names: list[str] | None = None) -> list[str
                                 f"labels: {labels[key]}")
     if data.get("risk") is True and reference is None:
         problems.append("risk: the spread of paired differences needs a reference design point; set reference")
-    if figure_names is not None:
-        for i, fig in enumerate(as_list(data.get("figures"))):
-            if isinstance(fig, str) and fig not in figure_names:
-                problems.append(f"figures[{i}]: unknown figure '{fig}'; registered: {sorted(figure_names)}")
-        from loyaltysim.reporting.report import FINDINGS
-
-        for i, name in enumerate(as_list(data.get("findings"))):
-            if isinstance(name, str) and name not in FINDINGS:
-                problems.append(f"findings[{i}]: unknown findings '{name}'; registered: {sorted(FINDINGS)}")
+    figures, findings = registry.declared("figure"), registry.declared("findings")
+    for i, fig in enumerate(as_list(data.get("figures"))):
+        if isinstance(fig, str) and fig not in figures:
+            problems.append(f"figures[{i}]: unknown figure '{fig}'; registered: {sorted(figures)}")
+    for i, name in enumerate(as_list(data.get("findings"))):
+        if isinstance(name, str) and name not in findings:
+            problems.append(f"findings[{i}]: unknown findings '{name}'; registered: {sorted(findings)}")
     outcomes = [o for o in as_list(data.get("outcomes")) if isinstance(o, str)]
     repeated = sorted({o for o in outcomes if outcomes.count(o) > 1})
     if repeated:
@@ -352,12 +351,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ExperimentError(str(path), [f"cannot read file: {err}"]) from None
 
 
-def _registered_figures() -> list[str]:
-    from loyaltysim.reporting.report import load_figures  # light: the plotting libraries are imported only when drawing
-
-    return list(load_figures())
-
-
 def _problem_location(problem: str) -> str | None:
     head, sep, _ = problem.partition(": ")
     return head if sep and " " not in head else None
@@ -440,11 +433,7 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
     data = _read_toml(path)
     if overrides:
         data = {**data, **overrides}
-    try:
-        figure_names = _registered_figures()
-    except ImportError:  # pragma: no cover - report's own imports are light
-        figure_names = None
-    problems = cross_problems(data, figure_names)
+    problems = cross_problems(data)
     spec: ExperimentSpec | None = None
     try:
         spec = ExperimentSpec.model_validate(data)

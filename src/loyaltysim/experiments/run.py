@@ -23,7 +23,7 @@ import pandas as pd
 from loyaltysim import __version__
 from loyaltysim.experiments.storage import (
     CodeIdentity,
-    Run,
+    RunRecord,
     code_identity,
     open_results,
     read_run_dir,
@@ -130,9 +130,9 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
             manifest, _ = read_run_dir(run_dir)
             return StoredRun(key, run_dir, manifest["summary"], reused=True)
         started = datetime.now(UTC)
-        record = Run(key=key, experiment_name=experiment, scenario_name=scenario.name, seed_entropy=str(seed),
-                     spawn_key=json.dumps(list(spawn_key)), version=code.version, commit=code.commit, dirty=code.dirty,
-                     status="running", started_at=started, run_dir=str(run_dir))
+        record = RunRecord(key=key, experiment_name=experiment, scenario_name=scenario.name, seed_entropy=str(seed),
+                           spawn_key=json.dumps(list(spawn_key)), version=code.version, commit=code.commit,
+                           dirty=code.dirty, status="running", started_at=started, run_dir=str(run_dir))
         registry.upsert_run(record)
         try:
             result = simulate(scenario, seed=seed, spawn_key=spawn_key)

@@ -41,9 +41,9 @@ from sqlmodel import Field, Session, SQLModel, select
 
 __all__ = [
     "CodeIdentity",
-    "Experiment",
+    "ExperimentRecord",
     "Registry",
-    "Run",
+    "RunRecord",
     "StorageError",
     "check_writable",
     "code_identity",
@@ -286,10 +286,11 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-class Experiment(SQLModel, table=True):
-    """A named group of runs (e.g. one parameter sweep)."""
+class ExperimentRecord(SQLModel, table=True):
+    """The registry's row of a named group of runs (e.g. one parameter sweep); the loaded experiment file is
+    :class:`loyaltysim.experiments.design.Experiment`."""
 
-    __tablename__ = "experiments"
+    __tablename__ = "experiments"  # the table's name in existing registries: keep it
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
@@ -297,14 +298,15 @@ class Experiment(SQLModel, table=True):
     description: str = Field(default="", sa_type=Text)
 
 
-class Run(SQLModel, table=True):
-    """One simulation run: its identity, outcome and where its data lives (bulk data stays in files).
+class RunRecord(SQLModel, table=True):
+    """The registry's row of one simulation run: its identity, outcome and where its data lives (bulk data stays
+    in files).
 
     ``seed_entropy`` is a decimal string because user seeds may exceed 64-bit integer columns;
     ``spawn_key`` is a JSON list; ``summary_json`` is the run's small JSON summary.
     """
 
-    __tablename__ = "runs"
+    __tablename__ = "runs"  # the table's name in existing registries: keep it
     __table_args__ = (CheckConstraint("status IN ('running', 'done', 'failed')", name="ck_runs_status"),)
 
     key: str = Field(primary_key=True, max_length=64)
@@ -393,7 +395,7 @@ class Registry:
         # Objects stay readable after the session closes; callers get plain detached rows.
         return Session(self._engine, expire_on_commit=False)
 
-    def upsert_run(self, run: Run) -> Run:
+    def upsert_run(self, run: RunRecord) -> RunRecord:
         """Insert or update the row for ``run.key``: recording the same run twice never duplicates it."""
         with self._errors("results database error at"):
             try:
@@ -403,31 +405,31 @@ class Registry:
                 # then becomes an UPDATE.  A second IntegrityError is a genuine constraint violation.
                 return self._merge(run)
 
-    def _merge(self, run: Run) -> Run:
+    def _merge(self, run: RunRecord) -> RunRecord:
         with self._session() as session:
             stored = session.merge(run)
             session.commit()
             return stored
 
-    def get_run(self, key: str) -> Run | None:
+    def get_run(self, key: str) -> RunRecord | None:
         with self._errors("results database error at"), self._session() as session:
-            return session.get(Run, key)
+            return session.get(RunRecord, key)
 
-    def runs(self, experiment_name: str | None = None) -> list[Run]:
+    def runs(self, experiment_name: str | None = None) -> list[RunRecord]:
         """All runs, or those of one experiment, oldest first."""
-        query = select(Run).order_by(Run.started_at, Run.key)
+        query = select(RunRecord).order_by(RunRecord.started_at, RunRecord.key)
         if experiment_name is not None:
-            query = query.where(Run.experiment_name == experiment_name)
+            query = query.where(RunRecord.experiment_name == experiment_name)
         with self._errors("results database error at"), self._session() as session:
             return list(session.exec(query).all())
 
-    def ensure_experiment(self, name: str, description: str = "") -> Experiment:
+    def ensure_experiment(self, name: str, description: str = "") -> ExperimentRecord:
         """The experiment called ``name``, created if absent (an existing description is kept)."""
-        query = select(Experiment).where(Experiment.name == name)
+        query = select(ExperimentRecord).where(ExperimentRecord.name == name)
         with self._errors("results database error at"), self._session() as session:
             experiment = session.exec(query).first()
             if experiment is None:
-                experiment = Experiment(name=name, description=description)
+                experiment = ExperimentRecord(name=name, description=description)
                 session.add(experiment)
                 try:
                     session.commit()

@@ -42,7 +42,7 @@ from loyaltysim.experiments.design import Experiment
 from loyaltysim.experiments.storage import (
     CodeIdentity,
     Registry,
-    Run,
+    RunRecord,
     code_identity,
     open_results,
     run_dir_for,
@@ -327,7 +327,7 @@ def _sigint_deferred() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def _record(registry: Registry, task: Task, outcome: dict[str, Any]) -> Run:
+def _record(registry: Registry, task: Task, outcome: dict[str, Any]) -> RunRecord:
     def when(key: str) -> datetime | None:
         value = outcome.get(key)
         return datetime.fromisoformat(value) if value else None
@@ -335,12 +335,12 @@ def _record(registry: Registry, task: Task, outcome: dict[str, Any]) -> Run:
     code = task.code
     status = outcome["status"]
     summary = outcome.get("summary") if status == "done" else task.extra()
-    row = Run(key=task.key, experiment_name=task.experiment, scenario_name=str(task.scenario.get("name")),
-              seed_entropy=str(task.seed), spawn_key=json.dumps(list(task.spawn_key)), version=code.version,
-              commit=code.commit, dirty=code.dirty, status=status, error=outcome.get("error"),
-              started_at=when("started_at") or datetime.now(UTC), finished_at=when("finished_at"),
-              duration_s=outcome.get("duration_s"), run_dir=str(run_dir_for(Path(task.out_root), task.key)),
-              summary_json=json.dumps(summary, sort_keys=True))
+    row = RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=str(task.scenario.get("name")),
+                    seed_entropy=str(task.seed), spawn_key=json.dumps(list(task.spawn_key)), version=code.version,
+                    commit=code.commit, dirty=code.dirty, status=status, error=outcome.get("error"),
+                    started_at=when("started_at") or datetime.now(UTC), finished_at=when("finished_at"),
+                    duration_s=outcome.get("duration_s"), run_dir=str(run_dir_for(Path(task.out_root), task.key)),
+                    summary_json=json.dumps(summary, sort_keys=True))
     return registry.upsert_run(row)
 
 

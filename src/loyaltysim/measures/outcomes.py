@@ -1,12 +1,15 @@
 """Outcomes: named numbers computed from one run's tables, for experiments to report.
 
-Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm[<name>]``:
+Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm[<name>]``. Each measure is declared
+once, in :data:`MEASURES` (name, label and unit, the kinds of party it applies to and the function computing it for
+each); the name checks (:func:`check_name`), :func:`compute` and the report's axis labels all read that table. The
+catalogue below describes them (a test checks that it names every declared measure and nothing else):
 
-* firm measures over the reported period (after the warm-up): ``share_end``, ``share_mean``, ``annual_churn``,
-  ``revenue``, ``profit``, ``npv``, ``satisfaction_mean``, ``score_mean``, ``nps_mean``,
-  ``satisfied_defector_share`` (as in the run summary), and the means over the period of the time series
-  ``attitude``, ``satisfaction``, ``satisfaction_basic``, ``satisfaction_performance``, ``satisfaction_latent``
-  (suffix ``_mean``, e.g. ``attitude_mean``);
+* firm measures over the reported period (after the warm-up), as in the run summary: ``share_end``, ``share_mean``,
+  ``annual_churn``, ``revenue``, ``profit``, ``npv``, ``satisfaction_mean``, ``score_mean``, ``nps_mean``,
+  ``satisfied_defector_share``; and the means over the period of the firm's time series: ``attitude_mean``,
+  ``satisfaction_basic_mean``, ``satisfaction_performance_mean``, ``satisfaction_latent_mean``,
+  ``retention_mean`` (retention per step) and ``share_of_wallet_mean``;
 * totals over the reported period: ``investment_cost_total``, ``acquisition_cost_total``, ``defections_total``;
 * win-back campaigns, from the run's contacts: ``winback_contacts``, ``winback_rate`` (share of contacts who came
   back while the offer lasted), ``winback_cost`` (contacts x contact cost + accepted offers x offer cost; discounts
@@ -14,9 +17,9 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   compare with the firm's ``acquisition_cost`` of a new customer), ``second_lifetime_value`` and
   ``second_lifetime_revenue`` (margin and revenue of the second lifetimes so far), ``second_lifetime_weeks`` (their
   mean length so far, in weeks: lifetimes still running at the end are cut there) and ``return_on_regain``
-  ((second-lifetime value - cost) / cost; Stauss & Friege 1999). These count every customer who came back while an
-  offer lasted, including those who would have come back anyway: the campaign's incremental value is the paired
-  difference of ``npv`` or ``profit`` against no campaign;
+  ((second-lifetime value - cost) / cost; Stauss & Friege 1999; NaN when the campaign cost nothing). These count
+  every customer who came back while an offer lasted, including those who would have come back anyway: the
+  campaign's incremental value is the paired difference of ``npv`` or ``profit`` against no campaign;
 * retention campaigns and their early warning, from the run's ``warnings`` table (every customer scored on each
   round): ``retention_contacts`` and ``retention_cost`` (contacts x (contact cost + offer cost)), and the
   warning's quality against the defections that follow within its ``horizon``: ``warning_flags`` (customers
@@ -55,6 +58,9 @@ Names are ``<who>.<measure>`` where ``<who>`` is ``focal``, ``market`` or ``firm
   ``retention_step_4_to_5`` is retention at 5 minus retention at 4 and ``retention_rise_to_4`` is retention at 4
   minus the lowest retention at scores 1-3 (Jones & Sasser: in competitive markets the step exceeds the rise).
 
+A firm that ran no campaign or programme gets 0 for counts, costs and values of it and NaN for rates and ratios
+(each measure's ``absent``).
+
 A difference of two outcomes of the same run is written ``<outcome> - <outcome>``, e.g.
 ``focal.cohort_retention_annual - firm[Average].cohort_retention_annual``: paired within the run.
 """
@@ -63,134 +69,143 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from loyaltysim.measures.value import return_on_regain
 from loyaltysim.scenario import LoyaltyScenario
 from loyaltysim.units import DAYS
 
-SUMMARY_MEASURES = ("share_end", "share_mean", "annual_churn", "revenue", "profit", "npv", "satisfaction_mean",
-                    "score_mean", "nps_mean", "satisfied_defector_share")
-SERIES_MEASURES = ("attitude", "satisfaction_basic", "satisfaction_performance",
-                   "satisfaction_latent", "retention", "share_of_wallet")
-COHORT_MEASURES = ("cohort_retention", "cohort_retention_annual", "cohort_attitude")
-TOTAL_MEASURES = ("investment_cost_total", "acquisition_cost_total", "defections_total", "programme_cost_total",
-                  "programme_fees_total", "member_discounts_total", "discounts_total")
-WINBACK_MEASURES = ("winback_contacts", "winback_rate", "winback_cost", "cost_per_regain", "second_lifetime_value",
-                    "second_lifetime_revenue", "second_lifetime_weeks", "return_on_regain")
-RETENTION_MEASURES = ("retention_contacts", "retention_cost", "warning_flags", "warning_precision", "warning_recall",
-                      "warning_lift", "warning_auc", "warning_lead_weeks", "personalised_contacts",
-                      "personalised_cost")
-PROGRAMME_MEASURES = ("programme_members_end", "programme_active_members_mean", "points_issued_total",
-                      "points_redeemed_total", "points_expired_total", "breakage_rate", "liability_end",
-                      "liability_net_end", "reward_cost_total", "cashback_total")
-MARKET_MEASURES = ("annual_churn", "satisfied_defector_share", "defection_ratio_4_to_5", "retention_step_4_to_5",
-                   "retention_rise_to_4", *(f"retention_by_score_{s}" for s in range(1, 6)))
-_NAME = re.compile(r"^(focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
+KINDS = ("firm", "party", "market")
+"""Whom a measure is computed for: ``firm`` (``focal`` or ``firm[<name>]`` naming one of the market's firms),
+``party`` (``firm[<name>]`` naming a category outlet or a coalition's operator) and ``market``."""
 
 
 class OutcomeError(ValueError):
     """An outcome name that is not in the catalogue."""
 
 
-def check_name(name: str, firms: list[str] | None = None) -> None:
-    """Raise :class:`OutcomeError` naming what is allowed if ``name`` is not a known outcome."""
-    if " - " in name:
-        for part in name.split(" - ", 1):
-            check_name(part.strip(), firms)
-        return
-    m = _NAME.match(name)
-    allowed = ("focal.<measure>, firm[<name>].<measure> or market.<measure>; firm measures: "
-               + ", ".join([*SUMMARY_MEASURES, *(f"{s}_mean" for s in SERIES_MEASURES), *COHORT_MEASURES,
-                            *TOTAL_MEASURES, *WINBACK_MEASURES, *RETENTION_MEASURES, *PROGRAMME_MEASURES])
-               + "; market measures: " + ", ".join(MARKET_MEASURES))
-    if not m:
-        raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
-    measure = m.group("measure")
-    if name.startswith("market."):
-        ok = measure in MARKET_MEASURES
-    else:
-        ok = measure in (*SUMMARY_MEASURES, *COHORT_MEASURES, *TOTAL_MEASURES, *WINBACK_MEASURES,
-                         *RETENTION_MEASURES, *PROGRAMME_MEASURES) or (
-            measure.endswith("_mean") and measure.removesuffix("_mean") in SERIES_MEASURES)
-    if not ok:
-        raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
-    firm = m.group("firm")
-    if firm is not None and firms is not None and firm not in firms:
-        raise OutcomeError(f"outcome '{name}' names unknown firm '{firm}'; known: {firms}")
+@dataclass(frozen=True)
+class RunData:
+    """What a measure reads: one run's scenario, its tables and its summary."""
+
+    scenario: LoyaltyScenario
+    tables: dict[str, pd.DataFrame]
+    summary: dict
+
+
+MeasureFunction = Callable[[RunData, str | None, str], float]
+"""``function(run, who, measure)``: the measure of the firm or party called ``who`` (None for the market)."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One measure: its name, its label and unit (the report's axis label), and for each kind of party it applies to
+    (firm, party, market) the function that computes it.
+
+    ``absent`` is what a firm gets when the measure's records are empty (no contacts, no scored customers, no
+    programme): 0 for counts, costs and values, NaN for rates.
+    """
+
+    name: str
+    section: str
+    label: str = ""  # empty: the name in words
+    unit: str = ""
+    firm: MeasureFunction | None = None
+    party: MeasureFunction | None = None
+    market: MeasureFunction | None = None
+    absent: float = math.nan
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of party it is computed for, from :data:`KINDS`."""
+        return tuple(kind for kind in KINDS if self.function(kind) is not None)
+
+    def function(self, kind: str) -> MeasureFunction | None:
+        return {"firm": self.firm, "party": self.party, "market": self.market}[kind]
+
+    @property
+    def description(self) -> str:
+        """The label with its unit, e.g. ``mean market share (fraction)``."""
+        text = self.label or self.name.replace("_", " ")
+        return f"{text} ({self.unit})" if self.unit else text
+
+
+# --------------------------------------------------------------------------------------------------
+# The functions the declarations name
+# --------------------------------------------------------------------------------------------------
 
 
 def _years(scenario: LoyaltyScenario) -> float:
     return (scenario.steps() - scenario.warmup_steps()) * DAYS[scenario.time.step] / DAYS["year"]
 
 
-PARTY_MEASURES = ("revenue", "profit", "share_mean", "programme_cost_total", "programme_fees_total",
-                  "member_discounts_total")
+def _summary(run: RunData, firm: str | None, measure: str) -> float:
+    """The firm's row of the run summary."""
+    row = next(f for f in run.summary["firms"] if f["firm"] == firm)
+    value = row[measure]
+    return math.nan if value is None else float(value)
 
 
-def _party_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
-    """A category outlet's or a coalition operator's measure over the reported period."""
-    after = scenario.warmup_steps()
-    outlets = tables.get("categories")
-    if outlets is not None and name in set(outlets["outlet"]):
-        rows = outlets[(outlets["outlet"] == name) & (outlets["step"] > after)]
-        column = {"share_mean": "share"}.get(measure, measure.removesuffix("_total"))
-        return float(rows[column].mean() if measure == "share_mean" else rows[column].sum())
-    settlement = tables.get("settlement")
-    rows = settlement[(settlement["party"] == name) & (settlement["step"] > after)] if settlement is not None else None
-    if rows is None or rows.empty:
-        return math.nan
-    income = float(rows["received"].sum() + rows["membership_fees"].sum())
-    cost = float(rows["paid"].sum() + rows["running_cost"].sum() + rows["reward_cost"].sum())
-    return {"revenue": 0.0, "profit": income - cost, "share_mean": math.nan, "programme_cost_total": cost,
-            "programme_fees_total": income, "member_discounts_total": 0.0}[measure]
+def _reported(run: RunData, firm: str | None) -> pd.DataFrame:
+    """The firm's rows of the ``firms`` table after the warm-up."""
+    firms = run.tables["firms"]
+    return firms[(firms["firm"] == firm) & (firms["step"] > run.scenario.warmup_steps())]
 
 
-def _firm_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame],
-                summary: dict) -> float:
-    if name not in {f.name for f in scenario.market.firms}:  # a category outlet or a coalition's operator
-        if measure not in PARTY_MEASURES:
-            raise OutcomeError(f"'{measure}' is not measured for '{name}' (a category outlet or a coalition "
-                               f"operator); use one of {', '.join(PARTY_MEASURES)}")
-        return _party_value(name, measure, scenario, tables)
-    if measure in SUMMARY_MEASURES:
-        row = next(f for f in summary["firms"] if f["firm"] == name)
-        value = row[measure]
-        return math.nan if value is None else float(value)
-    if measure in WINBACK_MEASURES:
-        return _winback_value(name, measure, scenario, tables)
-    if measure in RETENTION_MEASURES:
-        return _retention_value(name, measure, scenario, tables)
-    if measure in PROGRAMME_MEASURES:
-        return _programme_value(name, measure, scenario, tables)
-    if measure in COHORT_MEASURES:
-        customers = tables["customers"]
-        cohort = customers[customers["firm_after_warmup"] == name]
-        if cohort.empty:
-            return math.nan
-        stayed = (cohort["firm"] == name).to_numpy()
-        if measure == "cohort_attitude":
-            return float(np.where(stayed, cohort["attitude"].to_numpy(), 0.0).mean())
-        retention = float(stayed.mean())
-        return retention if measure == "cohort_retention" else retention ** (1.0 / _years(scenario))
-    firms = tables["firms"]
-    rows = firms[(firms["firm"] == name) & (firms["step"] > scenario.warmup_steps())]
-    if measure in TOTAL_MEASURES:
-        column = {"defections_total": "defections"}.get(measure, measure.removesuffix("_total"))
-        return float(rows[column].sum())
-    return float(rows[measure.removesuffix("_mean")].mean())
+def _series_mean(column: str) -> MeasureFunction:
+    """The mean over the reported period of the ``firms`` table's ``column``."""
+
+    def series_mean(run: RunData, firm: str | None, measure: str) -> float:
+        return float(_reported(run, firm)[column].mean())
+
+    return series_mean
 
 
-def _winback_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
-    contacts = tables.get("contacts")
-    mine = contacts[contacts["firm"] == name] if contacts is not None else None
+def _total(column: str) -> MeasureFunction:
+    """The sum over the reported period of the ``firms`` table's ``column``."""
+
+    def total(run: RunData, firm: str | None, measure: str) -> float:
+        return float(_reported(run, firm)[column].sum())
+
+    return total
+
+
+def _cohort_stayed(run: RunData, firm: str | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The customers the firm held when the warm-up ended, and which of them are still with it at the end."""
+    customers = run.tables["customers"]
+    cohort = customers[customers["firm_after_warmup"] == firm]
+    return cohort, (cohort["firm"] == firm).to_numpy()
+
+
+def _cohort_retention(run: RunData, firm: str | None, measure: str) -> float:
+    cohort, stayed = _cohort_stayed(run, firm)
+    return math.nan if cohort.empty else float(stayed.mean())
+
+
+def _cohort_retention_annual(run: RunData, firm: str | None, measure: str) -> float:
+    cohort, stayed = _cohort_stayed(run, firm)
+    return math.nan if cohort.empty else float(stayed.mean()) ** (1.0 / _years(run.scenario))
+
+
+def _cohort_attitude(run: RunData, firm: str | None, measure: str) -> float:
+    cohort, stayed = _cohort_stayed(run, firm)
+    return math.nan if cohort.empty else float(np.where(stayed, cohort["attitude"].to_numpy(), 0.0).mean())
+
+
+def _winback(run: RunData, firm: str | None, measure: str) -> float:
+    """A firm's win-back campaigns, from the run's contacts."""
+    contacts = run.tables.get("contacts")
+    mine = contacts[contacts["firm"] == firm] if contacts is not None else None
     if mine is None or mine.empty:
-        return 0.0 if measure in ("winback_contacts", "winback_cost", "second_lifetime_value",
-                                  "second_lifetime_revenue") else math.nan
+        return MEASURES[measure].absent
     accepted = mine["accepted"].to_numpy(bool)
     cost = float(mine["contact_cost"].sum() + mine["offer_cost"].to_numpy()[accepted].sum())
     value = float(mine["second_value"].fillna(0.0).sum())
+    step = run.scenario.time.step
     return {
         "winback_contacts": float(len(mine)),
         "winback_rate": float(accepted.mean()),
@@ -198,22 +213,23 @@ def _winback_value(name: str, measure: str, scenario: LoyaltyScenario, tables: d
         "cost_per_regain": cost / accepted.sum() if accepted.any() else math.nan,
         "second_lifetime_value": value,
         "second_lifetime_revenue": float(mine["second_revenue"].fillna(0.0).sum()),
-        "second_lifetime_weeks": (float(mine["second_steps"].dropna().mean()) * DAYS[scenario.time.step] / DAYS["week"]
+        "second_lifetime_weeks": (float(mine["second_steps"].dropna().mean()) * DAYS[step] / DAYS["week"]
                                   if accepted.any() else math.nan),
-        "return_on_regain": (value - cost) / cost if cost > 0 else math.nan,
+        "return_on_regain": return_on_regain(value, cost, without_cost="nan"),
     }[measure]
 
 
-def _retention_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
-    scored = tables.get("warnings")
+def _retention(run: RunData, firm: str | None, measure: str) -> float:
+    """A firm's retention or personalised campaigns and their early warning, from the run's ``warnings`` table."""
+    scenario = run.scenario
+    scored = run.tables.get("warnings")
     kind = "personalised" if measure.startswith("personalised_") else "retention"
     mine = None
     if scored is not None:  # tables without a campaign column hold retention campaigns only
         campaign = scored["campaign"] if "campaign" in scored.columns else pd.Series("retention", index=scored.index)
-        mine = scored[(scored["firm"] == name) & (campaign == kind)]
+        mine = scored[(scored["firm"] == firm) & (campaign == kind)]
     if mine is None or mine.empty:
-        return 0.0 if measure in ("retention_contacts", "retention_cost", "warning_flags", "personalised_contacts",
-                                  "personalised_cost") else math.nan
+        return MEASURES[measure].absent
     treated = mine["treated"].to_numpy(bool)
     if measure in ("retention_contacts", "personalised_contacts"):
         return float(treated.sum())
@@ -222,8 +238,8 @@ def _retention_value(name: str, measure: str, scenario: LoyaltyScenario, tables:
     flagged = mine["flagged"].to_numpy(bool)
     if measure == "warning_flags":
         return float(flagged.sum())
-    firm = next(f for f in scenario.effective_firms() if f.name == name)
-    horizon = max(c.warning.horizon.steps(scenario.time.step) for c in firm.campaigns if c.kind == "retention")
+    spec = next(f for f in scenario.effective_firms() if f.name == firm)
+    horizon = max(c.warning.horizon.steps(scenario.time.step) for c in spec.campaigns if c.kind == "retention")
     step = mine["step"].to_numpy()
     left_at = mine["left_at"].to_numpy(dtype=float, na_value=np.nan)
     # only rounds whose horizon ends within the run can be judged
@@ -252,12 +268,12 @@ def _retention_value(name: str, measure: str, scenario: LoyaltyScenario, tables:
     return precision / base if base > 0 else math.nan  # warning_lift
 
 
-def _programme_value(name: str, measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> float:
+def _programme(run: RunData, firm: str | None, measure: str) -> float:
     """A firm's loyalty programmes over the reported period (summed over its programmes, copies included)."""
-    log = tables.get("programmes")
-    mine = log[(log["firm"] == name) & (log["step"] > scenario.warmup_steps())] if log is not None else None
+    log = run.tables.get("programmes")
+    mine = log[(log["firm"] == firm) & (log["step"] > run.scenario.warmup_steps())] if log is not None else None
     if mine is None or mine.empty:
-        return math.nan if measure == "breakage_rate" else 0.0
+        return MEASURES[measure].absent
     end = mine[mine["step"] == mine["step"].max()]
     if measure == "programme_members_end":
         return float(end["members"].sum())
@@ -269,6 +285,24 @@ def _programme_value(name: str, measure: str, scenario: LoyaltyScenario, tables:
         resolved = mine["points_expired"].sum() + mine["points_redeemed"].sum()
         return float(mine["points_expired"].sum() / resolved) if resolved > 0 else math.nan
     return float(mine[measure.removesuffix("_total")].sum())
+
+
+def _party(run: RunData, name: str | None, measure: str) -> float:
+    """A category outlet's or a coalition operator's measure over the reported period."""
+    after = run.scenario.warmup_steps()
+    outlets = run.tables.get("categories")
+    if outlets is not None and name in set(outlets["outlet"]):
+        rows = outlets[(outlets["outlet"] == name) & (outlets["step"] > after)]
+        column = {"share_mean": "share"}.get(measure, measure.removesuffix("_total"))
+        return float(rows[column].mean() if measure == "share_mean" else rows[column].sum())
+    settlement = run.tables.get("settlement")
+    rows = settlement[(settlement["party"] == name) & (settlement["step"] > after)] if settlement is not None else None
+    if rows is None or rows.empty:
+        return math.nan
+    income = float(rows["received"].sum() + rows["membership_fees"].sum())
+    cost = float(rows["paid"].sum() + rows["running_cost"].sum() + rows["reward_cost"].sum())
+    return {"revenue": 0.0, "profit": income - cost, "share_mean": math.nan, "programme_cost_total": cost,
+            "programme_fees_total": income, "member_discounts_total": 0.0}[measure]
 
 
 def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -287,24 +321,219 @@ def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame
     return out.rename(columns={"mean": "retention", "size": "answers"})
 
 
-def _market_value(measure: str, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame], summary: dict) -> float:
-    if measure == "satisfied_defector_share":
-        value = summary["market"]["satisfied_defector_share"]
-        return math.nan if value is None else float(value)
-    if measure == "annual_churn":
-        firms = tables["firms"]
-        reported = firms[firms["step"] > scenario.warmup_steps()]
-        customers = reported.groupby("step")["customers"].sum().mean()
-        return summary["market"]["defections"] / customers / _years(scenario) if customers else math.nan
-    curve = retention_by_score(scenario, tables)["retention"]
-    if measure == "retention_step_4_to_5":
-        return float(curve.loc[5] - curve.loc[4])
-    if measure == "retention_rise_to_4":
-        return float(curve.loc[4] - curve.loc[1:3].min())
-    if measure == "defection_ratio_4_to_5":
-        lost4, lost5 = 1.0 - curve.loc[4], 1.0 - curve.loc[5]
-        return float(lost4 / lost5) if lost5 > 0 else math.nan
-    return float(curve.loc[int(measure.rsplit("_", 1)[1])])
+def _market_summary(run: RunData, who: str | None, measure: str) -> float:
+    value = run.summary["market"][measure]
+    return math.nan if value is None else float(value)
+
+
+def _market_churn(run: RunData, who: str | None, measure: str) -> float:
+    firms = run.tables["firms"]
+    reported = firms[firms["step"] > run.scenario.warmup_steps()]
+    customers = reported.groupby("step")["customers"].sum().mean()
+    return run.summary["market"]["defections"] / customers / _years(run.scenario) if customers else math.nan
+
+
+def _curve(run: RunData) -> pd.Series:
+    return retention_by_score(run.scenario, run.tables)["retention"]
+
+
+def _retention_at_score(score: int) -> MeasureFunction:
+    def retention_at_score(run: RunData, who: str | None, measure: str) -> float:
+        return float(_curve(run).loc[score])
+
+    return retention_at_score
+
+
+def _retention_step(run: RunData, who: str | None, measure: str) -> float:
+    curve = _curve(run)
+    return float(curve.loc[5] - curve.loc[4])
+
+
+def _retention_rise(run: RunData, who: str | None, measure: str) -> float:
+    curve = _curve(run)
+    return float(curve.loc[4] - curve.loc[1:3].min())
+
+
+def _defection_ratio(run: RunData, who: str | None, measure: str) -> float:
+    curve = _curve(run)
+    lost4, lost5 = 1.0 - curve.loc[4], 1.0 - curve.loc[5]
+    return float(lost4 / lost5) if lost5 > 0 else math.nan
+
+
+# --------------------------------------------------------------------------------------------------
+# The declarations
+# --------------------------------------------------------------------------------------------------
+
+MONEY, FRACTION = "money", "fraction"
+_DECLARED = (
+    # the run summary's measures of a firm (two of them also of the market)
+    Measure("share_end", "summary", "market share at the end", FRACTION, firm=_summary),
+    Measure("share_mean", "summary", "mean market share", FRACTION, firm=_summary, party=_party),
+    Measure("annual_churn", "summary", "annual churn", "defections per customer-year", firm=_summary,
+            market=_market_churn),
+    Measure("revenue", "summary", "revenue after the warm-up", MONEY, firm=_summary, party=_party),
+    Measure("profit", "summary", "profit after the warm-up", MONEY, firm=_summary, party=_party),
+    Measure("npv", "summary", "NPV of profit at the end of the warm-up", MONEY, firm=_summary),
+    Measure("satisfaction_mean", "summary", "mean satisfaction", "0 = expectations met", firm=_summary),
+    Measure("score_mean", "summary", "mean survey score", "1-5", firm=_summary),
+    Measure("nps_mean", "summary", "mean NPS", "points, -100 to 100", firm=_summary),
+    Measure("satisfied_defector_share", "summary", "defectors whose last score was 4 or 5", FRACTION,
+            firm=_summary, market=_market_summary),
+    # means over the reported period of a firm's time series
+    Measure("attitude_mean", "series", "mean attitudinal loyalty", "0-1", firm=_series_mean("attitude")),
+    Measure("satisfaction_basic_mean", "series", "mean satisfaction, must-be attributes",
+            firm=_series_mean("satisfaction_basic")),
+    Measure("satisfaction_performance_mean", "series", "mean satisfaction, one-dimensional attributes",
+            firm=_series_mean("satisfaction_performance")),
+    Measure("satisfaction_latent_mean", "series", "mean satisfaction, attractive attributes",
+            firm=_series_mean("satisfaction_latent")),
+    Measure("retention_mean", "series", "mean retention per step", FRACTION, firm=_series_mean("retention")),
+    Measure("share_of_wallet_mean", "series", firm=_series_mean("share_of_wallet")),
+    # the customers a firm held when the warm-up ended
+    Measure("cohort_retention", "cohort", "warm-up cohort still with the firm at the end", FRACTION,
+            firm=_cohort_retention),
+    Measure("cohort_retention_annual", "cohort", "warm-up cohort retention", "fraction per year",
+            firm=_cohort_retention_annual),
+    Measure("cohort_attitude", "cohort", "mean attitude of the warm-up cohort, leavers as 0", "0-1",
+            firm=_cohort_attitude),
+    # totals over the reported period, from a firm's books
+    Measure("investment_cost_total", "totals", "investment spending after the warm-up", MONEY,
+            firm=_total("investment_cost")),
+    Measure("acquisition_cost_total", "totals", "acquisition spending after the warm-up", MONEY,
+            firm=_total("acquisition_cost")),
+    Measure("defections_total", "totals", "defections after the warm-up", "customers", firm=_total("defections")),
+    Measure("programme_cost_total", "totals", firm=_total("programme_cost"), party=_party),
+    Measure("programme_fees_total", "totals", firm=_total("programme_fees"), party=_party),
+    Measure("member_discounts_total", "totals", firm=_total("member_discounts"), party=_party),
+    Measure("discounts_total", "totals", firm=_total("discounts")),
+    # win-back campaigns
+    Measure("winback_contacts", "winback", "win-back contacts", "customers", firm=_winback, absent=0.0),
+    Measure("winback_rate", "winback", "contacts won back while the offer lasted", FRACTION, firm=_winback),
+    Measure("winback_cost", "winback", "win-back contacts and accepted offers", MONEY, firm=_winback, absent=0.0),
+    Measure("cost_per_regain", "winback", firm=_winback),
+    Measure("second_lifetime_value", "winback", "margin of second lifetimes", MONEY, firm=_winback, absent=0.0),
+    Measure("second_lifetime_revenue", "winback", firm=_winback, absent=0.0),
+    Measure("second_lifetime_weeks", "winback", firm=_winback),
+    Measure("return_on_regain", "winback", "return on regain investment", "ratio", firm=_winback),
+    # retention and personalised campaigns, and the early warning
+    Measure("retention_contacts", "retention", firm=_retention, absent=0.0),
+    Measure("retention_cost", "retention", firm=_retention, absent=0.0),
+    Measure("warning_flags", "retention", firm=_retention, absent=0.0),
+    Measure("warning_precision", "retention", firm=_retention),
+    Measure("warning_recall", "retention", firm=_retention),
+    Measure("warning_lift", "retention", firm=_retention),
+    Measure("warning_auc", "retention", firm=_retention),
+    Measure("warning_lead_weeks", "retention", firm=_retention),
+    Measure("personalised_contacts", "retention", firm=_retention, absent=0.0),
+    Measure("personalised_cost", "retention", firm=_retention, absent=0.0),
+    # loyalty programmes
+    Measure("programme_members_end", "programmes", firm=_programme, absent=0.0),
+    Measure("programme_active_members_mean", "programmes", firm=_programme, absent=0.0),
+    Measure("points_issued_total", "programmes", firm=_programme, absent=0.0),
+    Measure("points_redeemed_total", "programmes", firm=_programme, absent=0.0),
+    Measure("points_expired_total", "programmes", firm=_programme, absent=0.0),
+    Measure("breakage_rate", "programmes", firm=_programme),
+    Measure("liability_end", "programmes", firm=_programme, absent=0.0),
+    Measure("liability_net_end", "programmes", firm=_programme, absent=0.0),
+    Measure("reward_cost_total", "programmes", firm=_programme, absent=0.0),
+    Measure("cashback_total", "programmes", firm=_programme, absent=0.0),
+    # the market's Jones & Sasser curve
+    Measure("defection_ratio_4_to_5", "market", "defection rate at score 4 / at score 5", "ratio",
+            market=_defection_ratio),
+    Measure("retention_step_4_to_5", "market", "retention at score 5 minus at score 4", FRACTION,
+            market=_retention_step),
+    Measure("retention_rise_to_4", "market", "retention at score 4 minus the lowest at scores 1-3", FRACTION,
+            market=_retention_rise),
+    *(Measure(f"retention_by_score_{s}", "market", f"retained a year after scoring {s}", FRACTION,
+              market=_retention_at_score(s)) for s in range(1, 6)),
+)
+MEASURES: dict[str, Measure] = {m.name: m for m in _DECLARED}
+"""Every measure by name, in the order of the catalogue."""
+assert len(MEASURES) == len(_DECLARED), "a measure is declared twice"
+
+
+def measure_names(kind: str, section: str | None = None) -> tuple[str, ...]:
+    """The measures computed for ``kind`` (from :data:`KINDS`), in declaration order; only ``section``'s if given."""
+    return tuple(m.name for m in MEASURES.values()
+                 if m.function(kind) is not None and (section is None or m.section == section))
+
+
+def describe_measure(measure: str) -> str:
+    """The label of a measure with its unit; an unknown name in words."""
+    declared = MEASURES.get(measure)
+    return declared.description if declared is not None else measure.replace("_", " ")
+
+
+# --------------------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^(?P<who>focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
+
+
+@dataclass(frozen=True)
+class OutcomeName:
+    """A parsed ``<who>.<measure>``: ``who`` is ``focal``, ``market`` or ``firm`` (then ``firm`` is its name)."""
+
+    who: str
+    firm: str | None
+    measure: str
+
+
+def parse_name(name: str) -> OutcomeName | None:
+    """``firm[Rival A].npv`` -> ``OutcomeName("firm", "Rival A", "npv")``; None if it is not of that form (the
+    measure is not checked: see :func:`check_name`)."""
+    m = _NAME.match(name)
+    if not m:
+        return None
+    who = m["who"] if m["firm"] is None else "firm"
+    return OutcomeName(who, m["firm"], m["measure"])
+
+
+def check_name(name: str, firms: list[str] | None = None) -> None:
+    """Raise :class:`OutcomeError` naming what is allowed if ``name`` is not a known outcome."""
+    if " - " in name:
+        for part in name.split(" - ", 1):
+            check_name(part.strip(), firms)
+        return
+    parsed = parse_name(name)
+    allowed = ("focal.<measure>, firm[<name>].<measure> or market.<measure>; firm measures: "
+               + ", ".join(measure_names("firm")) + "; market measures: " + ", ".join(measure_names("market")))
+    if parsed is None:
+        raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
+    declared = MEASURES.get(parsed.measure)
+    kind = "market" if parsed.who == "market" else "firm"
+    if declared is None or declared.function(kind) is None:
+        raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
+    if parsed.firm is not None and firms is not None and parsed.firm not in firms:
+        raise OutcomeError(f"outcome '{name}' names unknown firm '{parsed.firm}'; known: {firms}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------------
+
+
+def measure_value(measure: str, who: str | None, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame],
+                  summary: dict | None = None) -> float:
+    """One measure of the firm, category outlet or coalition operator called ``who``, or of the market (``who``
+    None)."""
+    declared = MEASURES.get(measure)
+    if declared is None:
+        raise OutcomeError(f"unknown measure '{measure}'; use one of {', '.join(MEASURES)}")
+    if who is None:
+        kind = "market"
+    elif who in {f.name for f in scenario.market.firms}:
+        kind = "firm"
+    else:  # a category outlet or a coalition's operator
+        kind = "party"
+        if declared.party is None:
+            raise OutcomeError(f"'{measure}' is not measured for '{who}' (a category outlet or a coalition "
+                               f"operator); use one of {', '.join(measure_names('party'))}")
+    function = declared.function(kind)
+    if function is None:
+        raise OutcomeError(f"'{measure}' is not a {kind} measure; use one of {', '.join(measure_names(kind))}")
+    return function(RunData(scenario, tables, summary if summary is not None else {}), who, measure)
 
 
 def compute(names: list[str], scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame],
@@ -318,13 +547,8 @@ def compute(names: list[str], scenario: LoyaltyScenario, tables: dict[str, pd.Da
             values = compute([a, b], scenario, tables, summary)
             out[name] = values[a] - values[b]
             continue
-        m = _NAME.match(name)
-        measure = m.group("measure")
-        if name.startswith("market."):
-            out[name] = _market_value(measure, scenario, tables, summary)
-        else:
-            firm = scenario.policy.firm if name.startswith("focal.") else m.group("firm")
-            out[name] = _firm_value(firm, measure, scenario, tables, summary)
+        parsed = parse_name(name)
+        assert parsed is not None
+        who = {"market": None, "focal": scenario.policy.firm}.get(parsed.who, parsed.firm)
+        out[name] = measure_value(parsed.measure, who, scenario, tables, summary)
     return out
-
-

@@ -15,6 +15,7 @@ cost) / campaign cost.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 
 def clv(margin: float, retention: float, discount_rate: float, periods: int | None = None) -> float:
@@ -39,8 +40,16 @@ def expected_lifetime(retention: float) -> float:
     return math.inf if retention >= 1.0 else 1.0 / (1.0 - retention)
 
 
-def return_on_regain(second_lifetime_value: float, campaign_cost: float) -> float:
-    """(second-lifetime value - campaign cost) / campaign cost (Stauss & Friege 1999)."""
+def return_on_regain(second_lifetime_value: float, campaign_cost: float, *,
+                     without_cost: Literal["raise", "nan"] = "raise") -> float:
+    """(second-lifetime value - campaign cost) / campaign cost (Stauss & Friege 1999).
+
+    The return is undefined when nothing was spent (``campaign_cost <= 0``): by default that is an error (a caller
+    analysing one campaign passes its cost); ``without_cost="nan"`` returns NaN instead, as the outcome
+    ``return_on_regain`` of a run in which a firm's campaign cost nothing does.
+    """
     if campaign_cost <= 0:
+        if without_cost == "nan":
+            return math.nan
         raise ValueError(f"campaign cost must be positive, got {campaign_cost}")
     return (second_lifetime_value - campaign_cost) / campaign_cost

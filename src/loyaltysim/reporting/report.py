@@ -14,14 +14,18 @@ outcome, value), from which the report writes under ``<out>/<experiment name>/``
 * ``figures/<outcome>.png``: mean and 95% CI by design point (first factor on the x axis, the second as hue,
   further factors as panels), and any figures the experiment names from :data:`FIGURES`.
 
-Science figures register themselves with :func:`register_figure`, in this module or in a module listed in
-:data:`FIGURE_MODULES` (imported by :func:`load_figures` whenever figures are looked up, so that experiment files
-can name them)::
+The figures and findings checks an experiment file may name are declared in
+:mod:`loyaltysim.experiments.registry`; each is implemented here by a function registered with
+:func:`register_figure` or :func:`register_findings`, in a module of :data:`FIGURE_MODULES` (imported by
+:func:`load_figures` whenever they are looked up)::
 
     @register_figure("retention_curve")
     def retention_curve(results: pd.DataFrame, experiment: Experiment, folder: Path) -> Path:
         ...  # draw from the tidy results (columns: factors, design, replication, outcome, value, key, run_dir)
         return folder / "retention_curve.png"
+
+A module of the package may only register declared names; code outside the package declares its names by
+registering them.
 """
 
 from __future__ import annotations
@@ -39,15 +43,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from loyaltysim.experiments import registry
+from loyaltysim.measures.outcomes import describe_measure, parse_name
+
 if TYPE_CHECKING:
     from loyaltysim.experiments.design import Experiment
     from loyaltysim.experiments.storage import Registry
 
 FigureFunction = Callable[[pd.DataFrame, "Experiment", Path], Path]
 FIGURES: dict[str, FigureFunction] = {}
-# modules that register figures when imported; :func:`load_figures` imports those that exist
+# modules that register figures and findings when imported; :func:`load_figures` imports those that exist
 FIGURE_MODULES: list[str] = [
     "loyaltysim.reporting.findings.trap",
+    "loyaltysim.reporting.findings.jones_sasser",
     "loyaltysim.reporting.findings.winback",
     "loyaltysim.reporting.findings.programmes",
 ]
@@ -62,6 +70,16 @@ class ReportError(Exception):
     """A report that cannot be written as asked (e.g. the sweep is incomplete); the message says what to do."""
 
 
+def _declare(kind: registry.Kind, name: str, fn: Callable) -> None:
+    """Check that a function of the package implements a declared name; declare a name from outside it."""
+    if name in registry.declared(kind):
+        return
+    if fn.__module__.split(".")[0] == "loyaltysim":
+        raise ValueError(f"{kind} '{name}' ({fn.__module__}.{fn.__qualname__}) is not declared; declare it in "
+                         f"loyaltysim.experiments.registry")
+    registry.declare(kind, name, (fn.__doc__ or "").strip())
+
+
 def register_figure(name: str) -> Callable[[_F], _F]:
     """Decorator: make a figure function available to experiment files as ``figures = ["<name>"]``.
 
@@ -73,10 +91,17 @@ def register_figure(name: str) -> Callable[[_F], _F]:
         old = FIGURES.get(name)
         if old is not None and (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
             raise ValueError(f"a figure named '{name}' is already registered ({old.__module__}.{old.__qualname__})")
+        _declare("figure", name, fn)
         FIGURES[name] = fn
         return fn
 
     return register
+
+
+def unregister_figure(name: str) -> None:
+    """Remove a figure registered from outside the package, and its declaration."""
+    FIGURES.pop(name, None)
+    registry.withdraw("figure", name)
 
 
 FindingsFunction = Callable[[pd.DataFrame, "Experiment"], list[dict]]
@@ -92,15 +117,22 @@ def register_findings(name: str) -> Callable[[FindingsFunction], FindingsFunctio
     """
 
     def register(fn: FindingsFunction) -> FindingsFunction:
+        _declare("findings", name, fn)
         FINDINGS[name] = fn
         return fn
 
     return register
 
 
+def unregister_findings(name: str) -> None:
+    """Remove a findings check registered from outside the package, and its declaration."""
+    FINDINGS.pop(name, None)
+    registry.withdraw("findings", name)
+
+
 def load_figures() -> dict[str, FigureFunction]:
-    """The figure registry, after importing the modules in :data:`FIGURE_MODULES` (a missing one is skipped;
-    an error inside one is not)."""
+    """The figure registry, after importing the modules in :data:`FIGURE_MODULES`, which also fill
+    :data:`FINDINGS` (a missing one is skipped; an error inside one is not)."""
     for name in FIGURE_MODULES:
         try:
             importlib.import_module(name)
@@ -234,54 +266,22 @@ def markdown_table(frame: pd.DataFrame) -> str:
 # Figures
 # --------------------------------------------------------------------------------------------------
 
-_WHO = re.compile(r"^(focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
-_MEASURES = {
-    "share_end": "market share at the end (fraction)",
-    "share_mean": "mean market share (fraction)",
-    "annual_churn": "annual churn (defections per customer-year)",
-    "revenue": "revenue after the warm-up (money)",
-    "profit": "profit after the warm-up (money)",
-    "npv": "NPV of profit at the end of the warm-up (money)",
-    "satisfaction_mean": "mean satisfaction (0 = expectations met)",
-    "score_mean": "mean survey score (1-5)",
-    "nps_mean": "mean NPS (points, -100 to 100)",
-    "satisfied_defector_share": "defectors whose last score was 4 or 5 (fraction)",
-    "attitude_mean": "mean attitudinal loyalty (0-1)",
-    "satisfaction_basic_mean": "mean satisfaction, must-be attributes",
-    "satisfaction_performance_mean": "mean satisfaction, one-dimensional attributes",
-    "satisfaction_latent_mean": "mean satisfaction, attractive attributes",
-    "retention_mean": "mean retention per step (fraction)",
-    "cohort_retention": "warm-up cohort still with the firm at the end (fraction)",
-    "cohort_retention_annual": "warm-up cohort retention (fraction per year)",
-    "cohort_attitude": "mean attitude of the warm-up cohort, leavers as 0 (0-1)",
-    "defection_ratio_4_to_5": "defection rate at score 4 / at score 5 (ratio)",
-    "retention_step_4_to_5": "retention at score 5 minus at score 4 (fraction)",
-    "retention_rise_to_4": "retention at score 4 minus the lowest at scores 1-3 (fraction)",
-    "investment_cost_total": "investment spending after the warm-up (money)",
-    "acquisition_cost_total": "acquisition spending after the warm-up (money)",
-    "defections_total": "defections after the warm-up (customers)",
-    "winback_contacts": "win-back contacts (customers)",
-    "winback_rate": "contacts won back while the offer lasted (fraction)",
-    "winback_cost": "win-back contacts and accepted offers (money)",
-    "second_lifetime_value": "margin of second lifetimes (money)",
-    "return_on_regain": "return on regain investment (ratio)",
-    **{f"retention_by_score_{s}": f"retained a year after scoring {s} (fraction)" for s in range(1, 6)},
-}
-
 
 def describe_outcome(name: str) -> str:
-    """A readable axis label for an outcome name, with its unit where known."""
+    """A readable axis label for an outcome name, with its unit where known (from the measure's declaration in
+    :data:`loyaltysim.measures.outcomes.MEASURES`)."""
     if " - " in name:  # a difference of two outcomes of the same run
         first, second = (part.strip() for part in name.split(" - ", 1))
         return f"difference within the run: {describe_outcome(first)} minus {second}"
-    m = _WHO.match(name)
-    if not m:
+    parsed = parse_name(name)
+    if parsed is None:
         return name
-    who = "focal firm" if name.startswith("focal.") else "market" if name.startswith("market.") else m["firm"]
-    return f"{who}: {_MEASURES.get(m['measure'], m['measure'].replace('_', ' '))}"
+    who = {"focal": "focal firm", "market": "market"}.get(parsed.who, parsed.firm)
+    return f"{who}: {describe_measure(parsed.measure)}"
 
 
 def figure_file_name(outcome: str) -> str:
+    """The outcome's figure file: characters other than letters, digits, '_', '.' and '-' become '_'."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", outcome).strip("_") + ".png"
 
 
@@ -489,7 +489,7 @@ def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, p
     ``<out_root>/<experiment name>/``.
 
     Raises :class:`ReportError` if runs are missing (unless ``partial``) or none is stored, and
-    :class:`~loyaltysim.storage.StorageError` if the database is unusable.
+    :class:`~loyaltysim.experiments.storage.StorageError` if the database is unusable.
     """
     from loyaltysim.experiments.storage import Registry
 

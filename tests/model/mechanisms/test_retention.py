@@ -156,7 +156,8 @@ def test_warning_quality_measures_against_a_hand_made_table(make_scenario):
         "left_at": pd.array([7, None, 8, None, 12, None, None, 30], dtype="Int32"),
     })
     tables = {"warnings": scored}
-    value = {m: outcomes._retention_value("Focal", m, scenario, tables) for m in outcomes.RETENTION_MEASURES}
+    value = {m: outcomes.measure_value(m, "Focal", scenario, tables)
+             for m in outcomes.measure_names("firm", section="retention")}
     assert value["retention_contacts"] == 1 and value["retention_cost"] == 5.0 and value["warning_flags"] == 3
     # untreated flagged (the holdout-like ones): rows 0 and 4, both left within 4 steps
     assert value["warning_precision"] == 1.0

@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loyaltysim.reporting.findings.trap import _mean, _style
-from loyaltysim.reporting.findings.winback import _above, _money, paired
+from loyaltysim.reporting.findings.common import above_zero, below_zero, mean, money_text, paired, style
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 FACTOR = "programme"
@@ -46,10 +45,6 @@ def _designs(results: pd.DataFrame) -> list[str]:
     return [str(x) for x in levels if str(x) != REFERENCE]
 
 
-def _below(values: np.ndarray) -> bool:
-    return bool(values.size >= 2 and interval(values)["ci_high"] < 0)
-
-
 def _points(values: np.ndarray) -> str:
     c = interval(values * 100.0)
     return f"{c['mean']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] points"
@@ -58,9 +53,9 @@ def _points(values: np.ndarray) -> str:
 def programme_return(results: pd.DataFrame, design: str) -> float:
     """Incremental profit over what the design spent: programme cost plus member discounts, less fees."""
     gain = paired(results, "focal.profit", design, REFERENCE, factor=FACTOR)
-    spent = (_mean(results, "focal.programme_cost_total", **{FACTOR: design})
-             + _mean(results, "focal.member_discounts_total", **{FACTOR: design})
-             - _mean(results, "focal.programme_fees_total", **{FACTOR: design}))
+    spent = (mean(results, "focal.programme_cost_total", **{FACTOR: design})
+             + mean(results, "focal.member_discounts_total", **{FACTOR: design})
+             - mean(results, "focal.programme_fees_total", **{FACTOR: design}))
     return float(gain.mean() / spent) if gain.size and spent > 0 else float("nan")
 
 
@@ -81,24 +76,24 @@ def programme_findings(results: pd.DataFrame, experiment) -> list[dict]:
     npv = {d: paired(results, NPV, d, REFERENCE, factor=FACTOR) for d in designs}
     npv = {d: v for d, v in npv.items() if v.size}
     if npv:
-        gains = [d for d, v in npv.items() if _above(v)]
-        losses = [d for d, v in npv.items() if _below(v)]
+        gains = [d for d, v in npv.items() if above_zero(v)]
+        losses = [d for d, v in npv.items() if below_zero(v)]
         checks.append({"effect": "and heterogeneous: some designs pay, others lose money",
                        "holds": bool(gains and losses),
-                       "evidence": "; ".join(f"{d} {_money(v)} (return {programme_return(results, d):+.2f})"
+                       "evidence": "; ".join(f"{d} {money_text(v)} (return {programme_return(results, d):+.2f})"
                                              for d, v in npv.items())})
     if set(COPIES) <= set(designs):
         gains = [paired(results, REVENUE, d, REFERENCE, factor=FACTOR) for d in COPIES]
         eroded = paired(results, REVENUE, COPIES[0], COPIES[2], factor=FACTOR)
         means = [g.mean() for g in gains]
         checks.append({"effect": "copying erodes the first mover's gain",
-                       "holds": _above(eroded) and means[0] >= means[1] >= means[2],
-                       "evidence": "revenue gain " + ", ".join(f"{d}: {_money(g)}" for d, g in zip(COPIES, gains,
+                       "holds": above_zero(eroded) and means[0] >= means[1] >= means[2],
+                       "evidence": "revenue gain " + ", ".join(f"{d}: {money_text(g)}" for d, g in zip(COPIES, gains,
                                                                                                        strict=True))
-                                   + f"; alone minus both copying {_money(eroded)}"})
+                                   + f"; alone minus both copying {money_text(eroded)}"})
     have = [d for d in POINTS_DESIGNS if d in designs]
     if have:
-        rates = {d: _mean(results, "focal.breakage_rate", **{FACTOR: d}) for d in have}
+        rates = {d: mean(results, "focal.breakage_rate", **{FACTOR: d}) for d in have}
         checks.append({"effect": "breakage of points designs lies in the reported 10-35%",
                        "holds": all(0.10 <= r <= 0.35 for r in rates.values()),
                        "evidence": ", ".join(f"{d} {r:.3f}" for d, r in rates.items())})
@@ -107,8 +102,8 @@ def programme_findings(results: pd.DataFrame, experiment) -> list[dict]:
         gains = {p: v for p, v in gains.items() if v.size}
         if gains:
             checks.append({"effect": "a coalition brings its partners cross-shopping",
-                           "holds": all(_above(v) for v in gains.values()),
-                           "evidence": "; ".join(f"{p.split('[')[1].split(']')[0]} revenue {_money(v)}"
+                           "holds": all(above_zero(v) for v in gains.values()),
+                           "evidence": "; ".join(f"{p.split('[')[1].split(']')[0]} revenue {money_text(v)}"
                                                  for p, v in gains.items())})
     return checks
 
@@ -117,7 +112,7 @@ def programme_findings(results: pd.DataFrame, experiment) -> list[dict]:
 def programme_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
     """Three panels, one bar per design with its 95% interval: incremental NPV (with the probability of a loss),
     change in share of wallet, and change in the retention of the firm's customers."""
-    plt, _ = _style()
+    plt, _ = style()
     designs = _designs(results)
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
     panels = ((NPV, 1e-3, "NPV with the design minus without (thousands)", "Incremental value"),

@@ -24,9 +24,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loyaltysim.reporting.findings.trap import _mean, _style, _values
+from loyaltysim.reporting.findings.common import (
+    above_zero,
+    below_zero,
+    covers_zero,
+    interval_text,
+    levels_present,
+    mean,
+    money_text,
+    paired,
+    style,
+    values,
+)
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
+FACTOR = "campaign"
 RATE = "focal.winback_rate"
 NPV = "focal.npv"
 ROI = "focal.return_on_regain"
@@ -36,81 +48,48 @@ TIMING_WEEKS = (1, 14, 27, 40)  # first week of each timing window
 CAUSES = ("price leavers", "service leavers")
 
 
-def paired(results: pd.DataFrame, outcome: str, a: str, b: str, factor: str = "campaign") -> np.ndarray:
-    """Per-replication ``outcome`` at level ``a`` minus at level ``b`` of ``factor`` (replications with both)."""
-    rows = results[results["outcome"] == outcome]
-    wide = rows.assign(level=rows[factor].astype(str)).pivot_table(index="replication", columns="level",
-                                                                    values="value", aggfunc="first")
-    if a not in wide.columns or b not in wide.columns:
-        return np.array([])
-    return (wide[a] - wide[b]).dropna().to_numpy()
-
-
-def _ci(values: np.ndarray) -> str:
-    c = interval(values)
-    return f"{c['mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
-
-
-def _money(values: np.ndarray) -> str:
-    c = interval(values)
-    return f"{c['mean']:+,.0f} [{c['ci_low']:+,.0f}, {c['ci_high']:+,.0f}]"
-
-
-def _above(values: np.ndarray) -> bool:
-    return bool(values.size >= 2 and interval(values)["ci_low"] > 0)
-
-
-def _covers_zero(values: np.ndarray) -> bool:
-    c = interval(values)
-    return bool(values.size >= 2 and c["ci_low"] <= 0 <= c["ci_high"])
-
-
-def _levels(results: pd.DataFrame, factor: str = "campaign") -> set[str]:
-    return set(results[factor].astype(str)) if factor in results.columns else set()
-
-
 @register_findings("winback")
 def winback_findings(results: pd.DataFrame, experiment) -> list[dict]:
     """The four win-back effects, each as paired differences between campaigns."""
-    have = _levels(results)
+    have = levels_present(results, FACTOR)
     checks = []
     if set(DISCOUNTS) <= have:
-        deeper = paired(results, RATE, "discount 50%", "discount 10%")
-        step_up = paired(results, RATE, "discount 30%", "discount 10%")
-        rates = ", ".join(f"{d} {_mean(results, RATE, campaign=d):.3f}" for d in DISCOUNTS)
+        deeper = paired(results, RATE, "discount 50%", "discount 10%", FACTOR)
+        step_up = paired(results, RATE, "discount 30%", "discount 10%", FACTOR)
+        rates = ", ".join(f"{d} {mean(results, RATE, campaign=d):.3f}" for d in DISCOUNTS)
         checks.append({"effect": "a cheaper offer wins back more customers",
-                       "holds": _above(deeper) and _above(step_up),
-                       "evidence": f"win-back rate 50% minus 10% off: {_ci(deeper)}; 30% minus 10%: {_ci(step_up)} "
-                                   f"(rates: {rates})"})
+                       "holds": above_zero(deeper) and above_zero(step_up),
+                       "evidence": f"win-back rate 50% minus 10% off: {interval_text(deeper)}; 30% minus 10%: "
+                                   f"{interval_text(step_up)} (rates: {rates})"})
     if set(TIMING) <= have:
-        later = paired(results, RATE, "discount 30%", "lapsed 40-47 weeks")
-        rates = [_mean(results, RATE, campaign=t) for t in TIMING]
+        later = paired(results, RATE, "discount 30%", "lapsed 40-47 weeks", FACTOR)
+        rates = [mean(results, RATE, campaign=t) for t in TIMING]
         checks.append({"effect": "win-back falls with time since lapse",
-                       "holds": _above(later) and bool(np.all(np.diff(rates) < 0.01)),
-                       "evidence": f"rate at 1-8 weeks minus 40-47 weeks: {_ci(later)}; rates by time since lapse "
-                                   + ", ".join(f"{w}+ weeks {r:.3f}" for w, r in zip(TIMING_WEEKS, rates,
+                       "holds": above_zero(later) and bool(np.all(np.diff(rates) < 0.01)),
+                       "evidence": f"rate at 1-8 weeks minus 40-47 weeks: {interval_text(later)}; rates by time "
+                                   "since lapse " + ", ".join(f"{w}+ weeks {r:.3f}" for w, r in zip(TIMING_WEEKS, rates,
                                                                                          strict=True))})
     if {f"{c} (discount)" for c in CAUSES} <= have:
-        gap = paired(results, RATE, "price leavers (discount)", "service leavers (discount)")
-        evidence = f"win-back rate, price minus service leavers, with a discount: {_ci(gap)}"
+        gap = paired(results, RATE, "price leavers (discount)", "service leavers (discount)", FACTOR)
+        evidence = f"win-back rate, price minus service leavers, with a discount: {interval_text(gap)}"
         if {f"{c} (upgrade)" for c in CAUSES} <= have:
-            evidence += (f"; with a service upgrade: "
-                         f"{_ci(paired(results, RATE, 'price leavers (upgrade)', 'service leavers (upgrade)'))}")
+            upgrade = paired(results, RATE, "price leavers (upgrade)", "service leavers (upgrade)", FACTOR)
+            evidence += f"; with a service upgrade: {interval_text(upgrade)}"
         checks.append({"effect": "customers who left over service are harder to win back than those who left over "
-                                 "price", "holds": _above(gap), "evidence": evidence})
+                                 "price", "holds": above_zero(gap), "evidence": evidence})
     if {"targeted by value", "discount 30%", "no campaign"} <= have:
-        targeted = paired(results, NPV, "targeted by value", "no campaign")
-        untargeted = paired(results, NPV, "discount 30%", "no campaign")
-        edge = paired(results, ROI, "targeted by value", "discount 30%")
+        targeted = paired(results, NPV, "targeted by value", "no campaign", FACTOR)
+        untargeted = paired(results, NPV, "discount 30%", "no campaign", FACTOR)
+        edge = paired(results, ROI, "targeted by value", "discount 30%", FACTOR)
         loss = float((untargeted < 0).mean()) if untargeted.size else float("nan")
-        gross = _mean(results, ROI, campaign="discount 30%")
+        gross = mean(results, ROI, campaign="discount 30%")
         checks.append({"effect": "a targeted campaign returns more than it costs",
-                       "holds": _above(targeted) and _above(edge),
-                       "evidence": f"incremental NPV against no campaign {_money(targeted)}; return on regain "
-                                   f"targeted minus untargeted {_ci(edge)}"})
+                       "holds": above_zero(targeted) and above_zero(edge),
+                       "evidence": f"incremental NPV against no campaign {money_text(targeted)}; return on regain "
+                                   f"targeted minus untargeted {interval_text(edge)}"})
         checks.append({"effect": "an untargeted campaign can lose money",
-                       "holds": bool(untargeted.size >= 2 and interval(untargeted)["ci_high"] < 0),
-                       "evidence": f"incremental NPV against no campaign {_money(untargeted)}, P(loss) {loss:.2f}; "
+                       "holds": below_zero(untargeted),
+                       "evidence": f"incremental NPV against no campaign {money_text(untargeted)}, P(loss) {loss:.2f}; "
                                    f"yet its gross return on regain is {gross:+.2f}"})
     return checks
 
@@ -128,15 +107,15 @@ ABLATIONS = {
 @register_findings("winback_ablation")
 def winback_ablation_findings(results: pd.DataFrame, experiment) -> list[dict]:
     """Each effect, with its mechanism removed, is gone: the 95% interval of its paired difference includes 0."""
-    have = _levels(results, "arm")
+    have = levels_present(results, "arm")
     checks = []
     for effect, (mechanism, a, b, outcome) in ABLATIONS.items():
         first, second = f"{mechanism}: {a}", f"{mechanism}: {b}"
         if not {first, second} <= have:
             continue
         diff = paired(results, outcome, first, second, factor="arm")
-        checks.append({"effect": f"{mechanism}: '{effect}' disappears", "holds": _covers_zero(diff),
-                       "evidence": f"{a} minus {b} ({outcome}): {_ci(diff)}"})
+        checks.append({"effect": f"{mechanism}: '{effect}' disappears", "holds": covers_zero(diff),
+                       "evidence": f"{a} minus {b} ({outcome}): {interval_text(diff)}"})
     return checks
 
 
@@ -144,13 +123,13 @@ def winback_ablation_findings(results: pd.DataFrame, experiment) -> list[dict]:
 def winback_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
     """Four panels: win-back rate by discount depth, by time since lapse, by defection cause and offer; and the
     incremental NPV of an untargeted and a targeted campaign."""
-    plt, _ = _style()
+    plt, _ = style()
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.6))
-    have = _levels(results)
+    have = levels_present(results, FACTOR)
 
     def bars(ax, levels, outcome, labels, colours, scale=1.0):
         levels = [lv for lv in levels if lv in have]
-        cis = [interval(_values(results, outcome, campaign=lv)) for lv in levels]
+        cis = [interval(values(results, outcome, campaign=lv)) for lv in levels]
         means = [c["mean"] * scale for c in cis]
         errors = [(c["mean"] - c["ci_low"]) * scale for c in cis]
         ax.bar(range(len(levels)), means, yerr=errors, capsize=4, color=colours[:len(levels)])
@@ -166,7 +145,7 @@ def winback_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
     axes[2].set(ylabel="share of contacted who came back", title="Left over price (green) or service (red)")
     arms = ["discount 30%", "targeted by value"]
     for j, arm in enumerate(arms):
-        diff = paired(results, NPV, arm, "no campaign") / 1000.0
+        diff = paired(results, NPV, arm, "no campaign", FACTOR) / 1000.0
         if diff.size:
             c = interval(diff)
             axes[3].bar(j, c["mean"], yerr=c["mean"] - c["ci_low"], capsize=4, color="C4" if c["mean"] > 0 else "C7")

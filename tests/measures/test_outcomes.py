@@ -1,13 +1,14 @@
 """The outcomes catalogue: names, hand-computed values on canned tables, and a real run."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from loyaltysim.experiments.run import simulate
-from loyaltysim.measures import outcomes
+from loyaltysim.measures import outcomes, value
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,77 @@ def test_outcomes_of_a_real_run_agree_with_its_tables(scenario):
     cohort = customers[customers["firm_after_warmup"] == "Focal"]
     assert values["focal.cohort_retention"] == pytest.approx(np.mean(cohort["firm"] == "Focal"))
     assert 0 < values["market.annual_churn"] < 2
+
+
+# ------------------------------------------------------------------------------------------ the declarations
+
+
+def _catalogue_names() -> set[str]:
+    """The names written between double backticks in the module docstring's catalogue (``x_1`` .. ``x_5`` expanded)."""
+    doc = outcomes.__doc__
+    catalogue = doc[doc.index("* firm measures"):doc.index("A firm that ran no campaign")]
+    for first, last in re.findall(r"``([a-z_]+_\d)`` \.\. ``([a-z_]+_\d)``", catalogue):
+        stem = first.rsplit("_", 1)[0]
+        catalogue += " ".join(f"``{stem}_{i}``" for i in range(int(first[-1]), int(last[-1]) + 1))
+    return set(re.findall(r"``([a-z0-9_]+)``", catalogue))
+
+
+# names in the catalogue that are not measures: tables, columns and parameters it mentions
+NOT_MEASURES = {"acquisition_cost", "categories", "horizon", "programmes", "settlement", "warnings"}
+
+
+def test_the_catalogue_names_every_declared_measure_and_nothing_else():
+    named = _catalogue_names()
+    assert set(outcomes.MEASURES) - named == set(), "declared but not in the module docstring's catalogue"
+    assert named - set(outcomes.MEASURES) == NOT_MEASURES
+
+
+def test_a_declaration_gives_name_label_unit_kinds_and_function():
+    m = outcomes.MEASURES["cohort_retention"]
+    assert (m.name, m.section, m.kinds) == ("cohort_retention", "cohort", ("firm",))
+    assert m.description == "warm-up cohort still with the firm at the end (fraction)"
+    assert outcomes.MEASURES["revenue"].kinds == ("firm", "party")
+    assert outcomes.MEASURES["annual_churn"].kinds == ("firm", "market")
+    assert outcomes.MEASURES["retention_by_score_3"].kinds == ("market",)
+    assert outcomes.MEASURES["cost_per_regain"].description == "cost per regain"  # no label yet: the name in words
+    assert outcomes.describe_measure("not_declared") == "not declared"
+    assert all(m.kinds for m in outcomes.MEASURES.values())
+
+
+def test_names_are_checked_against_the_declarations():
+    for name, m in outcomes.MEASURES.items():
+        for who, kind in (("focal", "firm"), ("firm[Rival A]", "firm"), ("market", "market")):
+            if m.function(kind) is not None:
+                outcomes.check_name(f"{who}.{name}")
+            else:
+                with pytest.raises(outcomes.OutcomeError, match="unknown outcome"):
+                    outcomes.check_name(f"{who}.{name}")
+    assert outcomes.measure_names("party") == ("share_mean", "revenue", "profit", "programme_cost_total",
+                                               "programme_fees_total", "member_discounts_total")
+    assert outcomes.parse_name("firm[Rival A].npv") == outcomes.OutcomeName("firm", "Rival A", "npv")
+    assert outcomes.parse_name("focal.npv") == outcomes.OutcomeName("focal", None, "npv")
+    assert outcomes.parse_name("focal npv") is None
+
+
+def test_a_party_is_measured_only_by_its_declared_measures(scenario):
+    with pytest.raises(outcomes.OutcomeError, match=r"not measured for 'StoreCo'.*use one of share_mean, revenue"):
+        outcomes.measure_value("npv", "StoreCo", scenario, {}, {})
+
+
+def _contacts(contact_cost: float, offer_cost: float) -> pd.DataFrame:
+    return pd.DataFrame({"firm": ["Focal", "Focal"], "accepted": [True, False],
+                         "contact_cost": [contact_cost, contact_cost], "offer_cost": [offer_cost, offer_cost],
+                         "second_value": [30.0, None], "second_revenue": [50.0, None], "second_steps": [4.0, None]})
+
+
+def test_return_on_regain_is_one_function_whose_undefined_case_each_caller_chooses(scenario):
+    assert value.return_on_regain(150.0, 100.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="campaign cost must be positive"):
+        value.return_on_regain(1.0, 0.0)  # analysing a campaign: nothing spent is an error
+    assert math.isnan(value.return_on_regain(1.0, 0.0, without_cost="nan"))
+    roi = "focal.return_on_regain"
+    # a run's outcome: 2 contacts x 5 + 1 accepted offer x 10 = 20 spent, 30 regained
+    assert outcomes.compute([roi], scenario, {"contacts": _contacts(5.0, 10.0)}, {})[roi] == pytest.approx(0.5)
+    assert math.isnan(outcomes.compute([roi], scenario, {"contacts": _contacts(0.0, 0.0)}, {})[roi])  # free
+    absent = outcomes.compute([roi, "focal.winback_cost"], scenario, {}, {})  # no campaign
+    assert math.isnan(absent[roi]) and absent["focal.winback_cost"] == 0.0

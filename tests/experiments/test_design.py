@@ -12,8 +12,8 @@ from loyaltysim.experiments.sweep import run_sweep
 from loyaltysim.reporting import report
 from loyaltysim.reporting.report import write_report
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parent / "data"
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_experiment.toml"
 BASELINE = REPO / "experiments" / "scenarios" / "baseline.toml"
 
@@ -392,7 +392,7 @@ def test_registered_figures_can_be_named(tmp_path):
         with pytest.raises(ValueError, match="already registered"):
             report.register_figure("probe_figure")(lambda results, experiment, folder: folder)
     finally:
-        report.FIGURES.pop("probe_figure")
+        report.unregister_figure("probe_figure")
 
 
 # ------------------------------------------------------------------------------------------ experiments/*.toml

@@ -12,7 +12,7 @@ import pytest
 from loyaltysim.experiments.calibration import CHURN, NBD_GAP, TOP_BOX, calibration_report, nbd_gap
 from loyaltysim.scenario import load_scenario, scenario_from_dict
 
-SCENARIOS = Path(__file__).parent.parent / "experiments" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 
 
 def test_nbd_gap_is_small_for_nbd_and_poisson_samples():
@@ -63,7 +63,7 @@ def test_the_repertoire_baseline_buys_like_an_nbd():
 
 
 def _cli(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     return subprocess.run([sys.executable, "-m", "loyaltysim.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=300)
 

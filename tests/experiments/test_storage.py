@@ -1,8 +1,10 @@
 """Tests of result storage: run keys, atomic run directories and the run registry (SQLite and PostgreSQL)."""
 
+import contextlib
 import dataclasses
 import json
 import shutil
+import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,9 +19,9 @@ import loyaltysim
 from loyaltysim.experiments import storage
 from loyaltysim.experiments.storage import (
     CodeIdentity,
-    Experiment,
+    ExperimentRecord,
     Registry,
-    Run,
+    RunRecord,
     StorageError,
     code_identity,
     read_run_dir,
@@ -254,11 +256,11 @@ def registry(request, tmp_path):
     yield reg
     reg.close()
     engine = sqlalchemy.create_engine(url)
-    SQLModel.metadata.drop_all(engine, tables=[Run.__table__, Experiment.__table__])
+    SQLModel.metadata.drop_all(engine, tables=[RunRecord.__table__, ExperimentRecord.__table__])
     engine.dispose()
 
 
-def _run(**overrides) -> Run:
+def _run(**overrides) -> RunRecord:
     started = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
     fields = dict(
         key=_key(),
@@ -273,11 +275,30 @@ def _run(**overrides) -> Run:
         started_at=started,
         run_dir="/results/runs/abc",
     )
-    return Run(**{**fields, **overrides})
+    return RunRecord(**{**fields, **overrides})
 
 
-def _columns(run: Run) -> dict:
-    return {name: getattr(run, name) for name in Run.model_fields}
+def _columns(run: RunRecord) -> dict:
+    return {name: getattr(run, name) for name in RunRecord.model_fields}
+
+
+def test_registry_tables_keep_the_names_existing_databases_use(tmp_path):
+    """The row classes are RunRecord and ExperimentRecord; their tables, indexes and constraints keep the names
+    registries written before the rename have, so those are read as they are."""
+    assert (RunRecord.__tablename__, ExperimentRecord.__tablename__) == ("runs", "experiments")
+    assert {i.name for i in RunRecord.__table__.indexes} == {"ix_runs_experiment_name"}
+    assert {i.name for i in ExperimentRecord.__table__.indexes} == {"ix_experiments_name"}
+    assert {c.name for c in RunRecord.__table__.constraints if c.name} == {"ck_runs_status"}
+    db = tmp_path / "registry.sqlite"
+    with Registry(f"sqlite:///{db}") as reg:
+        reg.check()
+    with contextlib.closing(sqlite3.connect(db)) as con, con:  # a row written by other code, straight into "runs"
+        con.execute("INSERT INTO runs (key, scenario_name, seed_entropy, spawn_key, version, dirty, status, "
+                    "started_at, run_dir, summary_json) VALUES ('k', 'base', '1', '[]', '0.1.0', 0, 'done', "
+                    "'2025-03-01 12:00:00', '/r', '{}')")
+    with Registry(f"sqlite:///{db}") as reg:
+        assert [(r.key, r.status) for r in reg.runs()] == [("k", "done")]
+        assert isinstance(reg.ensure_experiment("sweep-a"), ExperimentRecord)
 
 
 def test_registry_upsert_is_idempotent_and_round_trips(registry):

@@ -18,7 +18,7 @@ from loyaltysim.reporting.findings import trap as findings
 from loyaltysim.reporting.report import FINDINGS, findings_text, load_figures
 from loyaltysim.scenario import load_scenario, scenario_from_dict
 
-SCENARIOS = Path(__file__).parent.parent / "experiments" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 SEEDS = range(4)
 JS = ["market.retention_by_score_1", "market.retention_by_score_2", "market.retention_by_score_3",
       "market.retention_by_score_4", "market.retention_by_score_5", "market.retention_step_4_to_5",
@@ -116,9 +116,9 @@ def test_findings_are_registered_and_checked_by_experiment_files(tmp_path):
     load_figures()
     assert {"satisfaction_trap", "jones_sasser", "robustness_trap", "robustness_jones_sasser",
             "satisfaction_trap_ablation"} <= set(FINDINGS)
-    text = (Path(__file__).parent / "data" / "tiny_experiment.toml").read_text()
+    text = (Path(__file__).resolve().parents[1] / "data" / "tiny_experiment.toml").read_text()
     bad = tmp_path / "bad.toml"
-    scenario = (Path(__file__).parent.parent / "experiments" / "scenarios" / "baseline.toml").as_posix()
+    scenario = (SCENARIOS / "baseline.toml").as_posix()
     text = text.replace('scenario = "../../experiments/scenarios/baseline.toml"', f'scenario = "{scenario}"')
     bad.write_text(text.replace("risk = true\n", 'risk = true\nfindings = ["no_such_findings"]\n', 1))
     with pytest.raises(Exception, match="unknown findings 'no_such_findings'"):

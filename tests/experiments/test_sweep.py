@@ -44,9 +44,9 @@ from loyaltysim.experiments.sweep import plan, remove_stale_temp_dirs, run_sweep
 from loyaltysim.measures.outcomes import compute
 from loyaltysim.model.market import LoyaltyMarket
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_experiment.toml"
-BASELINE = Path(__file__).resolve().parents[1] / "experiments" / "scenarios" / "baseline.toml"
+BASELINE = Path(__file__).resolve().parents[2] / "experiments" / "scenarios" / "baseline.toml"
 TEMP_DIR = re.compile(r"^\..*\.(tmp|old)-")
 
 

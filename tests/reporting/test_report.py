@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from loyaltysim.cli import app
 from loyaltysim.experiments.design import load_experiment
-from loyaltysim.experiments.storage import DB_ENV_VAR, Registry, Run, read_run_dir
+from loyaltysim.experiments.storage import DB_ENV_VAR, Registry, RunRecord, read_run_dir
 from loyaltysim.experiments.sweep import plan, run_sweep
 from loyaltysim.measures.outcomes import compute
 from loyaltysim.reporting import report
@@ -34,7 +34,7 @@ from loyaltysim.reporting.report import (
 )
 from loyaltysim.scenario import scenario_from_dict
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_experiment.toml"
 CANNED = DATA / "canned_results.csv"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -182,7 +182,7 @@ def test_report_files_from_canned_results(canned_experiment, tmp_path):
         exp = load_experiment(TINY, overrides={"replications": 4, "outcomes": OUTCOMES, "figures": ["canned_probe"]})
         paths = write_report_files(canned(), exp, tmp_path / "tiny_price")
     finally:
-        report.FIGURES.pop("canned_probe")
+        report.unregister_figure("canned_probe")
     folder = tmp_path / "tiny_price"
     assert [p.relative_to(folder).as_posix() for p in paths] == [
         "results.csv", "summary.csv", "summary.md", "differences.csv", "differences.md",
@@ -265,9 +265,9 @@ def test_the_report_holds_only_this_experiments_runs_on_the_current_code(stored,
     exp, _, _ = stored
     db = copy_registry(stored, tmp_path)
     with Registry(db) as reg:  # a run of the same experiment by other code: another key
-        reg.upsert_run(Run(key="f" * 64, experiment_name="tiny_price", scenario_name="baseline", seed_entropy="1",
-                           version="0.0.1", status="done", run_dir=str(tmp_path / "elsewhere"),
-                           summary_json=json.dumps({"outcomes": {"focal.share_end": 99.0}})))
+        reg.upsert_run(RunRecord(key="f" * 64, experiment_name="tiny_price", scenario_name="baseline",
+                                 seed_entropy="1", version="0.0.1", status="done", run_dir=str(tmp_path / "elsewhere"),
+                                 summary_json=json.dumps({"outcomes": {"focal.share_end": 99.0}})))
     result = write_report(exp, tmp_path, db)
     assert (result.runs, result.total, result.missing) == (8, 8, 0)
     assert result.folder == tmp_path.resolve() / "tiny_price"

@@ -1,0 +1,111 @@
+"""What the findings modules share: reading the tidy results, paired differences, intervals as text, the plot style
+and the robustness check.
+
+The tidy results have one row per run and outcome: the factors' labels, ``design``, ``replication``, ``outcome``
+and ``value``. Selections name factor labels as keyword arguments, e.g. ``mean(results, outcome, budget="0")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from loyaltysim.reporting.report import interval
+
+
+def values(results: pd.DataFrame, outcome: str, **labels: str) -> np.ndarray:
+    """The values of ``outcome`` in the runs with the given factor labels (NaNs dropped)."""
+    rows = results[results["outcome"] == outcome]
+    for factor, label in labels.items():
+        rows = rows[rows[factor].astype(str) == label]
+    return rows["value"].dropna().to_numpy()
+
+
+def mean(results: pd.DataFrame, outcome: str, **labels: str) -> float:
+    """The mean of :func:`values` (NaN without any)."""
+    found = values(results, outcome, **labels)
+    return float(found.mean()) if found.size else float("nan")
+
+
+def levels(results: pd.DataFrame, factor: str) -> list[str]:
+    """A factor's labels in level order (categories as the experiment declares them, else in order of appearance)."""
+    column = results[factor]
+    return [str(x) for x in (column.cat.categories if hasattr(column, "cat") else dict.fromkeys(column))]
+
+
+def levels_present(results: pd.DataFrame, factor: str) -> set[str]:
+    """The labels of ``factor`` that some run has (empty if the results have no such factor)."""
+    return set(results[factor].astype(str)) if factor in results.columns else set()
+
+
+def paired(results: pd.DataFrame, outcome: str, a: str, b: str, factor: str) -> np.ndarray:
+    """Per-replication ``outcome`` at level ``a`` minus at level ``b`` of ``factor`` (replications with both)."""
+    rows = results[results["outcome"] == outcome]
+    wide = rows.assign(level=rows[factor].astype(str)).pivot_table(index="replication", columns="level",
+                                                                    values="value", aggfunc="first")
+    if a not in wide.columns or b not in wide.columns:
+        return np.array([])
+    return (wide[a] - wide[b]).dropna().to_numpy()
+
+
+def above_zero(diffs: np.ndarray) -> bool:
+    """The 95% interval of the mean lies above 0 (at least two values)."""
+    return bool(diffs.size >= 2 and interval(diffs)["ci_low"] > 0)
+
+
+def below_zero(diffs: np.ndarray) -> bool:
+    """The 95% interval of the mean lies below 0 (at least two values)."""
+    return bool(diffs.size >= 2 and interval(diffs)["ci_high"] < 0)
+
+
+def covers_zero(diffs: np.ndarray) -> bool:
+    """The 95% interval of the mean includes 0 (at least two values)."""
+    c = interval(diffs)
+    return bool(diffs.size >= 2 and c["ci_low"] <= 0 <= c["ci_high"])
+
+
+def interval_text(diffs: np.ndarray) -> str:
+    """Mean and 95% interval, signed, three decimals: ``+0.123 [+0.100, +0.146]``."""
+    c = interval(diffs)
+    return f"{c['mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+
+
+def money_text(diffs: np.ndarray) -> str:
+    """Mean and 95% interval of amounts of money, signed whole numbers: ``+15,918 [+13,043, +18,792]``."""
+    c = interval(diffs)
+    return f"{c['mean']:+,.0f} [{c['ci_low']:+,.0f}, {c['ci_high']:+,.0f}]"
+
+
+def style():
+    """pyplot and seaborn, set up for the findings' figures (Agg backend, white grid)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt, sns
+
+
+def robustness(results: pd.DataFrame, effects: dict[str, Callable[[str], tuple[bool, str]]]) -> list[dict]:
+    """For each effect, whether it holds at 80% or more of the perturbed points (levels of the factor
+    ``perturbation`` other than ``base``); ``effects`` maps an effect to its test at one level."""
+    points = [p for p in levels(results, "perturbation") if p != "base"]
+    checks = []
+    for effect, test in effects.items():
+        held = []
+        for point in ["base", *points]:
+            ok, _ = test(point)
+            if point != "base":
+                held.append(ok)
+            else:
+                base_ok = ok
+        share = sum(held) / len(held) if held else float("nan")
+        failed = [p for p, ok in zip(points, held, strict=True) if not ok]
+        checks.append({"effect": f"{effect}: holds at >= 80% of the +-25% points", "holds": share >= 0.8,
+                       "evidence": f"{sum(held)} of {len(held)} points; base {'holds' if base_ok else 'fails'}"
+                                   + (f"; fails at {', '.join(failed)}" if failed else "")})
+    return checks
