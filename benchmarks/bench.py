@@ -102,7 +102,7 @@ def measure(population: int, steps: int, one_at_a_time_steps: int) -> dict:
 
 
 def sweep_throughput(runs: int, population: int, steps: int) -> dict:
-    """Runs per second of ``loyaltysim.sweep.run_sweep`` with 1 and 2 workers, on fresh output folders."""
+    """Runs per second of ``loyaltysim.experiments.sweep.run_sweep`` with 1 and 2 workers, on fresh output folders."""
     from loyaltysim.experiments.design import load_experiment
     from loyaltysim.experiments.sweep import run_sweep
 

@@ -12,7 +12,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "loyaltysim"
-LAYERS = {"units": 0, "scenario": 0, "model": 1, "measures": 2, "experiments": 3, "reporting": 4, "cli": 5}
+LAYERS = {"version": 0, "units": 0, "scenario": 0, "model": 1, "measures": 2, "experiments": 3, "reporting": 4,
+          "cli": 5}
 
 
 def _module(path: Path) -> str:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from loyaltysim import __version__
+from loyaltysim.version import __version__
 
 app = typer.Typer(
     name="loyaltysim",

@@ -89,18 +89,20 @@ class ExperimentError(ScenarioError):
 # --------------------------------------------------------------------------------------------------
 
 
-class _Spec(BaseModel):
+class _FileSpec(BaseModel):
+    """The strict base of an experiment file's parts: unknown keys are errors, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Level(_Spec):
+class Level(_FileSpec):
     """One level of a factor: a label and the scenario paths it sets."""
 
     label: Annotated[str, Field(min_length=1)]
     set: dict[str, Any]  # may be empty: the base scenario's values
 
 
-class Factor(_Spec):
+class Factor(_FileSpec):
     """A factor: either ``path`` and ``values`` (with optional ``labels``), or ``levels``."""
 
     name: str
@@ -124,7 +126,7 @@ class Factor(_Spec):
         return [label for label, _, _ in self.resolved()]
 
 
-class ExperimentSpec(_Spec):
+class ExperimentSpec(_FileSpec):
     """The contents of an experiment file, as written."""
 
     schema_version: Literal[1] = SCHEMA_VERSION

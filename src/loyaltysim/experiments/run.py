@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loyaltysim import __version__
 from loyaltysim.experiments.storage import (
     CodeIdentity,
     RunRecord,
@@ -36,6 +35,7 @@ from loyaltysim.measures.summary import nan_to_none, summarize
 from loyaltysim.measures.tables import tabulate
 from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import LoyaltyScenario
+from loyaltysim.version import __version__
 
 
 @dataclass
@@ -80,7 +80,7 @@ class StoredRun:
 
 def with_outcomes(result: RunResult, names: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> dict:
     """The run's summary plus ``extra`` fields (e.g. an experiment's name, design labels and replication) and,
-    when ``names`` are given, the named outcomes (:func:`loyaltysim.outcomes.compute`; NaN stored as None)."""
+    when ``names`` are given, the named outcomes (:func:`loyaltysim.measures.outcomes.compute`; NaN stored as None)."""
     summary = {**result.summary, **(extra or {})}
     if names:
         values = compute_outcomes(list(names), result.scenario, result.tables, result.summary)

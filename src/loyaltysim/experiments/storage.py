@@ -39,6 +39,8 @@ from sqlalchemy import CheckConstraint, DateTime, Engine, Text, TypeDecorator, c
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Field, Session, SQLModel, select
 
+from loyaltysim.version import PACKAGE_DIR, __version__
+
 __all__ = [
     "CodeIdentity",
     "ExperimentRecord",
@@ -127,11 +129,8 @@ def _git_state(pkg_dir: Path) -> tuple[str | None, bool]:
 @functools.cache
 def code_identity() -> CodeIdentity:
     """Identity of the installed ``loyaltysim`` code (cached: the code does not change within a process)."""
-    import loyaltysim  # local import: this module is part of the package it describes
-
-    pkg_dir = Path(loyaltysim.__file__).resolve().parent
-    commit, dirty = _git_state(pkg_dir)
-    return CodeIdentity(loyaltysim.__version__, commit, dirty, _source_digest(pkg_dir))
+    commit, dirty = _git_state(PACKAGE_DIR)
+    return CodeIdentity(__version__, commit, dirty, _source_digest(PACKAGE_DIR))
 
 
 def _canonical_json(obj: Any) -> str:

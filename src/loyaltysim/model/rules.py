@@ -1,7 +1,7 @@
 """Customer behaviour rules, written once as functions over arrays.
 
 :func:`step_customers` advances the customers in ``rows`` (a slice) by one step. The vectorized market calls
-it once with ``slice(None)``; the one-at-a-time path calls it for each :class:`~loyaltysim.agents.Customer`
+it once with ``slice(None)``; the one-at-a-time path calls it for each :class:`~loyaltysim.model.agents.Customer`
 with ``slice(i, i + 1)``. Each customer reads only its own row, the variates drawn for the step and the
 shared state of the previous step, and every cross-row sum (word of mouth, firm totals, expectations of the
 population) is computed outside, so both paths give the same numbers. All arithmetic is elementwise or a sum

@@ -28,8 +28,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from loyaltysim.model.mechanisms.programmes.ledger import SELLER_TOTALS, STEP_TOTALS, Ledger, Outlook, Perks, Sales
+from loyaltysim.model.mechanisms.programmes.ledger import Ledger
 from loyaltysim.model.mechanisms.programmes.registry import ledger_class
+from loyaltysim.model.mechanisms.programmes.views import SELLER_TOTALS, STEP_TOTALS, Outlook, Perks, Sales
 from loyaltysim.model.rules import row_total
 from loyaltysim.model.state import CustomerState
 from loyaltysim.units import DAYS

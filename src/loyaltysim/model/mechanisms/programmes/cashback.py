@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loyaltysim.model.mechanisms.programmes.ledger import Ledger, Outlook, Sales
+from loyaltysim.model.mechanisms.programmes.ledger import Ledger
+from loyaltysim.model.mechanisms.programmes.views import Outlook, Sales
 from loyaltysim.model.state import CustomerState
 
 if TYPE_CHECKING:
-    from loyaltysim.model.mechanisms.programmes.book import Book
+    from loyaltysim.model.mechanisms.programmes.views import BookView
 
 
 class CashbackLedger(Ledger):
@@ -89,7 +90,7 @@ class CashbackLedger(Ledger):
         self.streak[:] = 0
         self.best_streak[:] = 0
 
-    def add_benefit(self, benefit: np.ndarray, book: Book, st: CustomerState, price: np.ndarray,
+    def add_benefit(self, benefit: np.ndarray, book: BookView, st: CustomerState, price: np.ndarray,
                     spend: np.ndarray) -> None:
         """Its expected spend times the highest rate of the non-consecutive conditions its expected days with a
         purchase in a period reach."""

@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loyaltysim.model.mechanisms.programmes.ledger import Ledger, Outlook, Sales
+from loyaltysim.model.mechanisms.programmes.ledger import Ledger
+from loyaltysim.model.mechanisms.programmes.views import Outlook, Sales
 from loyaltysim.model.state import CustomerState
 
 if TYPE_CHECKING:
-    from loyaltysim.model.mechanisms.programmes.book import Book
+    from loyaltysim.model.mechanisms.programmes.views import BookView
 
 
 class ClubLedger(Ledger):
@@ -35,7 +36,7 @@ class ClubLedger(Ledger):
         return self.member & ((st.current != firm) if sales.contractual
                               else (sales.t - st.last_buy[:, firm] >= sales.lapse_steps))
 
-    def add_benefit(self, benefit: np.ndarray, book: Book, st: CustomerState, price: np.ndarray,
+    def add_benefit(self, benefit: np.ndarray, book: BookView, st: CustomerState, price: np.ndarray,
                     spend: np.ndarray) -> None:
         """``community_value`` times the attitude of a customer whose current firm runs it, plus the discount on its
         expected spend."""

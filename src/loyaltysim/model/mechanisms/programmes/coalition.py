@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from loyaltysim.model.mechanisms.programmes.points import PointsLedger
 
 if TYPE_CHECKING:
-    from loyaltysim.model.mechanisms.programmes.book import Book
+    from loyaltysim.model.mechanisms.programmes.views import BookView
 
 
 class CoalitionLedger(PointsLedger):
@@ -31,7 +31,7 @@ class CoalitionLedger(PointsLedger):
         rates.update(dict.fromkeys(self.partners, self.spec.earn_rate))
         return rates
 
-    def account(self, book: Book, t: int, totals: dict) -> None:
+    def account(self, book: BookView, t: int, totals: dict) -> None:
         """Each partner (the listing firm included) pays the operator ``fee`` per point it issues and bears the
         rewards redeemed with it, and the operator reimburses it ``reimbursement`` per point redeemed there; the
         operator collects membership fees and bears the operating and launch costs. Every payment is a settlement

@@ -10,7 +10,7 @@ from loyaltysim.model.mechanisms.programmes.points import PointsLedger
 from loyaltysim.model.state import CustomerState
 
 if TYPE_CHECKING:
-    from loyaltysim.model.mechanisms.programmes.book import Book
+    from loyaltysim.model.mechanisms.programmes.views import BookView
 
 
 class CobrandLedger(PointsLedger):
@@ -40,7 +40,7 @@ class CobrandLedger(PointsLedger):
         discounts[partner] = 1.0 - (1.0 - discount) * (1.0 - np.where(self.member, self.spec.partner_discount, 0.0))
         return discounts
 
-    def add_benefit(self, benefit: np.ndarray, book: Book, st: CustomerState, price: np.ndarray,
+    def add_benefit(self, benefit: np.ndarray, book: BookView, st: CustomerState, price: np.ndarray,
                     spend: np.ndarray) -> None:
         """The points' benefit, plus the partner discount on its expected spend with the partner."""
         super().add_benefit(benefit, book, st, price, spend)
@@ -48,7 +48,7 @@ class CobrandLedger(PointsLedger):
         partner_spend = spend if partner == self.firm else book.yearly_spend(st, price, partner)
         benefit += partner_spend * self.spec.partner_discount
 
-    def account(self, book: Book, t: int, totals: dict) -> None:
+    def account(self, book: BookView, t: int, totals: dict) -> None:
         """As the issuer's own programme (every reward, wherever redeemed), and the partner pays the issuer ``fee``
         per point issued on its sales. Both payments are settlement rows."""
         super().account(book, t, totals)

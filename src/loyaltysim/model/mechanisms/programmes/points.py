@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loyaltysim.model.mechanisms.programmes.ledger import Ledger, Outlook, Sales, among
+from loyaltysim.model.mechanisms.programmes.ledger import Ledger
+from loyaltysim.model.mechanisms.programmes.views import Outlook, Sales, among
 from loyaltysim.model.state import NEVER, CustomerState
 
 if TYPE_CHECKING:
-    from loyaltysim.model.mechanisms.programmes.book import Book
+    from loyaltysim.model.mechanisms.programmes.views import BookView
 
 
 class PointsLedger(Ledger):
@@ -296,7 +297,7 @@ class PointsLedger(Ledger):
                 soon |= self.points[:, j % slots] > 0
         return soon
 
-    def add_benefit(self, benefit: np.ndarray, book: Book, st: CustomerState, price: np.ndarray,
+    def add_benefit(self, benefit: np.ndarray, book: BookView, st: CustomerState, price: np.ndarray,
                     spend: np.ndarray) -> None:
         """The points a year its expected spend with the sellers earns, at the value per point and the reach (bonus
         events and tier bonuses not counted)."""

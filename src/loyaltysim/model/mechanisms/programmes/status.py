@@ -16,8 +16,7 @@ import numpy as np
 from loyaltysim.model.state import CustomerState
 
 if TYPE_CHECKING:
-    from loyaltysim.model.mechanisms.programmes.book import Book
-    from loyaltysim.model.mechanisms.programmes.ledger import Outlook
+    from loyaltysim.model.mechanisms.programmes.views import BookView, Outlook
 
 
 class Status:
@@ -87,7 +86,7 @@ class Status:
         self.q_spend[who] = 0.0
         self.q_visits[who] = 0.0
 
-    def expected_discount(self, book: Book, st: CustomerState, firm: int, spend: np.ndarray) -> np.ndarray:
+    def expected_discount(self, book: BookView, st: CustomerState, firm: int, spend: np.ndarray) -> np.ndarray:
         """A year's discount at the tier a customer's own expected yearly ``spend`` and visits with ``firm`` would
         reach over the window."""
         visits = st.purchase_rate * book.year * book.wallet_share(st, firm)
