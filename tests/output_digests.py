@@ -27,6 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from loyaltysim import load_experiment, load_scenario, run_sweep, simulate
+from loyaltysim.experiments.run import with_outcomes
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_POPULATION = 300
 EXPERIMENT_POPULATION = 150
@@ -43,28 +46,13 @@ def json_digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _api():
-    import loyaltysim
-
-    if hasattr(loyaltysim, "simulate"):
-        from loyaltysim import load_experiment, load_scenario, simulate
-        from loyaltysim.experiments.run import with_outcomes
-    else:  # the layout before the redesign
-        from loyaltysim.experiments.design import load_experiment
-        from loyaltysim.experiments.run import simulate, with_outcomes
-        from loyaltysim.scenario import load_scenario
-    return load_scenario, load_experiment, simulate, with_outcomes
-
-
 def _result_digests(result, outcomes=(), extra=None) -> dict[str, str]:
-    _, _, _, with_outcomes = _api()
     out = {name: table_digest(t) for name, t in sorted(result.tables.items())}
     out["summary"] = json_digest(with_outcomes(result, list(outcomes), extra))
     return out
 
 
 def scenario_job(path: str) -> tuple[str, dict]:
-    load_scenario, _, simulate, _ = _api()
     from loyaltysim.scenario import scenario_from_dict
 
     base = load_scenario(path).to_dict()
@@ -80,7 +68,6 @@ def scenario_job(path: str) -> tuple[str, dict]:
 
 
 def experiment_job(path: str) -> tuple[str, dict]:
-    _, load_experiment, simulate, _ = _api()
     exp = load_experiment(path, {"population": EXPERIMENT_POPULATION, "replications": 1})
     out = {}
     for point in exp.design:
@@ -91,14 +78,9 @@ def experiment_job(path: str) -> tuple[str, dict]:
 
 
 def report_job(path: str) -> tuple[str, dict]:
-    _, load_experiment, _, _ = _api()
-    try:
-        from loyaltysim import run_sweep
-        from loyaltysim.reporting.report import write_report
-    except ImportError:
-        from loyaltysim.experiments.sweep import run_sweep
-        from loyaltysim.reporting.report import write_report
     from concurrent.futures import ThreadPoolExecutor
+
+    from loyaltysim.reporting.report import write_report
 
     exp = load_experiment(path, {"population": EXPERIMENT_POPULATION, "replications": 2})
     with tempfile.TemporaryDirectory() as tmp:

@@ -522,16 +522,18 @@ def worker_pids(pid: int) -> list[int]:
     return workers
 
 
-# 4 prices x 4 replications, 1,500 customers, 40 weeks: about 0.2 s a run, 16 runs on 2 workers
+# 4 prices x 4 replications, 5,000 customers, 52 weeks: about 0.6 s a run, 16 runs on 2 workers, so that an
+# interruption after the first runs are stored lands while most are still to run (at 0.15 s a run it raced the
+# last runs)
 SLOW_EXPERIMENT = f'''
 schema_version = 1
 name = "resumable"
 scenario = "{BASELINE}"
 replications = 4
 root_seed = 7
-horizon = "40 weeks"
+horizon = "52 weeks"
 warmup = "4 weeks"
-population = 1500
+population = 5000
 outcomes = ["focal.share_end", "market.annual_churn"]
 
 [[factors]]

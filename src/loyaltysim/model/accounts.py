@@ -142,79 +142,18 @@ class Accounts:
                programme_totals: dict[str, np.ndarray] | None) -> None:
         """Log the step's departures and write each firm's books and metrics (from the survey answers of the
         step, ``responses``, and the programmes' costs and fees by seller, ``programme_totals``)."""
-        n_firms = len(firms)
         members = self.membership.counts(st, t)
-        who, firm = self.membership.pairs(st, t)  # sums over them run in customer order, as a masked column sum
         dep = self.membership.departures(st, t)
         self.departures.append(dep)
-        # sales by firm: non-buyers are counted in an extra bin, dropped (the same sums, without gathering buyers)
-        sold_at = np.where(st.step_firm >= 0, st.step_firm, n_firms)
-
-        def sales(x: np.ndarray) -> np.ndarray:
-            return np.bincount(sold_at, weights=x, minlength=n_firms + 1)[:n_firms]
-
-        def by_firm(of: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-            return np.bincount(of, weights=weights, minlength=n_firms)
-
-        purchases = sales(st.step_purchases)
-        units = sales(st.step_units)
-        failures = by_firm(st.step_firm[st.step_failed])
-        complaints = by_firm(st.step_firm[st.step_complained])
-        recovered = by_firm(st.step_firm[st.step_recovered])
-        gained = by_firm(st.step_gained[st.step_gained >= 0])
-        discounts = sales(st.step_discount)
-        won_back = st.step_regained
-        regained = by_firm(st.current[won_back])
-        offer_costs = by_firm(st.current[won_back], st.offer_cost[won_back])
-        defections = by_firm(dep["firm"])
-        sat_sum = by_firm(firm, st.satisfaction[who, firm])
-        has = np.flatnonzero(st.current >= 0)
-        held = st.current[has]
-        attitude_sum = by_firm(held, st.attitude[has])
-        holders = by_firm(held)
-        components = satisfaction_components(st, firms, kano, loss_aversion, has)
-        component_sums = [by_firm(held, c) for c in components]
-        wallet_own = by_firm(firm, st.wallet[who, firm])
-        wallet_all = by_firm(firm, rules.row_total(st.wallet)[who])
-        counts = {kind: classifications.counts_by_firm(st.current, classify_codes(kind), n_firms,
-                                                       len(classifications.NAMES[kind]))
-                  for kind in ("ladder", "dick_basu", "jones_sasser")}
-        total = members.sum()
-        member_discounts = sales(st.step_member_discount)
-        prev = self.members_prev
+        sums = step_sums(st, firms, self.membership.pairs(st, t), dep, kano, loss_aversion, classify_codes)
         for f in firms:
             j = f.index
-            f.books = firm_books(f, units[j], complaints[j], gained[j], discounts[j], offer_costs[j],
-                                 member_discounts[j],
+            f.books = firm_books(f, sums["units"][j], sums["complaints"][j], sums["gained"][j],
+                                 sums["discounts"][j], sums["offer_costs"][j], sums["member_discounts"][j],
                                  programme_totals["programme_cost"][j] if programme_totals else 0.0,
                                  programme_totals["programme_fees"][j] if programme_totals else 0.0)
-            m = {
-                "available": f.available,
-                "customers": int(members[j]),
-                "share": members[j] / total if total else float("nan"),
-                "gained": int(gained[j]),
-                "defections": int(defections[j]),
-                "retention": 1.0 - defections[j] / prev[j] if prev[j] else float("nan"),
-                "purchases": float(purchases[j]),
-                "units": float(units[j]),
-                "share_of_wallet": wallet_own[j] / wallet_all[j] if wallet_all[j] > 0 else float("nan"),
-                "satisfaction": sat_sum[j] / members[j] if members[j] else float("nan"),
-                "satisfaction_basic": component_sums[0][j] / holders[j] if holders[j] else float("nan"),
-                "satisfaction_performance": component_sums[1][j] / holders[j] if holders[j] else float("nan"),
-                "satisfaction_latent": component_sums[2][j] / holders[j] if holders[j] else float("nan"),
-                "attitude": attitude_sum[j] / holders[j] if holders[j] else float("nan"),
-                "failures": int(failures[j]),
-                "complaints": int(complaints[j]),
-                "recovered": int(recovered[j]),
-                "contacts": int(f.contacts),
-                "regained": int(regained[j]),
-            }
-            m.update(Surveys.firm_metrics(responses, j))
-            m.update({col: int(counts["ladder"][j, k + 1]) for k, col in enumerate(LADDER_COLUMNS)})
-            m.update({col: int(counts["dick_basu"][j, k]) for k, col in enumerate(DICK_BASU_COLUMNS)})
-            m.update({col: int(counts["jones_sasser"][j, k]) for k, col in enumerate(JONES_SASSER_COLUMNS)})
-            m.update(f.books)
-            f.metrics = m
+            f.metrics = {**firm_metrics(f, sums, members, self.members_prev), **Surveys.firm_metrics(responses, j),
+                         **class_counts(sums, j), **f.books}
         self.members_prev = members
 
     def defections_table(self, firm_names: np.ndarray) -> pd.DataFrame:
@@ -236,6 +175,90 @@ class Accounts:
         })
         defections.loc[defections["last_score"] == 0, "last_score"] = pd.NA
         return defections
+
+
+def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.ndarray],
+              departures: dict[str, np.ndarray], kano: np.ndarray, loss_aversion: float,
+              classify_codes: Callable[[str], np.ndarray]) -> dict[str, np.ndarray]:
+    """The step's sums by firm: sales, service, flows of customers, and the sums behind its means (satisfaction of
+    its customers ``pairs``, attitude and satisfaction by Kano class of those it holds, share of wallet), and the
+    counts of each loyalty class. Every sum runs in customer order, as a masked column sum would."""
+    n_firms = len(firms)
+    who, firm = pairs
+    # sales by firm: non-buyers are counted in an extra bin, dropped (the same sums, without gathering buyers)
+    sold_at = np.where(st.step_firm >= 0, st.step_firm, n_firms)
+
+    def sales(x: np.ndarray) -> np.ndarray:
+        return np.bincount(sold_at, weights=x, minlength=n_firms + 1)[:n_firms]
+
+    def by_firm(of: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(of, weights=weights, minlength=n_firms)
+
+    won_back = st.step_regained
+    has = np.flatnonzero(st.current >= 0)
+    held = st.current[has]
+    components = satisfaction_components(st, firms, kano, loss_aversion, has)
+    sums = {
+        "purchases": sales(st.step_purchases),
+        "units": sales(st.step_units),
+        "failures": by_firm(st.step_firm[st.step_failed]),
+        "complaints": by_firm(st.step_firm[st.step_complained]),
+        "recovered": by_firm(st.step_firm[st.step_recovered]),
+        "gained": by_firm(st.step_gained[st.step_gained >= 0]),
+        "discounts": sales(st.step_discount),
+        "regained": by_firm(st.current[won_back]),
+        "offer_costs": by_firm(st.current[won_back], st.offer_cost[won_back]),
+        "defections": by_firm(departures["firm"]),
+        "satisfaction": by_firm(firm, st.satisfaction[who, firm]),
+        "attitude": by_firm(held, st.attitude[has]),
+        "holders": by_firm(held),
+        **{f"satisfaction_{kind}": by_firm(held, c)
+           for kind, c in zip(("basic", "performance", "latent"), components, strict=True)},
+        "wallet_own": by_firm(firm, st.wallet[who, firm]),
+        "wallet_all": by_firm(firm, rules.row_total(st.wallet)[who]),
+        "member_discounts": sales(st.step_member_discount),
+    }
+    for kind, names in classifications.NAMES.items():
+        sums[kind] = classifications.counts_by_firm(st.current, classify_codes(kind), n_firms, len(names))
+    return sums
+
+
+def firm_metrics(f: Firm, sums: dict[str, np.ndarray], members: np.ndarray, members_before: np.ndarray) -> dict:
+    """Firm ``f``'s customers, flows, sales, service and means of the step (its row of the ``firms`` table, but for
+    the survey answers, the loyalty classes and the books)."""
+    j = f.index
+    nan = float("nan")
+    total = members.sum()
+    holders = sums["holders"][j]
+    held_mean = {f"satisfaction_{kind}": sums[f"satisfaction_{kind}"][j] / holders if holders else nan
+                 for kind in ("basic", "performance", "latent")}
+    return {
+        "available": f.available,
+        "customers": int(members[j]),
+        "share": members[j] / total if total else nan,
+        "gained": int(sums["gained"][j]),
+        "defections": int(sums["defections"][j]),
+        "retention": 1.0 - sums["defections"][j] / members_before[j] if members_before[j] else nan,
+        "purchases": float(sums["purchases"][j]),
+        "units": float(sums["units"][j]),
+        "share_of_wallet": sums["wallet_own"][j] / sums["wallet_all"][j] if sums["wallet_all"][j] > 0 else nan,
+        "satisfaction": sums["satisfaction"][j] / members[j] if members[j] else nan,
+        **held_mean,
+        "attitude": sums["attitude"][j] / holders if holders else nan,
+        "failures": int(sums["failures"][j]),
+        "complaints": int(sums["complaints"][j]),
+        "recovered": int(sums["recovered"][j]),
+        "contacts": int(f.contacts),
+        "regained": int(sums["regained"][j]),
+    }
+
+
+def class_counts(sums: dict[str, np.ndarray], j: int) -> dict[str, int]:
+    """Firm ``j``'s customers by ladder stage (first-time to advocate), Dick & Basu and Jones & Sasser class."""
+    out = {col: int(sums["ladder"][j, k + 1]) for k, col in enumerate(LADDER_COLUMNS)}
+    out.update({col: int(sums["dick_basu"][j, k]) for k, col in enumerate(DICK_BASU_COLUMNS)})
+    out.update({col: int(sums["jones_sasser"][j, k]) for k, col in enumerate(JONES_SASSER_COLUMNS)})
+    return out
 
 
 def satisfaction_components(st: CustomerState, firms: list[Firm], kano: np.ndarray, loss_aversion: float,

@@ -104,8 +104,8 @@ class LoyaltyMarket(Model):
         self.panel = Panel(panel.steps(unit) if panel is not None else 0, n, self.firm_names, self.segment_names)
         self.event_logs = EventLogs(scenario.outputs.event_logs)
         self.customer_agents = [Customer(self, i) for i in range(n)]
-        self._event_targets = scheduled.EventTargets(self.firms, self.firm_names, self.attribute_names, self.customers,
-                                               c.manager_follow)
+        self._event_targets = scheduled.EventTargets(self.firms, self.firm_names, self.attribute_names,
+                                                     self.customers, c.manager_follow)
         self._warmup_steps = scenario.warmup_steps()
         self.firm_after_warmup = self.customers.current.copy()  # the cohorts that loyalty is measured on
 
@@ -154,6 +154,7 @@ class LoyaltyMarket(Model):
 
     # --- the step: the ODD schedule (section 1.3) -----------------------------------------------------------
     def step(self) -> None:
+        """One step, in the order of the ODD's schedule (docs/odd.md, section 1.3; the module docstring lists it)."""
         t = self.steps
         st = self.customers
         self.events.apply(self._event_targets, t)
