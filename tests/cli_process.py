@@ -1,6 +1,7 @@
 """Running the real ``loyaltysim`` command in a subprocess, for the CLI and sweep tests."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,15 @@ def cli_args(*args) -> list[str]:
     return [sys.executable, "-m", "loyaltysim.cli", *map(str, args)]
 
 
+def _interruptible() -> None:
+    """In the child: Ctrl-C acts as at a terminal, even when the tests themselves run in the background of a
+    non-interactive shell (which starts them with SIGINT ignored, and a process inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(cli_args(*args), cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
 
 
 def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:

@@ -523,8 +523,7 @@ def worker_pids(pid: int) -> list[int]:
 
 
 # 4 prices x 4 replications, 5,000 customers, 52 weeks: about 0.6 s a run, 16 runs on 2 workers, so that an
-# interruption after the first runs are stored lands while most are still to run (at 0.15 s a run it raced the
-# last runs)
+# interruption sent once two runs are stored lands with several seconds of runs still to go on a busy machine
 SLOW_EXPERIMENT = f'''
 schema_version = 1
 name = "resumable"
