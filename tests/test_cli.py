@@ -336,6 +336,18 @@ def test_db_option_records_the_run_in_postgresql(postgres_cli_db, tmp_path, scen
     assert json.loads(rows[0].summary_json) == manifest_of(first["run_dir"])["summary"]
 
 
+def test_run_writes_the_event_logs_a_scenario_asks_for(tmp_path, scenario_data):
+    data = scenario_data(**SMALL, outputs__event_logs=["purchases", "service"])
+    scenario = write_scenario(tmp_path / "s.toml", data)
+    summary = summary_of(ok(cli("run", scenario, "--out", tmp_path / "out", "--json", cwd=tmp_path)))
+    run_dir = tmp_path / summary["run_dir"]
+    purchases = pd.read_parquet(run_dir / "purchases.parquet")
+    firms = pd.read_parquet(run_dir / "firms.parquet")
+    assert purchases["occasions"].sum() == firms["purchases"].sum() > 0
+    assert len(pd.read_parquet(run_dir / "service.parquet")) == firms["failures"].sum()
+    assert manifest_of(run_dir)["tables"][-2:] == ["purchases", "service"]
+
+
 # ------------------------------------------------------------------------------------------ other commands
 
 

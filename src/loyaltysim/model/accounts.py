@@ -101,7 +101,7 @@ def firm_books(firm: Firm, units: float, complaints: float, gained: float, disco
     costs: what accepted offers cost besides; member discounts: revenue given up to programme discounts; programme
     cost: rewards redeemed, cashback paid, operating and launch costs, and what it pays per point to a coalition's
     operator or a co-brand card's issuer; programme fees: membership fees, a coalition's reimbursements and a
-    co-brand partner's fees received). A firm not in the market books nothing but its investments."""
+    co-brand partner's fees received). A firm not (yet) in the market books no revenue and no cost."""
     revenue = units * firm.price - discounts - member_discounts
     cogs = units * firm.unit_cost
     recovery = complaints * firm.recovery_cost
