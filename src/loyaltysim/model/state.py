@@ -1,7 +1,6 @@
 """The state a step reads and writes: the customers' arrays, the run's behavioural constants, what every customer
 reads in a step (the firms' offers, word of mouth) and the step's random numbers; the codes they use."""
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
