@@ -1,5 +1,6 @@
 """Tests of scenario files: loading, validation problems (with their field paths) and derived views."""
 
+import os
 import re
 from pathlib import Path
 
@@ -456,3 +457,68 @@ def test_with_changes_sets_values_by_path_and_validates_like_a_file(make_scenari
         base.with_changes({"market.customers.loss_aversion": -1, "market.firms[0].price": 0})
     assert [p.split(":")[0] for p in err.value.problems] == ["market.customers.loss_aversion",
                                                              "market.firms[0].price"]
+
+
+# ------------------------------------------------------------------------------------------ numbers that cannot be
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(("path", "value", "says"), [
+    # NaN and infinity, in bounded and in plain fields
+    ("market__firms__0__price", INF, "finite number"),
+    ("market__firms__0__acquisition_cost", INF, "finite number"),
+    ("market__customers__satisfaction_threshold", {"mean": NAN}, "finite number"),
+    ("market__customers__delight_level", NAN, "finite number"),
+    ("market__network__advocate_level", -INF, "finite number"),
+    ("market__customers__basket", {"max": INF}, "finite number"),
+    # a boolean is not a number
+    ("market__firms__0__price", True, "valid number"),
+    ("market__customers__population", True, "valid integer"),
+    # durations and rates: finite and bounded
+    ("time__horizon", "1e400 weeks", "longer than 10,000 years"),
+    ("market__lapse", "20000 years", "longer than 10,000 years"),
+    ("market__firms__0__fixed_cost", "1e400 per week", "larger than"),
+    # how often something recurs must be longer than 0
+    ("market__survey__every", "0 weeks", "longer than 0"),
+    ("outputs__panel_every", "0 weeks", "longer than 0"),
+    # cross-field order and ranges
+    ("market__customers__basket", {"mean": 0.05, "min": 0.1}, "must lie between min"),
+    ("market__customers__variety_seeking", {"mean": 0.2, "sd": 0.1, "min": 0.0, "max": 1.5}, "within [0, 1]"),
+    ("market__customers__variety_seeking", {"mean": 0.2, "sd": 0.1, "min": None, "max": None}, "within [0, 1]"),
+])
+def test_numbers_a_model_cannot_use_are_rejected_naming_the_field(scenario_data, path, value, says):
+    problem = only_problem(scenario_data(**{path: value}))
+    field = path.replace("__0__", "[0].").replace("__", ".")
+    assert problem.startswith(field) and says in problem, problem
+
+
+def test_a_campaign_that_recurs_every_0_weeks_or_looks_back_less_than_forward_is_rejected(scenario_data):
+    campaign = {"kind": "win_back", "every": "0 weeks",
+                "target": {"lapsed_at_least": "8 weeks", "lapsed_at_most": "4 weeks"}}
+    problems = problems_of(scenario_data(policy__campaigns=[campaign]))
+    assert any(p.startswith("policy.campaigns[0].every") and "longer than 0" in p for p in problems), problems
+    assert any(p.startswith("policy.campaigns[0].target") and "lapsed_at_most" in p for p in problems), problems
+
+
+# ------------------------------------------------------------------------------------------ files that are not files
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge", "nested", "directory", "missing"])
+def test_only_a_regular_file_of_sane_size_and_depth_is_read(tmp_path, kind):
+    path = tmp_path / "s.toml"
+    if kind == "fifo":
+        os.mkfifo(path)  # nobody writes to it: reading it would hang
+    elif kind == "device":
+        path = Path("/dev/zero")  # endless: reading it would fill the memory
+    elif kind == "huge":
+        path.write_text("# " + "x" * (6 * 2**20) + "\n", encoding="utf-8")
+    elif kind == "nested":
+        path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    elif kind == "directory":
+        path.mkdir()
+    says = {"fifo": "is not a regular file", "device": "is not a regular file", "huge": "larger than 5 MiB",
+            "nested": "nested too deeply", "directory": "is a directory", "missing": "file not found"}[kind]
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert err.value.problems == [err.value.problems[0]] and says in err.value.problems[0]

@@ -79,18 +79,15 @@ class _Replay:
 
 
 def _load_manifest(path: Path) -> _Replay:
-    from .scenario import ScenarioError, scenario_from_dict
+    from .scenario import ScenarioError, read_text_file, scenario_from_dict
 
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        _fail(f"{path}: file not found")
-    except IsADirectoryError:
-        _fail(f"{path}: is a directory; give a run's manifest.json (runs/<key16>/manifest.json)")
-    except (OSError, UnicodeDecodeError) as err:
-        _fail(f"{path}: cannot read file: {err}")
-    except json.JSONDecodeError as err:
-        _fail(f"{path}: malformed JSON: {err}")
+        manifest = json.loads(read_text_file(path, "a run's manifest.json (runs/<key16>/manifest.json)"))
+    except ValueError as err:  # json.JSONDecodeError is one too
+        prefix = "malformed JSON: " if isinstance(err, json.JSONDecodeError) else ""
+        _fail(f"{path}: {prefix}{err}")
+    except RecursionError:
+        _fail(f"{path}: malformed JSON: nested too deeply")
     seed = manifest.get("seed") if isinstance(manifest, dict) else None
     entropy = seed.get("entropy") if isinstance(seed, dict) else None
     spawn_key = seed.get("spawn_key", []) if isinstance(seed, dict) else None

@@ -15,22 +15,27 @@ import copy
 import difflib
 import itertools
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
-from .units import DAYS, DurationField, ProbabilityField, RateField, parse_duration
+from .units import DAYS, DurationField, PositiveDurationField, ProbabilityField, RateField, parse_duration
 
 SCHEMA_VERSION = 1
 KANO_CLASSES = ("must_be", "one_dimensional", "attractive")
 
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
-Positive = Annotated[float, Field(gt=0.0)]
-Level = Annotated[float, Field(ge=0.0, le=1.0)]
+# numbers: a boolean is not a number, and NaN and infinity are rejected (model_config's allow_inf_nan)
+Number = Annotated[float, Strict()]
+Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Strict(), Field(ge=0.0)]
+Positive = Annotated[float, Strict(), Field(gt=0.0)]
+Level = Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
+AtLeastOne = Annotated[float, Strict(), Field(ge=1.0)]  # a multiplier or a factor that only adds
+ShareOff = Annotated[float, Strict(), Field(ge=0.0, lt=1.0)]  # a share off a price
 
 
 class ScenarioError(Exception):
@@ -51,21 +56,23 @@ def tagged_union(types: tuple[type[BaseModel], ...]) -> tuple[Any, tuple[str, ..
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class Normal(_Spec):
     """A normal distribution across customers, clipped to [min, max]."""
 
-    mean: float
+    mean: Number
     sd: NonNegative = 0.0
-    min: float | None = None
-    max: float | None = None
+    min: Number | None = None
+    max: Number | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Normal:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        if (self.min is not None and self.mean < self.min) or (self.max is not None and self.mean > self.max):
+            raise ValueError(f"the mean ({self.mean}) must lie between min ({self.min}) and max ({self.max})")
         return self
 
 
@@ -107,7 +114,7 @@ class Segment(_Spec):
     """A customer segment: a share of the population with its own buying and price traits."""
 
     name: Annotated[str, Field(min_length=1)]
-    share: Annotated[float, Field(gt=0.0, le=1.0)]
+    share: Annotated[float, Strict(), Field(gt=0.0, le=1.0)]
     purchase_rate: PurchaseRate | None = None  # None: the population's
     basket: Normal | None = None
     price_sensitivity: Normal | None = None
@@ -116,7 +123,7 @@ class Segment(_Spec):
 class Customers(_Spec):
     """The customer population: traits are drawn once, from the population stream."""
 
-    population: Annotated[int, Field(ge=1, le=20_000_000)] = 10_000
+    population: Annotated[int, Strict(), Field(ge=1, le=20_000_000)] = 10_000
     segments: list[Segment] = []  # empty: one segment, "all"
     purchase_rate: PurchaseRate = PurchaseRate()
     basket: Normal = Normal(mean=1.0, sd=0.3, min=0.1)  # units bought per occasion
@@ -127,7 +134,7 @@ class Customers(_Spec):
     choice_noise: Positive = 0.3  # scale of the Gumbel taste shock in logit choice
     switching_cost: NonNegative = 0.6  # procedural switching cost, utility units
     satisfaction_threshold: Normal = Normal(mean=-0.04, sd=0.02)  # lower edge of the zone of tolerance
-    loss_aversion: Annotated[float, Field(ge=1.0)] = 2.0  # losses weigh this much more (Anderson & Sullivan 1993)
+    loss_aversion: AtLeastOne = 2.0  # losses weigh this much more (Anderson & Sullivan 1993)
     satisfaction_memory: DurationField = "8 weeks"  # half-life of satisfaction smoothing
     expectation_half_life: DurationField = "26 weeks"  # expectations move halfway to experience in this time
     learning_half_life: DurationField = "8 weeks"  # perceived value moves halfway to experienced quality
@@ -139,7 +146,7 @@ class Customers(_Spec):
     failure_belief: NonNegative = 1.0  # share of that loss that also lowers belief in the firm (1: all, 0: none)
     complaint_rate: Probability = 0.5  # share of service failures a satisfied customer complains about
     complaint_rate_dissatisfied: Probability = 0.8  # the same for a customer below its threshold
-    unresolved_complaint_factor: Annotated[float, Field(ge=1.0)] = 1.5  # a complaint handled badly hurts more
+    unresolved_complaint_factor: AtLeastOne = 1.5  # a complaint handled badly hurts more
     recovery_paradox: NonNegative = 0.02  # satisfaction gained when a complaint is resolved well
     attribution_window: DurationField = "8 weeks"  # how long an event can explain a defection
     marketing_effect: Probability = 0.2  # share of the gap to true quality closed by one marketing exposure
@@ -147,7 +154,7 @@ class Customers(_Spec):
     latent_expectation_half_life: DurationField = "104 weeks"  # latent needs adapt to experience this slowly
     expectation_spread: NonNegative = 0.05  # sd of customers' initial expectations around the industry mean
     offer_attention: Probability = 0.5  # chance a rival's marketing makes a customer reconsider
-    delight_level: float = 0.02  # satisfaction of a completely satisfied customer
+    delight_level: Number = 0.02  # satisfaction of a completely satisfied customer
     attitude_gain: DurationField = "13 weeks"  # half-life of attitude growing while delighted
     attitude_loss: DurationField = "4 weeks"  # half-life of attitude falling while dissatisfied
     attitude_decay: DurationField = "52 weeks"  # half-life of attitude fading while merely satisfied
@@ -164,16 +171,24 @@ class Customers(_Spec):
     enrolment_effort: Normal = Normal(mean=3.0, sd=3.0, min=0.0)  # hassle of joining a programme, money
     programme_attention: Probability = 0.5  # share of an open programme's value a non-member counts when choosing
 
+    @field_validator("variety_seeking")
+    @classmethod
+    def _a_probability(cls, v: Normal) -> Normal:
+        if v.min is None or v.max is None or v.min < 0.0 or v.max > 1.0:
+            raise ValueError(f"variety seeking is a chance per occasion: give min and max within [0, 1] (got min "
+                             f"{v.min}, max {v.max})")
+        return v
+
 
 class Network(_Spec):
     """A Watts-Strogatz small world carrying word of mouth (advocates recommend, defectors warn)."""
 
     kind: Literal["small_world", "none"] = "small_world"
-    degree: Annotated[int, Field(ge=2, le=200)] = 8
+    degree: Annotated[int, Strict(), Field(ge=2, le=200)] = 8
     rewire: Probability = 0.1
     talk: ProbabilityField = "50% per month"  # chance a customer talks about its firm in a period
     influence: Probability = 0.05  # share of the way to 0 or 1 a fully one-sided neighbourhood moves a belief
-    advocate_level: float = 0.02  # satisfaction above which a customer recommends its firm
+    advocate_level: Number = 0.02  # satisfaction above which a customer recommends its firm
 
     @field_validator("degree")
     @classmethod
@@ -186,10 +201,11 @@ class Network(_Spec):
 class Survey(_Spec):
     """A sampled, noisy survey: a 1-5 satisfaction item and a 0-10 recommendation item (NPS)."""
 
-    every: DurationField = "4 weeks"
+    every: PositiveDurationField = "4 weeks"
     sample: Probability = 0.05  # share of active customers asked each survey period
     noise: NonNegative = 0.015  # standard deviation of the answer noise, satisfaction units
-    cutpoints: tuple[float, float, float, float] = (-0.075, -0.055, -0.03, 0.02)  # satisfaction at scores 2, 3, 4, 5
+    # the satisfaction at which the answer becomes 2, 3, 4 and 5
+    cutpoints: tuple[Number, Number, Number, Number] = (-0.075, -0.055, -0.03, 0.02)
     nps_scale: Positive = 80.0  # 0-10 item: 7 + nps_scale * satisfaction, rounded and clipped
 
     @field_validator("cutpoints")
@@ -207,7 +223,7 @@ class Reward(_Spec):
     """One reward in a points programme's catalogue: what it costs in points, what it is worth to the customer,
     and what it costs the firm to provide."""
 
-    points: float  # the redemption threshold; a reward must cost some points
+    points: Number  # the redemption threshold; a reward must cost some points
     value: Positive  # worth to the customer, money
     cost: NonNegative | None = None  # what the firm pays for it; unset: its value (cash-like)
 
@@ -228,11 +244,11 @@ class Bonus(_Spec):
     on a recurring day), or birthday points (once a year, on each member's own birthday)."""
 
     kind: Literal["double_points", "member_day", "birthday"]
-    every: DurationField = "4 weeks"  # double points, member day: how often the event comes round
+    every: PositiveDurationField = "4 weeks"  # double points, member day: how often the event comes round
     start: DurationField = "0 weeks"  # first event after this
     duration: DurationField = "1 week"  # how long each event lasts
-    multiplier: Annotated[float, Field(ge=1.0)] = 2.0  # points earned per point during the event
-    discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # member day: share off the price for members
+    multiplier: AtLeastOne = 2.0  # points earned per point during the event
+    discount: ShareOff = 0.0  # member day: share off the price for members
     points: NonNegative = 0.0  # birthday: points given
 
     @model_validator(mode="after")
@@ -251,8 +267,8 @@ class TierLevel(_Spec):
 
     name: Annotated[str, Field(min_length=1)]
     spend: NonNegative | None = None  # money spent in the window that qualifies
-    visits: Annotated[int, Field(ge=1)] | None = None  # purchase occasions in the window that qualify
-    discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # share off the price at this tier
+    visits: Annotated[int, Strict(), Field(ge=1)] | None = None  # purchase occasions in the window that qualify
+    discount: ShareOff = 0.0  # share off the price at this tier
     priority: Probability = 0.0  # priority service: share of service failures removed
     bonus_earn: NonNegative = 0.0  # points programmes: extra points per point earned
     status_value: NonNegative = 0.0  # utility of the status itself (recognition), lost by leaving
@@ -332,7 +348,7 @@ class TierProgramme(_ProgrammeBase):
 class CashbackCondition(_Spec):
     """A frequency condition: purchases on this many days of the period (in a row if ``consecutive``)."""
 
-    days: Annotated[int, Field(ge=1)]
+    days: Annotated[int, Strict(), Field(ge=1)]
     consecutive: bool = False
     rate: Probability  # share of the period's spend returned when the condition is met
 
@@ -344,7 +360,7 @@ class CashbackProgramme(_ProgrammeBase):
     kind: Literal["cashback"]
     rate: Probability = 0.01  # share of spend returned (when no condition in the schedule is met)
     schedule: list[CashbackCondition] = []
-    period: DurationField = "1 month"
+    period: PositiveDurationField = "1 month"
 
 
 class ClubProgramme(_ProgrammeBase):
@@ -352,8 +368,8 @@ class ClubProgramme(_ProgrammeBase):
 
     kind: Literal["club"]
     community_value: NonNegative = 60.0  # yearly worth of belonging to a fully attached customer, money
-    talk_boost: Annotated[float, Field(ge=1.0)] = 2.0  # members talk about the firm this many times as often
-    discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # members' share off the price
+    talk_boost: AtLeastOne = 2.0  # members talk about the firm this many times as often
+    discount: ShareOff = 0.0  # members' share off the price
 
 
 class CoalitionProgramme(PointsProgramme):
@@ -386,7 +402,7 @@ class CobrandProgramme(PointsProgramme):
     kind: Literal["cobrand"]
     partner: Annotated[str, Field(min_length=1)]  # a market firm or a category outlet
     partner_earn_rate: NonNegative = 1.0  # points per unit of money spent with the partner
-    partner_discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # cardholders' share off the partner's price
+    partner_discount: ShareOff = 0.0  # cardholders' share off the partner's price
     fee: NonNegative = 0.0  # paid by the partner to the issuer per point issued on its sales, money
 
 
@@ -398,7 +414,7 @@ Programme, PROGRAMME_KINDS = tagged_union(PROGRAMME_TYPES)
 class Offer(_Spec):
     """What a contacted customer is offered: a discount, a service upgrade, a manager's call, for a while."""
 
-    discount: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # share off the price
+    discount: ShareOff = 0.0  # share off the price
     upgrade: Probability = 0.0  # share of the customer's service failures removed (a service upgrade)
     manager: bool = False  # retention only: a dedicated manager calls and stays the customer's manager
     duration: DurationField = "13 weeks"  # how long the offer lasts once made
@@ -420,7 +436,14 @@ class WinBackTarget(_Spec):
     value_tiers: list[Literal["low", "medium", "high"]] | None = None  # only these expected-spend tiers; unset: all
     segments: list[str] | None = None  # only customers of these segments (market.customers.segments); unset: all
     share: Probability = 1.0  # share of the eligible contacted (drawn at random)
-    max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the most valuable first
+    max_contacts: Annotated[int, Strict(), Field(ge=1)] | None = None  # per round, the most valuable first
+
+    @model_validator(mode="after")
+    def _lapse_window(self) -> WinBackTarget:
+        if self.lapsed_at_most is not None and self.lapsed_at_most.days() < self.lapsed_at_least.days():
+            raise ValueError(f"lapsed_at_most ({self.lapsed_at_most}) must not be shorter than lapsed_at_least "
+                             f"({self.lapsed_at_least})")
+        return self
 
     @field_validator("causes")
     @classmethod
@@ -447,12 +470,12 @@ class EarlyWarning(_Spec):
 class RetentionTarget(_Spec):
     """Which current customers a retention campaign contacts: those its early warning scores riskiest."""
 
-    top_share: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # the top-scoring share of its customers
+    top_share: Annotated[float, Strict(), Field(gt=0.0, le=1.0)] | None = None  # the top-scoring share of its customers
     threshold: NonNegative | None = None  # or every customer scoring at least this
     value_tiers: list[Literal["low", "medium", "high"]] | None = None  # only these expected-spend tiers; unset: all
     segments: list[str] | None = None  # only customers of these segments (market.customers.segments); unset: all
     holdout: Probability = 0.0  # share of those selected left uncontacted, at random (a control group)
-    max_contacts: Annotated[int, Field(ge=1)] | None = None  # per round, the top-scoring first
+    max_contacts: Annotated[int, Strict(), Field(ge=1)] | None = None  # per round, the top-scoring first
 
     @model_validator(mode="after")
     def _one_rule(self) -> RetentionTarget:
@@ -463,7 +486,7 @@ class RetentionTarget(_Spec):
 
 
 class _CampaignBase(_Spec):
-    every: DurationField = "4 weeks"
+    every: PositiveDurationField = "4 weeks"
     start: DurationField = "0 weeks"
     stop: DurationField | None = None
     offer: Offer = Offer()
@@ -564,7 +587,7 @@ class FirmSpec(Levers):
     marketing_spend: RateField = "0 per week"  # money per period
     fixed_cost: RateField = "0 per week"  # money per period
     acquisition_cost: NonNegative = 0.0  # per customer won
-    relationship_managers: Annotated[int, Field(ge=0, le=100_000)] = 0  # serving its high-value customers
+    relationship_managers: Annotated[int, Strict(), Field(ge=0, le=100_000)] = 0  # serving its high-value customers
     reaction: Reaction | None = None  # None: never reacts to rivals
 
 
@@ -599,7 +622,7 @@ class ManagerLeaves(_Spec):
     kind: Literal["manager_leaves"]
     at: DurationField
     firm: str
-    manager: Annotated[int, Field(ge=0)] = 0  # which of the firm's relationship managers
+    manager: Annotated[int, Strict(), Field(ge=0)] = 0  # which of the firm's relationship managers
     to: str | None = None  # the firm the manager joins, if any
 
 
@@ -633,7 +656,7 @@ class PriceWar(_Spec):
     kind: Literal["price_war"]
     at: DurationField
     firm: str
-    cut: Annotated[float, Field(gt=0.0, lt=1.0)]  # share off the price
+    cut: Annotated[float, Strict(), Field(gt=0.0, lt=1.0)]  # share off the price
     duration: DurationField
 
 
@@ -709,7 +732,7 @@ class Classification(_Spec):
 
 
 class Outputs(_Spec):
-    panel_every: DurationField | None = None  # per-customer snapshots this often; None: no panel
+    panel_every: PositiveDurationField | None = None  # per-customer snapshots this often; None: no panel
     # per-customer event logs to keep, as tables: "purchases", "service", "programme_events" (none by default)
     event_logs: list[Literal["purchases", "service", "programme_events"]] = []
 
@@ -1030,19 +1053,51 @@ def scenario_from_dict(data: dict[str, Any], source: str = "scenario") -> Loyalt
         raise ScenarioError(source, problems) from None
 
 
+MAX_FILE_BYTES = 5 * 2**20  # a scenario, experiment or manifest file is at most this large
+
+
+def read_text_file(path: Path, kind: str) -> str:
+    """The text of a regular file of at most 5 MiB (``kind`` names it in messages: "a scenario file (.toml)");
+    ValueError saying in one line why it cannot be read. A pipe, a device or a socket is never opened, so reading
+    cannot hang or fill the memory."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except OSError as err:
+        raise ValueError(f"cannot read file: {err.strerror or err}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ValueError(f"is a directory, not {kind}")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"is not a regular file (a pipe, a device or a socket), not {kind}")
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ValueError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB, too large for {kind}")
+        return raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read file: {err}") from None
+
+
+def read_toml(path: Path, kind: str) -> dict[str, Any]:
+    """A TOML file's contents (see :func:`read_text_file`); ValueError naming what is wrong, in one line."""
+    text = read_text_file(path, kind)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"malformed TOML: {err}") from None
+    except RecursionError:
+        raise ValueError("malformed TOML: arrays or tables nested too deeply") from None
+
+
 def load_scenario(path: str | Path) -> LoyaltyScenario:
     """Read and validate a scenario file; raise :class:`ScenarioError` listing every problem."""
     path = Path(path)
-    if not path.exists():
-        raise ScenarioError(str(path), ["file not found"])
-    if path.is_dir():
-        raise ScenarioError(str(path), ["is a directory, not a scenario file (.toml)"])
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(str(path), [f"malformed TOML: {err}"]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ScenarioError(str(path), [f"cannot read file: {err}"]) from None
+        data = read_toml(path, "a scenario file (.toml)")
+    except ValueError as err:
+        raise ScenarioError(str(path), [str(err)]) from None
     return scenario_from_dict(data, source=str(path))
 
 # --------------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ _NUMBER = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 _DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*([a-zA-Z]+)\s*$")
 _RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*(%?)\s*(?:per|/)\s*([a-zA-Z]+)\s*$", re.IGNORECASE)
 ALLOWED_UNITS = "days, weeks, months or years"
+MAX_YEARS = 10_000  # the longest duration a scenario may state (longer is a typo, and overflows step counts)
+MAX_RATE = 1e12  # the largest count or amount per period (larger overflows the random draws)
 
 
 def _num(value: float) -> str:
@@ -110,7 +112,18 @@ def parse_duration(text: Any) -> Duration:
     value = float(m.group(1))
     if value < 0:
         raise ValueError(f"duration '{text}' is negative; it must be >= 0")
-    return Duration(value, _unit(m.group(2)))
+    duration = Duration(value, _unit(m.group(2)))
+    if not duration.days() <= MAX_YEARS * DAYS["year"]:  # also catches an infinite value
+        raise ValueError(f"duration '{text}' is longer than {MAX_YEARS:,} years")
+    return duration
+
+
+def parse_positive_duration(text: Any) -> Duration:
+    """A duration that must be longer than zero (how often something recurs, a period)."""
+    duration = parse_duration(text)
+    if duration.value <= 0:
+        raise ValueError(f"'{text}' must be longer than 0 (it says how often something happens)")
+    return duration
 
 
 def _parse_rate_parts(text: Any, example: str) -> tuple[float, str]:
@@ -122,6 +135,8 @@ def _parse_rate_parts(text: Any, example: str) -> tuple[float, str]:
     value = float(m.group(1)) / (100.0 if m.group(2) else 1.0)
     if value < 0:
         raise ValueError(f"rate '{text}' is negative; it must be >= 0")
+    if not value <= MAX_RATE:  # also catches an infinite value
+        raise ValueError(f"rate '{text}' is larger than {MAX_RATE:g} per period")
     return value, _unit(m.group(3))
 
 
@@ -143,6 +158,9 @@ def parse_probability(text: Any) -> PeriodProbability:
 
 # Pydantic field types: validated from strings, serialised back to the same canonical strings.
 DurationField = Annotated[Duration, BeforeValidator(parse_duration), PlainSerializer(str, return_type=str)]
+PositiveDurationField = Annotated[
+    Duration, BeforeValidator(parse_positive_duration), PlainSerializer(str, return_type=str)
+]
 RateField = Annotated[Rate, BeforeValidator(parse_rate), PlainSerializer(str, return_type=str)]
 ProbabilityField = Annotated[
     PeriodProbability, BeforeValidator(parse_probability), PlainSerializer(str, return_type=str)

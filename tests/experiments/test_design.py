@@ -395,6 +395,38 @@ def test_registered_figures_can_be_named(tmp_path):
         report.unregister_figure("probe_figure")
 
 
+def test_a_figure_or_finding_whose_factors_the_design_lacks_is_rejected_before_anything_runs(tmp_path):
+    """The Jones & Sasser figure on the trap's design would run the whole sweep, then fail at the report."""
+    factor = '[[factors]]\nname = "strategy"\npath = "policy.price"\nvalues = [28.0, 30.0]\n'
+    path = experiment_file(tmp_path, 'figures = ["jones_sasser", "trap"]\nfindings = ["trap_ablation"]\n' + factor)
+    problems = problems_of(path)
+    one(problems, "figures[0]:", "'jones_sasser' reads the factor(s) ['market']", "factors: ['strategy']")
+    one(problems, "figures[1]:", "'trap' reads the factor(s) ['budget']")
+    one(problems, "findings[0]:", "unknown findings 'trap_ablation'")
+    budget = '[[factors]]\nname = "budget"\npath = "policy.price"\nvalues = [28.0, 30.0]\n'
+    ok = experiment_file(tmp_path, 'figures = ["trap"]\n' + factor + budget)
+    assert load_experiment(ok).figures == ["trap"]  # with both factors it loads
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("replications", "true", "replications: Input should be a valid integer"),
+    ("replications", "10001", "replications: Input should be less than or equal to 10000"),
+    ("population", "true", "population: Input should be a valid integer"),
+    ("name", '"' + "x" * 101 + '"', "at most 100 letters"),
+])
+def test_sizes_booleans_and_names_are_checked(tmp_path, field, value, says):
+    head = experiment_file(tmp_path, "").read_text(encoding="utf-8")
+    head = "\n".join(f"{field} = {value}" if line.startswith(f"{field} =") else line for line in head.splitlines())
+    one(problems_of(write(tmp_path / "experiment.toml", head + "\n")), says)
+
+
+def test_a_design_too_large_to_plan_is_rejected_without_building_it(tmp_path):
+    values = ", ".join(str(20.0 + k / 100) for k in range(200))
+    factors = "".join(f'[[factors]]\nname = "f{i}"\npath = "policy.price"\nvalues = [{values}]\n' for i in range(3))
+    one(problems_of(experiment_file(tmp_path, factors)), "factors:", "8,000,000 design point(s)",
+        "at most 1,000,000")
+
+
 # ------------------------------------------------------------------------------------------ experiments/*.toml
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))

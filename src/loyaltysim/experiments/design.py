@@ -43,15 +43,15 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from loyaltysim.experiments import registry
 from loyaltysim.measures.outcomes import OutcomeError, check_name
@@ -66,6 +66,7 @@ from loyaltysim.scenario import (
     format_validation_error,
     load_scenario,
     parse_path,
+    read_toml,
     scenario_from_dict,
     set_path,
 )
@@ -76,7 +77,9 @@ SCHEMA_VERSION = 1
 RESERVED_COLUMNS = ("design", "replication", "outcome", "value", "key", "run_dir", "reference")
 # names that would collide with what the sweep writes into the output root
 RESERVED_NAMES = ("runs", "registry.sqlite")
-_EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_REPLICATIONS = 10_000
+MAX_RUNS = 1_000_000  # design points x replications: planning a larger sweep would only exhaust memory
+_EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a folder name, at most 100 characters
 _FACTOR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -133,11 +136,11 @@ class ExperimentSpec(_FileSpec):
     name: str
     description: str = ""
     scenario: Annotated[str, Field(min_length=1)]
-    replications: Annotated[int, Field(ge=1)]
-    root_seed: Annotated[int, Field(ge=0)]
+    replications: Annotated[int, Strict(), Field(ge=1, le=MAX_REPLICATIONS)]
+    root_seed: Annotated[int, Strict(), Field(ge=0, lt=2**63)]
     horizon: DurationField | None = None
     warmup: DurationField | None = None
-    population: Annotated[int, Field(ge=1)] | None = None
+    population: Annotated[int, Strict(), Field(ge=1)] | None = None
     outcomes: Annotated[list[str], Field(min_length=1)]
     reference: dict[str, str | int | float | bool] | None = None
     risk: bool = False
@@ -194,6 +197,24 @@ def _factor_problems(i: int, f: dict) -> tuple[list[str], list[str] | None]:
     return problems, names
 
 
+def _declared_problems(kind: registry.Kind, key: str, names: list, factors: list[str]) -> list[str]:
+    """Figures or findings the file names that are not declared, or whose function reads factors the design
+    lacks (it would fail at the report, after the whole sweep)."""
+    declared = registry.declared(kind)
+    problems = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        if name not in declared:
+            problems.append(f"{key}[{i}]: unknown {kind} '{name}'; registered: {sorted(declared)}")
+            continue
+        missing = [f for f in declared[name].factors if f not in factors]
+        if missing:
+            problems.append(f"{key}[{i}]: the {kind} '{name}' reads the factor(s) {missing}, which the design "
+                            f"lacks; factors: {factors}")
+    return problems
+
+
 def cross_problems(data: Any) -> list[str]:
     """Problems between fields (names, labels, reference, figures and findings), one ``path: message`` each.
 
@@ -203,8 +224,8 @@ def cross_problems(data: Any) -> list[str]:
     problems: list[str] = []
     name = data.get("name")
     if isinstance(name, str) and (not _EXPERIMENT_NAME.fullmatch(name) or name in RESERVED_NAMES):
-        problems.append(f"name: '{name}' cannot name the report folder; use letters, digits, '_', '.', '-' "
-                        f"(starting with a letter or digit), and not {list(RESERVED_NAMES)}")
+        problems.append(f"name: '{name}' cannot name the report folder; use at most 100 letters, digits, '_', '.', "
+                        f"'-' (starting with a letter or digit), and not {list(RESERVED_NAMES)}")
     labels: dict[str, list[str] | None] = {}
     for i, f in enumerate(as_list(data.get("factors"))):
         f = as_dict(f)
@@ -234,13 +255,8 @@ def cross_problems(data: Any) -> list[str]:
                                 f"labels: {labels[key]}")
     if data.get("risk") is True and reference is None:
         problems.append("risk: the spread of paired differences needs a reference design point; set reference")
-    figures, findings = registry.declared("figure"), registry.declared("findings")
-    for i, fig in enumerate(as_list(data.get("figures"))):
-        if isinstance(fig, str) and fig not in figures:
-            problems.append(f"figures[{i}]: unknown figure '{fig}'; registered: {sorted(figures)}")
-    for i, name in enumerate(as_list(data.get("findings"))):
-        if isinstance(name, str) and name not in findings:
-            problems.append(f"findings[{i}]: unknown findings '{name}'; registered: {sorted(findings)}")
+    for kind, key in (("figure", "figures"), ("findings", "findings")):
+        problems += _declared_problems(kind, key, as_list(data.get(key)), list(labels))
     outcomes = [o for o in as_list(data.get("outcomes")) if isinstance(o, str)]
     repeated = sorted({o for o in outcomes if outcomes.count(o) > 1})
     if repeated:
@@ -341,16 +357,10 @@ class Experiment:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ExperimentError(str(path), ["file not found"])
-    if path.is_dir():
-        raise ExperimentError(str(path), ["is a directory, not an experiment file (.toml)"])
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ExperimentError(str(path), [f"malformed TOML: {err}"]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ExperimentError(str(path), [f"cannot read file: {err}"]) from None
+        return read_toml(path, "an experiment file (.toml)")
+    except ValueError as err:
+        raise ExperimentError(str(path), [str(err)]) from None
 
 
 def _problem_location(problem: str) -> str | None:
@@ -449,7 +459,12 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
         except ScenarioError as err:
             problems += [f"scenario: {err.source}: {p}" for p in err.problems]
     design: list[DesignPoint] = []
-    if spec is not None and base is not None and not any(p.startswith("factors[") for p in problems):
+    if spec is not None:
+        points = math.prod(len(f.levels if f.levels is not None else f.values or [None]) for f in spec.factors)
+        if points * spec.replications > MAX_RUNS:
+            problems.append(f"factors: the design has {points:,} design point(s) x {spec.replications:,} "
+                            f"replication(s) = {points * spec.replications:,} runs; at most {MAX_RUNS:,}")
+    if (spec is not None and base is not None and not any(p.startswith(("factors[", "factors:")) for p in problems)):
         design, design_problems = build_design(spec, base)
         problems += design_problems
     if base is not None:
