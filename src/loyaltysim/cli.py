@@ -153,6 +153,9 @@ def run(
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was stored for this run", err=True)
         raise typer.Exit(130) from None
+    if stored.damaged:
+        typer.echo(f"note: the stored copy of this run was not reused ({stored.damaged}); it was run again",
+                   err=True)
     if replay is not None and steps is None and replay.key and replay.key != stored.key:
         typer.echo(f"note: this run's key differs from the manifest's ({replay.key[:16]}): the code is not the "
                    "code that made it, so it is stored as a new run", err=True)

@@ -12,7 +12,7 @@ from pandas.testing import assert_frame_equal
 
 from loyaltysim.experiments import run as run_module
 from loyaltysim.experiments.run import execute_run, simulate
-from loyaltysim.experiments.storage import Registry, StorageError, read_run_dir, run_dir_for
+from loyaltysim.experiments.storage import Registry, StorageError, read_run_dir, run_dir_for, run_dir_problem
 from loyaltysim.measures.tables import TABLES, tabulate
 from loyaltysim.model import LoyaltyMarket
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
@@ -266,6 +266,38 @@ def test_execute_run_is_idempotent(tmp_path, make_scenario):
     forced = execute_run(s, seed=5, out_root=tmp_path, db_url=db, force=True)
     assert not forced.reused and forced.key == first.key
     assert _leftovers(tmp_path) == [first.key[:16]]
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete", "manifest"])
+def test_a_damaged_stored_run_is_detected_and_run_again(tmp_path, make_scenario, damage):
+    s = tiny(make_scenario, population=150, weeks=12)
+    db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    first = execute_run(s, seed=5, out_root=tmp_path, db_url=db)
+    manifest = json.loads((first.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert set(manifest["table_sha256"]) == set(TABLES)
+    assert run_dir_problem(first.run_dir) is None
+    pristine = {t: (first.run_dir / f"{t}.parquet").read_bytes() for t in TABLES}
+    if damage == "flip":
+        _flip_a_byte(first.run_dir / "customers.parquet")
+        says = "customers.parquet does not match the SHA-256"
+    elif damage == "delete":
+        (first.run_dir / "surveys.parquet").unlink()
+        says = "surveys.parquet is missing"
+    else:
+        (first.run_dir / "manifest.json").write_text("{", encoding="utf-8")
+        says = "manifest.json cannot be read"
+    assert says in run_dir_problem(first.run_dir)
+    again = execute_run(s, seed=5, out_root=tmp_path, db_url=db)
+    assert not again.reused and says in again.damaged and again.summary == first.summary
+    assert run_dir_problem(again.run_dir) is None
+    assert {t: (again.run_dir / f"{t}.parquet").read_bytes() for t in TABLES} == pristine  # deterministic
+    assert execute_run(s, seed=5, out_root=tmp_path, db_url=db).reused
 
 
 @pytest.mark.parametrize("error", [RuntimeError("model blew up"), KeyboardInterrupt()])

@@ -24,6 +24,7 @@ from loyaltysim.experiments.storage import (
     RunRecord,
     StorageError,
     code_identity,
+    file_sha256,
     read_run_dir,
     resolve_db_url,
     run_dir_for,
@@ -167,10 +168,12 @@ def test_write_read_round_trip(tmp_path):
     assert _leftovers(tmp_path / "out") == [key[:16]]
     assert sorted(p.name for p in path.iterdir()) == ["agents.parquet", "daily.parquet", "manifest.json"]
     text = (path / "manifest.json").read_text()
-    assert text == json.dumps(MANIFEST, indent=2, sort_keys=True) + "\n"
+    digests = {name: file_sha256(path / f"{name}.parquet") for name in ("agents", "daily")}
+    expected = {**MANIFEST, "table_sha256": digests}  # each table's SHA-256, to detect damage later
+    assert text == json.dumps(expected, indent=2, sort_keys=True) + "\n"
 
     manifest, tables = read_run_dir(path)
-    assert manifest == MANIFEST
+    assert manifest == expected
     assert tables.keys() == {"daily", "agents"}
     for name, frame in _tables().items():
         pd.testing.assert_frame_equal(tables[name], frame)
@@ -181,7 +184,8 @@ def test_rewrite_replaces_existing_run_dir(tmp_path):
     write_run_dir(tmp_path, key, MANIFEST, _tables())
     path = write_run_dir(tmp_path, key, {"v": 2}, {"daily": _tables()["daily"]})
     manifest, tables = read_run_dir(path)
-    assert manifest == {"v": 2} and list(tables) == ["daily"]
+    assert manifest == {"v": 2, "table_sha256": {"daily": file_sha256(path / "daily.parquet")}}
+    assert list(tables) == ["daily"]
     assert _leftovers(tmp_path) == [key[:16]]
 
 
@@ -209,7 +213,7 @@ def test_os_error_while_writing_is_storage_error_and_keeps_old_run(tmp_path, mon
         write_run_dir(tmp_path, key, {"v": 2}, _tables())
     monkeypatch.undo()
     assert _leftovers(tmp_path) == [key[:16]]
-    assert read_run_dir(run_dir_for(tmp_path, key))[0] == MANIFEST
+    assert {k: v for k, v in read_run_dir(run_dir_for(tmp_path, key))[0].items() if k != "table_sha256"} == MANIFEST
 
 
 def test_unwritable_output_dir(tmp_path):

@@ -43,6 +43,7 @@ from loyaltysim.experiments.storage import (
 from loyaltysim.experiments.sweep import plan, remove_stale_temp_dirs, run_sweep
 from loyaltysim.measures.outcomes import compute
 from loyaltysim.model.market import LoyaltyMarket
+from loyaltysim.reporting.report import collect_results
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_experiment.toml"
@@ -218,6 +219,25 @@ def test_a_run_whose_folder_is_gone_or_whose_row_is_not_done_runs_again(tiny, tm
     assert (again.reused, again.stored) == (2, 2)
     assert parquet_hashes(tmp_path) == hashes
     assert {r.status for r in rows(tmp_path)} == {"done"}
+
+
+def test_a_damaged_run_is_missing_for_the_report_and_run_again_by_the_sweep(tiny, tmp_path):
+    """A table changed after the run was stored (here: one byte of it) no longer counts as stored."""
+    exp = load_experiment(TINY, overrides={"replications": 1})
+    sweep_in_process(exp, tmp_path)
+    hashes = parquet_hashes(tmp_path)
+    damaged = run_dir_for(tmp_path, plan(exp, tmp_path)[2].key) / "customers.parquet"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with Registry(sqlite_url(tmp_path / "registry.sqlite")) as reg:
+        _, missing = collect_results(exp, reg, tmp_path)
+    assert missing == 1
+    stream = io.StringIO()
+    again = sweep_in_process(exp, tmp_path, stream=stream)
+    assert (again.reused, again.stored) == (3, 1)
+    assert "1 stored run(s) damaged or incomplete, run again" in stream.getvalue()
+    assert parquet_hashes(tmp_path) == hashes  # the same bytes as before the damage
 
 
 def test_design_points_with_the_same_scenario_share_their_runs(tmp_path):

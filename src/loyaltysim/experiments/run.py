@@ -27,6 +27,7 @@ from loyaltysim.experiments.storage import (
     open_results,
     read_run_dir,
     run_dir_for,
+    run_dir_problem,
     run_key,
     write_run_dir,
 )
@@ -76,6 +77,7 @@ class StoredRun:
     run_dir: Path
     summary: dict[str, Any]
     reused: bool
+    damaged: str | None = None  # why the stored copy of this run was not reused (it was run again)
 
 
 def with_outcomes(result: RunResult, names: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> dict:
@@ -126,9 +128,12 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
         key = run_key(effective, seed, spawn_key, code)
         run_dir = run_dir_for(out_root, key)
         existing = registry.get_run(key)
+        damaged = None
         if existing is not None and existing.status == "done" and not force and run_dir.exists():
-            manifest, _ = read_run_dir(run_dir)
-            return StoredRun(key, run_dir, manifest["summary"], reused=True)
+            damaged = run_dir_problem(run_dir)
+            if damaged is None:
+                manifest, _ = read_run_dir(run_dir)
+                return StoredRun(key, run_dir, manifest["summary"], reused=True)
         started = datetime.now(UTC)
         record = RunRecord(key=key, experiment_name=experiment, scenario_name=scenario.name, seed_entropy=str(seed),
                            spawn_key=json.dumps(list(spawn_key)), version=code.version, commit=code.commit,
@@ -151,7 +156,7 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
         record.duration_s = sum(result.timings.values())
         record.summary_json = json.dumps(summary, sort_keys=True)
         registry.upsert_run(record)
-        return StoredRun(key, run_dir, summary, reused=False)
+        return StoredRun(key, run_dir, summary, reused=False, damaged=damaged)
     finally:
         registry.close()
 

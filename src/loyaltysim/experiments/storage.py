@@ -49,10 +49,12 @@ __all__ = [
     "StorageError",
     "check_writable",
     "code_identity",
+    "file_sha256",
     "open_results",
     "read_run_dir",
     "resolve_db_url",
     "run_dir_for",
+    "run_dir_problem",
     "run_key",
     "write_run_dir",
 ]
@@ -208,16 +210,48 @@ def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.Dat
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         tmp.mkdir()
-        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        (tmp / "manifest.json").write_text(text, encoding="utf-8")
         for name, frame in tables.items():
             frame.to_parquet(tmp / f"{name}.parquet", engine="pyarrow", index=False)
+        digests = {name: file_sha256(tmp / f"{name}.parquet") for name in tables}
+        text = json.dumps({**manifest, "table_sha256": digests}, indent=2, sort_keys=True) + "\n"
+        (tmp / "manifest.json").write_text(text, encoding="utf-8")
         _move_into_place(tmp, final)
     except OSError as exc:
         raise StorageError(f"cannot write run directory '{final}': {_os_reason(exc)}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op after a successful rename
     return final
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_dir_problem(path: Path) -> str | None:
+    """Why a stored run folder cannot be trusted, or None when it is complete and intact: its manifest reads, and
+    every table it lists exists and matches the SHA-256 the manifest records for it (folders written before the
+    digests were recorded are checked for the tables' presence only)."""
+    try:
+        manifest = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "its manifest.json is missing"
+    except (OSError, ValueError):
+        return "its manifest.json cannot be read"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("tables"), list):
+        return "its manifest.json lists no tables"
+    digests = manifest.get("table_sha256") or {}
+    for name in manifest["tables"]:
+        table = Path(path) / f"{name}.parquet"
+        if not table.is_file():
+            return f"its table {name}.parquet is missing"
+        if name in digests and file_sha256(table) != digests[name]:
+            return f"its table {name}.parquet does not match the SHA-256 in its manifest (the file was changed)"
+    return None
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:

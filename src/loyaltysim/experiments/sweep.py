@@ -46,6 +46,7 @@ from loyaltysim.experiments.storage import (
     code_identity,
     open_results,
     run_dir_for,
+    run_dir_problem,
     run_key,
 )
 
@@ -207,18 +208,24 @@ def remove_stale_temp_dirs(out_root: Path | str) -> int:
     return removed
 
 
-def _stored_keys(registry: Registry, experiment: Experiment, tasks: list[Task], out_root: Path) -> set[str]:
-    """Keys of tasks already done: registry row ``done`` and a run directory with a manifest."""
+def _stored_keys(registry: Registry, experiment: Experiment, tasks: list[Task],
+                 out_root: Path) -> tuple[set[str], set[str]]:
+    """Keys of tasks already done (registry row ``done`` and an intact run directory: its manifest and every table,
+    matching their digests), and keys recorded done whose directory is damaged or incomplete (run again)."""
     rows = {r.key: r.status for r in registry.runs(experiment.name)}
-    done = set()
+    done, damaged = set(), set()
     for t in tasks:
         status = rows.get(t.key)
         if status is None:  # stored under another experiment name (same run), or not at all
             row = registry.get_run(t.key)
             status = row.status if row is not None else None
-        if status == "done" and (run_dir_for(out_root, t.key) / "manifest.json").is_file():
+        if status != "done" or t.key in done or t.key in damaged:
+            continue
+        if run_dir_problem(run_dir_for(out_root, t.key)) is None:
             done.add(t.key)
-    return done
+        else:
+            damaged.add(t.key)
+    return done, damaged
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -368,7 +375,7 @@ def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, work
         registry.ensure_experiment(experiment.name, experiment.description)
         removed = remove_stale_temp_dirs(out_root)
         tasks = plan(experiment, out_root)
-        done = _stored_keys(registry, experiment, tasks, out_root)
+        done, damaged = _stored_keys(registry, experiment, tasks, out_root)
         # design points with the same effective scenario share their runs: each key runs once
         copies = Counter(t.key for t in tasks)
         todo, queued = [], set(done)
@@ -381,6 +388,7 @@ def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, work
         with _Progress(experiment.name, len(tasks), result.reused, stream) as bar:
             bar.print(f"sweep {experiment.name}: {len(tasks)} runs ({len(experiment.design)} design point(s) x "
                       f"{experiment.replications} replication(s)), {result.reused} already stored"
+                      + (f", {len(damaged)} stored run(s) damaged or incomplete, run again" if damaged else "")
                       + (f", {min(workers, len(todo))} worker(s)" if todo else ""))
             if todo:
                 factory = executor_factory or default_executor_factory(min(workers, len(todo)))

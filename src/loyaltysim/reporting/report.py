@@ -363,7 +363,7 @@ class Report:
     paths: list[Path] = field(default_factory=list)
     runs: int = 0  # runs reported
     total: int = 0  # runs in the experiment
-    missing: int = 0  # not stored (not run, failed, or another code version)
+    missing: int = 0  # not stored (not run, failed, damaged, or another code version)
 
 
 def _outcomes_from_run_dir(run_dir: Path, names: list[str]) -> dict[str, float]:
@@ -379,7 +379,7 @@ def _outcomes_from_run_dir(run_dir: Path, names: list[str]) -> dict[str, float]:
 
 def collect_results(experiment: Experiment, registry: Registry, out_root: Path | str) -> tuple[pd.DataFrame, int]:
     """The tidy results of the experiment's stored runs, and how many of its runs are not stored."""
-    from loyaltysim.experiments.storage import run_dir_for
+    from loyaltysim.experiments.storage import run_dir_for, run_dir_problem
     from loyaltysim.experiments.sweep import plan
 
     out_root = Path(out_root).resolve()
@@ -392,9 +392,12 @@ def collect_results(experiment: Experiment, registry: Registry, out_root: Path |
         if row is None or row.status != "done":
             missing += 1
             continue
+        run_dir = Path(row.run_dir) if row.run_dir else run_dir_for(out_root, t.key)
+        if run_dir_problem(run_dir) is not None:  # damaged or incomplete: the sweep runs it again
+            missing += 1
+            continue
         values = json.loads(row.summary_json or "{}").get("outcomes") or {}
         lacking = [n for n in experiment.outcomes if n not in values]
-        run_dir = Path(row.run_dir) if row.run_dir else run_dir_for(out_root, t.key)
         if lacking:
             values = {**values, **_outcomes_from_run_dir(run_dir, lacking)}
         for name in experiment.outcomes:
@@ -505,7 +508,7 @@ def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, p
                           f"run `loyaltysim sweep {experiment.path}` first")
     if missing and not partial:
         raise ReportError(f"{missing} of {total} runs of experiment '{experiment.name}' are not stored for the "
-                          "current code (not run yet, failed, or run by another code version); run "
+                          "current code (not run yet, failed, damaged, or run by another code version); run "
                           f"`loyaltysim sweep {experiment.path}` to complete them, or pass --partial to report "
                           f"on the {stored} stored")
     paths = write_report_files(tidy, experiment, folder)
