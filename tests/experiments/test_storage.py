@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import shutil
 import sqlite3
@@ -61,9 +62,8 @@ def test_run_key_is_stable_hex_and_ignores_dict_order():
         {"spawn": (0, 4)},
         {"spawn": (0, 3, 0)},
         {"code": dataclasses.replace(CLEAN, version="0.1.1")},
-        {"code": dataclasses.replace(CLEAN, commit="e" * 40)},
-        {"code": dataclasses.replace(CLEAN, dirty=True)},
-        {"code": dataclasses.replace(CLEAN, commit=None)},
+        {"code": dataclasses.replace(CLEAN, source_digest="f" * 64)},
+        {"code": dataclasses.replace(CLEAN, dependencies=(("numpy", "2.5.5"),))},
     ],
     ids=lambda change: next(iter(change)),
 )
@@ -71,11 +71,17 @@ def test_run_key_changes_with_every_input(change):
     assert _key(**change) != _key()
 
 
-def test_source_digest_counts_only_when_commit_does_not_pin_the_code():
-    other_digest = dict(source_digest="f" * 64)
-    assert _key(code=dataclasses.replace(CLEAN, **other_digest)) == _key()
-    for unpinned in (dataclasses.replace(CLEAN, dirty=True), dataclasses.replace(CLEAN, commit=None)):
-        assert _key(code=dataclasses.replace(unpinned, **other_digest)) != _key(code=unpinned)
+def test_run_key_ignores_the_commit_and_the_state_of_the_checkout():
+    """What can change a result is the package's source and the numeric libraries: a commit that changes only
+    documents or tests, or a new file in the checkout (a dirty tree), leaves the keys of stored runs valid."""
+    for traced in (dict(commit="e" * 40), dict(dirty=True), dict(commit=None)):
+        assert _key(code=dataclasses.replace(CLEAN, **traced)) == _key()
+
+
+def test_code_identity_names_the_numeric_libraries_installed():
+    names = [name for name, _ in code_identity().dependencies]
+    assert names == list(storage.NUMERIC_DEPENDENCIES)
+    assert dict(code_identity().dependencies)["numpy"] == importlib.metadata.version("numpy")
 
 
 def test_run_key_rejects_non_integer_seed():

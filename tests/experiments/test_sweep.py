@@ -6,6 +6,7 @@ The in-process sweeps use a thread pool (``executor_factory``) to avoid the proc
 subprocess tests use the real command with its process pool.
 """
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -43,7 +44,7 @@ from loyaltysim.experiments.storage import (
 from loyaltysim.experiments.sweep import plan, remove_stale_temp_dirs, run_sweep
 from loyaltysim.measures.outcomes import compute
 from loyaltysim.model.market import LoyaltyMarket
-from loyaltysim.reporting.report import collect_results
+from loyaltysim.reporting.report import ReportError, collect_results, write_report
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = DATA / "tiny_experiment.toml"
@@ -238,6 +239,16 @@ def test_a_damaged_run_is_missing_for_the_report_and_run_again_by_the_sweep(tiny
     assert (again.reused, again.stored) == (3, 1)
     assert "1 stored run(s) damaged or incomplete, run again" in stream.getvalue()
     assert parquet_hashes(tmp_path) == hashes  # the same bytes as before the damage
+
+
+def test_a_report_says_how_many_runs_another_code_version_stored(tmp_path, monkeypatch):
+    exp = load_experiment(TINY, overrides={"replications": 1})
+    sweep_in_process(exp, tmp_path)
+    other = dataclasses.replace(code_identity(), source_digest="0" * 64)  # the package's source changed
+    monkeypatch.setattr(sweep_module, "code_identity", lambda: other)
+    with pytest.raises(ReportError, match=r"no run .* is stored for the current code; 4 run\(s\) of 'tiny_price' are "
+                                          r"stored for another code version or other settings"):
+        write_report(exp, tmp_path, sqlite_url(tmp_path / "registry.sqlite"))
 
 
 def test_design_points_with_the_same_scenario_share_their_runs(tmp_path):

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import importlib.metadata
 import json
 import operator
 import os
@@ -77,14 +78,17 @@ class StorageError(Exception):
 class CodeIdentity:
     """Which code produced a result: enough to reproduce it, or to know that it cannot be reproduced.
 
-    ``source_digest`` covers the package's ``*.py`` files, so uncommitted edits (``dirty``) or an install
-    without git metadata (``commit is None``) still get a distinct identity.
+    ``source_digest`` covers the package's ``*.py`` files and ``dependencies`` the versions of the libraries the
+    numbers go through: together they are what can change a result, and what a run key hashes. The commit and
+    whether the checkout had uncommitted changes (``dirty``) are recorded for tracing, not hashed: a new file in
+    the checkout, or a commit that changes only documents or tests, leaves stored runs valid.
     """
 
     version: str
     commit: str | None
     dirty: bool
     source_digest: str
+    dependencies: tuple[tuple[str, str], ...] = ()  # (distribution, version) of NUMERIC_DEPENDENCIES
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -128,11 +132,25 @@ def _git_state(pkg_dir: Path) -> tuple[str | None, bool]:
     return (head or "").strip() or None, status is None or bool(status.strip())
 
 
+NUMERIC_DEPENDENCIES = ("numpy", "scipy", "mesa", "pandas", "pyarrow")  # what a run's numbers pass through
+
+
+def _installed_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    versions = []
+    for name in names:
+        try:
+            versions.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append((name, "not installed"))
+    return tuple(versions)
+
+
 @functools.cache
 def code_identity() -> CodeIdentity:
     """Identity of the installed ``loyaltysim`` code (cached: the code does not change within a process)."""
     commit, dirty = _git_state(PACKAGE_DIR)
-    return CodeIdentity(__version__, commit, dirty, _source_digest(PACKAGE_DIR))
+    return CodeIdentity(__version__, commit, dirty, _source_digest(PACKAGE_DIR),
+                        _installed_versions(NUMERIC_DEPENDENCIES))
 
 
 def _canonical_json(obj: Any) -> str:
@@ -146,19 +164,18 @@ def run_key(
     """sha256 hex naming one run: same inputs and code give the same key, any change gives another.
 
     ``effective_scenario`` must be JSON-native (e.g. a pydantic ``model_dump(mode="json")``) and fully
-    resolved, defaults included, so that an unchanged run keeps its key when a default changes.  The source
-    digest only enters when the commit does not pin the code (dirty tree or no git), so a clean checkout of
-    the same commit reproduces keys across machines and installs.
+    resolved, defaults included, so that an unchanged run keeps its key when a default changes.  The code enters
+    as what can change a result: the package's source digest and version and the numeric libraries' versions
+    (see :class:`CodeIdentity`), so the same source reproduces keys across machines, installs and commits.
     """
     payload: dict[str, Any] = {
         "scenario": effective_scenario,
         "seed_entropy": operator.index(seed_entropy),
         "spawn_key": [operator.index(k) for k in spawn_key],
         "version": code.version,
-        "commit": code.commit,
+        "source_digest": code.source_digest,
+        "dependencies": dict(code.dependencies),
     }
-    if code.dirty or code.commit is None:
-        payload["source_digest"] = code.source_digest
     return hashlib.sha256(_canonical_json(payload).encode("utf-8")).hexdigest()
 
 

@@ -415,6 +415,15 @@ def collect_results(experiment: Experiment, registry: Registry, out_root: Path |
     return tidy, missing
 
 
+def other_version_runs(experiment: Experiment, registry: Registry, out_root: Path | str) -> int:
+    """Runs stored under the experiment's name whose keys this code and file do not make: another code version
+    (the package's source or the numeric libraries differ) or other settings."""
+    from loyaltysim.experiments.sweep import plan
+
+    keys = {t.key for t in plan(experiment, Path(out_root).resolve())}
+    return sum(1 for r in registry.runs(experiment.name) if r.status == "done" and r.key not in keys)
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
@@ -501,15 +510,18 @@ def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, p
     with Registry(db_url) as registry:
         registry.check()
         tidy, missing = collect_results(experiment, registry, out_root)
+        others = other_version_runs(experiment, registry, out_root)
     total = experiment.runs
     stored = total - missing
+    elsewhere = (f"; {others} run(s) of '{experiment.name}' are stored for another code version or other settings "
+                 "(their keys differ), and are not reported" if others else "")
     if stored == 0:
-        raise ReportError(f"no run of experiment '{experiment.name}' is stored for the current code; "
+        raise ReportError(f"no run of experiment '{experiment.name}' is stored for the current code{elsewhere}; "
                           f"run `loyaltysim sweep {experiment.path}` first")
     if missing and not partial:
         raise ReportError(f"{missing} of {total} runs of experiment '{experiment.name}' are not stored for the "
-                          "current code (not run yet, failed, damaged, or run by another code version); run "
-                          f"`loyaltysim sweep {experiment.path}` to complete them, or pass --partial to report "
-                          f"on the {stored} stored")
+                          "current code (not run yet, failed, damaged, or run by another code version)"
+                          f"{elsewhere}; run `loyaltysim sweep {experiment.path}` to complete them, or pass "
+                          f"--partial to report on the {stored} stored")
     paths = write_report_files(tidy, experiment, folder)
     return Report(folder, paths, runs=stored, total=total, missing=missing)
