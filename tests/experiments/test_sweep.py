@@ -16,6 +16,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -679,3 +680,33 @@ def test_a_replay_takes_no_seed_and_needs_a_manifest(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "malformed JSON" in res.stderr
     res = runner.invoke(app, ["run", str(tmp_path / "gone.json"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "file not found" in res.stderr
+
+
+def test_sigterm_stops_the_sweep_as_ctrl_c_does_and_the_same_command_completes_it(reference, tmp_path):
+    out = tmp_path / "out"
+    proc = start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)
+    wait_for_done(out, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    res = finish(proc)
+    assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
+    assert re.fullmatch(r"interrupted: \d+ of 16 runs stored; run the same command to resume",
+                        res.stderr.splitlines()[-1]), res.stderr
+    assert temp_dirs(out) == []
+    ok(finish(start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)))
+    assert done_rows(out) == 16 and parquet_hashes(out) == reference.hashes
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers follow their coordinator on Linux")
+def test_a_killed_coordinator_leaves_no_worker_behind(reference, tmp_path):
+    out = tmp_path / "out"
+    proc = start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)
+    wait_for_done(out, 1, proc)
+    workers = worker_pids(proc.pid)
+    assert workers, "no worker process found"
+    proc.kill()  # SIGKILL: the coordinator can do nothing about it
+    proc.wait(timeout=TIMEOUT)  # not its pipes: workers left alive would hold them open
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{w}").exists() and b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()
+              for w in workers if Path(f"/proc/{w}/cmdline").exists()):
+        assert time.monotonic() < deadline, f"workers {workers} outlived their coordinator"
+        time.sleep(0.1)

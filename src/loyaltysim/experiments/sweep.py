@@ -99,9 +99,20 @@ def plan(experiment: Experiment, out_root: Path | str, code: CodeIdentity | None
 # --------------------------------------------------------------------------------------------------
 
 
-def _init_worker() -> None:
-    """Pool workers ignore Ctrl-C: the coordinator decides what happens to them."""
+def _init_worker(coordinator: int | None = None) -> None:
+    """Pool workers ignore Ctrl-C (the coordinator decides what happens to them) and die with the coordinator
+    however it dies: on Linux the kernel kills a worker whose parent is gone (a worker that finds its coordinator
+    already gone exits at once), so a killed sweep leaves no process writing run folders nobody records."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if coordinator is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != coordinator:  # the coordinator died before the request took effect
+        os._exit(1)
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -295,7 +306,7 @@ def default_executor_factory(workers: int) -> Callable[[], Executor]:
 
     def make() -> Executor:
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
+                                   initializer=_init_worker, initargs=(os.getpid(),))
 
     return make
 
@@ -315,9 +326,31 @@ def _stop_executor(executor: Executor) -> None:
                 p.join(5)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a polite request to stop (kill, a scheduler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM stops the sweep as Ctrl-C does (runs recorded, resume hint); only the main
+    thread can handle signals, elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back until the block is done (so a run is recorded and counted, or neither); then raise it.
+    """Hold Ctrl-C (and SIGTERM) back until the block is done (so a run is recorded and counted, or neither);
+    then raise it.
 
     Only the main thread can handle signals; elsewhere this does nothing.
     """
@@ -325,11 +358,14 @@ def _sigint_deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for signum, handler in previous.items():
+            fallback = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, handler if handler is not None else fallback)
         if received:
             raise KeyboardInterrupt
 
@@ -392,7 +428,8 @@ def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, work
                       + (f", {min(workers, len(todo))} worker(s)" if todo else ""))
             if todo:
                 factory = executor_factory or default_executor_factory(min(workers, len(todo)))
-                _execute(factory, todo, registry, result, bar, IN_FLIGHT_PER_WORKER * workers, copies)
+                with _terminate_as_interrupt():
+                    _execute(factory, todo, registry, result, bar, IN_FLIGHT_PER_WORKER * workers, copies)
         return result
     finally:
         registry.close()
