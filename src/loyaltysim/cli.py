@@ -236,7 +236,9 @@ def report(
 
     db_url = resolve_db_url(db, out.resolve())
     default_db = out.resolve() / "registry.sqlite"
-    if not db and not os.environ.get(DB_ENV_VAR, "").strip() and not default_db.is_file():
+    runs = out.resolve() / "runs"
+    has_runs = runs.is_dir() and any(not p.name.startswith(".") for p in runs.iterdir())
+    if not db and not os.environ.get(DB_ENV_VAR, "").strip() and not default_db.is_file() and not has_runs:
         _fail(f"no results under '{out}' ({default_db} does not exist); run `loyaltysim sweep {experiment} "
               f"--out {out}` first, or give the sweep's --out or --db")
     try:
@@ -247,6 +249,33 @@ def report(
     typer.echo(f"report {exp.name}: {result.runs} of {result.total} runs{missing}; written to {result.folder}")
     for path in result.paths:
         typer.echo(str(path))
+
+
+registry_app = typer.Typer(help="The results registry: the index of the run folders.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("rebuild")
+def registry_rebuild(
+    out: Annotated[Path, typer.Option(help="Output root whose run folders (OUT/runs/) to index.")] = Path("results"),
+    db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
+                                                "sqlite:///OUT/registry.sqlite).")] = None,
+) -> None:
+    """Record every complete run folder under OUT/runs/ in the registry (after the registry was lost or emptied;
+    a sweep or report does it by itself when the registry is empty)."""
+    from loyaltysim.experiments.storage import Registry, StorageError, rebuild_registry, resolve_db_url
+
+    root = out.resolve()
+    if not (root / "runs").is_dir():
+        _fail(f"no run folders under '{out}' ({out / 'runs'} does not exist); give the --out of the runs")
+    try:
+        with Registry(resolve_db_url(db, root)) as registry:
+            registry.check()
+            recorded, skipped = rebuild_registry(root, registry)
+    except StorageError as err:
+        _fail(str(err))
+    damaged = f"; {skipped} damaged or incomplete folder(s) skipped (a sweep runs them again)" if skipped else ""
+    typer.echo(f"registry: {recorded} run(s) recorded from the run folders under {root / 'runs'}{damaged}")
 
 
 @app.command("calibrate-check")

@@ -710,3 +710,25 @@ def test_a_killed_coordinator_leaves_no_worker_behind(reference, tmp_path):
               for w in workers if Path(f"/proc/{w}/cmdline").exists()):
         assert time.monotonic() < deadline, f"workers {workers} outlived their coordinator"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("loss", ["deleted", "emptied"])
+def test_a_lost_registry_is_rebuilt_from_the_run_folders(tmp_path, loss):
+    """The folders are the data and the registry their index: a report and a resumed sweep rebuild it by
+    themselves, and `loyaltysim registry rebuild` does it on request; nothing is computed again."""
+    exp = load_experiment(TINY, overrides={"replications": 1})
+    sweep_in_process(exp, tmp_path)
+    hashes = parquet_hashes(tmp_path)
+    db = tmp_path / "registry.sqlite"
+    db.unlink()
+    if loss == "emptied":
+        db.write_bytes(b"")  # a 0-byte file: an empty database
+    assert write_report(exp, tmp_path, sqlite_url(db)).runs == 4  # rebuilt before reporting
+    db.unlink()
+    again = sweep_in_process(exp, tmp_path, executor_factory=lambda: pytest.fail("nothing should run"))
+    assert (again.reused, again.stored) == (4, 0)
+    db.unlink()
+    res = ok(finish(start("registry", "rebuild", "--out", tmp_path, cwd=tmp_path)))
+    assert "4 run(s) recorded" in res.stdout
+    assert {(r.status, r.experiment_name) for r in rows(tmp_path)} == {("done", "tiny_price")}
+    assert parquet_hashes(tmp_path) == hashes

@@ -53,6 +53,7 @@ __all__ = [
     "file_sha256",
     "open_results",
     "read_run_dir",
+    "rebuild_registry",
     "resolve_db_url",
     "run_dir_for",
     "run_dir_problem",
@@ -473,6 +474,11 @@ class Registry:
         with self._errors("results database error at"), self._session() as session:
             return list(session.exec(query).all())
 
+    def is_empty(self) -> bool:
+        """Whether no run is recorded at all."""
+        with self._errors("results database error at"), self._session() as session:
+            return session.exec(select(RunRecord.key).limit(1)).first() is None
+
     def ensure_experiment(self, name: str, description: str = "") -> ExperimentRecord:
         """The experiment called ``name``, created if absent (an existing description is kept)."""
         query = select(ExperimentRecord).where(ExperimentRecord.name == name)
@@ -509,12 +515,44 @@ def open_results(out_root: Path | str, db_url: str) -> tuple[Path, Registry]:
     registry = Registry(db_url)
     try:
         registry.check()
+        if registry.is_empty():  # a registry lost or emptied while its run folders stay: index them again
+            rebuild_registry(out_root, registry)
     except StorageError:
         for d in reversed(created):
             with contextlib.suppress(OSError):
                 d.rmdir()
         raise
     return out_root, registry
+
+
+def rebuild_registry(out_root: Path | str, registry: Registry) -> tuple[int, int]:
+    """Record in the registry every complete, intact run folder under ``out_root/runs`` it does not hold as done
+    (the folders are the data; the registry is their index, so a lost or emptied one can be rebuilt). Returns
+    (runs recorded, folders skipped as damaged or incomplete)."""
+    runs = Path(out_root) / "runs"
+    recorded = skipped = 0
+    for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
+        if run_dir.name.startswith(".") or not run_dir.is_dir():
+            continue  # a temporary folder of a writer: not a run (yet)
+        if run_dir_problem(run_dir) is not None:
+            skipped += 1
+            continue
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        key = manifest.get("run_key")
+        existing = registry.get_run(key) if isinstance(key, str) else None
+        if not isinstance(key, str) or (existing is not None and existing.status == "done"):
+            continue
+        seed, code = manifest.get("seed", {}), manifest.get("code", {})
+        started = datetime.fromisoformat(manifest["created_at"]) if manifest.get("created_at") else _utcnow()
+        registry.upsert_run(RunRecord(
+            key=key, experiment_name=manifest.get("experiment"), scenario_name=manifest["scenario"]["name"],
+            seed_entropy=str(seed.get("entropy")), spawn_key=json.dumps(seed.get("spawn_key", [])),
+            version=manifest.get("package", {}).get("version", ""), commit=code.get("commit"),
+            dirty=bool(code.get("dirty")), status="done", started_at=started,
+            duration_s=sum(manifest.get("timings", {}).values()) or None, run_dir=str(run_dir.resolve()),
+            summary_json=json.dumps(manifest.get("summary", {}), sort_keys=True)))
+        recorded += 1
+    return recorded, skipped
 
 
 def resolve_db_url(cli_url: str | None, out_root: Path) -> str:

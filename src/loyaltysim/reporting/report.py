@@ -503,12 +503,14 @@ def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, p
     Raises :class:`ReportError` if runs are missing (unless ``partial``) or none is stored, and
     :class:`~loyaltysim.experiments.storage.StorageError` if the database is unusable.
     """
-    from loyaltysim.experiments.storage import Registry
+    from loyaltysim.experiments.storage import Registry, rebuild_registry
 
     out_root = Path(out_root).resolve()
     folder = out_root / experiment.name
     with Registry(db_url) as registry:
         registry.check()
+        if registry.is_empty():  # a registry lost or emptied while its run folders stay: index them again
+            rebuild_registry(out_root, registry)
         tidy, missing = collect_results(experiment, registry, out_root)
         others = other_version_runs(experiment, registry, out_root)
     total = experiment.runs
