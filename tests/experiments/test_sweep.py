@@ -710,6 +710,8 @@ def test_a_killed_coordinator_leaves_no_worker_behind(reference, tmp_path):
               for w in workers if Path(f"/proc/{w}/cmdline").exists()):
         assert time.monotonic() < deadline, f"workers {workers} outlived their coordinator"
         time.sleep(0.1)
+    ok(finish(start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)))
+    assert done_rows(out) == 16 and parquet_hashes(out) == reference.hashes  # the same command completes it
 
 
 @pytest.mark.parametrize("loss", ["deleted", "emptied"])
