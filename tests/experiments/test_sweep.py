@@ -596,11 +596,13 @@ def reference(tmp_path_factory) -> Reference:
     return Reference(base, experiment, out, hashes)
 
 
-def test_ctrl_c_stops_the_sweep_and_the_same_command_completes_it_identically(reference, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_the_sweep_and_the_same_command_completes_it_identically(reference, tmp_path,
+                                                                                          signum):
     out = tmp_path / "out"
     proc = start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)
     wait_for_done(out, 2, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     res = finish(proc)
     assert res.returncode == 130, res.stderr
     assert "Traceback" not in res.stderr
@@ -680,20 +682,6 @@ def test_a_replay_takes_no_seed_and_needs_a_manifest(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "malformed JSON" in res.stderr
     res = runner.invoke(app, ["run", str(tmp_path / "gone.json"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "file not found" in res.stderr
-
-
-def test_sigterm_stops_the_sweep_as_ctrl_c_does_and_the_same_command_completes_it(reference, tmp_path):
-    out = tmp_path / "out"
-    proc = start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)
-    wait_for_done(out, 2, proc)
-    proc.send_signal(signal.SIGTERM)
-    res = finish(proc)
-    assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
-    assert re.fullmatch(r"interrupted: \d+ of 16 runs stored; run the same command to resume",
-                        res.stderr.splitlines()[-1]), res.stderr
-    assert temp_dirs(out) == []
-    ok(finish(start("sweep", reference.experiment, "--workers", 2, "--out", out, cwd=tmp_path)))
-    assert done_rows(out) == 16 and parquet_hashes(out) == reference.hashes
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers follow their coordinator on Linux")
