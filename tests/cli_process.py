@@ -14,8 +14,10 @@ TIMEOUT = 120
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without a registry URL (the caller's registry must not leak in), plus extra."""
+    """This process's environment without a registry URL (the caller's registry must not leak in), plus extra;
+    Python's fault handler is on, so a child that hangs can be made to print every thread's stack."""
     env = {k: v for k, v in os.environ.items() if k != DB_ENV_VAR}
+    env["PYTHONFAULTHANDLER"] = "1"
     env.update(extra)
     return env
 
@@ -39,7 +41,11 @@ def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
+        proc.send_signal(signal.SIGABRT)  # the fault handler prints where each thread waits
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
         pytest.fail(f"{proc.args} timed out\n{out}\n{err}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -443,14 +443,49 @@ def test_temp_dirs_of_writers_that_are_gone_are_removed_and_others_kept(tmp_path
     assert remove_stale_temp_dirs(tmp_path / "nowhere") == 0
 
 
-def test_ctrl_c_while_a_run_is_recorded_waits_until_it_is_recorded_and_counted():
-    handler = signal.getsignal(signal.SIGINT)
-    steps = []
-    with pytest.raises(KeyboardInterrupt), sweep_module._sigint_deferred():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.01)
-        steps.append("recorded")
-    assert steps == ["recorded"] and signal.getsignal(signal.SIGINT) is handler
+@pytest.mark.parametrize("signum", sweep_module.STOP_SIGNALS, ids=["ctrl-c", "sigterm"])
+def test_during_a_sweep_a_stop_signal_only_asks_it_to_stop(signum):
+    handlers = {s: signal.getsignal(s) for s in sweep_module.STOP_SIGNALS}
+    with sweep_module._StopRequests() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signum)
+        time.sleep(0.01)  # the handler has run: nothing was raised here
+        assert stop.signum == signum
+    assert {s: signal.getsignal(s) for s in sweep_module.STOP_SIGNALS} == handlers
+
+
+class StopAfter(Executor):
+    """A thread pool on which the process receives Ctrl-C once ``n`` runs have finished; its shutdown lets the
+    run in progress finish (a thread cannot be stopped)."""
+
+    def __init__(self, n: int):
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.n = n
+        self.finished = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        def run():
+            out = fn(*args, **kwargs)
+            self.finished += 1
+            if self.finished == self.n:
+                os.kill(os.getpid(), signal.SIGINT)
+            return out
+        return self.pool.submit(run)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self.pool.shutdown(wait=True, cancel_futures=cancel_futures)
+
+
+def test_ctrl_c_in_process_stops_the_sweep_with_every_finished_run_recorded(tiny, tmp_path):
+    out = tmp_path / "out"
+    executor = StopAfter(2)
+    with pytest.raises(sweep_module.SweepInterrupted, match=r"interrupted: (\d+) of 8 runs stored") as info:
+        sweep_in_process(tiny, out, executor_factory=lambda: executor)
+    done = [r for r in rows(out) if r.status == "done"]
+    assert 2 <= len(done) == int(re.search(r"(\d+) of", str(info.value)).group(1)) < 8
+    assert temp_dirs(out) == []
+    result = sweep_in_process(tiny, out)
+    assert (result.stored, result.reused) == (8 - len(done), len(done))
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -622,6 +657,47 @@ def test_ctrl_c_or_sigterm_stops_the_sweep_and_the_same_command_completes_it_ide
     assert temp_dirs(out) == [] and not stale.exists()
     assert done_rows(out) == 16
     assert parquet_hashes(out) == reference.hashes
+
+
+# A pool whose worker stops half-way through sending its result (as a worker ended by a stop does when the stop
+# lands mid-write; the other worker waits for the pipe), then a stop, then the end of the program: it must end.
+HALF_SENT_RESULT = """
+import multiprocessing, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from loyaltysim.experiments.sweep import _stop_executor
+
+def half_send(self, buf):
+    data = bytes(buf)
+    self._send(len(data).to_bytes(4, "big") + data[: len(data) // 2])
+    Path(sys.argv[1], str(multiprocessing.current_process().pid)).touch()
+    time.sleep(3600)
+
+def init():
+    Connection._send_bytes = half_send
+
+def work(i):
+    return i
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=init)
+    futures = [pool.submit(work, i) for i in range(4)]
+    while not any(Path(sys.argv[1]).iterdir()):
+        time.sleep(0.02)
+    _stop_executor(pool)
+    print("stopped", flush=True)
+"""
+
+
+def test_stopping_a_pool_whose_workers_are_mid_way_through_a_result_lets_the_program_end(tmp_path):
+    script = tmp_path / "half_sent.py"
+    script.write_text(HALF_SENT_RESULT, encoding="utf-8")
+    (tmp_path / "sent").mkdir()
+    res = subprocess.run([sys.executable, str(script), str(tmp_path / "sent")], capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert res.returncode == 0 and res.stdout == "stopped\n", res.stderr
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc to find the worker processes")

@@ -312,8 +312,16 @@ def default_executor_factory(workers: int) -> Callable[[], Executor]:
 
 
 def _stop_executor(executor: Executor) -> None:
-    """Stop at once: cancel what is queued and end the worker processes without waiting for their runs."""
+    """Stop at once: cancel what is queued and end the worker processes without waiting for their runs.
+
+    A ProcessPoolExecutor's workers are ended here; a worker ended half-way through sending its result leaves half
+    a message in the result pipe, and the pool's manager thread would wait for the rest forever (and the
+    interpreter with it, at exit). Closing this process's copy of the pipe's write end, once no worker is left,
+    turns that wait into an end-of-file, on which the pool cleans up as after any broken worker.
+    """
     processes = list((getattr(executor, "_processes", None) or {}).values())  # a ProcessPoolExecutor's workers
+    results = getattr(executor, "_result_queue", None)
+    manager = getattr(executor, "_executor_manager_thread", None)
     executor.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         with contextlib.suppress(Exception):
@@ -324,50 +332,50 @@ def _stop_executor(executor: Executor) -> None:
             if p.is_alive():
                 p.kill()
                 p.join(5)
+    if processes and results is not None:
+        with contextlib.suppress(Exception):
+            results._writer.close()
+    if manager is not None:
+        manager.join(10)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a polite request to stop (kill, a scheduler)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _StopRequests:
+    """While a sweep executes, Ctrl-C and SIGTERM only ask it to stop; the sweep stops at its next safe point.
 
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM stops the sweep as Ctrl-C does (runs recorded, resume hint); only the main
-    thread can handle signals, elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (and SIGTERM) back until the block is done (so a run is recorded and counted, or neither);
-    then raise it.
-
-    Only the main thread can handle signals; elsewhere this does nothing.
+    A KeyboardInterrupt raised wherever the signal happens to land could interrupt the executor's own bookkeeping
+    (say, half-way through taking its futures' locks) and leave its manager thread waiting forever, and with it
+    the program at exit; or interrupt the recording of a run half-way. So the handlers only note the request, and
+    the sweep's loop, which wakes several times a second, stops between two of its steps. Only the main thread
+    can handle signals; elsewhere this does nothing (no signal reaches the loop).
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
-                for signum in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
             fallback = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
             signal.signal(signum, handler if handler is not None else fallback)
-        if received:
-            raise KeyboardInterrupt
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+STOP_POLL_S = 0.2  # how often the sweep's loop looks for a stop request while it waits for runs
 
 
 def _record(registry: Registry, task: Task, outcome: dict[str, Any]) -> RunRecord:
@@ -428,8 +436,7 @@ def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, work
                       + (f", {min(workers, len(todo))} worker(s)" if todo else ""))
             if todo:
                 factory = executor_factory or default_executor_factory(min(workers, len(todo)))
-                with _terminate_as_interrupt():
-                    _execute(factory, todo, registry, result, bar, IN_FLIGHT_PER_WORKER * workers, copies)
+                _execute(factory, todo, registry, result, bar, IN_FLIGHT_PER_WORKER * workers, copies)
         return result
     finally:
         registry.close()
@@ -451,21 +458,19 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Regist
         except Exception as err:  # the task could not even be run (e.g. not picklable)
             outcome = {"key": task.key, "status": "failed", "error": f"{type(err).__name__}: {err}"}
         error = outcome.get("error", "")
-        with _sigint_deferred():
-            _record(registry, task, outcome)
-            if outcome["status"] == "done":
-                result.stored += copies[task.key]
-            else:
-                result.failed += [FailedRun(task.key, task.design, task.replication, error)] * copies[task.key]
-        if outcome["status"] != "done":
+        _record(registry, task, outcome)
+        if outcome["status"] == "done":
+            result.stored += copies[task.key]
+        else:
+            result.failed += [FailedRun(task.key, task.design, task.replication, error)] * copies[task.key]
             bar.print(f"{task.describe()} failed: {error.splitlines()[0] if error else '?'}")
         bar.advance(copies[task.key])
         return None
 
     broken: BaseException | None = None
-    try:
+    with _StopRequests() as stop:
         executor = factory()
-        while True:
+        while not stop.requested:
             while broken is None and len(in_flight) < max_in_flight:
                 task = next(pending, None)
                 if task is None:
@@ -476,7 +481,7 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Regist
                     broken = err
             if not in_flight:
                 break
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            finished, _ = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
             for fut in finished:
                 broken = take(fut, in_flight.pop(fut)) or broken
             if broken is not None:
@@ -484,14 +489,12 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Regist
                 for fut in [f for f in in_flight if f.done() and not f.cancelled()]:
                     take(fut, in_flight.pop(fut))
                 break
-    except KeyboardInterrupt:
-        for fut in in_flight:
-            fut.cancel()
-        if executor is not None:
+        if stop.requested:
+            for fut in in_flight:
+                fut.cancel()
             _stop_executor(executor)
-        remove_stale_temp_dirs(out_root)
-        raise SweepInterrupted(result.reused + result.stored, result.total) from None
-    assert executor is not None
+            remove_stale_temp_dirs(out_root)
+            raise SweepInterrupted(result.reused + result.stored, result.total)
     if broken is not None:
         executor.shutdown(wait=True, cancel_futures=True)
         remove_stale_temp_dirs(out_root)
