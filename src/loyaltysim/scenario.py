@@ -120,6 +120,27 @@ class Segment(_Spec):
     price_sensitivity: Normal | None = None
 
 
+class Attention(_Spec):
+    """Limited attention to marketing (advertising clutter): a customer notices at most ``capacity`` marketing
+    messages in a period, shared among the firms by their share of voice. Off (``enabled = false``): each firm's
+    marketing is met with its own reach, whatever the others do."""
+
+    enabled: Annotated[bool, Strict()] = False
+    capacity: RateField = "2 per month"  # the most marketing messages a customer notices in a period
+
+
+class ReferencePrice(_Spec):
+    """Perceived value (Zeithaml 1988): each customer judges the price it pays against its own reference price,
+    which adapts to the prices it pays, discounts included (Kalyanaram & Winer 1995); a price above the reference
+    is a loss that weighs more than a saving of the same size. Off (``enabled = false``): price enters only the
+    choice, against the market's average starting price, and never satisfaction."""
+
+    enabled: Annotated[bool, Strict()] = False
+    half_life: DurationField = "13 weeks"  # the reference moves halfway to the prices paid in this time
+    value_weight: NonNegative = 0.1  # satisfaction per 100% of the price below (gain) or above (loss) the reference
+    loss_aversion: AtLeastOne = 2.0  # a price above the reference weighs this many times a saving of the same size
+
+
 class Customers(_Spec):
     """The customer population: traits are drawn once, from the population stream."""
 
@@ -170,6 +191,8 @@ class Customers(_Spec):
     membership_dilution: NonNegative = 0.5  # each programme's pull is divided by 1 + this x (memberships - 1)
     enrolment_effort: Normal = Normal(mean=3.0, sd=3.0, min=0.0)  # hassle of joining a programme, money
     programme_attention: Probability = 0.5  # share of an open programme's value a non-member counts when choosing
+    attention: Attention = Attention()  # limited attention to marketing (off by default)
+    reference_price: ReferencePrice = ReferencePrice()  # perceived value against a reference price (off by default)
 
     @field_validator("variety_seeking")
     @classmethod

@@ -344,10 +344,22 @@ EVERY_EVENT = [
 ]
 
 
-@pytest.mark.parametrize("seed", [3, 4, 5])
-@pytest.mark.parametrize("market", MARKETS)
-def test_one_at_a_time_equals_vectorized(make_scenario, market, seed):
+# the second behaviour pass's mechanisms, switched on (limited attention binds: the firms' combined reach is
+# above the capacity)
+SECOND_PASS = {
+    "market__customers__attention": {"enabled": True, "capacity": "0.2 per month"},
+    "market__customers__reference_price": {"enabled": True, "half_life": "4 weeks", "value_weight": 0.2},
+}
+SECOND_PASS_MOVES = {"ref_price"}
+
+
+@pytest.mark.parametrize(("market", "seed", "mechanisms"),
+                         [(market, seed, "first pass") for market in MARKETS for seed in (3, 4, 5)]
+                         + [(market, 3, "second pass") for market in MARKETS])
+def test_one_at_a_time_equals_vectorized(make_scenario, market, seed, mechanisms):
+    second = SECOND_PASS if mechanisms == "second pass" else {}
     sc = make_scenario(
+        **second,
         market__type=market, market__customers__population=200, market__events=EVERY_EVENT,
         market__customers__variety_seeking={"mean": 0.3, "sd": 0.2, "min": 0.0, "max": 1.0},
         market__firms__0__relationship_managers=3,
@@ -377,6 +389,7 @@ def test_one_at_a_time_equals_vectorized(make_scenario, market, seed):
     assert {"current", "satisfaction", "perceived", "expectation", "wallet", "last_buy", "attitude", "manager",
             "manager_lost", "previous", "step_complained", "offer_firm", "offer_discount", "contacted_at",
             "regained_by", "step_regained"} <= changed
+    assert SECOND_PASS_MOVES.issubset(changed) == bool(second)
     pd.testing.assert_frame_equal(firm_frame(slow), firm_frame(fast), check_exact=False, rtol=1e-12)
 
 

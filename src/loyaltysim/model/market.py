@@ -34,6 +34,8 @@ from loyaltysim.model.agents import Customer, Firm, OfferHistory
 from loyaltysim.model.event_logs import EventLogs
 from loyaltysim.model.mechanisms import categories as category_markets
 from loyaltysim.model.mechanisms import events as scheduled
+from loyaltysim.model.mechanisms import reference_price
+from loyaltysim.model.mechanisms.attention import noticed_reach
 from loyaltysim.model.mechanisms.campaigns import Campaigns
 from loyaltysim.model.mechanisms.categories import Category, step_category
 from loyaltysim.model.mechanisms.events import ScheduledEvents
@@ -98,6 +100,7 @@ class LoyaltyMarket(Model):
         self.customers = CustomerState.allocate(n, len(self.firms), len(self.attribute_names))
         populate(self.customers, scenario, self.firms, self.kano, self.price_ref, self.params.wallet_decay,
                  streams["population"])
+        reference_price.start(self.customers, np.array([f.price for f in self.firms]))
         self.word_of_mouth = WordOfMouth(market.network, n, unit, streams["word_of_mouth"], streams["network"])
         self.surveys = Surveys(market.survey, unit, streams["surveys"])
         panel = scenario.outputs.panel_every
@@ -238,7 +241,7 @@ class LoyaltyMarket(Model):
             kano=self.kano.copy(),
             reliability=np.array([f.reliability for f in self.firms]),
             recovery=np.array([f.recovery for f in self.firms]),
-            reach=np.array([f.reach for f in self.firms]),
+            reach=noticed_reach(np.array([f.reach for f in self.firms]), available, self.params.attention_capacity),
             managers=np.array([f.managers for f in self.firms], dtype=np.int32),
             price_rose=np.array([t - f.price_rise_step <= window for f in self.firms]),
             breached=np.array([t - f.breach_step <= window for f in self.firms]),

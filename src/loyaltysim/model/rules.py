@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from loyaltysim.model.mechanisms import reference_price
 from loyaltysim.model.state import (
     ATTRACTIVE,
     MUST_BE,
@@ -306,7 +307,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # programmes: members pay less, count rewards as a price cut, and feel points pressure
     felt = (price if perks is None
             else price * (1.0 - firm_major(perks.discount[rows])) * (1.0 - firm_major(perks.value[rows])))
-    relative_price = felt / sh.price_ref - 1.0
+    # against the market's average starting price, or (perceived value) the customer's own reference price
+    relative_price = felt / (st.ref_price[rows] if p.reference_price else sh.price_ref) - 1.0
     base = p.quality_weight * perceived - (sh.price_factor * st.price_sensitivity[rows]) * relative_price
     if perks is not None:
         base = base + firm_major(perks.pressure[rows])
@@ -363,6 +365,11 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     offered = np.take(sh.levels, at, axis=0)
     expectation = st.expectation[rows]
     experienced = weighted_response(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
+    if p.reference_price:  # value for money: the price paid, personal and member discounts off, against the reference
+        paid = price[at, idx] if perks is None else price[at, idx] * (1.0 - perks.discount[rows][idx, at])
+        reference = st.ref_price[rows]
+        experienced += reference_price.value_response(paid, reference, p.value_weight, p.price_loss_aversion)
+        ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
     old = satisfaction[idx, at]
     satisfaction[idx, at] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
     expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p)
@@ -421,6 +428,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.club[rows] = st.club[rows] & ~changed
     st.manager[rows] = manager
     st.expectation[rows] = expectation
+    if p.reference_price:
+        st.ref_price[rows] = ref_price
     st.wallet[rows] = wallet
     last_buy[buyers, at[buyers]] = t
     won = np.flatnonzero(gained >= 0)

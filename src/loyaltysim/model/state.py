@@ -74,6 +74,7 @@ class CustomerState:
     last_failure: np.ndarray  # i4[n] step of the last service failure
     switch_cause: np.ndarray  # i1[n] cause of the latest change of firm
     last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
+    ref_price: np.ndarray  # f8[n] reference price, money per unit (used when the reference-price mechanism is on)
     # relationships and campaigns
     relationship_value: np.ndarray  # f8[n] margin earned by the current firm in this relationship
     relationship_revenue: np.ndarray  # f8[n] revenue it earned in this relationship (after personal discounts)
@@ -135,6 +136,7 @@ class CustomerState:
             last_failure=np.full(n, NEVER, i4),
             switch_cause=np.zeros(n, np.int8),
             last_score=np.zeros(n, np.int8),
+            ref_price=np.zeros(n, f8),
             step_firm=np.full(n, NO_FIRM, i4),
             step_purchases=np.zeros(n, i4),
             step_units=np.zeros(n, f8),
@@ -209,6 +211,12 @@ class Params:
     relational_cap: float
     manager_bond: float
     club_bond: float
+    # second-pass mechanisms; the defaults switch them off
+    attention_capacity: float | None = None  # most marketing messages noticed in a step; None: no limit
+    reference_price: bool = False  # perceived value against each customer's reference price
+    reference_alpha: float = 0.0  # pull of the price paid on the reference price
+    value_weight: float = 0.0  # satisfaction per 100% of the price below or above the reference
+    price_loss_aversion: float = 1.0  # a price above the reference weighs this many times a saving
 
     @classmethod
     def from_scenario(cls, scenario) -> Params:
@@ -251,6 +259,11 @@ class Params:
             relational_cap=c.relational_cost_cap,
             manager_bond=c.manager_bond,
             club_bond=c.club_bond,
+            attention_capacity=c.attention.capacity.per_step(unit) if c.attention.enabled else None,
+            reference_price=c.reference_price.enabled,
+            reference_alpha=half_life_weight(c.reference_price.half_life.steps(unit)),
+            value_weight=c.reference_price.value_weight,
+            price_loss_aversion=c.reference_price.loss_aversion,
         )
 
 
