@@ -141,6 +141,15 @@ class ReferencePrice(_Spec):
     loss_aversion: AtLeastOne = 2.0  # a price above the reference weighs this many times a saving of the same size
 
 
+class MarketExpectations(_Spec):
+    """Expectations of known needs adapt to the whole market in both directions, toward a mix of the best offer and
+    the average offer customers get. Off (``enabled = false``): they rise toward the best offer and never fall
+    toward it (a ratchet)."""
+
+    enabled: Annotated[bool, Strict()] = False
+    best_offer_weight: Probability = 0.25  # the reference level's weight on the best offer (the rest: the average)
+
+
 class Customers(_Spec):
     """The customer population: traits are drawn once, from the population stream."""
 
@@ -193,6 +202,7 @@ class Customers(_Spec):
     programme_attention: Probability = 0.5  # share of an open programme's value a non-member counts when choosing
     attention: Attention = Attention()  # limited attention to marketing (off by default)
     reference_price: ReferencePrice = ReferencePrice()  # perceived value against a reference price (off by default)
+    market_expectations: MarketExpectations = MarketExpectations()  # two-way adaptation to the market (off)
 
     @field_validator("variety_seeking")
     @classmethod

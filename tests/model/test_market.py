@@ -349,6 +349,7 @@ EVERY_EVENT = [
 SECOND_PASS = {
     "market__customers__attention": {"enabled": True, "capacity": "0.2 per month"},
     "market__customers__reference_price": {"enabled": True, "half_life": "4 weeks", "value_weight": 0.2},
+    "market__customers__market_expectations": {"enabled": True, "best_offer_weight": 0.3},
 }
 SECOND_PASS_MOVES = {"ref_price"}
 

@@ -40,6 +40,7 @@ from loyaltysim.model.mechanisms.campaigns import Campaigns
 from loyaltysim.model.mechanisms.categories import Category, step_category
 from loyaltysim.model.mechanisms.events import ScheduledEvents
 from loyaltysim.model.mechanisms.kano_drift import drift_kano
+from loyaltysim.model.mechanisms.market_expectations import reference_levels
 from loyaltysim.model.mechanisms.programmes import Book
 from loyaltysim.model.mechanisms.surveys import Surveys
 from loyaltysim.model.mechanisms.word_of_mouth import WordOfMouth
@@ -249,6 +250,9 @@ class LoyaltyMarket(Model):
             switching_cost=self.events.switching_cost,
             wom_pos=wom_pos,
             wom_neg=wom_neg,
+            market_levels=(reference_levels(levels, available, self.customers.current, self.customers.active,
+                                            self.params.best_offer_weight)
+                           if self.params.market_expectations else None),
             perks=perks,
         )
 

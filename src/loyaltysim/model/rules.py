@@ -165,19 +165,23 @@ def update_attitude(attitude: np.ndarray, satisfaction: np.ndarray, threshold: n
 
 
 def update_expectation(expectation: np.ndarray, offered: np.ndarray, buying: np.ndarray, present: np.ndarray,
-                       best: np.ndarray, kano: np.ndarray, p: Params) -> np.ndarray:
+                       best: np.ndarray, kano: np.ndarray, p: Params, market: np.ndarray | None = None) -> np.ndarray:
     """Expectations adapt toward what the customer experiences and, for needs it knows of (must-be and
-    one-dimensional attributes), rise toward the best offer in the market (Oliver 1980; the brief's
-    "expectations keep rising, shaped by the firm and its competitors"). Latent needs (attractive attributes)
-    are not expected until met, so they adapt only to the customer's own experience, and slowly."""
+    one-dimensional attributes), toward the market: they rise toward the best offer in the market (Oliver 1980; the
+    brief's "expectations keep rising, shaped by the firm and its competitors") or, given the market's reference
+    levels ``market`` [A] (:mod:`~loyaltysim.model.mechanisms.market_expectations`), move toward them both ways.
+    Latent needs (attractive attributes) are not expected until met, so they adapt only to the customer's own
+    experience, and slowly."""
     out = expectation.copy()
     for a in range(out.shape[1]):
         col = out[:, a]
         latent = kano[a] == ATTRACTIVE
         alpha = p.latent_alpha if latent else p.expect_alpha
         np.copyto(col, col + alpha * (offered[:, a] - col), where=buying)
-        if not latent:
-            np.copyto(col, col + p.competitor_alpha * np.maximum(best[a] - col, 0.0), where=present)
+        if latent:
+            continue
+        pull = np.maximum(best[a] - col, 0.0) if market is None else market[a] - col
+        np.copyto(col, col + p.competitor_alpha * pull, where=present)
     return out
 
 
@@ -372,7 +376,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
     old = satisfaction[idx, at]
     satisfaction[idx, at] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
-    expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p)
+    expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
+                                     sh.market_levels)
     belief = perceived[at, idx]
     target = np.clip(quality[at, idx] - p.failure_belief * damage, 0.0, 1.0)
     perceived[at, idx] = np.where(buying, belief + p.learn_alpha * (target - belief), belief)

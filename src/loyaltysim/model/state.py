@@ -217,6 +217,8 @@ class Params:
     reference_alpha: float = 0.0  # pull of the price paid on the reference price
     value_weight: float = 0.0  # satisfaction per 100% of the price below or above the reference
     price_loss_aversion: float = 1.0  # a price above the reference weighs this many times a saving
+    market_expectations: bool = False  # known needs adapt to the market's reference level both ways
+    best_offer_weight: float = 1.0  # that reference's weight on the best offer (the rest: the average offer)
 
     @classmethod
     def from_scenario(cls, scenario) -> Params:
@@ -264,6 +266,8 @@ class Params:
             reference_alpha=half_life_weight(c.reference_price.half_life.steps(unit)),
             value_weight=c.reference_price.value_weight,
             price_loss_aversion=c.reference_price.loss_aversion,
+            market_expectations=c.market_expectations.enabled,
+            best_offer_weight=c.market_expectations.best_offer_weight,
         )
 
 
@@ -290,6 +294,7 @@ class Shared:
     switching_cost: float  # procedural
     wom_pos: np.ndarray  # f8[n, F] share of neighbours recommending each firm
     wom_neg: np.ndarray  # f8[n, F] share of neighbours warning against each firm
+    market_levels: np.ndarray | None = None  # f8[A] the market's reference level (None: expectations ratchet to the best)
     perks: Any = None  # the loyalty programmes' Perks (model.mechanisms.programmes; None: no programme in the market)
 
 
