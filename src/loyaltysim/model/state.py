@@ -294,7 +294,7 @@ class Shared:
     switching_cost: float  # procedural
     wom_pos: np.ndarray  # f8[n, F] share of neighbours recommending each firm
     wom_neg: np.ndarray  # f8[n, F] share of neighbours warning against each firm
-    market_levels: np.ndarray | None = None  # f8[A] the market's reference level (None: expectations ratchet to the best)
+    market_levels: np.ndarray | None = None  # f8[A] market reference level (None: expectations ratchet to the best)
     perks: Any = None  # the loyalty programmes' Perks (model.mechanisms.programmes; None: no programme in the market)
 
 
