@@ -150,6 +150,18 @@ class MarketExpectations(_Spec):
     best_offer_weight: Probability = 0.25  # the reference level's weight on the best offer (the rest: the average)
 
 
+class ReliabilityChoice(_Spec):
+    """Reliability in choice: each customer's belief about each firm's service reliability, learned from its own
+    failures and recoveries and from word of mouth, weighed when choosing (raised by a service upgrade or priority
+    service it holds). Off (``enabled = false``): failures act on choice only through the quality belief."""
+
+    enabled: Annotated[bool, Strict()] = False
+    weight: NonNegative = 10.0  # utility per unit of expected reliability (0.01 more: 0.1 utility at the default)
+    half_life: DurationField = "26 weeks"  # in steps with a purchase: the belief moves halfway to the outcomes
+    word_of_mouth: Probability = 0.05  # share of the way a fully one-sided neighbourhood moves the belief
+    recovery_credit: Probability = 0.5  # a failure whose complaint is resolved well teaches this much less
+
+
 class Customers(_Spec):
     """The customer population: traits are drawn once, from the population stream."""
 
@@ -203,6 +215,7 @@ class Customers(_Spec):
     attention: Attention = Attention()  # limited attention to marketing (off by default)
     reference_price: ReferencePrice = ReferencePrice()  # perceived value against a reference price (off by default)
     market_expectations: MarketExpectations = MarketExpectations()  # two-way adaptation to the market (off)
+    reliability_choice: ReliabilityChoice = ReliabilityChoice()  # beliefs about reliability weighed in choice (off)
 
     @field_validator("variety_seeking")
     @classmethod

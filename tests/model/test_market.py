@@ -350,8 +350,9 @@ SECOND_PASS = {
     "market__customers__attention": {"enabled": True, "capacity": "0.2 per month"},
     "market__customers__reference_price": {"enabled": True, "half_life": "4 weeks", "value_weight": 0.2},
     "market__customers__market_expectations": {"enabled": True, "best_offer_weight": 0.3},
+    "market__customers__reliability_choice": {"enabled": True, "half_life": "4 weeks", "word_of_mouth": 0.2},
 }
-SECOND_PASS_MOVES = {"ref_price"}
+SECOND_PASS_MOVES = {"ref_price", "rel_belief"}
 
 
 @pytest.mark.parametrize(("market", "seed", "mechanisms"),

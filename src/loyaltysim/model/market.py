@@ -34,7 +34,7 @@ from loyaltysim.model.agents import Customer, Firm, OfferHistory
 from loyaltysim.model.event_logs import EventLogs
 from loyaltysim.model.mechanisms import categories as category_markets
 from loyaltysim.model.mechanisms import events as scheduled
-from loyaltysim.model.mechanisms import reference_price
+from loyaltysim.model.mechanisms import reference_price, reliability_beliefs
 from loyaltysim.model.mechanisms.attention import noticed_reach
 from loyaltysim.model.mechanisms.campaigns import Campaigns
 from loyaltysim.model.mechanisms.categories import Category, step_category
@@ -102,6 +102,8 @@ class LoyaltyMarket(Model):
         populate(self.customers, scenario, self.firms, self.kano, self.price_ref, self.params.wallet_decay,
                  streams["population"])
         reference_price.start(self.customers, np.array([f.price for f in self.firms]))
+        reliability_beliefs.start(self.customers, np.array([f.reliability for f in self.firms]),
+                                  np.array([f.available for f in self.firms]))
         self.word_of_mouth = WordOfMouth(market.network, n, unit, streams["word_of_mouth"], streams["network"])
         self.surveys = Surveys(market.survey, unit, streams["surveys"])
         panel = scenario.outputs.panel_every

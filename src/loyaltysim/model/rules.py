@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loyaltysim.model.mechanisms import reference_price
+from loyaltysim.model.mechanisms import reference_price, reliability_beliefs
 from loyaltysim.model.state import (
     ATTRACTIVE,
     MUST_BE,
@@ -289,6 +289,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     upgrade = st.offer_upgrade[rows]
     informed = offered_here & (contacted & (upgrade > 0) & present) & available
     perceived = np.where(informed, perceived + upgrade * (quality - perceived), perceived)
+    if p.reliability_choice:  # what the neighbours say about each firm's reliability
+        rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.wom_pos[rows]),
+                                              firm_major(sh.wom_neg[rows]), p.reliability_wom)
 
     # 3. search and choice
     k = v.occasions[rows]
@@ -316,6 +319,11 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     base = p.quality_weight * perceived - (sh.price_factor * st.price_sensitivity[rows]) * relative_price
     if perks is not None:
         base = base + firm_major(perks.pressure[rows])
+    if p.reliability_choice:  # the reliability expected, with an offer's upgrade or priority service it holds
+        removed = np.where(offered_here, st.offer_upgrade[rows], 0.0)
+        if perks is not None:
+            removed = 1.0 - (1.0 - removed) * (1.0 - firm_major(perks.priority[rows]))
+        base = base + p.reliability_weight * (reliability_beliefs.expected(rel_belief, removed) - 1.0)
     base = np.where(available, base, -np.inf)
     hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
     hold = hold + p.relationship_premium * attitude
@@ -378,6 +386,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     satisfaction[idx, at] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
     expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
                                      sh.market_levels)
+    if p.reliability_choice:
+        rel_belief[at, idx] = reliability_beliefs.learn(rel_belief[at, idx], failed, recovered, buying,
+                                                        p.reliability_alpha, p.recovery_credit)
     belief = perceived[at, idx]
     target = np.clip(quality[at, idx] - p.failure_belief * damage, 0.0, 1.0)
     perceived[at, idx] = np.where(buying, belief + p.learn_alpha * (target - belief), belief)
@@ -435,6 +446,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.expectation[rows] = expectation
     if p.reference_price:
         st.ref_price[rows] = ref_price
+    if p.reliability_choice:
+        st.rel_belief[rows] = rel_belief.T
     st.wallet[rows] = wallet
     last_buy[buyers, at[buyers]] = t
     won = np.flatnonzero(gained >= 0)

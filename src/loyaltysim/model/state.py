@@ -75,6 +75,7 @@ class CustomerState:
     switch_cause: np.ndarray  # i1[n] cause of the latest change of firm
     last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
     ref_price: np.ndarray  # f8[n] reference price, money per unit (used when the reference-price mechanism is on)
+    rel_belief: np.ndarray  # f8[n, F] belief in each firm's service reliability (used when reliability-in-choice is on)
     # relationships and campaigns
     relationship_value: np.ndarray  # f8[n] margin earned by the current firm in this relationship
     relationship_revenue: np.ndarray  # f8[n] revenue it earned in this relationship (after personal discounts)
@@ -137,6 +138,7 @@ class CustomerState:
             switch_cause=np.zeros(n, np.int8),
             last_score=np.zeros(n, np.int8),
             ref_price=np.zeros(n, f8),
+            rel_belief=np.zeros((n, n_firms), f8),
             step_firm=np.full(n, NO_FIRM, i4),
             step_purchases=np.zeros(n, i4),
             step_units=np.zeros(n, f8),
@@ -219,6 +221,11 @@ class Params:
     price_loss_aversion: float = 1.0  # a price above the reference weighs this many times a saving
     market_expectations: bool = False  # known needs adapt to the market's reference level both ways
     best_offer_weight: float = 1.0  # that reference's weight on the best offer (the rest: the average offer)
+    reliability_choice: bool = False  # beliefs about each firm's reliability, weighed in choice
+    reliability_weight: float = 0.0  # utility per unit of expected reliability
+    reliability_alpha: float = 0.0  # pull of a purchase's outcome on the belief
+    reliability_wom: float = 0.0  # pull of word of mouth on the belief
+    recovery_credit: float = 0.0  # outcome counted for a failure whose complaint was resolved well
 
     @classmethod
     def from_scenario(cls, scenario) -> Params:
@@ -268,6 +275,11 @@ class Params:
             price_loss_aversion=c.reference_price.loss_aversion,
             market_expectations=c.market_expectations.enabled,
             best_offer_weight=c.market_expectations.best_offer_weight,
+            reliability_choice=c.reliability_choice.enabled,
+            reliability_weight=c.reliability_choice.weight,
+            reliability_alpha=half_life_weight(c.reliability_choice.half_life.steps(unit)),
+            reliability_wom=c.reliability_choice.word_of_mouth,
+            recovery_credit=c.reliability_choice.recovery_credit,
         )
 
 
