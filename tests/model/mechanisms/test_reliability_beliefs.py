@@ -4,7 +4,6 @@ crisis in a market."""
 import dataclasses
 
 import numpy as np
-import pytest
 
 from loyaltysim import LoyaltyMarket
 from loyaltysim.model.mechanisms.reliability_beliefs import expected, hear, learn, start
