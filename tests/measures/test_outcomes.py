@@ -149,7 +149,8 @@ def test_a_party_is_measured_only_by_its_declared_measures(scenario):
 def _contacts(contact_cost: float, offer_cost: float) -> pd.DataFrame:
     return pd.DataFrame({"firm": ["Focal", "Focal"], "accepted": [True, False],
                          "contact_cost": [contact_cost, contact_cost], "offer_cost": [offer_cost, offer_cost],
-                         "second_value": [30.0, None], "second_revenue": [50.0, None], "second_steps": [4.0, None]})
+                         "second_value": [30.0, None], "second_revenue": [50.0, None], "second_steps": [4.0, None],
+                         "second_ended": [True, False]})
 
 
 def test_return_on_regain_is_one_function_whose_undefined_case_each_caller_chooses(scenario):
@@ -163,3 +164,29 @@ def test_return_on_regain_is_one_function_whose_undefined_case_each_caller_choos
     assert math.isnan(outcomes.compute([roi], scenario, {"contacts": _contacts(0.0, 0.0)}, {})[roi])  # free
     absent = outcomes.compute([roi, "focal.winback_cost"], scenario, {}, {})  # no campaign
     assert math.isnan(absent[roi]) and absent["focal.winback_cost"] == 0.0
+
+
+def test_the_median_lifetime_counts_lifetimes_still_running_as_censored():
+    # ended after 2, 4 and 6 steps; two still running at 3 and 10: Kaplan-Meier survival 0.8 after 2, 0.533 after 4,
+    # 0.267 after 6 -> the median is 6, where the mean of the lengths (5) would cut the running ones short
+    length = np.array([2.0, 4.0, 6.0, 3.0, 10.0])
+    ended = np.array([True, True, True, False, False])
+    assert outcomes.median_lifetime(length, ended) == 6.0
+    assert outcomes.median_lifetime(length, np.array([True, False, False, False, False])) != outcomes.median_lifetime(
+        length, np.ones(5, bool))
+    assert math.isnan(outcomes.median_lifetime(length, np.zeros(5, bool)))  # all still running: not reached
+    assert math.isnan(outcomes.median_lifetime(np.array([]), np.array([], bool)))
+
+
+def test_satisfied_switchers_are_judged_by_their_answer_about_the_firm_left_and_exits_do_not_count(scenario):
+    warm = scenario.warmup_steps()
+    defections = pd.DataFrame({
+        "step": [warm + 1, warm + 2, warm + 3, warm + 4, warm],
+        "firm": ["Focal", "Focal", "Rival A", "Focal", "Focal"],
+        "cause": ["competitor_offer", "needs_not_met", "competitor_offer", "natural_churn", "competitor_offer"],
+        "score_about_left": pd.array([5, 2, pd.NA, 5, 5], dtype="Int8"),  # the last one is in the warm-up
+    })
+    tables = {"defections": defections}
+    got = outcomes.compute(["focal.satisfied_switcher_share", "market.satisfied_switcher_share"], scenario, tables,
+                           {})
+    assert got == {"focal.satisfied_switcher_share": 0.5, "market.satisfied_switcher_share": 0.5}

@@ -16,7 +16,9 @@ catalogue below describes them (a test checks that it names every declared measu
   are already netted out of the margins), ``cost_per_regain`` (that cost over the customers who came back: to
   compare with the firm's ``acquisition_cost`` of a new customer), ``second_lifetime_value`` and
   ``second_lifetime_revenue`` (margin and revenue of the second lifetimes so far), ``second_lifetime_weeks`` (their
-  mean length so far, in weeks: lifetimes still running at the end are cut there) and ``return_on_regain``
+  mean length so far, in weeks: lifetimes still running at the end are cut there, so it understates the length),
+  ``second_lifetime_median_weeks`` (the Kaplan-Meier median length, in weeks, with lifetimes still running at the
+  end as censored observations; NaN while more than half are still running) and ``return_on_regain``
   ((second-lifetime value - cost) / cost; Stauss & Friege 1999; NaN when the campaign cost nothing). These count
   every customer who came back while an offer lasted, including those who would have come back anyway: the
   campaign's incremental value is the paired difference of ``npv`` or ``profit`` against no campaign;
@@ -51,6 +53,10 @@ catalogue below describes them (a test checks that it names every declared measu
   surviving core does not pass for loyalty: ``cohort_retention`` (the share still with the firm at the end),
   ``cohort_retention_annual`` (the same per year: retention ** (1 / years)), ``cohort_attitude`` (the mean
   attitude of the cohort, counting those who left as 0);
+* switching, measured apart from exits from the market: ``satisfied_switcher_share`` (firm and market: the share of
+  the defections after the warm-up that are switches, not life events taking the customer out of the market, whose
+  last survey answer about the firm left was 4 or 5, among those ever asked about it; ``satisfied_defector_share``
+  counts every defection and the last answer whatever firm it was about);
 * market measures: ``annual_churn`` (defections per customer-year over all firms), ``satisfied_defector_share``,
   and the Jones & Sasser curve: ``retention_by_score_1`` .. ``retention_by_score_5``, the share of survey
   answers with that score (given after the warm-up, at least a year before the end) whose customer is still with
@@ -74,6 +80,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from loyaltysim.measures.value import return_on_regain
 from loyaltysim.scenario import LoyaltyScenario
@@ -215,8 +222,36 @@ def _winback(run: RunData, firm: str | None, measure: str) -> float:
         "second_lifetime_revenue": float(mine["second_revenue"].fillna(0.0).sum()),
         "second_lifetime_weeks": (float(mine["second_steps"].dropna().mean()) * DAYS[step] / DAYS["week"]
                                   if accepted.any() else math.nan),
+        "second_lifetime_median_weeks": (median_lifetime(mine["second_steps"][accepted].to_numpy(float),
+                                                         mine["second_ended"][accepted].to_numpy(bool))
+                                         * DAYS[step] / DAYS["week"]),
         "return_on_regain": return_on_regain(value, cost, without_cost="nan"),
     }[measure]
+
+
+def median_lifetime(length: np.ndarray, ended: np.ndarray) -> float:
+    """The Kaplan-Meier median of lifetimes ``length`` of which those not ``ended`` are still running (right-censored
+    at their length so far): the first length at which the estimated survival falls to 0.5 or below; NaN without
+    lifetimes or while the survival stays above 0.5 (more than half still running)."""
+    if length.size == 0:
+        return math.nan
+    data = stats.CensoredData(uncensored=length[ended], right=length[~ended])
+    survival = stats.ecdf(data).sf
+    below = np.flatnonzero(survival.probabilities <= 0.5)
+    return float(survival.quantiles[below[0]]) if below.size else math.nan
+
+
+def _switches(run: RunData, firm: str | None) -> pd.DataFrame:
+    """The defections after the warm-up that are switches (not exits from the market by a life event), of ``firm``
+    (every firm's for ``None``)."""
+    dep = run.tables["defections"]
+    dep = dep[(dep["step"] > run.scenario.warmup_steps()) & (dep["cause"] != "natural_churn")]
+    return dep if firm is None else dep[dep["firm"] == firm]
+
+
+def _satisfied_switchers(run: RunData, firm: str | None, measure: str) -> float:
+    scored = _switches(run, firm)["score_about_left"].dropna()
+    return float((scored >= 4).mean()) if len(scored) else math.nan
 
 
 def _retention(run: RunData, firm: str | None, measure: str) -> float:
@@ -379,6 +414,9 @@ _DECLARED = (
     Measure("nps_mean", "summary", "mean NPS", "points, -100 to 100", firm=_summary),
     Measure("satisfied_defector_share", "summary", "defectors whose last score was 4 or 5", FRACTION,
             firm=_summary, market=_market_summary),
+    # switches, apart from exits from the market
+    Measure("satisfied_switcher_share", "switching", "switchers whose last score about the firm left was 4 or 5",
+            FRACTION, firm=_satisfied_switchers, market=_satisfied_switchers),
     # means over the reported period of a firm's time series
     Measure("attitude_mean", "series", "mean attitudinal loyalty", "0-1", firm=_series_mean("attitude")),
     Measure("satisfaction_basic_mean", "series", "mean satisfaction, must-be attributes",
@@ -413,7 +451,10 @@ _DECLARED = (
     Measure("cost_per_regain", "winback", firm=_winback),
     Measure("second_lifetime_value", "winback", "margin of second lifetimes", MONEY, firm=_winback, absent=0.0),
     Measure("second_lifetime_revenue", "winback", firm=_winback, absent=0.0),
-    Measure("second_lifetime_weeks", "winback", firm=_winback),
+    Measure("second_lifetime_weeks", "winback", "mean length of second lifetimes so far (cut at the end)", "weeks",
+            firm=_winback),
+    Measure("second_lifetime_median_weeks", "winback", "median length of second lifetimes (Kaplan-Meier)", "weeks",
+            firm=_winback),
     Measure("return_on_regain", "winback", "return on regain investment", "ratio", firm=_winback),
     # retention and personalised campaigns, and the early warning
     Measure("retention_contacts", "retention", firm=_retention, absent=0.0),

@@ -34,8 +34,8 @@ FIRM_METRICS = (
     "score_1", "score_2", "score_3", "score_4", "score_5", "nps",
     *LADDER_COLUMNS, *DICK_BASU_COLUMNS, *JONES_SASSER_COLUMNS, *BOOKS,
 )
-DEPARTURE_COLUMNS = ["step", "customer", "firm", "destination", "cause", "last_score", "tenure", "satisfaction",
-                     "value", "revenue", "second_lifetime"]
+DEPARTURE_COLUMNS = ["step", "customer", "firm", "destination", "cause", "last_score", "score_about_left", "tenure",
+                     "satisfaction", "value", "revenue", "second_lifetime"]
 
 
 class Membership:
@@ -86,7 +86,8 @@ class Membership:
         return {
             "step": np.full(who.size, t, np.int32), "customer": who.astype(np.int32), "firm": firm,
             "destination": np.where(dest == firm, NO_FIRM, dest).astype(np.int32), "cause": cause,
-            "last_score": st.last_score[who], "tenure": tenure.astype(np.int32),
+            "last_score": st.last_score[who], "score_about_left": st.scores[who, firm],
+            "tenure": tenure.astype(np.int32),
             "satisfaction": st.satisfaction[who, firm],
             "value": st.step_lifetime_value[who] if contractual else np.full(who.size, np.nan),
             "revenue": st.step_lifetime_revenue[who] if contractual else np.full(who.size, np.nan),
@@ -157,8 +158,9 @@ class Accounts:
         self.members_prev = members
 
     def defections_table(self, firm_names: np.ndarray) -> pd.DataFrame:
-        """Every departure: step, customer, the firm left and the destination, the cause, the last survey answer,
-        tenure, satisfaction with the firm left, and (contractual) the relationship's value and revenue."""
+        """Every departure: step, customer, the firm left and the destination, the cause, the last survey answer
+        (about whichever firm) and the last answer about the firm left, tenure, satisfaction with the firm left, and
+        (contractual) the relationship's value and revenue."""
         dep = concat(self.departures, DEPARTURE_COLUMNS)
         defections = pd.DataFrame({
             "step": dep["step"].astype(np.int32),
@@ -167,6 +169,7 @@ class Accounts:
             "destination": firm_names[dep["destination"].astype(int)],
             "cause": pd.Categorical.from_codes(dep["cause"].astype(int), categories=CAUSE_NAMES),
             "last_score": pd.array(np.where(dep["last_score"] > 0, dep["last_score"], 0), dtype="Int8"),
+            "score_about_left": pd.array(dep["score_about_left"], dtype="Int8"),
             "tenure": dep["tenure"].astype(np.int32),
             "satisfaction": dep["satisfaction"].astype(np.float64),
             "value": dep["value"].astype(np.float64),
@@ -174,6 +177,7 @@ class Accounts:
             "second_lifetime": dep["second_lifetime"].astype(bool),
         })
         defections.loc[defections["last_score"] == 0, "last_score"] = pd.NA
+        defections.loc[defections["score_about_left"] == 0, "score_about_left"] = pd.NA
         return defections
 
 

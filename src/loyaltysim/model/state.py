@@ -74,6 +74,7 @@ class CustomerState:
     last_failure: np.ndarray  # i4[n] step of the last service failure
     switch_cause: np.ndarray  # i1[n] cause of the latest change of firm
     last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
+    scores: np.ndarray  # i1[n, F] last 1-5 survey answer about each firm (0: never asked about it)
     ref_price: np.ndarray  # f8[n] reference price, money per unit (used when the reference-price mechanism is on)
     rel_belief: np.ndarray  # f8[n, F] belief in each firm's service reliability (used when reliability-in-choice is on)
     # relationships and campaigns
@@ -137,6 +138,7 @@ class CustomerState:
             last_failure=np.full(n, NEVER, i4),
             switch_cause=np.zeros(n, np.int8),
             last_score=np.zeros(n, np.int8),
+            scores=np.zeros((n, n_firms), np.int8),
             ref_price=np.zeros(n, f8),
             rel_belief=np.zeros((n, n_firms), f8),
             step_firm=np.full(n, NO_FIRM, i4),

@@ -3,7 +3,9 @@ item and the 0-10 recommendation item about it, each with its own answer noise.
 
 The answer maps true satisfaction plus noise through the survey's cutpoints (:func:`~loyaltysim.model.rules.
 survey_score`, :func:`~loyaltysim.model.rules.recommend_score`). A customer's last answer is kept (it is what a
-firm's records know, and the defections table's ``last_score``); every answer goes to the ``surveys`` table, and
+firm's records know, and the defections table's ``last_score``), and so is its last answer about each firm (the
+defections table's ``score_about_left``: a defector's last answer may be about another firm, one it left before);
+every answer goes to the ``surveys`` table, and
 each firm's answers of the step to its row of the ``firms`` table (counts by score, NPS).
 """
 
@@ -44,6 +46,7 @@ class Surveys:
         score = rules.survey_score(true + noise[asked, 0], self.cutpoints)
         nps = rules.recommend_score(true + noise[asked, 1], survey.nps_scale)
         st.last_score[asked] = score
+        st.scores[asked, firm] = score
         if records is not None:
             records.surveyed(asked, firm, score, t)
         self.responses.append({"step": np.full(asked.size, t, np.int32), "customer": asked.astype(np.int32),
