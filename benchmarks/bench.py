@@ -12,11 +12,16 @@ and writes JSON:
   second each;
 * how long ``loyaltysim --help`` takes to answer.
 
+``--market repertoire`` times the repertoire baseline (experiments/scenarios/baseline_repertoire.toml, no programme)
+instead, and ``--market personal`` the same with its personal repertoires switched on (brand tastes that drift and
+consideration sets, at the settings of :data:`PERSONAL`): the two give the cost of those mechanisms.
+
 Usage (from the repository's top folder)::
 
     python benchmarks/bench.py --quick          # under a minute: 1,000 and 10,000 customers
     python benchmarks/bench.py                  # 1,000 to 1,000,000 customers (several minutes)
     python benchmarks/bench.py --sizes 100000 --steps 52 --json bench.json
+    python benchmarks/bench.py --sizes 100000 --no-sweep --market personal   # repertoire tastes and consideration
 
 Timings are wall-clock on the machine at hand: compare ratios, and record the machine with the numbers.
 """
@@ -39,16 +44,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "experiments" / "scenarios" / "baseline.toml"
+REPERTOIRE = ROOT / "experiments" / "scenarios" / "baseline_repertoire.toml"
+MARKETS = ("baseline", "repertoire", "personal")
+# personal repertoires switched on: drifting brand tastes and consideration sets
+PERSONAL = {"tastes": {"enabled": True, "polarisation": 0.4, "drift_half_life": "104 weeks"},
+            "consideration": {"enabled": True}}
 PROGRAMME = {"kind": "points", "name": "Points"}  # the default points programme
 ONE_AT_A_TIME_MAX = 100_000  # one step of 100,000 customers one at a time takes about half a minute
 
 
-def scenario_data(population: int, steps: int, programme: bool = True) -> dict:
-    data = tomllib.loads(BASELINE.read_text())
+def scenario_data(population: int, steps: int, programme: bool = True, market: str = "baseline") -> dict:
+    data = tomllib.loads((BASELINE if market == "baseline" else REPERTOIRE).read_text())
+    if market == "personal":
+        data["market"].update(PERSONAL)
     data["market"]["customers"]["population"] = population
     data["time"]["horizon"] = f"{steps + 1} weeks"
     data["time"]["warmup"] = "1 week"
-    data["policy"]["programmes"] = [PROGRAMME] if programme else []
+    data["policy"]["programmes"] = [PROGRAMME] if programme and market == "baseline" else []
     return data
 
 
@@ -56,13 +68,13 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
 
 
-def _measure(population: int, steps: int, one_at_a_time_steps: int, queue) -> None:
+def _measure(population: int, steps: int, one_at_a_time_steps: int, queue, market: str = "baseline") -> None:
     """In a fresh process: build the model, time vectorized steps (and one-at-a-time steps on a second model)."""
     from loyaltysim.model.agents import Customer
     from loyaltysim.model.market import LoyaltyMarket
     from loyaltysim.scenario import scenario_from_dict
 
-    sc = scenario_from_dict(scenario_data(population, steps))
+    sc = scenario_from_dict(scenario_data(population, steps, market=market))
     before = _peak_rss_bytes()
     t0 = time.perf_counter()
     model = LoyaltyMarket(sc, seed=1)
@@ -91,10 +103,10 @@ def _measure(population: int, steps: int, one_at_a_time_steps: int, queue) -> No
     queue.put(out)
 
 
-def measure(population: int, steps: int, one_at_a_time_steps: int) -> dict:
+def measure(population: int, steps: int, one_at_a_time_steps: int, market: str = "baseline") -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(population, steps, one_at_a_time_steps, queue))
+    proc = ctx.Process(target=_measure, args=(population, steps, one_at_a_time_steps, queue, market))
     proc.start()
     result = queue.get()
     proc.join()
@@ -145,13 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="timed vectorized steps per size (default 52; quick 10)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the sweep-throughput measurement")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default results/benchmarks/...)")
+    parser.add_argument("--market", choices=MARKETS, default="baseline",
+                        help="the contractual baseline with a points programme (default), the repertoire baseline, or "
+                             "the repertoire baseline with personal repertoires (tastes, consideration sets)")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000])
     steps = args.steps or (10 if args.quick else 52)
     rows = []
     for n in sizes:
         slow_steps = 0 if n > ONE_AT_A_TIME_MAX else (5 if n <= 1_000 and not args.quick else 2 if n <= 10_000 else 1)
-        rows.append(measure(n, steps, slow_steps))
+        rows.append(measure(n, steps, slow_steps, args.market))
         r = rows[-1]
         print(f"{n:>9,} customers: vectorized {r['vectorized_customer_steps_per_s'] / 1e6:6.3f}M customer-steps/s"
               + (f", one at a time {r['one_at_a_time_customer_steps_per_s'] / 1e3:7.1f}k, ratio {r['ratio']:6.1f}x"
@@ -169,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     latency = help_latency()
     print(f"loyaltysim --help: {latency:.3f} s (best of 5)")
     report = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
-              "cpus": os.cpu_count(), "python": platform.python_version(), "sizes": rows, "sweep": sweep,
+              "cpus": os.cpu_count(), "python": platform.python_version(), "market": args.market, "sizes": rows,
+              "sweep": sweep,
               "help_s": latency}
     path = args.json or ROOT / "results" / "benchmarks" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -733,6 +733,36 @@ class CategorySpec(_Spec):
     outlets: Annotated[list[Outlet], Field(min_length=2)]
 
 
+class Tastes(_Spec):
+    """Repertoire markets: each customer's own, lasting propensity toward each firm (a personal repertoire).
+
+    Propensities are drawn once per customer from a symmetric Dirichlet whose polarisation φ = 1 / (1 + S) is the
+    Dirichlet model's (Goodhardt, Ehrenberg & Chatfield 1984): near 0 every customer likes every firm alike, near 1
+    each customer is drawn to one or two firms. The utility of firm j is ``weight`` x choice_noise x log(F π_ij).
+    """
+
+    enabled: bool = False  # the ablation switch: off, nobody has tastes (the model without this mechanism)
+    polarisation: Annotated[float, Strict(), Field(gt=0.0, lt=1.0)] = 0.4  # φ = 1 / (1 + S) of the propensities
+    weight: NonNegative = 1.0  # x choice_noise x log(F π): at 1 a customer picks among equal firms by π alone
+    drift_half_life: PositiveDurationField | None = None  # half the customers renew their tastes in this time
+
+
+class Consideration(_Spec):
+    """Repertoire markets: a customer chooses only among the firms it knows (its consideration set).
+
+    Awareness of each firm, 0..1, grows with the firm's marketing and with word of mouth about it and fades with a
+    half-life; a firm is considered while its awareness is at least ``threshold``. The current firm, and a firm just
+    bought from, are always known.
+    """
+
+    enabled: bool = False  # the ablation switch: off, every customer considers every firm
+    initial_awareness: Probability = 0.5  # chance a customer knows each other firm at the start
+    half_life: PositiveDurationField = "26 weeks"  # awareness of a firm halves in this time without news of it
+    marketing_gain: Probability = 0.5  # share of the way to full awareness one marketing exposure takes it
+    word_of_mouth_gain: Probability = 0.5  # the same for hearing every neighbour speak of the firm (x the share)
+    threshold: Annotated[float, Strict(), Field(gt=0.0, le=1.0)] = 0.5  # awareness at which a firm is considered
+
+
 class Market(_Spec):
     """What a strategy team cannot control: customers, competitors (and the focal firm's structure), events."""
 
@@ -745,6 +775,17 @@ class Market(_Spec):
     survey: Survey = Survey()
     events: list[Event] = []
     categories: list[CategorySpec] = []  # the customers' other needs, where coalition partners sell
+    tastes: Tastes = Tastes()  # repertoire: persistent, heterogeneous brand propensities (off by default)
+    consideration: Consideration = Consideration()  # repertoire: choice among known firms only (off by default)
+
+    @model_validator(mode="after")
+    def _repertoire_only(self) -> Market:
+        for name in ("tastes", "consideration"):
+            if getattr(self, name).enabled and self.type != "repertoire":
+                raise ValueError(f"{name}.enabled: personal repertoires and consideration sets belong to a repertoire "
+                                 f"market (this market's type is \"{self.type}\"); set market.type = "
+                                 "\"repertoire\" or switch the mechanism off")
+        return self
 
 
 class Policy(_Spec):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loyaltysim.experiments.calibration import CHURN, NBD_GAP, TOP_BOX, calibration_report, nbd_gap
+from loyaltysim.experiments.calibration import CHURN, NBD_GAP, TOP_BOX, calibration_check, calibration_report, nbd_gap
 from loyaltysim.scenario import load_scenario, scenario_from_dict
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
@@ -48,6 +48,24 @@ def test_report_rows_for_a_repertoire_market():
     assert churn["ok"] is None  # lapse-defined churn is reported without a target
 
 
+def test_a_repertoire_run_gets_the_dirichlet_benchmark_and_a_contractual_one_does_not():
+    data = _small("baseline_repertoire.toml", 800)
+    data["time"].update(horizon="40 weeks", warmup="10 weeks")
+    check = calibration_check(scenario_from_dict(data), [1, 2], window_weeks=4, dirichlet_weeks=26)
+    assert check.dirichlet_steps == 26
+    table = check.dirichlet
+    assert list(table["brand"]) == ["Focal", "Rival A", "Rival B", "(category)"]
+    brands = table.iloc[:3]
+    for m in ("share", "penetration", "frequency", "scr"):
+        assert brands[m].between(0, np.inf).all() and brands[f"{m}_dirichlet"].between(0, np.inf).all(), m
+    np.testing.assert_allclose(brands["share"].sum(), 1.0)
+    np.testing.assert_allclose(brands["share"], brands["share_dirichlet"])  # the fit takes the observed shares
+    assert (brands[["penetration", "scr"]] <= 1).all().all()
+    assert list(check.fits["seed"]) == [1, 2] and (check.fits["S"] > 0).all()
+    assert ((check.fits["polarisation"] > 0) & (check.fits["polarisation"] < 1)).all()
+    assert calibration_check(scenario_from_dict(_small("baseline.toml", 200)), [1], window_weeks=4).dirichlet is None
+
+
 def test_the_contractual_baseline_meets_its_targets():
     """Annual churn 15-30% and most customers satisfied, over two seeds, at 3,000 customers."""
     report = calibration_report(scenario_from_dict(_small("baseline.toml", 3000)), [1, 2]).set_index("measure")
@@ -81,6 +99,17 @@ def test_calibrate_check_command_prints_the_table_and_strict_fails_on_a_miss(tmp
     ok = _cli("calibrate-check", "s.toml", "--seeds", "1", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "annual churn" in ok.stdout and "share of scores 4-5" in ok.stdout
+    assert "NBD-Dirichlet" not in ok.stdout  # a contractual market has no brand repertoires
+    repertoire = (SCENARIOS / "baseline_repertoire.toml").read_text()
+    repertoire = repertoire.replace("population = 10000", "population = 300", 1)
+    repertoire = repertoire.replace('horizon = "156 weeks"', 'horizon = "30 weeks"', 1).replace(
+        'warmup = "52 weeks"', 'warmup = "10 weeks"', 1)
+    (tmp_path / "r.toml").write_text(repertoire)
+    rep = _cli("calibrate-check", "r.toml", "--seeds", "1", cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert "NBD-Dirichlet over the first 20 weeks" in rep.stdout and "polarisation" in rep.stdout
+    for name in ("Focal", "Rival A", "Rival B", "(category)", "SCR", "penetration"):
+        assert name in rep.stdout, name
     # no switching costs, constant search: churn far above 30% a year
     wild = small.replace("switching_cost = 0.6 ", "switching_cost = 0.0 ", 1).replace(
         'search_when_satisfied = "5% per month"', 'search_when_satisfied = "90% per month"', 1)

@@ -12,7 +12,11 @@ Targets (see the domain brief, section 5, and the sources below):
   (largest gap between observed and fitted shares of 0, 1, 2, ... purchases at most 0.02 for the category and
   0.05 for a brand, where published fits are within a few percentage points).
 
-The check runs the scenario over several seeds and reports the mean and range of each measure.
+The check runs the scenario over several seeds and reports the mean and range of each measure. In a repertoire market
+it also fits the NBD-Dirichlet (Goodhardt, Ehrenberg & Chatfield 1984; :mod:`loyaltysim.measures.dirichlet`) to the
+purchases of a year after the warm-up and sets each brand's observed share, penetration, purchase frequency and share
+of category requirements beside the Dirichlet's predictions, with the fitted polarisation: the benchmark a repertoire
+market is compared with (reported, without a target band yet).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from loyaltysim.measures import dirichlet
 from loyaltysim.measures.summary import summarize
 from loyaltysim.measures.tables import tabulate
 from loyaltysim.model.market import LoyaltyMarket
@@ -63,17 +68,34 @@ def nbd_gap(counts: np.ndarray, max_count: int = 6) -> float:
     return float(np.abs(observed - fitted).max())
 
 
-def _one_run(scenario: LoyaltyScenario, seed: int, window: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class CalibrationCheck:
+    """The measures against their targets and, in a repertoire market, the Dirichlet benchmark."""
+
+    report: pd.DataFrame  # one row per measure: mean, min and max over seeds, the target band, whether it is met
+    dirichlet: pd.DataFrame | None  # one row per brand (then the category): observed and predicted, mean over seeds
+    fits: pd.DataFrame | None  # one row per seed: the fitted M, K, S and polarisation
+    dirichlet_steps: int  # the length of the Dirichlet's period, in steps
+
+
+def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
+             long_window: int) -> tuple[dict[str, float], np.ndarray, list[str]]:
+    """One seed's measures, and its purchases per customer and firm over ``long_window`` steps after the warm-up."""
     model = LoyaltyMarket(scenario, seed=seed)
     warm, steps = scenario.warmup_steps(), scenario.steps()
     n, n_firms = len(model.customers), len(model.firms)
     counts = np.zeros((n, n_firms), dtype=np.int64)
+    year = np.zeros((n, n_firms), dtype=np.int64)
     for t in range(1, steps + 1):
         model.step()
-        if warm < t <= warm + window:
+        if warm < t <= warm + max(window, long_window):
             st = model.customers
-            buyer = st.step_firm >= 0
-            np.add.at(counts, (np.flatnonzero(buyer), st.step_firm[buyer]), st.step_purchases[buyer])
+            buyer = np.flatnonzero(st.step_firm >= 0)
+            cells = (buyer, st.step_firm[buyer])
+            if t <= warm + window:
+                np.add.at(counts, cells, st.step_purchases[buyer])
+            if t <= warm + long_window:
+                np.add.at(year, cells, st.step_purchases[buyer])
     tables = tabulate(model)
     summary = summarize(scenario, tables)
     firms = tables["firms"][tables["firms"]["step"] > warm]
@@ -90,14 +112,42 @@ def _one_run(scenario: LoyaltyScenario, seed: int, window: int) -> dict[str, flo
         out["NBD fit gap, category"] = nbd_gap(counts.sum(axis=1))
         for j, name in enumerate(model.firm_names):
             out[f"NBD fit gap, {name}"] = nbd_gap(counts[:, j])
-    return out
+    return out, year, model.firm_names
+
+
+def _steps(scenario: LoyaltyScenario, weeks: int) -> int:
+    """``weeks`` in steps, at least 1 and at most the steps reported after the warm-up."""
+    window = max(1, round(weeks * 7 / (7 if scenario.time.step == "week" else 1)))
+    return min(window, scenario.steps() - scenario.warmup_steps())
 
 
 def calibration_report(scenario: LoyaltyScenario, seeds: list[int], window_weeks: int = 13) -> pd.DataFrame:
     """One row per measure: mean, min and max over seeds, the target band, and whether the mean is in it."""
-    window = max(1, round(window_weeks * 7 / (7 if scenario.time.step == "week" else 1)))
-    window = min(window, scenario.steps() - scenario.warmup_steps())
-    runs = pd.DataFrame([_one_run(scenario, s, window) for s in seeds])
+    return calibration_check(scenario, seeds, window_weeks).report
+
+
+def calibration_check(scenario: LoyaltyScenario, seeds: list[int], window_weeks: int = 13,
+                      dirichlet_weeks: int = 52) -> CalibrationCheck:
+    """The calibration measures over ``seeds`` (NBD gaps over the first ``window_weeks`` after the warm-up) and, in a
+    repertoire market, the NBD-Dirichlet fitted to each seed's purchases over the first ``dirichlet_weeks``."""
+    window, long_window = _steps(scenario, window_weeks), _steps(scenario, dirichlet_weeks)
+    repertoire = scenario.market.type == "repertoire"
+    results = [_one_run(scenario, s, window, long_window if repertoire else 0) for s in seeds]
+    report = _measures_report(scenario, pd.DataFrame([r[0] for r in results]))
+    if not repertoire:
+        return CalibrationCheck(report, None, None, long_window)
+    tables, fits = [], []
+    for seed, (_, year, names) in zip(seeds, results, strict=True):
+        table, fit = dirichlet.brand_table(year, names)
+        tables.append(table)
+        fits.append({"seed": seed, "M": fit.mean, "K": fit.k, "S": fit.s, "polarisation": fit.polarisation})
+    order = list(tables[0]["brand"])
+    mean_table = pd.concat(tables).groupby("brand", sort=False).mean().reindex(order).reset_index()
+    return CalibrationCheck(report, mean_table, pd.DataFrame(fits), long_window)
+
+
+def _measures_report(scenario: LoyaltyScenario, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per measure of ``runs`` (one row per seed) against its target band."""
     rows = []
     for col in runs.columns:
         if col.startswith("NBD"):

@@ -13,6 +13,9 @@ order of a step, in :meth:`LoyaltyMarket.step`:
    (:mod:`~loyaltysim.model.mechanisms.word_of_mouth`);
 5. the step's random numbers are drawn for the whole population, from named streams
    (:mod:`~loyaltysim.model.streams`);
+   then, in a repertoire market with them switched on, tastes drift (:mod:`~loyaltysim.model.mechanisms.tastes`) and
+   awareness moves with the step's news, setting each customer's consideration set
+   (:mod:`~loyaltysim.model.mechanisms.consideration`);
 6. customers step, in the market (:mod:`~loyaltysim.model.rules`) and in its categories
    (:mod:`~loyaltysim.model.mechanisms.categories`): all at once (vectorized) or one at a time as Mesa agents
    (same rules, same numbers);
@@ -38,16 +41,18 @@ from loyaltysim.model.mechanisms import reference_price, reliability_beliefs
 from loyaltysim.model.mechanisms.attention import noticed_reach
 from loyaltysim.model.mechanisms.campaigns import Campaigns
 from loyaltysim.model.mechanisms.categories import Category, step_category
+from loyaltysim.model.mechanisms.consideration import Consideration
 from loyaltysim.model.mechanisms.events import ScheduledEvents
 from loyaltysim.model.mechanisms.kano_drift import drift_kano
 from loyaltysim.model.mechanisms.market_expectations import reference_levels
 from loyaltysim.model.mechanisms.programmes import Book
 from loyaltysim.model.mechanisms.surveys import Surveys
+from loyaltysim.model.mechanisms.tastes import Tastes
 from loyaltysim.model.mechanisms.word_of_mouth import WordOfMouth
 from loyaltysim.model.memory import reuse_freed_memory
 from loyaltysim.model.panel import Panel
 from loyaltysim.model.population import populate
-from loyaltysim.model.rules import step_customers
+from loyaltysim.model.rules import life_events, step_customers
 from loyaltysim.model.state import KANO_CODES, KANO_NAMES, CustomerState, Params, Shared, Variates
 from loyaltysim.model.streams import Streams
 from loyaltysim.scenario import LoyaltyScenario
@@ -104,6 +109,13 @@ class LoyaltyMarket(Model):
         reference_price.start(self.customers, np.array([f.price for f in self.firms]))
         reliability_beliefs.start(self.customers, np.array([f.reliability for f in self.firms]),
                                   np.array([f.available for f in self.firms]))
+        # repertoire markets: personal brand tastes and consideration sets, each from its own stream (None: off)
+        self.tastes = (Tastes(market.tastes, n, len(self.firms), c.choice_noise, unit, streams["tastes"])
+                       if market.tastes.enabled else None)
+        self.consideration = (Consideration(market.consideration, self.customers.current,
+                                            np.array([f.available for f in self.firms]), unit,
+                                            streams["consideration"])
+                              if market.consideration.enabled else None)
         self.word_of_mouth = WordOfMouth(market.network, n, unit, streams["word_of_mouth"], streams["network"])
         self.surveys = Surveys(market.survey, unit, streams["surveys"])
         panel = scenario.outputs.panel_every
@@ -174,6 +186,7 @@ class LoyaltyMarket(Model):
         if extra is not None:  # points pressure: extra purchase occasions
             self.variates.occasions = self.variates.occasions + extra
         self.category_variates = [cat.draw() for cat in self.categories]
+        self._repertoires()
         self.active_before = st.active.copy()
         if self.one_at_a_time:
             self.agents_by_type[Customer].do("step")  # each calls step_rows on its own row
@@ -210,6 +223,17 @@ class LoyaltyMarket(Model):
             step_category(cat, rows, v, cat.perks_view(self.perks), self.active_before)
 
     # --- what the step's phases share ----------------------------------------------------------------------------
+    def _repertoires(self) -> None:
+        """Tastes drift and awareness moves with the step's news (marketing met, word of mouth, last purchases),
+        before the customers step; the customer rules read the tastes and the considered firms from the shared state."""
+        if self.tastes is not None:
+            self.tastes.before_step()
+            self.shared.taste = self.tastes.utility
+        if self.consideration is not None:
+            present = life_events(self.customers.active, self.variates.u_life, self.params)[2]
+            self.consideration.before_step(self.customers, self.shared, self.variates, present)
+            self.shared.considered = self.consideration.considered
+
     def _programme_perks(self, t: int):
         """The programmes' perks (customer x seller) and extra purchase occasions of the step (None, None without
         programmes)."""

@@ -229,6 +229,22 @@ def recommend_score(satisfaction: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(np.rint(7.0 + scale * satisfaction), 0, 10).astype(np.int8)
 
 
+def life_events(active: np.ndarray, u_life: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(leave, enter, present): natural churn takes active customers out of the market, re-entry brings inactive
+    ones back; present = in the market after both (the consideration sets read it before the customers step)."""
+    leave = active & (u_life < p.p_leave)
+    enter = ~active & (u_life < p.p_enter)
+    return leave, enter, (active & ~leave) | enter
+
+
+def considered_firms(considered: np.ndarray, is_current: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """[F, m] firms a customer can choose in this step: the available firms it considers, its current firm always
+    (Howard & Sheth 1969: choice within the evoked set); a customer who knows no available firm (back in the market
+    after long enough away to forget them all) looks at every available firm."""
+    choosable = (considered | is_current) & available
+    return choosable | (available & ~choosable.any(axis=0))
+
+
 # --- the step ---------------------------------------------------------------------------------------------
 
 
@@ -256,10 +272,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     row_ids = idx + (rows.start or 0)
 
     # 1. life events
-    u_life = v.u_life[rows]
-    leave = active & (u_life < p.p_leave)
-    enter = ~active & (u_life < p.p_enter)
-    present = (active & ~leave) | enter
+    leave, enter, present = life_events(active, v.u_life[rows], p)
     had = cur >= 0
     cur_safe = np.where(had, cur, 0)
 
@@ -324,7 +337,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         if perks is not None:
             removed = 1.0 - (1.0 - removed) * (1.0 - firm_major(perks.priority[rows]))
         base = base + p.reliability_weight * (reliability_beliefs.expected(rel_belief, removed) - 1.0)
-    base = np.where(available, base, -np.inf)
+    if sh.taste is not None:  # persistent brand tastes (model.mechanisms.tastes)
+        base = base + firm_major(sh.taste[rows])
+    # consideration sets (model.mechanisms.consideration): choose among the firms known
+    choosable = (available if sh.considered is None
+                 else considered_firms(firm_major(sh.considered[rows]), firm_ids == cur, available))
+    base = np.where(choosable, base, -np.inf)
     hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
     hold = hold + p.relationship_premium * attitude
     is_current = (firm_ids == cur) & staying
@@ -355,6 +373,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         at = new_safe
     else:
         wander = buying & ~search & (v.u_variety[rows] < st.variety[rows]) & (sh.available.sum() > 1)
+        if sh.considered is not None:  # a variety trip needs another store the customer knows
+            wander &= (choosable & (firm_ids != new)).any(axis=0)
         score = np.where(firm_ids == new, -np.inf, base)
         score += shock
         other = first_best(score)

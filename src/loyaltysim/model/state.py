@@ -310,6 +310,8 @@ class Shared:
     wom_neg: np.ndarray  # f8[n, F] share of neighbours warning against each firm
     market_levels: np.ndarray | None = None  # f8[A] market reference level (None: expectations ratchet to the best)
     perks: Any = None  # the loyalty programmes' Perks (model.mechanisms.programmes; None: no programme in the market)
+    taste: np.ndarray | None = None  # f8[n, F] brand-taste utility (model.mechanisms.tastes; None: no tastes)
+    considered: np.ndarray | None = None  # bool[n, F] firms each customer knows (mechanisms.consideration; None: all)
 
 
 @dataclass

@@ -32,6 +32,8 @@ STREAM_NAMES: tuple[str, ...] = (
     "policies",  # firm policies: one child per firm
     "programmes",  # loyalty programmes: joining effort, birthdays; each step's extra occasions, awareness, redemption
     "categories",  # the customers' other categories: one child per category (traits, occasions, choices)
+    "tastes",  # repertoire tastes: each customer's brand propensities, and their renewals
+    "consideration",  # consideration sets: which firms each customer knows at the start
 )
 
 
