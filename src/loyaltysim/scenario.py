@@ -741,7 +741,7 @@ class Tastes(_Spec):
     each customer is drawn to one or two firms. The utility of firm j is ``weight`` x choice_noise x log(F π_ij).
     """
 
-    enabled: bool = False  # the ablation switch: off, nobody has tastes (the model without this mechanism)
+    enabled: Annotated[bool, Strict()] = False  # the ablation switch: off, nobody has tastes (the model without it)
     polarisation: Annotated[float, Strict(), Field(gt=0.0, lt=1.0)] = 0.4  # φ = 1 / (1 + S) of the propensities
     weight: NonNegative = 1.0  # x choice_noise x log(F π): at 1 a customer picks among equal firms by π alone
     drift_half_life: PositiveDurationField | None = None  # half the customers renew their tastes in this time
@@ -755,7 +755,7 @@ class Consideration(_Spec):
     bought from, are always known.
     """
 
-    enabled: bool = False  # the ablation switch: off, every customer considers every firm
+    enabled: Annotated[bool, Strict()] = False  # the ablation switch: off, every customer considers every firm
     initial_awareness: Probability = 0.5  # chance a customer knows each other firm at the start
     half_life: PositiveDurationField = "26 weeks"  # awareness of a firm halves in this time without news of it
     marketing_gain: Probability = 0.5  # share of the way to full awareness one marketing exposure takes it
