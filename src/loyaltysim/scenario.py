@@ -162,6 +162,15 @@ class ReliabilityChoice(_Spec):
     recovery_credit: Probability = 0.5  # a failure whose complaint is resolved well teaches this much less
 
 
+class AttainableRewards(_Spec):
+    """Attainable rewards and spending headroom: a points programme's pressure and pull on a member scale with its
+    chance of reaching the next reward before its points expire, from its own spending, and the pressure toward a
+    seller with the share of its category spend not yet there. Off (``enabled = false``): pressure and pull depend
+    on the progress toward the next reward alone."""
+
+    enabled: Annotated[bool, Strict()] = False
+
+
 class Customers(_Spec):
     """The customer population: traits are drawn once, from the population stream."""
 
@@ -212,6 +221,7 @@ class Customers(_Spec):
     membership_dilution: NonNegative = 0.5  # each programme's pull is divided by 1 + this x (memberships - 1)
     enrolment_effort: Normal = Normal(mean=3.0, sd=3.0, min=0.0)  # hassle of joining a programme, money
     programme_attention: Probability = 0.5  # share of an open programme's value a non-member counts when choosing
+    attainable_rewards: AttainableRewards = AttainableRewards()  # pull only toward reachable rewards, with headroom
     attention: Attention = Attention()  # limited attention to marketing (off by default)
     reference_price: ReferencePrice = ReferencePrice()  # perceived value against a reference price (off by default)
     market_expectations: MarketExpectations = MarketExpectations()  # two-way adaptation to the market (off)

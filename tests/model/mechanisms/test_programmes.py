@@ -604,9 +604,11 @@ EVERY_KIND = [
 ]
 
 
+@pytest.mark.parametrize("attainable", [False, True], ids=["progress pulls", "attainable rewards"])
 @pytest.mark.parametrize("market", ["contractual", "repertoire"])
-def test_one_at_a_time_equals_vectorized_with_every_kind_of_programme(make_scenario, market):
+def test_one_at_a_time_equals_vectorized_with_every_kind_of_programme(make_scenario, market, attainable):
     sc = make_scenario(
+        market__customers__attainable_rewards={"enabled": attainable},
         market__type=market, market__customers__population=300, policy__programmes=EVERY_KIND,
         market__customers__search_when_satisfied="90% per month",  # many choices, where the perks weigh
         market__customers__points_pressure=1.0,

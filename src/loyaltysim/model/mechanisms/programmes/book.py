@@ -62,6 +62,7 @@ class Book:
         self.pressure = customers.points_pressure
         self.dilution = customers.membership_dilution
         self.attention = customers.programme_attention
+        self.attainable = customers.attainable_rewards.enabled
         self.loss_aversion = customers.loss_aversion
         self.talk = np.ones(n)
         self.discount_sum: np.ndarray | None = None  # each seller's programme discounts summed, from prepare

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from loyaltysim.model.mechanisms.programmes.attainability import attainability, headroom
 from loyaltysim.model.mechanisms.programmes.ledger import Ledger
 from loyaltysim.model.mechanisms.programmes.views import Outlook, Sales, among
 from loyaltysim.model.state import NEVER, CustomerState
@@ -104,6 +105,12 @@ class PointsLedger(Ledger):
         prev = np.where(above > 0, self.reward_points[np.maximum(above - 1, 0)], 0.0)
         return np.divide(balance - prev, nxt - prev, out=np.ones(balance.shape), where=has_next)
 
+    def to_next(self, balance: np.ndarray) -> np.ndarray:
+        """The points still needed for the next reward above the balance (0 once the balance reaches the largest)."""
+        above = np.searchsorted(self.reward_points, balance, side="right")
+        nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
+        return np.where(above < self.reward_points.size, nxt - balance, 0.0)
+
     def reach(self, points_year: np.ndarray, year: int) -> np.ndarray:
         """The share of the smallest reward a customer earning ``points_year`` points a year expects to collect
         within a point's life (1 without expiry, and with expiry on inactivity: a point lasts while the member
@@ -138,19 +145,30 @@ class PointsLedger(Ledger):
         points_year = sum(spend[j] * rate for j, rate in self.earn_at.items())
         reach = self.reach(points_year, book.year)
         worth = {j: rate * mult * (1.0 + bonus) * self.value_per_point * reach for j, rate in self.earn_at.items()}
-        self.press(outlook, spend)
+        self.press(outlook, spend, points_year)
         return discount, worth
 
-    def press(self, outlook: Outlook, spend: dict[int, np.ndarray]) -> None:
+    def press(self, outlook: Outlook, spend: dict[int, np.ndarray], points_year: np.ndarray) -> None:
         """The balance's pull: points pressure at every seller where members earn; in a contractual market the
         goal-gradient pull on the usage of a member whose provider is one of its market sellers; and the balance's
-        value as a financial switching cost at that provider (``spend``: expected yearly spend per seller)."""
+        value as a financial switching cost at that provider (``spend``: expected yearly spend per seller;
+        ``points_year``: the points it expects to earn a year). With attainable rewards on, pressure and pull are
+        scaled by how attainable the next reward is, and the pressure at a seller whose customers split their
+        purchases (a repertoire market's firm, a category's outlet) by the member's headroom there
+        (:mod:`~loyaltysim.model.mechanisms.programmes.attainability`); in a contractual market the goal gradient
+        itself bounds the extra usage."""
         book, st, member, perks = outlook.book, outlook.st, self.member, outlook.perks
         balance = self.balance()
         g = self.progress(balance) ** 2
+        if book.attainable:
+            life = None if self.life is None or self.spec.expire_on == "inactivity" else self.life
+            g = g * attainability(self.to_next(balance), points_year, life, book.year)
         press = np.where(member, outlook.pressure(g), 0.0)
         for j in self.earn_at:
-            perks.pressure[:, j] = np.maximum(perks.pressure[:, j], press)
+            # headroom where pressure moves purchases between sellers: a repertoire market, a category's outlets
+            shared = not outlook.contractual or j >= book.n_firms
+            here = press * headroom(book.wallet_share(st, j)) if book.attainable and shared else press
+            perks.pressure[:, j] = np.maximum(perks.pressure[:, j], here)
         in_market = [j for j in self.earn_at if j < book.n_firms]
         if not in_market:
             return

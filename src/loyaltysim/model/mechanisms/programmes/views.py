@@ -19,6 +19,7 @@ class BookView(Protocol):
     n_firms: int
     year: int
     attention: float
+    attainable: bool
     pressure: float
     goal_gradient: float
     effort: np.ndarray
