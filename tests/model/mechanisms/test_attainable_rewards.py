@@ -2,7 +2,6 @@
 pressure a points programme puts on each member, by hand."""
 
 import numpy as np
-import pytest
 
 from loyaltysim import LoyaltyMarket
 from loyaltysim.model.mechanisms.programmes.attainability import attainability, headroom
