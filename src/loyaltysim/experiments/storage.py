@@ -631,8 +631,7 @@ class Registry:
         if self._engine is None:
             engine = self._create_engine()
             try:
-                SQLModel.metadata.create_all(engine)
-                _add_missing_columns(engine)
+                _create_tables(engine)
             except BaseException:
                 engine.dispose()
                 raise
@@ -818,6 +817,17 @@ def _unchanged(row: RunRecord) -> tuple[Any, ...]:
 
 def _owned_by(owner: Owner) -> tuple[Any, ...]:
     return RunRecord.owner_host == owner.host, RunRecord.owner_pid == owner.pid
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the registry's missing tables and columns. Two processes opening a new registry at once (two sweeps
+    started together) may both try to create a table; the one that loses finds it there on a second look."""
+    try:
+        SQLModel.metadata.create_all(engine)
+    except (sa_exc.OperationalError, sa_exc.ProgrammingError, sa_exc.IntegrityError):
+        time.sleep(0.2)
+        SQLModel.metadata.create_all(engine)
+    _add_missing_columns(engine)
 
 
 def _add_missing_columns(engine: Engine) -> None:
