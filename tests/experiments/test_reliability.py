@@ -361,7 +361,8 @@ def test_two_sweeps_on_one_folder_compute_each_run_once(reference, tmp_path):
     a sweep that ends while the other still computes some says so (exit 75), and the same command then finds
     every run stored."""
     out, log = tmp_path / "out", tmp_path / "runs.log"
-    env = clean_env(RUN_LOG=str(log), PYTHONPATH=os.pathsep.join([str(TESTS), *sys.path]))
+    path = [str(TESTS), *os.environ.get("PYTHONPATH", "").split(os.pathsep), *sys.path]  # the command's own first
+    env = clean_env(RUN_LOG=str(log), PYTHONPATH=os.pathsep.join(p for p in path if p))
     args = [sys.executable, "-c", "import run_counter; run_counter.main()",
             *map(str, sweep_args(reference, out))]
     procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
