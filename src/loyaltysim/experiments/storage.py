@@ -470,10 +470,11 @@ def _process_started_at(pid: int) -> datetime | None:
 class Owner:
     """A process that sets registry rows to ``running``: host name, process id and the process's start time.
 
-    On the owner's own host a row is its owner's while that process lives (the start time tells it from a later
-    process given the same id). Another host cannot see the process, so there a row is its owner's until its
-    ``lease_until``, which the owner renews every :data:`LEASE_S`/10 (:class:`LeaseKeeper`) and which runs out
-    :data:`LEASE_S` after the last renewal: a generous bound, so clocks a few minutes apart do no harm.
+    On the owner's own host a row is its owner's while that process lives (the start time, read from Linux's /proc,
+    tells it from a later process given the same id; elsewhere the process id alone is checked). Another host
+    cannot see the process, so there a row is its owner's until its ``lease_until``, which the owner renews every
+    :data:`LEASE_RENEW_S` (:class:`LeaseKeeper`) and which runs out :data:`LEASE_S` after the last renewal: a
+    generous bound, so clocks a few minutes apart do no harm.
     """
 
     host: str
