@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -410,33 +411,48 @@ def test_a_registry_of_the_previous_version_gets_the_new_columns_and_keeps_its_r
     assert {"owner_host", "owner_pid", "owner_started_at", "lease_until"} <= columns
 
 
-def test_in_process_a_sweep_stopped_by_its_database_says_how_many_runs_are_stored(reference, tmp_path,
-                                                                                      monkeypatch):
-    """The exception the command turns into its last line, raised in process for a registry that goes away."""
-    from loyaltysim.experiments.sweep import SweepDatabaseLost
+def locking_executor(db: Path, lock: list[sqlite3.Connection]):
+    """A thread pool that locks the registry from another connection when the first run is submitted."""
+    pool = ThreadPoolExecutor(1)
+    submit = pool.submit
+
+    def locking_submit(fn, *args):
+        if not lock:
+            lock.append(sqlite3.connect(db, isolation_level=None))
+            lock[0].execute("BEGIN EXCLUSIVE")
+        return submit(fn, *args)
+
+    pool.submit = locking_submit
+    return pool
+
+
+@pytest.mark.parametrize("stop", ["bound", "ctrl-c"])
+def test_in_process_a_sweep_stopped_while_its_database_is_away(reference, tmp_path, monkeypatch, stop):
+    """In process, a registry that stays locked: beyond the bound the sweep stops saying how many runs are stored
+    (what the command prints as its last line); Ctrl-C during the retries stops it at once, not after the bound."""
+    from loyaltysim.experiments.sweep import SweepDatabaseLost, SweepInterrupted
 
     out = tmp_path / "out"
     db = out / "registry.sqlite"
     exp = load_experiment(reference.experiment)
     lock: list[sqlite3.Connection] = []
-
-    def executor():
-        pool = ThreadPoolExecutor(1)
-        submit = pool.submit
-
-        def locking_submit(fn, *args):
-            if not lock:  # the first run is submitted: lock the registry from another connection
-                lock.append(sqlite3.connect(db, isolation_level=None))
-                lock[0].execute("BEGIN EXCLUSIVE")
-            return submit(fn, *args)
-
-        pool.submit = locking_submit
-        return pool
+    if stop == "ctrl-c":  # the default bound, 60 s, and Ctrl-C a second after the registry is locked
+        threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(SweepInterrupted, match=r"interrupted: 0 of 8 runs stored"):
+                run_sweep(exp, out, f"sqlite:///{db}", workers=1, stream=io.StringIO(),
+                          executor_factory=lambda: locking_executor(db, lock))
+        finally:
+            lock[0].close()
+        assert time.monotonic() - t0 < 9  # a second, and at most SQLite's own 5 s wait of the attempt under way
+        return
 
     monkeypatch.setenv(DB_RETRY_ENV_VAR, "0.5")
     try:
         with pytest.raises(SweepDatabaseLost, match=r"database is locked: 0 of 8 runs stored; run the same "
                                                     r"command to resume"):
-            run_sweep(exp, out, f"sqlite:///{db}", workers=1, stream=io.StringIO(), executor_factory=executor)
+            run_sweep(exp, out, f"sqlite:///{db}", workers=1, stream=io.StringIO(),
+                      executor_factory=lambda: locking_executor(db, lock))
     finally:
         lock[0].close()

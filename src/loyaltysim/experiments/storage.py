@@ -609,6 +609,8 @@ class Registry:
         self.url = url
         self.retry_s = retry_bound_from_env() if retry_s is None else retry_s
         self._engine: Engine | None = None
+        # asked between two attempts; true ends the retries at once (a sweep asked to stop does not wait them out)
+        self.give_up: Callable[[], bool] = lambda: False
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -670,7 +672,7 @@ class Registry:
                 cause = err.__cause__
                 if cause is None or not _transient(cause):
                     raise
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > deadline or self.give_up():
                     raise DatabaseUnavailable(f"results database '{_mask_url(self.url)}' still unavailable after "
                                               f"{bound:g} s of retries: {_one_line(cause)}") from cause
             time.sleep(delay)

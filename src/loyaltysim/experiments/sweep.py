@@ -545,8 +545,10 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
 
     broken: BaseException | None = None
     lost: StorageError | None = None
+    database_failed = False
     with _StopRequests() as stop:
         executor = factory()
+        registry.give_up = lambda: stop.requested  # Ctrl-C is not kept waiting by a database outage
         try:
             while not stop.requested:
                 while broken is None and len(in_flight) < max_in_flight:
@@ -574,7 +576,8 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
                         take(fut, in_flight.pop(fut))
                     break
         except StorageError as err:  # the registry stayed unusable beyond its retry bound
-            lost = err
+            lost = None if stop.requested else err
+            database_failed = True
         if stop.requested or lost is not None:
             for fut in in_flight:
                 fut.cancel()
@@ -582,7 +585,8 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
             remove_stale_temp_dirs(out_root)
             if lost is not None:
                 raise SweepDatabaseLost(result.reused + result.stored, result.total, str(lost)) from None
-            _release(claims)
+            if not database_failed:  # else the next open finds the claims abandoned: no waiting for the database
+                _release(claims)
             raise SweepInterrupted(result.reused + result.stored, result.total)
     if broken is not None:
         executor.shutdown(wait=True, cancel_futures=True)
