@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -81,9 +82,49 @@ def _run(cmd: list[str], cwd: Path, what: str, log: Path | None = None) -> None:
         )
 
 
+@dataclass
+class PostgresServer:
+    """The test session's private PostgreSQL server: its URL, and the means to stop and start it (an outage)."""
+
+    url: str
+    port: int
+    bindir: Path
+    data: Path
+    base: Path
+    log: Path
+    user: str | None
+
+    def _ctl(self, *args: str) -> None:
+        cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", *args]
+        _run(_as_user(cmd, self.user), self.base, f"pg_ctl {args[-1]}", self.log)
+
+    def stop(self) -> None:
+        """Stop the server (fast: sessions are disconnected)."""
+        self._ctl("-m", "fast", "stop")
+
+    def start(self) -> None:
+        self._ctl("-o", f"-h 127.0.0.1 -p {self.port} -k {shlex.quote(str(self.base / 'sock'))} -F", "start")
+
+    def new_database(self, name: str) -> str:
+        """A fresh, empty database on the server, and its URL."""
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=PG_TEST_USER, dbname="postgres",
+                             autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://{PG_TEST_USER}@127.0.0.1:{self.port}/{name}"
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of an empty database on a private PostgreSQL server that lives for the test session.
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """URL of an empty database on a private PostgreSQL server that lives for the test session."""
+    return postgres_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server that lives for the test session, with an empty database.
 
     The cluster sits in a fresh temp dir (under /tmp, so an unprivileged server user can reach it), uses
     trust auth, listens only on 127.0.0.1 on a free port, keeps its unix socket inside the temp dir and
@@ -117,7 +158,8 @@ def postgres_url() -> Iterator[str]:
             host="127.0.0.1", port=port, user=PG_TEST_USER, dbname="postgres", autocommit=True
         ) as conn:
             conn.execute(f"CREATE DATABASE {PG_TEST_DB}")
-        yield f"postgresql+psycopg://{PG_TEST_USER}@127.0.0.1:{port}/{PG_TEST_DB}"
+        yield PostgresServer(f"postgresql+psycopg://{PG_TEST_USER}@127.0.0.1:{port}/{PG_TEST_DB}", port, bindir,
+                             data, base, log, user)
     finally:
         if started:
             stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]

@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 
 USER_ERROR = 2
+LEFT_TO_ANOTHER_SWEEP = 75  # sysexits' EX_TEMPFAIL: nothing failed, but not every run is stored yet; try again later
 
 
 def _fail(message: str) -> None:
@@ -186,13 +187,15 @@ def sweep(
 ) -> None:
     """Run every design point x replication of an experiment in parallel and store each run.
 
-    Runs already stored are skipped, so after an interruption the same command completes the rest. Exits 1
-    if a run failed (failures are recorded in the registry), 130 when interrupted.
+    Runs already stored are skipped, so after an interruption the same command completes the rest. Runs another
+    sweep on the same registry is computing are left to it. Exits 1 if a run failed (failures are recorded in the
+    registry), a worker died or the registry stayed unreachable beyond its retry bound; 75 if runs were left to
+    another sweep that is still computing them; 130 when interrupted.
     """
     exp = _load_experiment(experiment)  # a bad file is reported before anything starts
 
     from loyaltysim.experiments.storage import StorageError, resolve_db_url
-    from loyaltysim.experiments.sweep import SweepBroken, SweepInterrupted, run_sweep
+    from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted, run_sweep
 
     db_url = resolve_db_url(db, out.resolve())
     try:
@@ -202,7 +205,7 @@ def sweep(
     except SweepInterrupted as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(130) from None
-    except SweepBroken as err:
+    except (SweepBroken, SweepDatabaseLost) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
     if result.failed:
@@ -211,6 +214,12 @@ def sweep(
                    f"registry with status 'failed'); first error: {first}; fix the cause and run the same "
                    "command to re-run them", err=True)
         raise typer.Exit(1)
+    if result.elsewhere:
+        sweeps = ", ".join(sorted(set(result.elsewhere.values())))
+        typer.echo(f"sweep {exp.name}: {result.reused + result.stored} of {result.total} runs stored "
+                   f"({result.stored} new); {result.elsewhere_runs} runs are being computed by another sweep "
+                   f"({sweeps}); run the same command afterwards to check all are stored", err=True)
+        raise typer.Exit(LEFT_TO_ANOTHER_SWEEP)
     typer.echo(f"sweep {exp.name}: {result.total} runs stored under {result.out_root / 'runs'} "
                f"({result.stored} new, {result.reused} already stored); "
                f"next: loyaltysim report {experiment}" + (f" --out {out}" if out != Path("results") else ""))

@@ -948,10 +948,11 @@ def cross_reference_problems(data: Any) -> list[str]:
         problems.append(f"market.attributes: attribute names must be unique, got {attributes}")
     if len(set(firms)) != len(firms):
         problems.append(f"market.firms: firm names must be unique, got {firms}")
-    managers = {}
+    managers = {}  # by firm name; a name of the wrong type is reported by the field checks, not here
     for i, f in enumerate(firm_items):
         f = as_dict(f)
-        managers[f.get("name")] = f.get("relationship_managers", 0)
+        if isinstance(f.get("name"), str):
+            managers[f["name"]] = f.get("relationship_managers", 0)
         levels = f.get("attributes")
         if isinstance(levels, dict):
             missing = [a for a in attributes if a not in levels]
@@ -981,14 +982,14 @@ def cross_reference_problems(data: Any) -> list[str]:
                 and e["attribute"] not in attributes:
             problems.append(f"market.events[{i}].attribute: unknown attribute '{e['attribute']}'; "
                             f"known: {attributes}")
-        if e.get("kind") == "manager_leaves" and e.get("firm") in managers:
+        if e.get("kind") == "manager_leaves" and isinstance(e.get("firm"), str) and e["firm"] in managers:
             count = managers[e["firm"]]
             manager = e.get("manager", 0)
             if isinstance(count, int) and isinstance(manager, int) and manager >= count:
                 problems.append(f"market.events[{i}].manager: firm '{e['firm']}' has {count} relationship "
                                 f"manager(s), so the manager index must be below {count} (got {manager})")
-        if e.get("kind") == "entry":
-            entering.append(e.get("firm"))
+        if e.get("kind") == "entry" and isinstance(e.get("firm"), str):
+            entering.append(e["firm"])
     if len(set(entering)) != len(entering):
         problems.append(f"market.events: a firm can enter only once; entry events name {entering}")
     if firms and set(firms) <= set(entering):

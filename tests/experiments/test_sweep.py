@@ -6,6 +6,7 @@ The in-process sweeps use a thread pool (``executor_factory``) to avoid the proc
 subprocess tests use the real command with its process pool.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -203,7 +204,9 @@ def test_a_second_sweep_reuses_every_stored_run_and_starts_no_executor(tiny, swe
     assert len(rows(swept.out)) == 8
 
 
-def test_a_run_whose_folder_is_gone_or_whose_row_is_not_done_runs_again(tiny, tmp_path):
+def test_a_run_whose_folder_is_gone_runs_again_and_one_written_but_not_recorded_is_recorded(tiny, tmp_path):
+    """A run whose row is not done (left running by a process that is gone, or missing: its process died, or lost
+    its database, after writing its folder) is recorded from its folder if that is complete and intact."""
     exp = load_experiment(TINY, overrides={"replications": 1})
     first = sweep_in_process(exp, tmp_path)
     assert first.stored == 4
@@ -217,10 +220,14 @@ def test_a_run_whose_folder_is_gone_or_whose_row_is_not_done_runs_again(tiny, tm
         row = reg.get_run(tasks[1].key)
         row.status = "running"
         reg.upsert_run(row)
-    again = sweep_in_process(exp, tmp_path)
-    assert (again.reused, again.stored) == (2, 2)
+    with contextlib.closing(sqlite3.connect(tmp_path / "registry.sqlite")) as con, con:
+        con.execute("DELETE FROM runs WHERE key = ?", (tasks[2].key,))
+    stream = io.StringIO()
+    again = sweep_in_process(exp, tmp_path, stream=stream)
+    assert (again.reused, again.stored, again.adopted) == (3, 1, 2)
+    assert "3 already stored (2 found written but not recorded, recorded now)" in stream.getvalue()
     assert parquet_hashes(tmp_path) == hashes
-    assert {r.status for r in rows(tmp_path)} == {"done"}
+    assert {r.status for r in rows(tmp_path)} == {"done"} and len(rows(tmp_path)) == 4
 
 
 def test_a_damaged_run_is_missing_for_the_report_and_run_again_by_the_sweep(tiny, tmp_path):
@@ -484,8 +491,11 @@ def test_ctrl_c_in_process_stops_the_sweep_with_every_finished_run_recorded(tiny
     done = [r for r in rows(out) if r.status == "done"]
     assert 2 <= len(done) == int(re.search(r"(\d+) of", str(info.value)).group(1)) < 8
     assert temp_dirs(out) == []
+    # the stopped sweep's other claims are released (failed), not left running
+    assert {r.status for r in rows(out)} <= {"done", "failed"}
     result = sweep_in_process(tiny, out)
-    assert (result.stored, result.reused) == (8 - len(done), len(done))
+    # a run that finished after the stop (a thread cannot be stopped) wrote its folder: it is recorded from it
+    assert (result.stored + result.reused, result.reused - result.adopted) == (8, len(done))
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -22,10 +22,14 @@ import pandas as pd
 
 from loyaltysim.experiments.storage import (
     CodeIdentity,
+    LeaseKeeper,
+    Owner,
     RunRecord,
+    StorageError,
     code_identity,
     open_results,
     read_run_dir,
+    record_run_dir,
     run_dir_for,
     run_dir_problem,
     run_key,
@@ -121,6 +125,11 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
     ``outcomes`` (names from :mod:`loyaltysim.measures.outcomes`) and ``extra`` fields are added to the summary and the
     manifest, as a sweep stores its runs, so that a run of an experiment replayed from its manifest is stored
     the same way.
+
+    The registry row is ``running`` while the run computes, naming this process as its owner (and renewing its
+    lease), so that a later open marks it failed if this process dies first. A run whose folder was written but
+    never recorded done (its process died, or lost its database, at the end) is recorded from its folder, not run
+    again.
     """
     out_root, registry = open_results(out_root, db_url)
     try:
@@ -130,33 +139,45 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
         run_dir = run_dir_for(out_root, key)
         existing = registry.get_run(key)
         damaged = None
-        if existing is not None and existing.status == "done" and not force and run_dir.exists():
+        if not force and run_dir.exists():
             damaged = run_dir_problem(run_dir)
-            if damaged is None:
+            done = existing is not None and existing.status == "done"
+            if damaged is None and (done or record_run_dir(registry, run_dir, key) is not None):
                 manifest, _ = read_run_dir(run_dir)
                 return StoredRun(key, run_dir, manifest["summary"], reused=True)
+            if not done:
+                damaged = None  # an incomplete folder of a run never stored: not a damaged stored run
+        owner = Owner.this_process()
         started = datetime.now(UTC)
         record = RunRecord(key=key, experiment_name=experiment, scenario_name=scenario.name, seed_entropy=str(seed),
                            spawn_key=json.dumps(list(spawn_key)), version=code.version, commit=code.commit,
-                           dirty=code.dirty, status="running", started_at=started, run_dir=str(run_dir))
+                           dirty=code.dirty, status="running", started_at=started, run_dir=str(run_dir),
+                           **owner.stamp())
         registry.upsert_run(record)
         try:
-            result = simulate(scenario, seed=seed, spawn_key=spawn_key)
-            summary = with_outcomes(result, outcomes, extra)
-            fields = {**(extra or {}), **({"outcomes": summary["outcomes"]} if outcomes else {})}
-            manifest = build_manifest(key, effective, result, code, started, summary, fields)
-            write_run_dir(out_root, key, manifest, result.tables)
+            with LeaseKeeper(registry, owner):
+                result = simulate(scenario, seed=seed, spawn_key=spawn_key)
+                summary = with_outcomes(result, outcomes, extra)
+                fields = {**(extra or {}), **({"outcomes": summary["outcomes"]} if outcomes else {})}
+                manifest = build_manifest(key, effective, result, code, started, summary, fields)
+                write_run_dir(out_root, key, manifest, result.tables)
         except BaseException as err:
             record.status = "failed"
             record.error = f"{type(err).__name__}: {err}"
             record.finished_at = datetime.now(UTC)
+            record.lease_until = None
             registry.upsert_run(record)
             raise
         record.status = "done"
         record.finished_at = datetime.now(UTC)
         record.duration_s = sum(result.timings.values())
         record.summary_json = json.dumps(summary, sort_keys=True)
-        registry.upsert_run(record)
+        record.lease_until = None
+        try:
+            registry.upsert_run(record)
+        except StorageError as err:
+            raise StorageError(f"{err}; the run is written to '{run_dir}' and the same command records it "
+                               "without running it again") from err
         return StoredRun(key, run_dir, summary, reused=False, damaged=damaged)
     finally:
         registry.close()

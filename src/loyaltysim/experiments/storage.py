@@ -15,6 +15,14 @@ idempotent and makes stale results impossible to confuse with current ones.
 
 Every failure a user can cause or fix (unwritable directory, bad or unreachable database URL, missing run
 directory) raises :class:`StorageError` with a one-line message; programming errors propagate unchanged.
+
+The database may go away for a moment while a long sweep runs (a PostgreSQL restart, a SQLite file another process
+holds locked): every registry operation after the first connection is retried with backoff for a bounded time
+(:data:`DB_RETRY_S`, or ``$LOYALTYSIM_DB_RETRY_S``), and only then raises :class:`DatabaseUnavailable`. A row set
+to ``running`` names its owner (host, process id and the process's start time) and a lease its owner renews, so
+that a row whose owner is gone can be told from one still being computed: the first is marked failed when the
+registry is next opened (:meth:`Registry.mark_abandoned`), the second is left to its owner, and two sweeps on one
+registry claim their runs (:meth:`Registry.claim_run`) so that no run is computed twice.
 """
 
 import contextlib
@@ -28,23 +36,30 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import pandas as pd
-from sqlalchemy import CheckConstraint, DateTime, Engine, Text, TypeDecorator, create_engine, make_url
+from sqlalchemy import CheckConstraint, DateTime, Engine, Text, TypeDecorator, create_engine, inspect, make_url
 from sqlalchemy import exc as sa_exc
-from sqlmodel import Field, Session, SQLModel, select
+from sqlalchemy import text as sql_text
+from sqlmodel import Field, Session, SQLModel, select, update
 
 from loyaltysim.version import PACKAGE_DIR, __version__
 
 __all__ = [
     "CodeIdentity",
+    "DatabaseUnavailable",
     "ExperimentRecord",
+    "LeaseKeeper",
+    "Owner",
     "Registry",
     "RunRecord",
     "StorageError",
@@ -52,8 +67,10 @@ __all__ = [
     "code_identity",
     "file_sha256",
     "open_results",
+    "pid_alive",
     "read_run_dir",
     "rebuild_registry",
+    "record_run_dir",
     "resolve_db_url",
     "run_dir_for",
     "run_dir_problem",
@@ -66,8 +83,21 @@ _DB_HINT = "use --db or LOYALTYSIM_DB with e.g. sqlite:///PATH or postgresql+psy
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
+DB_RETRY_ENV_VAR = "LOYALTYSIM_DB_RETRY_S"
+DB_RETRY_S = 60.0  # how long a registry operation is retried through a database outage, by default
+SQLITE_BUSY_S = 5.0  # how long one SQLite statement waits for a lock held by another connection
+LEASE_S = 600.0  # a claim of another host counts as abandoned this long after its owner last renewed it
+LEASE_RENEW_S = 60.0  # how often an owner renews the lease of its running rows
+
+T = TypeVar("T")
+
+
 class StorageError(Exception):
     """A storage problem the user can fix; the message is one readable line (the CLI prints it, exit 2)."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database still failed, transiently (unreachable, restarting, locked), when the retry bound ran out."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,7 +384,10 @@ class RunRecord(SQLModel, table=True):
     in files).
 
     ``seed_entropy`` is a decimal string because user seeds may exceed 64-bit integer columns;
-    ``spawn_key`` is a JSON list; ``summary_json`` is the run's small JSON summary.
+    ``spawn_key`` is a JSON list; ``summary_json`` is the run's small JSON summary. The ``owner_*`` fields name
+    the process that set the row (the one computing it while it is ``running``) and ``lease_until`` how long a
+    ``running`` row stays its owner's without being renewed (see :class:`Owner`). Columns added after the first
+    release are nullable, so that :meth:`Registry.check` can add them to an existing registry.
     """
 
     __tablename__ = "runs"  # the table's name in existing registries: keep it
@@ -375,6 +408,146 @@ class RunRecord(SQLModel, table=True):
     duration_s: float | None = None
     run_dir: str
     summary_json: str = Field(default="{}", sa_type=Text)
+    owner_host: str | None = None
+    owner_pid: int | None = None
+    owner_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# --------------------------------------------------------------------------------------------------
+# Owners of running rows
+# --------------------------------------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie, dead but not yet reaped by its parent, does not)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        pass
+    except OSError:
+        return False
+    info = _proc_stat(pid)
+    return info is None or info[0] not in ("Z", "X")
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks after boot) of a process, from Linux's /proc; None elsewhere."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()  # the command name in parentheses may hold spaces
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+@functools.cache
+def _boot_time() -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return int(line.split()[1])
+    return None
+
+
+def _process_started_at(pid: int) -> datetime | None:
+    """When process ``pid`` started (to 10 ms), or None where /proc cannot tell (not Linux, process gone)."""
+    info, boot = _proc_stat(pid), _boot_time()
+    if info is None or boot is None:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return datetime.fromtimestamp(boot + round(info[1] / ticks, 2), UTC)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process that sets registry rows to ``running``: host name, process id and the process's start time.
+
+    On the owner's own host a row is its owner's while that process lives (the start time, read from Linux's /proc,
+    tells it from a later process given the same id; elsewhere the process id alone is checked). Another host
+    cannot see the process, so there a row is its owner's until its ``lease_until``, which the owner renews every
+    :data:`LEASE_RENEW_S` (:class:`LeaseKeeper`) and which runs out :data:`LEASE_S` after the last renewal: a
+    generous bound, so clocks a few minutes apart do no harm.
+    """
+
+    host: str
+    pid: int
+    started_at: datetime | None
+
+    @classmethod
+    def this_process(cls) -> "Owner":
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, _process_started_at(pid))
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
+    def stamp(self) -> dict[str, Any]:
+        """The owner fields of a row this owner sets to running now."""
+        return {"owner_host": self.host, "owner_pid": self.pid, "owner_started_at": self.started_at,
+                "lease_until": _utcnow() + timedelta(seconds=LEASE_S)}
+
+    def owns(self, row: RunRecord) -> bool:
+        return (row.owner_host, row.owner_pid) == (self.host, self.pid) and _same_start(row.owner_started_at,
+                                                                                      self.started_at)
+
+    @staticmethod
+    def of(row: RunRecord) -> "Owner | None":
+        if row.owner_host is None or row.owner_pid is None:
+            return None
+        return Owner(row.owner_host, row.owner_pid, row.owner_started_at)
+
+
+def _same_start(a: datetime | None, b: datetime | None) -> bool:
+    return a is None or b is None or abs((a - b).total_seconds()) < 1.0
+
+
+def owner_alive(row: RunRecord, now: datetime | None = None) -> bool:
+    """Whether a ``running`` row's owner may still be computing it: its process lives (on this host), or its lease
+    has not run out (another host). A row without an owner (written by an earlier version) has none alive."""
+    owner = Owner.of(row)
+    if owner is None:
+        return False
+    if owner.host != socket.gethostname():
+        return row.lease_until is not None and row.lease_until > (now or _utcnow())
+    if not pid_alive(owner.pid):
+        return False
+    return owner.pid == os.getpid() or _same_start(owner.started_at, _process_started_at(owner.pid))
+
+
+class LeaseKeeper:
+    """While in use, renews the lease of the running rows of this process every :data:`LEASE_RENEW_S`, in a
+    thread, so that they stay its own however long a run takes. A failed renewal is tried again at the next."""
+
+    def __init__(self, registry: "Registry", owner: Owner, every_s: float = LEASE_RENEW_S) -> None:
+        self.registry, self.owner, self.every_s = registry, owner, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="loyaltysim-lease", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            with contextlib.suppress(StorageError):
+                self.registry.renew_leases(self.owner, retry_s=0.0)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------------------
 
 
 def _mask_url(url: str) -> str:
@@ -393,16 +566,51 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _transient(exc: BaseException) -> bool:
+    """Whether a database error may go away by itself: the server unreachable or restarting, a connection
+    dropped, a SQLite file locked by another connection, no pooled connection free in time."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.DisconnectionError, sa_exc.TimeoutError))
+
+
+def retry_bound_from_env() -> float:
+    """The retry bound in seconds: ``$LOYALTYSIM_DB_RETRY_S`` if set, else :data:`DB_RETRY_S`."""
+    raw = os.environ.get(DB_RETRY_ENV_VAR, "").strip()
+    if not raw:
+        return DB_RETRY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise StorageError(f"{DB_RETRY_ENV_VAR} must be a number of seconds >= 0, got '{raw}'")
+    return value
+
+
+RETRY_FIRST_DELAY_S = 0.1
+RETRY_MAX_DELAY_S = 2.0
+
+
 class Registry:
     """The results database: one row per run and per experiment, never bulk data.
 
     The engine is created lazily (in :meth:`check` or on first use), so constructing a ``Registry`` never
-    touches the network; call :meth:`check` early to fail before a long simulation rather than after it.
+    touches the network; call :meth:`check` early to fail before a long simulation rather than after it: it does
+    not retry, since nothing is lost by stopping then. Every later operation is retried through transient failures
+    (see :func:`_transient`) for ``retry_s`` seconds (default: ``$LOYALTYSIM_DB_RETRY_S``, else :data:`DB_RETRY_S`)
+    with a backoff from 0.1 s to 2 s between attempts, each in a fresh session; the pool pings a connection before
+    handing it out, so one the server dropped is replaced rather than failing the operation. Each operation is a
+    single transaction that is safe to run again (an upsert, a conditional update), so a retry after a commit whose
+    acknowledgement was lost does no harm.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retry_s: float | None = None) -> None:
         self.url = url
+        self.retry_s = retry_bound_from_env() if retry_s is None else retry_s
         self._engine: Engine | None = None
+        # asked between two attempts; true ends the retries at once (a sweep asked to stop does not wait them out)
+        self.give_up: Callable[[], bool] = lambda: False
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -418,15 +626,20 @@ class Registry:
             raise StorageError(f"{what} '{_mask_url(self.url)}': {_one_line(exc)}; {_DB_HINT}") from exc
 
     def check(self) -> None:
-        """Connect and create missing tables, raising StorageError if the database is unusable."""
+        """Connect, create missing tables and columns, raising StorageError if the database is unusable."""
         with self._errors("cannot open results database"):
-            engine, self._engine = self._engine or self._create_engine(), None
+            self._open()
+
+    def _open(self) -> Engine:
+        if self._engine is None:
+            engine = self._create_engine()
             try:
-                SQLModel.metadata.create_all(engine)
+                _create_tables(engine)
             except BaseException:
                 engine.dispose()
                 raise
             self._engine = engine
+        return self._engine
 
     def _create_engine(self) -> Engine:
         url = make_url(self.url)
@@ -434,55 +647,67 @@ class Registry:
         connect_args: dict[str, Any] = {}
         if backend == "postgresql":
             connect_args["connect_timeout"] = 5  # an unreachable server must fail fast, not hang
-        elif backend == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)  # a fresh output dir just works
-        # pre_ping: a long simulation may outlive an idle server connection
+        elif backend == "sqlite":
+            # a statement waits this long for another connection's lock (SQLite's busy timeout); longer waits
+            # are the retries' business
+            connect_args["timeout"] = min(SQLITE_BUSY_S, self.retry_s)
+            if database not in ("", ":memory:") and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)  # a fresh output dir just works
+        # pre_ping: a long simulation may outlive an idle server connection, or the server itself
         return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
 
-    def _session(self) -> Session:
-        if self._engine is None:
-            self.check()
-        assert self._engine is not None
-        # Objects stay readable after the session closes; callers get plain detached rows.
-        return Session(self._engine, expire_on_commit=False)
+    def _retrying(self, work: Callable[[Session], T], retry_s: float | None = None) -> T:
+        """``work(session)`` in a fresh session, again after each transient failure until ``retry_s`` (default:
+        the registry's bound) has passed; then :class:`DatabaseUnavailable`. Other failures raise at once."""
+        bound = self.retry_s if retry_s is None else retry_s
+        deadline = time.monotonic() + bound
+        delay = RETRY_FIRST_DELAY_S
+        while True:
+            try:
+                # Objects stay readable after the session closes; callers get plain detached rows.
+                with self._errors("results database error at"), Session(self._open(),
+                                                                         expire_on_commit=False) as session:
+                    return work(session)
+            except StorageError as err:
+                cause = err.__cause__
+                if cause is None or not _transient(cause):
+                    raise
+                if time.monotonic() + delay > deadline or self.give_up():
+                    raise DatabaseUnavailable(f"results database '{_mask_url(self.url)}' still unavailable after "
+                                              f"{bound:g} s of retries: {_one_line(cause)}") from cause
+            time.sleep(delay)
+            delay = min(2 * delay, RETRY_MAX_DELAY_S)
 
     def upsert_run(self, run: RunRecord) -> RunRecord:
         """Insert or update the row for ``run.key``: recording the same run twice never duplicates it."""
-        with self._errors("results database error at"):
-            try:
-                return self._merge(run)
-            except sa_exc.IntegrityError:
-                # Another process may have inserted this key between our SELECT and INSERT; the retry
-                # then becomes an UPDATE.  A second IntegrityError is a genuine constraint violation.
-                return self._merge(run)
-
-    def _merge(self, run: RunRecord) -> RunRecord:
-        with self._session() as session:
-            stored = session.merge(run)
-            session.commit()
-            return stored
+        try:
+            return self._retrying(lambda session: _merge(session, run))
+        except sa_exc.IntegrityError:
+            # Another process may have inserted this key between our SELECT and INSERT; the retry
+            # then becomes an UPDATE.  A second IntegrityError is a genuine constraint violation.
+            return self._retrying(lambda session: _merge(session, run))
 
     def get_run(self, key: str) -> RunRecord | None:
-        with self._errors("results database error at"), self._session() as session:
-            return session.get(RunRecord, key)
+        return self._retrying(lambda session: session.get(RunRecord, key))
 
-    def runs(self, experiment_name: str | None = None) -> list[RunRecord]:
-        """All runs, or those of one experiment, oldest first."""
+    def runs(self, experiment_name: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """All runs, or those of one experiment or with one status, oldest first."""
         query = select(RunRecord).order_by(RunRecord.started_at, RunRecord.key)
         if experiment_name is not None:
             query = query.where(RunRecord.experiment_name == experiment_name)
-        with self._errors("results database error at"), self._session() as session:
-            return list(session.exec(query).all())
+        if status is not None:
+            query = query.where(RunRecord.status == status)
+        return self._retrying(lambda session: list(session.exec(query).all()))
 
     def is_empty(self) -> bool:
         """Whether no run is recorded at all."""
-        with self._errors("results database error at"), self._session() as session:
-            return session.exec(select(RunRecord.key).limit(1)).first() is None
+        return self._retrying(lambda session: session.exec(select(RunRecord.key).limit(1)).first() is None)
 
     def ensure_experiment(self, name: str, description: str = "") -> ExperimentRecord:
         """The experiment called ``name``, created if absent (an existing description is kept)."""
         query = select(ExperimentRecord).where(ExperimentRecord.name == name)
-        with self._errors("results database error at"), self._session() as session:
+
+        def work(session: Session) -> ExperimentRecord:
             experiment = session.exec(query).first()
             if experiment is None:
                 experiment = ExperimentRecord(name=name, description=description)
@@ -493,6 +718,72 @@ class Registry:
                     session.rollback()
                     experiment = session.exec(query).one()
             return experiment
+
+        return self._retrying(work)
+
+    def claim_run(self, run: RunRecord, owner: Owner,
+                  replaceable: Callable[[RunRecord], bool]) -> RunRecord | None:
+        """Set the row of ``run.key`` to ``running`` by ``owner``, atomically, unless another row stands in the way;
+        None when claimed, else that row.
+
+        A missing row is inserted (the key is the primary key, so of two processes inserting it one fails and
+        looks again); an existing one is taken if ``owner`` already holds it or ``replaceable(row)`` says so
+        (e.g. failed, or running for an owner that is gone), by an update conditional on the row being unchanged
+        since it was read, so that of two processes taking it only one succeeds.
+        """
+        claim = {**run.model_dump(), **owner.stamp(), "status": "running", "error": None, "finished_at": None}
+
+        def work(session: Session) -> RunRecord | None:
+            for _ in range(20):  # each round another process changed the row first: bounded, never a loop forever
+                row = session.get(RunRecord, run.key, populate_existing=True)
+                if row is None:
+                    session.add(RunRecord(**claim))
+                    try:
+                        session.commit()
+                        return None
+                    except sa_exc.IntegrityError:
+                        session.rollback()
+                        continue
+                if not ((row.status == "running" and owner.owns(row)) or replaceable(row)):
+                    session.expunge(row)
+                    return row
+                changes = {k: v for k, v in claim.items() if k != "key"}
+                taken = session.exec(update(RunRecord).where(*_unchanged(row)).values(**changes))
+                session.commit()
+                if taken.rowcount == 1:
+                    return None
+            raise StorageError(f"cannot claim run {run.key[:16]} in '{_mask_url(self.url)}': its row keeps changing")
+
+        return self._retrying(work)
+
+    def renew_leases(self, owner: Owner, retry_s: float | None = None) -> int:
+        """Extend the lease of every running row of ``owner``; how many there are."""
+        values = {"lease_until": owner.stamp()["lease_until"]}
+        query = update(RunRecord).where(RunRecord.status == "running", *_owned_by(owner)).values(**values)
+        return self._retrying(lambda session: _execute_update(session, query), retry_s)
+
+    def release_claims(self, owner: Owner, error: str, retry_s: float | None = None) -> int:
+        """Mark every running row of ``owner`` failed with ``error`` (its runs stopped before being stored)."""
+        values = {"status": "failed", "error": error, "finished_at": _utcnow(), "lease_until": None}
+        query = update(RunRecord).where(RunRecord.status == "running", *_owned_by(owner)).values(**values)
+        return self._retrying(lambda session: _execute_update(session, query), retry_s)
+
+    def mark_abandoned(self) -> int:
+        """Mark failed every ``running`` row whose owner is gone (see :func:`owner_alive`): a run whose process
+        died, or lost its database, before it recorded the end. Each row is marked only if unchanged since it was
+        read, so a row another process has just claimed again is left alone. Returns how many were marked."""
+        now = _utcnow()
+        marked = 0
+        for row in self.runs(status="running"):
+            if owner_alive(row, now):
+                continue
+            owner = Owner.of(row)
+            who = f"its process ({owner.describe()})" if owner else "the process that ran it (which recorded no owner)"
+            values = {"status": "failed", "finished_at": now, "lease_until": None,
+                      "error": f"interrupted: {who} ended before the run was stored"}
+            query = update(RunRecord).where(*_unchanged(row)).values(**values)
+            marked += self._retrying(lambda session, q=query: _execute_update(session, q))
+        return marked
 
     def close(self) -> None:
         if self._engine is not None:
@@ -506,9 +797,67 @@ class Registry:
         self.close()
 
 
+def _merge(session: Session, run: RunRecord) -> RunRecord:
+    stored = session.merge(run)
+    session.commit()
+    return stored
+
+
+def _execute_update(session: Session, query: Any) -> int:
+    result = session.exec(query)
+    session.commit()
+    return result.rowcount
+
+
+def _unchanged(row: RunRecord) -> tuple[Any, ...]:
+    """Conditions that hold while the row is as read: every claim changes its status or its lease (a new one
+    runs out at another microsecond), and its owner."""
+    return (RunRecord.key == row.key, RunRecord.status == row.status,
+            RunRecord.owner_host.is_not_distinct_from(row.owner_host),
+            RunRecord.owner_pid.is_not_distinct_from(row.owner_pid),
+            RunRecord.lease_until.is_not_distinct_from(row.lease_until))
+
+
+def _owned_by(owner: Owner) -> tuple[Any, ...]:
+    return RunRecord.owner_host == owner.host, RunRecord.owner_pid == owner.pid
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the registry's missing tables and columns. Two processes opening a new registry at once (two sweeps
+    started together) may both try to create a table; the one that loses finds it there on a second look."""
+    try:
+        SQLModel.metadata.create_all(engine)
+    except (sa_exc.OperationalError, sa_exc.ProgrammingError, sa_exc.IntegrityError):
+        time.sleep(0.2)
+        SQLModel.metadata.create_all(engine)
+    _add_missing_columns(engine)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add to an existing ``runs`` table the (nullable) columns added since it was created: registries of an
+    earlier version keep working, their rows unchanged. Two processes may race to add a column; the loser finds
+    it there."""
+    table = RunRecord.__table__
+    present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+    for column in table.columns:
+        if column.name in present:
+            continue
+        assert column.nullable, f"a column added to an existing registry must be nullable: {column.name}"
+        ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(dialect=engine.dialect)}"
+        try:
+            with engine.begin() as conn:
+                conn.execute(sql_text(ddl))
+        except sa_exc.SQLAlchemyError:
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                raise
+
+
 def open_results(out_root: Path | str, db_url: str) -> tuple[Path, Registry]:
     """Check that the output root can be written and open the registry; if the database is unusable, remove the
-    (still empty) folders this made and raise :class:`StorageError`, so that nothing is left behind."""
+    (still empty) folders this made and raise :class:`StorageError`, so that nothing is left behind.
+
+    Rows left ``running`` by processes that are gone are marked failed (:meth:`Registry.mark_abandoned`), and an
+    empty registry is rebuilt from the run folders."""
     out_root = Path(out_root).resolve()
     created = [d for d in (out_root, out_root / "runs") if not d.exists()]
     check_writable(out_root)
@@ -517,12 +866,38 @@ def open_results(out_root: Path | str, db_url: str) -> tuple[Path, Registry]:
         registry.check()
         if registry.is_empty():  # a registry lost or emptied while its run folders stay: index them again
             rebuild_registry(out_root, registry)
+        registry.mark_abandoned()
     except StorageError:
+        registry.close()
         for d in reversed(created):
             with contextlib.suppress(OSError):
                 d.rmdir()
         raise
     return out_root, registry
+
+
+def record_run_dir(registry: Registry, run_dir: Path, key: str | None = None) -> RunRecord | None:
+    """Record a complete, intact run folder as a ``done`` run (from its manifest), unless the registry holds it as
+    done already; None if the folder is damaged or incomplete, or (given ``key``) is not that run's. A run whose
+    folder was written but not recorded (its recording process died, or lost its database) is so recovered."""
+    if run_dir_problem(run_dir) is not None:
+        return None
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    found = manifest.get("run_key")
+    if not isinstance(found, str) or (key is not None and found != key):
+        return None
+    existing = registry.get_run(found)
+    if existing is not None and existing.status == "done":
+        return existing
+    seed, code = manifest.get("seed", {}), manifest.get("code", {})
+    started = datetime.fromisoformat(manifest["created_at"]) if manifest.get("created_at") else _utcnow()
+    return registry.upsert_run(RunRecord(
+        key=found, experiment_name=manifest.get("experiment"), scenario_name=manifest["scenario"]["name"],
+        seed_entropy=str(seed.get("entropy")), spawn_key=json.dumps(seed.get("spawn_key", [])),
+        version=manifest.get("package", {}).get("version", ""), commit=code.get("commit"),
+        dirty=bool(code.get("dirty")), status="done", started_at=started,
+        duration_s=sum(manifest.get("timings", {}).values()) or None, run_dir=str(run_dir.resolve()),
+        summary_json=json.dumps(manifest.get("summary", {}), sort_keys=True)))
 
 
 def rebuild_registry(out_root: Path | str, registry: Registry) -> tuple[int, int]:
@@ -542,16 +917,8 @@ def rebuild_registry(out_root: Path | str, registry: Registry) -> tuple[int, int
         existing = registry.get_run(key) if isinstance(key, str) else None
         if not isinstance(key, str) or (existing is not None and existing.status == "done"):
             continue
-        seed, code = manifest.get("seed", {}), manifest.get("code", {})
-        started = datetime.fromisoformat(manifest["created_at"]) if manifest.get("created_at") else _utcnow()
-        registry.upsert_run(RunRecord(
-            key=key, experiment_name=manifest.get("experiment"), scenario_name=manifest["scenario"]["name"],
-            seed_entropy=str(seed.get("entropy")), spawn_key=json.dumps(seed.get("spawn_key", [])),
-            version=manifest.get("package", {}).get("version", ""), commit=code.get("commit"),
-            dirty=bool(code.get("dirty")), status="done", started_at=started,
-            duration_s=sum(manifest.get("timings", {}).values()) or None, run_dir=str(run_dir.resolve()),
-            summary_json=json.dumps(manifest.get("summary", {}), sort_keys=True)))
-        recorded += 1
+        if record_run_dir(registry, run_dir, key) is not None:
+            recorded += 1
     return recorded, skipped
 
 

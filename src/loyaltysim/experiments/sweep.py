@@ -11,10 +11,17 @@ Runs execute behind the :class:`concurrent.futures.Executor` interface (a proces
 a small dict; only the coordinating process writes the registry, one row per finished run, as the runs finish.
 At most ``4 x workers`` runs are in flight, so a sweep of thousands of runs holds only a few futures.
 
-A sweep is resumable: a run whose registry row is ``done`` and whose run directory exists is skipped. On
+A sweep is resumable: a run whose registry row is ``done`` and whose run directory is intact is skipped, and a run
+whose directory was written but never recorded (its coordinator died, or lost its database) is recorded from it. On
 Ctrl-C the coordinator cancels what is queued, stops the workers and raises :class:`SweepInterrupted`; if a
-worker dies, :class:`SweepBroken`. Runs killed mid-write leave only a temporary directory (the run directory
-itself is renamed into place when complete), which the next sweep on the same output root removes.
+worker dies, :class:`SweepBroken`; if the registry stays unusable beyond its retry bound, :class:`SweepDatabaseLost`.
+Runs killed mid-write leave only a temporary directory (the run directory itself is renamed into place when
+complete), which the next sweep on the same output root removes.
+
+Before it submits a run the coordinator claims it in the registry (:meth:`Registry.claim_run`: a ``running`` row
+naming this process); a run claimed by another live sweep on the same registry is left to it, so two sweeps on one
+output root compute each run once. At its end a sweep looks once more at the runs it left: those stored since count
+as stored, those whose claimant has gone it runs itself, and the rest are reported in :attr:`SweepResult.elsewhere`.
 """
 
 from __future__ import annotations
@@ -41,10 +48,16 @@ from typing import Any, TextIO
 from loyaltysim.experiments.design import Experiment
 from loyaltysim.experiments.storage import (
     CodeIdentity,
+    LeaseKeeper,
+    Owner,
     Registry,
     RunRecord,
+    StorageError,
     code_identity,
     open_results,
+    owner_alive,
+    pid_alive,
+    record_run_dir,
     run_dir_for,
     run_dir_problem,
     run_key,
@@ -155,6 +168,16 @@ class SweepInterrupted(Exception):
         super().__init__(f"interrupted: {stored} of {total} runs stored; run the same command to resume")
 
 
+class SweepDatabaseLost(Exception):
+    """The registry stayed unusable beyond its retry bound (or failed for good): the sweep stopped. Runs whose
+    folders were written but not recorded are recorded from their folders by the next sweep."""
+
+    def __init__(self, stored: int | None, total: int, reason: str):
+        self.stored, self.total, self.reason = stored, total, reason
+        counted = f": {stored} of {total} runs stored" if stored is not None else ""
+        super().__init__(f"{reason}{counted}; run the same command to resume")
+
+
 class SweepBroken(Exception):
     """A worker process died (killed, out of memory): the runs it and the others had in hand are lost."""
 
@@ -182,24 +205,13 @@ class SweepResult:
     out_root: Path | None = None
     db_url: str = ""
     removed_temp_dirs: int = 0
+    adopted: int = 0  # runs found written but not recorded, recorded from their folders (counted in reused)
+    elsewhere: dict[str, str] = field(default_factory=dict)  # run key: the other sweep computing it ("pid P on H")
+    elsewhere_runs: int = 0  # the runs of the experiment those keys stand for
 
     @property
     def complete(self) -> bool:
         return self.reused + self.stored == self.total
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def remove_stale_temp_dirs(out_root: Path | str) -> int:
@@ -213,30 +225,33 @@ def remove_stale_temp_dirs(out_root: Path | str) -> int:
     with contextlib.suppress(FileNotFoundError):
         for entry in runs.iterdir():
             m = _TEMP_DIR.match(entry.name)
-            if m and entry.is_dir() and not _pid_alive(int(m.group(1))):
+            if m and entry.is_dir() and not pid_alive(int(m.group(1))):
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += not entry.exists()
     return removed
 
 
 def _stored_keys(registry: Registry, experiment: Experiment, tasks: list[Task],
-                 out_root: Path) -> tuple[set[str], set[str]]:
+                 out_root: Path) -> tuple[set[str], set[str], int]:
     """Keys of tasks already done (registry row ``done`` and an intact run directory: its manifest and every table,
-    matching their digests), and keys recorded done whose directory is damaged or incomplete (run again)."""
+    matching their digests), keys recorded done whose directory is damaged or incomplete (run again), and how
+    many runs not recorded done were found written, complete and intact, and recorded now."""
     rows = {r.key: r.status for r in registry.runs(experiment.name)}
-    done, damaged = set(), set()
+    done, damaged, adopted = set(), set(), 0
     for t in tasks:
+        if t.key in done or t.key in damaged:
+            continue
         status = rows.get(t.key)
         if status is None:  # stored under another experiment name (same run), or not at all
             row = registry.get_run(t.key)
             status = row.status if row is not None else None
-        if status != "done" or t.key in done or t.key in damaged:
-            continue
-        if run_dir_problem(run_dir_for(out_root, t.key)) is None:
+        run_dir = run_dir_for(out_root, t.key)
+        if status == "done":
+            (done if run_dir_problem(run_dir) is None else damaged).add(t.key)
+        elif run_dir.is_dir() and record_run_dir(registry, run_dir, t.key) is not None:
             done.add(t.key)
-        else:
-            damaged.add(t.key)
-    return done, damaged
+            adopted += 1
+    return done, damaged, adopted
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -378,7 +393,17 @@ class _StopRequests:
 STOP_POLL_S = 0.2  # how often the sweep's loop looks for a stop request while it waits for runs
 
 
-def _record(registry: Registry, task: Task, outcome: dict[str, Any]) -> RunRecord:
+def _row(task: Task, status: str = "running") -> RunRecord:
+    """The registry row of a task, before its outcome is known."""
+    code = task.code
+    return RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=str(task.scenario.get("name")),
+                     seed_entropy=str(task.seed), spawn_key=json.dumps(list(task.spawn_key)), version=code.version,
+                     commit=code.commit, dirty=code.dirty, status=status,
+                     run_dir=str(run_dir_for(Path(task.out_root), task.key)),
+                     summary_json=json.dumps(task.extra(), sort_keys=True))
+
+
+def _record(registry: Registry, task: Task, outcome: dict[str, Any], owner: Owner) -> RunRecord:
     def when(key: str) -> datetime | None:
         value = outcome.get(key)
         return datetime.fromisoformat(value) if value else None
@@ -391,8 +416,28 @@ def _record(registry: Registry, task: Task, outcome: dict[str, Any]) -> RunRecor
                     commit=code.commit, dirty=code.dirty, status=status, error=outcome.get("error"),
                     started_at=when("started_at") or datetime.now(UTC), finished_at=when("finished_at"),
                     duration_s=outcome.get("duration_s"), run_dir=str(run_dir_for(Path(task.out_root), task.key)),
-                    summary_json=json.dumps(summary, sort_keys=True))
+                    summary_json=json.dumps(summary, sort_keys=True), owner_host=owner.host, owner_pid=owner.pid,
+                    owner_started_at=owner.started_at)
     return registry.upsert_run(row)
+
+
+class _Claims:
+    """This sweep's claims on its runs in the registry: which it may compute, and which another sweep computes."""
+
+    def __init__(self, registry: Registry, out_root: Path, owner: Owner):
+        self.registry, self.out_root, self.owner = registry, out_root, owner
+
+    def replaceable(self, row: RunRecord) -> bool:
+        """A row another process may take: failed, stored but damaged, or running for an owner that is gone."""
+        if row.status == "running":
+            return not owner_alive(row)
+        return row.status == "failed" or run_dir_problem(run_dir_for(self.out_root, row.key)) is not None
+
+    def claim(self, task: Task) -> RunRecord | None:
+        """None when this sweep may compute the task, else the row in its way: done (stored meanwhile by another
+        sweep), or running for another live sweep."""
+        return self.registry.claim_run(_row(task), self.owner, self.replaceable)
+
 
 
 def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, workers: int | None = None,
@@ -415,39 +460,55 @@ def run_sweep(experiment: Experiment, out_root: Path | str, db_url: str, *, work
         raise ValueError(f"workers must be at least 1, got {workers}")
     stream = (stream or sys.stderr) if progress else None
     out_root, registry = open_results(out_root, db_url)
+    owner = Owner.this_process()
     try:
-        registry.ensure_experiment(experiment.name, experiment.description)
-        removed = remove_stale_temp_dirs(out_root)
-        tasks = plan(experiment, out_root)
-        done, damaged = _stored_keys(registry, experiment, tasks, out_root)
-        # design points with the same effective scenario share their runs: each key runs once
-        copies = Counter(t.key for t in tasks)
-        todo, queued = [], set(done)
-        for t in tasks:
-            if t.key not in queued:
-                queued.add(t.key)
-                todo.append(t)
-        result = SweepResult(experiment.name, len(tasks), sum(copies[k] for k in done), 0, out_root=out_root,
-                             db_url=db_url, removed_temp_dirs=removed)
-        with _Progress(experiment.name, len(tasks), result.reused, stream) as bar:
-            bar.print(f"sweep {experiment.name}: {len(tasks)} runs ({len(experiment.design)} design point(s) x "
-                      f"{experiment.replications} replication(s)), {result.reused} already stored"
-                      + (f", {len(damaged)} stored run(s) damaged or incomplete, run again" if damaged else "")
-                      + (f", {min(workers, len(todo))} worker(s)" if todo else ""))
-            if todo:
-                factory = executor_factory or default_executor_factory(min(workers, len(todo)))
-                _execute(factory, todo, registry, result, bar, IN_FLIGHT_PER_WORKER * workers, copies)
-        return result
+        with LeaseKeeper(registry, owner):
+            return _sweep(experiment, out_root, db_url, registry, owner, workers, executor_factory, stream)
     finally:
         registry.close()
 
 
-def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Registry, result: SweepResult,
+def _sweep(experiment: Experiment, out_root: Path, db_url: str, registry: Registry, owner: Owner, workers: int,
+           executor_factory: Callable[[], Executor] | None, stream: TextIO | None) -> SweepResult:
+    tasks = plan(experiment, out_root)
+    try:
+        registry.ensure_experiment(experiment.name, experiment.description)
+        removed = remove_stale_temp_dirs(out_root)
+        done, damaged, adopted = _stored_keys(registry, experiment, tasks, out_root)
+    except StorageError as err:
+        raise SweepDatabaseLost(None, len(tasks), str(err)) from None
+    # design points with the same effective scenario share their runs: each key runs once
+    copies = Counter(t.key for t in tasks)
+    todo, queued = [], set(done)
+    for t in tasks:
+        if t.key not in queued:
+            queued.add(t.key)
+            todo.append(t)
+    result = SweepResult(experiment.name, len(tasks), sum(copies[k] for k in done), 0, out_root=out_root,
+                         db_url=db_url, removed_temp_dirs=removed, adopted=adopted)
+    with _Progress(experiment.name, len(tasks), result.reused, stream) as bar:
+        bar.print(f"sweep {experiment.name}: {len(tasks)} runs ({len(experiment.design)} design point(s) x "
+                  f"{experiment.replications} replication(s)), {result.reused} already stored"
+                  + (f" ({adopted} found written but not recorded, recorded now)" if adopted else "")
+                  + (f", {len(damaged)} stored run(s) damaged or incomplete, run again" if damaged else "")
+                  + (f", {min(workers, len(todo))} worker(s)" if todo else ""))
+        if todo:
+            factory = executor_factory or default_executor_factory(min(workers, len(todo)))
+            _execute(factory, todo, _Claims(registry, out_root, owner), result, bar,
+                     IN_FLIGHT_PER_WORKER * workers, copies)
+    return result
+
+
+def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims, result: SweepResult,
              bar: _Progress, max_in_flight: int, copies: Counter[str]) -> None:
+    """Claim, submit and record the runs of ``todo``, at most ``max_in_flight`` at a time; runs another live sweep
+    has claimed are left to it, and looked at once more when the rest is done."""
     pending: Iterator[Task] = iter(todo)
     in_flight: dict[Future, Task] = {}
+    left: dict[str, tuple[Task, str]] = {}  # runs another sweep computes: key -> (task, that sweep)
+    looked_again = False
     executor: Executor | None = None
-    out_root = Path(todo[0].out_root)
+    registry, out_root = claims.registry, Path(todo[0].out_root)
 
     def take(fut: Future, task: Task) -> BaseException | None:
         """Record one finished future; return the pool's breakage instead of recording it."""
@@ -458,7 +519,7 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Regist
         except Exception as err:  # the task could not even be run (e.g. not picklable)
             outcome = {"key": task.key, "status": "failed", "error": f"{type(err).__name__}: {err}"}
         error = outcome.get("error", "")
-        _record(registry, task, outcome)
+        _record(registry, task, outcome, claims.owner)
         if outcome["status"] == "done":
             result.stored += copies[task.key]
         else:
@@ -467,37 +528,83 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], registry: Regist
         bar.advance(copies[task.key])
         return None
 
+    def claimed(task: Task) -> bool:
+        """Claim a task; a task stored meanwhile is counted, one another sweep computes is left to it."""
+        row = claims.claim(task)
+        if row is None:
+            left.pop(task.key, None)
+            return True
+        if row.status == "done":  # stored by another sweep since this one looked
+            left.pop(task.key, None)
+            result.reused += copies[task.key]
+            bar.advance(copies[task.key])
+        else:
+            other = Owner.of(row)
+            left[task.key] = (task, other.describe() if other else "?")
+        return False
+
     broken: BaseException | None = None
+    lost: StorageError | None = None
+    database_failed = False
     with _StopRequests() as stop:
         executor = factory()
-        while not stop.requested:
-            while broken is None and len(in_flight) < max_in_flight:
-                task = next(pending, None)
-                if task is None:
+        registry.give_up = lambda: stop.requested  # Ctrl-C is not kept waiting by a database outage
+        try:
+            while not stop.requested:
+                while broken is None and len(in_flight) < max_in_flight:
+                    task = next(pending, None)
+                    if task is None:
+                        break
+                    if not claimed(task):
+                        continue
+                    try:
+                        in_flight[executor.submit(run_task, task)] = task
+                    except BrokenExecutor as err:  # the pool broke since the last results came in
+                        broken = err
+                if not in_flight:
+                    if left and not looked_again and broken is None:
+                        looked_again = True  # once more: stored since, or given up by a claimant that is gone?
+                        pending = iter([task for task, _ in left.values()])
+                        continue
                     break
-                try:
-                    in_flight[executor.submit(run_task, task)] = task
-                except BrokenExecutor as err:  # the pool broke since the last results came in
-                    broken = err
-            if not in_flight:
-                break
-            finished, _ = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                broken = take(fut, in_flight.pop(fut)) or broken
-            if broken is not None:
-                # keep what finished before the breakage; the rest is lost
-                for fut in [f for f in in_flight if f.done() and not f.cancelled()]:
-                    take(fut, in_flight.pop(fut))
-                break
-        if stop.requested:
+                finished, _ = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    broken = take(fut, in_flight.pop(fut)) or broken
+                if broken is not None:
+                    # keep what finished before the breakage; the rest is lost
+                    for fut in [f for f in in_flight if f.done() and not f.cancelled()]:
+                        take(fut, in_flight.pop(fut))
+                    break
+        except StorageError as err:  # the registry stayed unusable beyond its retry bound
+            lost = None if stop.requested else err
+            database_failed = True
+        if stop.requested or lost is not None:
             for fut in in_flight:
                 fut.cancel()
             _stop_executor(executor)
             remove_stale_temp_dirs(out_root)
+            if lost is not None:
+                raise SweepDatabaseLost(result.reused + result.stored, result.total, str(lost)) from None
+            if not database_failed:  # else the next open finds the claims abandoned: no waiting for the database
+                _release(claims)
             raise SweepInterrupted(result.reused + result.stored, result.total)
     if broken is not None:
         executor.shutdown(wait=True, cancel_futures=True)
         remove_stale_temp_dirs(out_root)
+        _release(claims)
         reason = " ".join(str(broken).split()) or type(broken).__name__
         raise SweepBroken(result.reused + result.stored, result.total, reason) from None
     executor.shutdown(wait=True)
+    result.elsewhere = {key: who for key, (_, who) in left.items()}
+    result.elsewhere_runs = sum(copies[key] for key in left)
+
+
+RELEASE_RETRY_S = 5.0  # a stopped sweep does not wait long for its database to release its claims
+
+
+def _release(claims: _Claims) -> None:
+    """After a stop, mark the runs this sweep claimed but did not store failed, so that nobody waits for them (if
+    the database does not answer in time, the next sweep or run finds them abandoned anyway)."""
+    with contextlib.suppress(StorageError):
+        claims.registry.release_claims(claims.owner, "interrupted: the sweep stopped before this run was stored",
+                                       retry_s=RELEASE_RETRY_S)

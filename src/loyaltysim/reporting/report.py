@@ -511,6 +511,7 @@ def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, p
         registry.check()
         if registry.is_empty():  # a registry lost or emptied while its run folders stay: index them again
             rebuild_registry(out_root, registry)
+        registry.mark_abandoned()  # rows left running by processes that are gone: failed, not "still running"
         tidy, missing = collect_results(experiment, registry, out_root)
         others = other_version_runs(experiment, registry, out_root)
     total = experiment.runs
