@@ -379,6 +379,18 @@ def test_validate_accepts_a_good_file(runs, tmp_path):
     assert list(tmp_path.iterdir()) == []  # validating writes nothing
 
 
+def test_validate_checks_an_experiment_file_and_what_its_findings_read(tmp_path):
+    shipped = REPO / "experiments" / "robustness_jones_sasser.toml"
+    proc = ok(cli("validate", shipped, cwd=tmp_path))
+    assert "valid (experiment 'robustness_jones_sasser', 11 design point(s) x 10 replication(s)" in proc.stdout
+    lacking = tmp_path / "lacking.toml"
+    lacking.write_text(shipped.read_text(encoding="utf-8").replace('  "market.retention_by_score_4",\n', "")
+                       .replace('scenario = "scenarios/', f'scenario = "{shipped.parent}/scenarios/'), encoding="utf-8")
+    _assert_user_error(cli("validate", lacking, cwd=tmp_path), "1 problem(s)",
+                       "findings[0]: the findings 'robustness_jones_sasser' reads the outcome(s) "
+                       "['market.retention_by_score_4']; add them to outcomes")
+
+
 # Scenario problems: (override, text the message must contain: the field and what is allowed).
 PROBLEMS = {
     "unknown_key": ({"market__customers__populaton": 300},

@@ -59,11 +59,28 @@ def _load(path: Path):
 
 
 @app.command()
-def validate(scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")]) -> None:
-    """Check a scenario file and list every problem found."""
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario or experiment file (TOML).")]) -> None:
+    """Check a scenario file, or an experiment file (and its scenario), and list every problem found."""
+    if _is_experiment(scenario):
+        e = _load_experiment(scenario)
+        typer.echo(f"{scenario}: valid (experiment '{e.name}', {len(e.design)} design point(s) x "
+                   f"{e.replications} replication(s), {len(e.outcomes)} outcome(s))")
+        return
     s = _load(scenario)
     typer.echo(f"{scenario}: valid (scenario '{s.name}', {len(s.market.firms)} firms, "
                f"{s.market.customers.population} customers, {s.steps()} {s.time.step}s)")
+
+
+def _is_experiment(path: Path) -> bool:
+    """Whether a file reads as an experiment (it names a base scenario and has no market of its own); a file that
+    cannot be read is left to the scenario check to report."""
+    from .scenario import read_toml
+
+    try:
+        data = read_toml(path, "a scenario or experiment file (.toml)")
+    except ValueError:
+        return False
+    return isinstance(data.get("scenario"), str) and "market" not in data
 
 
 @dataclass

@@ -23,9 +23,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def experiment_file(tmp_path: Path, body: str, head: str | None = None) -> Path:
-    """An experiment on the baseline scenario with the given factors (and other fields) after a small header."""
-    head = head if head is not None else f'''
+_HEAD = f'''
 schema_version = 1
 name = "probe"
 scenario = "{BASELINE}"
@@ -36,7 +34,11 @@ warmup = "4 weeks"
 population = 150
 outcomes = ["focal.share_end"]
 '''
-    return write(tmp_path / "experiment.toml", head + body)
+
+
+def experiment_file(tmp_path: Path, body: str, head: str | None = None) -> Path:
+    """An experiment on the baseline scenario with the given factors (and other fields) after a small header."""
+    return write(tmp_path / "experiment.toml", (head if head is not None else _HEAD) + body)
 
 
 def problems_of(path: Path, **kw) -> list[str]:
@@ -403,9 +405,21 @@ def test_a_figure_or_finding_whose_factors_the_design_lacks_is_rejected_before_a
     one(problems, "figures[0]:", "'jones_sasser' reads the factor(s) ['market']", "factors: ['strategy']")
     one(problems, "figures[1]:", "'trap' reads the factor(s) ['budget']")
     one(problems, "findings[0]:", "unknown findings 'trap_ablation'")
-    budget = '[[factors]]\nname = "budget"\npath = "policy.price"\nvalues = [28.0, 30.0]\n'
-    ok = experiment_file(tmp_path, 'figures = ["trap"]\n' + factor + budget)
-    assert load_experiment(ok).figures == ["trap"]  # with both factors it loads
+    campaign = '[[factors]]\nname = "campaign"\npath = "policy.price"\nvalues = [28.0, 30.0]\n'
+    outcomes = 'outcomes = ["focal.winback_rate", "focal.npv"]\n'
+    ok = experiment_file(tmp_path, 'figures = ["winback"]\n' + campaign,
+                         head=_HEAD.replace('outcomes = ["focal.share_end"]\n', outcomes))
+    assert load_experiment(ok).figures == ["winback"]  # with the factor and the outcomes it reads, it loads
+
+
+def test_a_figure_or_finding_whose_outcomes_the_file_does_not_ask_for_is_rejected_before_anything_runs(tmp_path):
+    """A check reading an outcome nobody asked for would judge a missing number (a ratio of two missing retentions
+    was once infinite, and "ratio >= 3" held whatever the model did)."""
+    factor = '[[factors]]\nname = "perturbation"\nlevels = [{ label = "base", set = {} }]\n'
+    path = experiment_file(tmp_path, 'findings = ["robustness_jones_sasser"]\n' + factor)
+    problems = problems_of(path)
+    one(problems, "findings[0]:", "'robustness_jones_sasser' reads the outcome(s) ['market.retention_by_score_4'",
+        "add them to outcomes")
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [

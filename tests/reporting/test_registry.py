@@ -56,16 +56,6 @@ def test_code_outside_the_package_declares_what_it_registers(tmp_path):
     assert "jones_sasser" in registry.FINDINGS
 
 
-# What the shipped experiments lack of what their findings read. robustness_jones_sasser's Jones & Sasser check
-# reads retention at scores 4 and 5, which that experiment does not ask for: its defection ratio is then infinite
-# and "ratio >= 3" always holds, so the check rests on "step > rise" alone. Asking for them changes that report,
-# so it is left to a change of its own; pinned here so that it changes knowingly.
-KNOWN_GAPS = {
-    ("robustness_jones_sasser.toml", "findings", "robustness_jones_sasser", "market.retention_by_score_4"),
-    ("robustness_jones_sasser.toml", "findings", "robustness_jones_sasser", "market.retention_by_score_5"),
-}
-
-
 def test_the_shipped_experiments_have_the_factors_and_outcomes_their_figures_and_findings_read():
     gaps = set()
     for path in sorted((REPO / "experiments").glob("*.toml")):
@@ -76,7 +66,7 @@ def test_the_shipped_experiments_have_the_factors_and_outcomes_their_figures_and
                 needs = registry.declared(kind)[name]
                 assert set(needs.factors) <= factors, (path.name, name)
                 gaps |= {(path.name, kind, name, o) for o in needs.outcomes if o not in data["outcomes"]}
-    assert gaps == KNOWN_GAPS
+    assert not gaps
 
 
 def test_the_findings_modules_share_public_helpers_only():

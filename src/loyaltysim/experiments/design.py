@@ -197,9 +197,11 @@ def _factor_problems(i: int, f: dict) -> tuple[list[str], list[str] | None]:
     return problems, names
 
 
-def _declared_problems(kind: registry.Kind, key: str, names: list, factors: list[str]) -> list[str]:
+def _declared_problems(kind: registry.Kind, key: str, names: list, factors: list[str],
+                       outcomes: list[str]) -> list[str]:
     """Figures or findings the file names that are not declared, or whose function reads factors the design
-    lacks (it would fail at the report, after the whole sweep)."""
+    lacks (it would fail at the report, after the whole sweep) or outcomes the file does not ask for (it would
+    judge a missing number, after the whole sweep)."""
     declared = registry.declared(kind)
     problems = []
     for i, name in enumerate(names):
@@ -212,6 +214,10 @@ def _declared_problems(kind: registry.Kind, key: str, names: list, factors: list
         if missing:
             problems.append(f"{key}[{i}]: the {kind} '{name}' reads the factor(s) {missing}, which the design "
                             f"lacks; factors: {factors}")
+        unasked = [o for o in declared[name].outcomes if o not in outcomes]
+        if unasked:
+            problems.append(f"{key}[{i}]: the {kind} '{name}' reads the outcome(s) {unasked}; add them to "
+                            "outcomes")
     return problems
 
 
@@ -255,9 +261,9 @@ def cross_problems(data: Any) -> list[str]:
                                 f"labels: {labels[key]}")
     if data.get("risk") is True and reference is None:
         problems.append("risk: the spread of paired differences needs a reference design point; set reference")
-    for kind, key in (("figure", "figures"), ("findings", "findings")):
-        problems += _declared_problems(kind, key, as_list(data.get(key)), list(labels))
     outcomes = [o for o in as_list(data.get("outcomes")) if isinstance(o, str)]
+    for kind, key in (("figure", "figures"), ("findings", "findings")):
+        problems += _declared_problems(kind, key, as_list(data.get(key)), list(labels), outcomes)
     repeated = sorted({o for o in outcomes if outcomes.count(o) > 1})
     if repeated:
         problems.append(f"outcomes: each outcome once; repeated: {repeated}")

@@ -31,6 +31,8 @@ def defection_ratio(results: pd.DataFrame, **labels: str) -> float:
     means: per-run ratios of small numbers are noisy and biased upward)."""
     r4 = mean(results, "market.retention_by_score_4", **labels)
     r5 = mean(results, "market.retention_by_score_5", **labels)
+    if r4 != r4 or r5 != r5:  # not measured: no ratio, and no check on it can hold
+        return float("nan")
     return (1.0 - r4) / (1.0 - r5) if r5 < 1.0 else float("inf")
 
 
