@@ -391,6 +391,30 @@ def test_validate_checks_an_experiment_file_and_what_its_findings_read(tmp_path)
                        "['market.retention_by_score_4']; add them to outcomes")
 
 
+def test_an_unreadable_file_is_one_error_line_not_a_usage_box(runs, tmp_path, monkeypatch):
+    """Opening a file without read permission raises PermissionError (the tests may run as root, who can read
+    anything, so the refusal is made here): every command that reads a file says so in one line, exit 2."""
+    from typer.testing import CliRunner
+
+    from loyaltysim.cli import app
+
+    real_open = Path.open
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "locked.toml":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    locked = tmp_path / "locked.toml"
+    locked.write_text(Path(runs.scenario).read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(Path, "open", refuse)
+    for command in ("validate", "run", "sweep", "calibrate-check"):
+        result = CliRunner().invoke(app, [command, str(locked)])
+        assert result.exit_code == 2, (command, result.output)
+        assert result.output.startswith(f"error: {locked}") and "Permission denied" in result.output, command
+        assert "Usage" not in result.output and "Traceback" not in result.output, command
+
+
 # Scenario problems: (override, text the message must contain: the field and what is allowed).
 PROBLEMS = {
     "unknown_key": ({"market__customers__populaton": 300},
