@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loyaltysim.experiments.calibration import CHURN, NBD_GAP, TOP_BOX, calibration_check, calibration_report, nbd_gap
+from loyaltysim.experiments.calibration import (
+    CHURN,
+    DRIFT_SHARE,
+    NBD_GAP,
+    TOP_BOX,
+    calibration_check,
+    calibration_report,
+    nbd_gap,
+)
 from loyaltysim.scenario import load_scenario, scenario_from_dict
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
@@ -35,7 +43,9 @@ def _small(name: str, population: int) -> dict:
 
 def test_report_rows_for_a_contractual_market():
     report = calibration_report(scenario_from_dict(_small("baseline.toml", 500)), [1], window_weeks=4)
-    assert list(report["measure"]) == ["annual churn", "share of scores 4-5", "satisfied defectors"]
+    assert list(report["measure"]) == ["annual churn", "share of scores 4-5", "satisfied defectors",
+                                       "drift of mean satisfaction", "drift of annual churn",
+                                       "largest drift of a firm's share"]  # two full years after the warm-up
     assert report.loc[0, "target"] == f"{CHURN.low:g}-{CHURN.high:g}"
     assert report["ok"].map(lambda x: x in (True, False)).all()
 
@@ -78,6 +88,21 @@ def test_the_repertoire_baseline_buys_like_an_nbd():
     report = report.set_index("measure")
     assert report.loc["NBD fit gap, category", "max"] <= NBD_GAP.high
     assert report.loc["share of scores 4-5", "min"] >= TOP_BOX.low
+
+
+def test_the_drift_between_the_first_and_last_year_after_the_warm_up_is_measured_and_judged():
+    """A rival's deep price cut in the last year moves shares beyond the stationarity band; the same market without it
+    stays within it; a horizon with one year after the warm-up has no drift rows."""
+    data = _small("baseline.toml", 2000)
+    steady = calibration_report(scenario_from_dict(data), [1], window_weeks=4).set_index("measure")
+    data["market"]["events"] = [{"kind": "price_change", "at": "110 weeks", "firm": "Rival A", "price": 21.0}]
+    cut = calibration_report(scenario_from_dict(data), [1], window_weeks=4).set_index("measure")
+    share = "largest drift of a firm's share"
+    assert steady.loc[share, "ok"] and steady.loc[share, "mean"] < DRIFT_SHARE.high
+    assert not cut.loc[share, "ok"] and cut.loc[share, "mean"] > 1.5 * DRIFT_SHARE.high
+    data["time"].update(horizon="90 weeks")
+    short = calibration_report(scenario_from_dict(data), [1], window_weeks=4)
+    assert not short["measure"].str.startswith(("drift", "largest drift")).any()
 
 
 def _cli(*args, cwd):

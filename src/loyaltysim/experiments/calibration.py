@@ -12,6 +12,11 @@ Targets (see the domain brief, section 5, and the sources below):
   (largest gap between observed and fitted shares of 0, 1, 2, ... purchases at most 0.02 for the category and
   0.05 for a brand, where published fits are within a few percentage points).
 
+* **A stationary market after the warm-up**: results should not depend on the horizon, so between the first and the
+  last full year after the warm-up mean satisfaction moves by at most 0.003 (a seventh of the gap between two survey
+  cutpoints), annual churn by at most 0.03 and no firm's mean share by more than 0.03 (reported when the horizon
+  leaves at least two full years after the warm-up).
+
 The check runs the scenario over several seeds and reports the mean and range of each measure. In a repertoire market
 it also fits the NBD-Dirichlet (Goodhardt, Ehrenberg & Chatfield 1984; :mod:`loyaltysim.measures.dirichlet`) to the
 purchases of a year after the warm-up and sets each brand's observed share, penetration, purchase frequency and share
@@ -49,6 +54,42 @@ SATISFIED_DEFECTORS = Target("satisfied defectors", 0.60, 0.85,
 NBD_GAP = Target("NBD fit gap", 0.0, 0.02, "Ehrenberg 1959: category purchases follow the NBD")
 NBD_BRAND_GAP = Target("NBD fit gap, brand", 0.0, 0.05,
                        "Ehrenberg 1988: brand purchases follow the NBD within a few points")
+DRIFT_SATISFACTION = Target("drift of mean satisfaction", -0.003, 0.003,
+                            "stationary after the warm-up: last full year minus the first")
+DRIFT_CHURN = Target("drift of annual churn", -0.03, 0.03,
+                     "stationary after the warm-up: last full year minus the first")
+DRIFT_SHARE = Target("largest drift of a firm's share", 0.0, 0.03,
+                     "stationary after the warm-up: last full year against the first, largest over firms")
+
+
+def drifts(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """How the market moved between the first and the last full year after the warm-up: mean satisfaction and
+    annual churn (last minus first) and the largest change of a firm's mean share (absolute); empty when the horizon
+    leaves fewer than two full years after the warm-up."""
+    warm, steps = scenario.warmup_steps(), scenario.steps()
+    year = max(1, round(365.25 / (7.0 if scenario.time.step == "week" else 1.0)))
+    years = (steps - warm) // year
+    if years < 2:
+        return {}
+    first, last = (warm, warm + year), (warm + (years - 1) * year, warm + years * year)
+
+    def within(frame: pd.DataFrame, span: tuple[int, int]) -> pd.DataFrame:
+        return frame[(frame["step"] > span[0]) & (frame["step"] <= span[1])]
+
+    market, firms = tables["market"], tables["firms"]
+
+    def churn(span: tuple[int, int]) -> float:
+        rows = within(firms, span)
+        customers = rows.groupby("step")["customers"].sum().mean()
+        return float(rows["defections"].sum() / customers) if customers else np.nan
+
+    shares = [within(firms, span).groupby("firm", sort=False)["share"].mean() for span in (first, last)]
+    return {
+        DRIFT_SATISFACTION.name: float(within(market, last)["mean_satisfaction"].mean()
+                                       - within(market, first)["mean_satisfaction"].mean()),
+        DRIFT_CHURN.name: churn(last) - churn(first),
+        DRIFT_SHARE.name: float((shares[1] - shares[0]).abs().max()),
+    }
 
 
 def nbd_gap(counts: np.ndarray, max_count: int = 6) -> float:
@@ -108,6 +149,7 @@ def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
         "share of scores 4-5": top_two,
         "satisfied defectors": summary["market"]["satisfied_defector_share"],
     }
+    out.update(drifts(scenario, tables))
     if scenario.market.type == "repertoire":  # brand-level repeat buying is an NBD only where customers split
         out["NBD fit gap, category"] = nbd_gap(counts.sum(axis=1))
         for j, name in enumerate(model.firm_names):
@@ -153,7 +195,8 @@ def _measures_report(scenario: LoyaltyScenario, runs: pd.DataFrame) -> pd.DataFr
         if col.startswith("NBD"):
             target = NBD_GAP if col.endswith("category") else NBD_BRAND_GAP
         else:
-            target = {t.name: t for t in (CHURN, TOP_BOX, SATISFIED_DEFECTORS)}[col]
+            target = {t.name: t for t in (CHURN, TOP_BOX, SATISFIED_DEFECTORS, DRIFT_SATISFACTION, DRIFT_CHURN,
+                                          DRIFT_SHARE)}[col]
         if col == "annual churn" and scenario.market.type != "contractual":
             target = None  # repertoire churn depends on the lapse definition: reported, not targeted
         mean = runs[col].mean()
