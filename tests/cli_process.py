@@ -1,5 +1,6 @@
-"""Running the real ``loyaltysim`` command in a subprocess, for the CLI and sweep tests."""
+"""Running the real ``loyaltysim`` command in a subprocess, for the CLI and sweep tests, and checking what it stored."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -49,3 +50,23 @@ def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
             out, err = proc.communicate()
         pytest.fail(f"{proc.args} timed out\n{out}\n{err}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """``proc`` after checking it succeeded without a traceback."""
+    assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def dead_pid() -> int:
+    """The process id of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def parquet_hashes(out: Path) -> dict[str, str]:
+    """SHA-256 of every table of every run stored under ``out``, by run folder and file name."""
+    return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((out / "runs").glob("*/*.parquet"))}

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import loyaltysim
-from cli_process import TIMEOUT, cli_args, finish, start
+from cli_process import TIMEOUT, cli_args, finish, ok, start
 from cli_process import clean_env as _env
 from loyaltysim.experiments.storage import DB_ENV_VAR, Registry, code_identity
 from loyaltysim.scenario import load_scenario, scenario_from_dict
@@ -83,12 +83,6 @@ def write_scenario(path: Path, data: dict) -> Path:
 
 def cli(*args, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return finish(start(*args, cwd=cwd, env=env))
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    return proc
 
 
 def registry_rows(url: str) -> list:

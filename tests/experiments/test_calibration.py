@@ -111,25 +111,24 @@ def _cli(*args, cwd):
                           env=env, timeout=300)
 
 
+def _short_file(name: str) -> str:
+    """A shipped scenario file's text with 300 customers, 30 weeks and a 10-week warm-up."""
+    text = (SCENARIOS / name).read_text().replace("population = 10000", "population = 300", 1)
+    return text.replace('horizon = "156 weeks"', 'horizon = "30 weeks"', 1).replace(
+        'warmup = "52 weeks"', 'warmup = "10 weeks"', 1)
+
+
 def test_calibrate_check_command_prints_the_table_and_strict_fails_on_a_miss(tmp_path):
     import tomllib
 
-    text = (SCENARIOS / "baseline.toml").read_text()
-    data = tomllib.loads(text)
-    assert data["market"]["customers"]["population"] == 10000
-    small = text.replace("population = 10000", "population = 300", 1)
-    small = small.replace('horizon = "156 weeks"', 'horizon = "30 weeks"', 1).replace(
-        'warmup = "52 weeks"', 'warmup = "10 weeks"', 1)
+    assert tomllib.loads((SCENARIOS / "baseline.toml").read_text())["market"]["customers"]["population"] == 10000
+    small = _short_file("baseline.toml")
     (tmp_path / "s.toml").write_text(small)
     ok = _cli("calibrate-check", "s.toml", "--seeds", "1", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "annual churn" in ok.stdout and "share of scores 4-5" in ok.stdout
     assert "NBD-Dirichlet" not in ok.stdout  # a contractual market has no brand repertoires
-    repertoire = (SCENARIOS / "baseline_repertoire.toml").read_text()
-    repertoire = repertoire.replace("population = 10000", "population = 300", 1)
-    repertoire = repertoire.replace('horizon = "156 weeks"', 'horizon = "30 weeks"', 1).replace(
-        'warmup = "52 weeks"', 'warmup = "10 weeks"', 1)
-    (tmp_path / "r.toml").write_text(repertoire)
+    (tmp_path / "r.toml").write_text(_short_file("baseline_repertoire.toml"))
     rep = _cli("calibrate-check", "r.toml", "--seeds", "1", cwd=tmp_path)
     assert rep.returncode == 0, rep.stderr
     assert "NBD-Dirichlet over the first 20 weeks" in rep.stdout and "polarisation" in rep.stdout

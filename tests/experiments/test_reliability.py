@@ -5,7 +5,6 @@ sweeps real ``loyaltysim`` processes; nothing of the database is mocked.
 """
 
 import contextlib
-import hashlib
 import io
 import os
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_process import TIMEOUT, clean_env, finish, start
+from cli_process import TIMEOUT, clean_env, dead_pid, finish, ok, parquet_hashes, start
 from loyaltysim.experiments.design import load_experiment
 from loyaltysim.experiments.storage import (
     DB_RETRY_ENV_VAR,
@@ -61,11 +60,6 @@ RESUME_HINT = re.compile(r"error: results database '[^']*' still unavailable aft
                          r"(\d+) of 8 runs stored; run the same command to resume")
 
 
-def parquet_hashes(out: Path) -> dict[str, str]:
-    return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((out / "runs").glob("*/*.parquet"))}
-
-
 @dataclass
 class Reference:
     base: Path
@@ -89,12 +83,6 @@ def reference(tmp_path_factory) -> Reference:
 
 def sweep_args(reference: Reference, out: Path, *extra) -> list:
     return ["sweep", reference.experiment, "--workers", 1, "--out", out, *extra]
-
-
-def ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert res.returncode == 0, f"{res.args} exited {res.returncode}\n{res.stdout}\n{res.stderr}"
-    assert "Traceback" not in res.stderr
-    return res
 
 
 def sqlite_statuses(out: Path) -> list[str]:
@@ -227,19 +215,13 @@ def _row(key: str, **owner) -> RunRecord:
                      status="running", **owner)
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_a_running_row_is_marked_failed_on_the_next_open_only_if_its_owner_is_gone(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         alive = Owner(socket.gethostname(), sleeper.pid, _started(sleeper.pid))
         now = datetime.now(UTC)
         rows = {
-            "dead": _row("dead", **Owner(alive.host, _dead_pid(), None).stamp()),
+            "dead": _row("dead", **Owner(alive.host, dead_pid(), None).stamp()),
             "alive": _row("alive", **alive.stamp()),
             "this process": _row("this process", **Owner.this_process().stamp()),
             # the same process id, but a process started at another time: the owner is gone, its id reused
@@ -295,7 +277,7 @@ def test_a_run_killed_mid_way_is_failed_on_the_next_open_and_one_stored_but_not_
     ok(finish(start("run", BASELINE, "--steps", 80, "--out", out, "--json", cwd=tmp_path)))
     with Registry(url) as reg:
         reg.upsert_run(reg.get_run(row.key).model_copy(update={"status": "running", **Owner(
-            socket.gethostname(), _dead_pid(), None).stamp()}))
+            socket.gethostname(), dead_pid(), None).stamp()}))
     manifest = out / "runs" / row.key[:16] / "manifest.json"
     before = manifest.stat().st_mtime_ns
     res = ok(finish(start("run", BASELINE, "--steps", 80, "--out", out, "--json", cwd=tmp_path)))

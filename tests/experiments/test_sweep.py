@@ -8,7 +8,6 @@ subprocess tests use the real command with its process pool.
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -28,7 +27,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli_process import TIMEOUT, finish, start
+from cli_process import TIMEOUT, dead_pid, finish, ok, parquet_hashes, start
 from loyaltysim.cli import app
 from loyaltysim.experiments import run as run_module
 from loyaltysim.experiments import sweep as sweep_module
@@ -71,11 +70,6 @@ def sweep_in_process(exp, out: Path, **kw):
 def rows(out: Path) -> list:
     with Registry(sqlite_url(out / "registry.sqlite")) as reg:
         return reg.runs()
-
-
-def parquet_hashes(out: Path) -> dict[str, str]:
-    return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((out / "runs").glob("*/*.parquet"))}
 
 
 def temp_dirs(out: Path) -> list[str]:
@@ -429,17 +423,11 @@ def test_quiet_sweeps_print_nothing(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ temp dirs
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 def test_temp_dirs_of_writers_that_are_gone_are_removed_and_others_kept(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
-    dead = runs / f".{'a' * 16}.tmp-{_dead_pid()}-0badcafe"
-    moved_aside = runs / f".{'b' * 16}.old-{_dead_pid()}-0badcafe"
+    dead = runs / f".{'a' * 16}.tmp-{dead_pid()}-0badcafe"
+    moved_aside = runs / f".{'b' * 16}.old-{dead_pid()}-0badcafe"
     mine = runs / f".{'c' * 16}.tmp-{os.getpid()}-0badcafe"
     other = runs / "keep-me"
     for d in (dead, moved_aside, mine, other):
@@ -552,12 +540,6 @@ def test_bad_input_gives_one_message_and_exit_2(case, tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------ for real
 
 
-def ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert res.returncode == 0, f"{res.args} exited {res.returncode}\n{res.stdout}\n{res.stderr}"
-    assert "Traceback" not in res.stderr
-    return res
-
-
 def done_rows(out: Path) -> int:
     """Runs recorded as done, read with sqlite3 while the sweep may be writing (a locked database is 0)."""
     db = out / "registry.sqlite"
@@ -658,7 +640,7 @@ def test_ctrl_c_or_sigterm_stops_the_sweep_and_the_same_command_completes_it_ide
     assert 2 <= stored < 16 and int(m.group(1)) == stored
     assert temp_dirs(out) == []  # the workers' half-written runs are cleaned up
     # a run killed mid-write by something else leaves a temporary folder: the resume removes it
-    stale = out / "runs" / f".{'0' * 16}.tmp-{_dead_pid()}-0badcafe"
+    stale = out / "runs" / f".{'0' * 16}.tmp-{dead_pid()}-0badcafe"
     stale.mkdir()
     (stale / "firms.parquet").write_bytes(b"half a table")
 

@@ -28,24 +28,30 @@ def test_headroom_is_the_category_spend_not_yet_at_the_seller():
 PROGRAMME = {"kind": "points", "name": "Points", "expiry": "13 weeks", "rewards": [{"points": 1500.0, "value": 15.0}]}
 
 
-def _pressure(make_scenario, market: str, enabled: bool):
-    """Every customer made a member of the focal firm's points programme with 1,000 points (500 short of the reward):
-    the points pressure toward the focal firm in the next step, each customer's expected points a year, and its
-    share of wallet there."""
-    sc = make_scenario(market__type=market, market__customers__population=300, policy__programmes=[PROGRAMME],
-                       market__customers__attainable_rewards={"enabled": enabled},
-                       market__customers__points_pressure=1.0)
+def _members_500_points_short(make_scenario, enabled: bool, **overrides) -> LoyaltyMarket:
+    """A market of 300 customers after three steps, every one made a member of the focal firm's points programme
+    with 1,000 points: 500 short of its reward."""
+    sc = make_scenario(market__customers__population=300, policy__programmes=[PROGRAMME],
+                       market__customers__attainable_rewards={"enabled": enabled}, **overrides)
     model = LoyaltyMarket(sc, seed=4).run(3)
-    book, st = model.programmes, model.customers
-    ledger = book.ledgers[0]
+    ledger = model.programmes.ledgers[0]
     ledger.member[:] = True
     ledger.points[:] = 0.0
     ledger.points[:, 0] = 1000.0
     ledger._balance = None
+    return model
+
+
+def _pressure(make_scenario, market: str, enabled: bool):
+    """The points pressure toward the focal firm in the next step of :func:`_members_500_points_short`, each
+    customer's expected points a year (spend there x 1 point per unit of money), and its share of wallet there."""
+    model = _members_500_points_short(make_scenario, enabled, market__type=market,
+                                      market__customers__points_pressure=1.0)
+    book, st = model.programmes, model.customers
     prices = model.seller_prices()
     perks, _ = book.prepare(st, model.steps + 1, prices, model.contractual)
     focal = model.config.focal_index
-    return perks.pressure[:, focal], book.yearly_spend(st, prices, focal) * 1.0, book.wallet_share(st, focal)
+    return perks.pressure[:, focal], book.yearly_spend(st, prices, focal), book.wallet_share(st, focal)
 
 
 def test_pressure_needs_an_attainable_reward_and_headroom_in_a_repertoire_market(make_scenario):
@@ -68,19 +74,11 @@ def test_in_a_contractual_market_only_attainability_scales_the_pressure(make_sce
 
 
 def _extra_occasions(make_scenario, enabled: bool) -> np.ndarray:
-    """A contractual market where every customer is a member 500 points short of the reward; the first 20 customers,
-    all the focal firm's, buy as often as the others but tiny baskets, so they earn almost no points: the extra
-    occasions the goal gradient gives each customer over 200 draws."""
-    sc = make_scenario(market__customers__population=300, policy__programmes=[PROGRAMME],
-                       market__customers__attainable_rewards={"enabled": enabled},
-                       market__customers__goal_gradient=1.0)
-    model = LoyaltyMarket(sc, seed=4).run(3)
+    """In the contractual :func:`_members_500_points_short`, the first 20 customers, all the focal firm's, buy as often
+    as the others but tiny baskets, so they earn almost no points: the extra occasions the goal gradient gives each
+    customer over 200 draws."""
+    model = _members_500_points_short(make_scenario, enabled, market__customers__goal_gradient=1.0)
     book, st = model.programmes, model.customers
-    ledger = book.ledgers[0]
-    ledger.member[:] = True
-    ledger.points[:] = 0.0
-    ledger.points[:, 0] = 1000.0
-    ledger._balance = None
     st.basket[:20] = 1e-4
     st.current[:20] = model.config.focal_index
     prices = model.seller_prices()
