@@ -59,11 +59,10 @@ def test_baseline_loads():
     assert [a.kano for a in sc.market.attributes] == ["must_be", "one_dimensional", "attractive"]
     assert sc.policy.firm == "Focal"
     assert sc.focal_index == 0
-    assert (sc.steps(), sc.warmup_steps()) == (156, 52)
-    assert sc.time.horizon == Duration(156.0, "week")
-    (event,) = sc.market.events
-    assert isinstance(event, PriceChange)
-    assert (event.firm, event.price, event.at.steps("week")) == ("Rival B", 29.0, 104)
+    assert (sc.steps(), sc.warmup_steps()) == (312, 156)
+    assert sc.time.horizon == Duration(312.0, "week")
+    assert sc.market.events == []  # a stationary reference market: its calibration checks three steady years
+    assert sc.market.customers.reliability_choice.enabled and sc.market.customers.reference_price.enabled
 
 
 def test_baseline_accepts_a_path_given_as_text():

@@ -315,7 +315,7 @@ def calibrate_check(
     from rich.console import Console
     from rich.table import Table
 
-    from loyaltysim.experiments.calibration import calibration_check
+    from loyaltysim.experiments.calibration import TOP_BOX_SHARE, calibration_check
 
     spec = _load(scenario)
     check = calibration_check(spec, list(range(1, seeds + 1)))
@@ -328,6 +328,8 @@ def calibrate_check(
         table.add_row(r.measure, f"{r.mean:.3f}", f"{r.min:.3f}", f"{r.max:.3f}", r.target, ok, r.source)
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
+    console.print(f"Score 5's cutpoint for {TOP_BOX_SHARE:.0%} top-box answers in this market: "
+                  f"{check.top_box_cutpoint:.4f} (the scenario's: {spec.market.survey.cutpoints[-1]:g})")
     if check.dirichlet is not None:
         console.print(_dirichlet_table(check, spec.time.step))
     if strict and (report["ok"] == False).any():  # noqa: E712 (None means "no target")

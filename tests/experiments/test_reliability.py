@@ -261,7 +261,7 @@ def test_a_run_killed_mid_way_is_failed_on_the_next_open_and_one_stored_but_not_
     """A `loyaltysim run` killed while it computes leaves its row running: the next command marks it failed (the
     process is gone). One killed after writing its folder, before recording it, is recorded from the folder."""
     out = tmp_path / "out"
-    proc = start("run", BASELINE, "--steps", 80, "--out", out, cwd=tmp_path)
+    proc = start("run", BASELINE, "--steps", 160, "--out", out, cwd=tmp_path)
     wait_until(lambda: sqlite_statuses(out) == ["running"], proc, "the run's row is running")
     proc.kill()
     proc.wait(TIMEOUT)
@@ -274,13 +274,13 @@ def test_a_run_killed_mid_way_is_failed_on_the_next_open_and_one_stored_but_not_
         (row,) = reg.runs()
     assert row.status == "failed" and f"pid {proc.pid} on " in row.error and "interrupted" in row.error
     # as if a run had written its folder and died before recording it: the next run records it, without computing
-    ok(finish(start("run", BASELINE, "--steps", 80, "--out", out, "--json", cwd=tmp_path)))
+    ok(finish(start("run", BASELINE, "--steps", 160, "--out", out, "--json", cwd=tmp_path)))
     with Registry(url) as reg:
         reg.upsert_run(reg.get_run(row.key).model_copy(update={"status": "running", **Owner(
             socket.gethostname(), dead_pid(), None).stamp()}))
     manifest = out / "runs" / row.key[:16] / "manifest.json"
     before = manifest.stat().st_mtime_ns
-    res = ok(finish(start("run", BASELINE, "--steps", 80, "--out", out, "--json", cwd=tmp_path)))
+    res = ok(finish(start("run", BASELINE, "--steps", 160, "--out", out, "--json", cwd=tmp_path)))
     assert row.key in res.stdout and manifest.stat().st_mtime_ns == before
     with Registry(url) as reg:
         assert reg.get_run(row.key).status == "done"

@@ -353,6 +353,10 @@ SECOND_PASS = {
     "market__customers__reliability_choice": {"enabled": True, "half_life": "4 weeks", "word_of_mouth": 0.2},
 }
 SECOND_PASS_MOVES = {"ref_price", "rel_belief"}
+# the first pass alone: every customer mechanism of the second pass switched off (the baseline has them on)
+FIRST_PASS = {f"market__customers__{name}": {"enabled": False}
+              for name in ("attention", "reference_price", "market_expectations", "reliability_choice",
+                           "attainable_rewards")}
 # personal repertoires: tastes that drift and consideration sets that move fast enough to change within 20 steps
 PERSONAL = "personal repertoires"
 REPERTOIRES = {
@@ -368,8 +372,8 @@ REPERTOIRES = {
                          + [(market, 3, "second pass") for market in MARKETS]
                          + [("repertoire", seed, PERSONAL) for seed in (3, 4, 5)])
 def test_one_at_a_time_equals_vectorized(make_scenario, market, seed, mechanisms):
-    second = SECOND_PASS if mechanisms == "second pass" else {}
-    personal = REPERTOIRES if mechanisms == PERSONAL else {}
+    second = {"first pass": FIRST_PASS, "second pass": SECOND_PASS}.get(mechanisms, {})
+    personal = REPERTOIRES if mechanisms == PERSONAL else {}  # with the baseline's own second-pass mechanisms
     sc = make_scenario(
         **second, **personal,
         market__type=market, market__customers__population=200, market__events=EVERY_EVENT,
@@ -409,7 +413,7 @@ def test_one_at_a_time_equals_vectorized(make_scenario, market, seed, mechanisms
     if personal:  # in 200 customers' personal repertoires a win-back may regain nobody within 20 steps
         moved -= {"regained_by", "step_regained"}
     assert moved <= changed
-    assert SECOND_PASS_MOVES.issubset(changed) == bool(second)
+    assert SECOND_PASS_MOVES.issubset(changed) == (mechanisms != "first pass")
     pd.testing.assert_frame_equal(firm_frame(slow), firm_frame(fast), check_exact=False, rtol=1e-12)
     if personal:  # tastes renewed, awareness moved, and the sets customers chose among changed
         assert {"log_propensity", "awareness", "considered"} <= changed

@@ -260,6 +260,7 @@ def shared(**changes) -> Shared:
         reliability=np.array([0.98, 0.98]), recovery=np.array([0.5, 0.5]), reach=np.array([0.1, 0.1]),
         managers=np.array([0, 0], np.int32), price_rose=np.array([False, False]), breached=np.array([False, False]),
         shocked=False, switching_cost=0.5, wom_pos=np.zeros((1, 2)), wom_neg=np.zeros((1, 2)),
+        rel_share=np.zeros((1, 2)), rel_said=np.zeros((1, 2)),
     )
     return dataclasses.replace(sh, **changes)
 

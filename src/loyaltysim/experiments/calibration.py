@@ -6,7 +6,15 @@ Targets (see the domain brief, section 5, and the sources below):
   mobile and internet providers lose 20-30%).
 * **Most customers satisfied**: the share of 1-5 survey answers that are 4 or 5 is at least 60% (typical
   satisfaction surveys are skewed to the top boxes; Peterson & Wilson 1992).
-* **Satisfied defectors**: 60-85% of defectors gave a last survey score of 4 or 5 (Reichheld 1993, 1996).
+* **Top-box answers**: the share of 1-5 answers that are 5 is 0.25-0.45. Ratings of satisfaction are skewed toward
+  the top of the scale (Peterson & Wilson 1992), but how many customers tick the top box is a property of the
+  instrument (its wording and scale), not of the market, so the band is a calibration target of the instrument
+  rather than a published magnitude: score 5's cutpoint is set, independently of any behavioural threshold, so that
+  about 35% of the baseline's answers are 5. The check prints the cutpoint that would give 35% in the market
+  checked (:func:`top_box_cutpoint`, from the surveyed customers' true satisfaction and the answer noise).
+* **Satisfied defectors**: 60-85% of defectors gave a last survey score of 4 or 5 (Reichheld 1993, 1996); measured on
+  switches (a customer leaving for another firm or for none while still in the market; exits from the market by a
+  life event are apart) by the last answer about the firm left (``satisfied_switcher_share``).
 * **Repeat buying follows the NBD** (Ehrenberg 1959, 1988): the distribution of purchases per customer over a
   period, for the category and for each firm, is close to a negative binomial fitted by its mean and variance
   (largest gap between observed and fitted shares of 0, 1, 2, ... purchases at most 0.02 for the category and
@@ -30,9 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from loyaltysim.measures import dirichlet
+from loyaltysim.measures.outcomes import measure_value
 from loyaltysim.measures.summary import summarize
 from loyaltysim.measures.tables import tabulate
 from loyaltysim.model.market import LoyaltyMarket
@@ -49,6 +58,9 @@ class Target:
 
 CHURN = Target("annual churn", 0.15, 0.30, "Reichheld & Sasser 1990; 15-30% a year in competitive services")
 TOP_BOX = Target("share of scores 4-5", 0.60, 1.0, "most customers satisfied; Peterson & Wilson 1992")
+SCORE_5 = Target("share of scores 5", 0.25, 0.45,
+                 "the instrument's calibration: about 35% top-box answers (a choice of the survey, not a finding)")
+TOP_BOX_SHARE = 0.35  # the share of top-box answers score 5's cutpoint is calibrated to
 SATISFIED_DEFECTORS = Target("satisfied defectors", 0.60, 0.85,
                              "Reichheld 1993/1996: 65-85% of defectors satisfied (about 0.60-0.85)")
 NBD_GAP = Target("NBD fit gap", 0.0, 0.02, "Ehrenberg 1959: category purchases follow the NBD")
@@ -92,6 +104,23 @@ def drifts(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> dict[s
     }
 
 
+def top_box_cutpoint(true_satisfaction: np.ndarray, noise: float, share: float = TOP_BOX_SHARE) -> float:
+    """The cutpoint for score 5 at which a share ``share`` of answers would be 5: an answer is true satisfaction plus
+    normal noise of sd ``noise``, so the expected top-box share at cutpoint c is the mean over the surveyed answers
+    of P(noise > c - satisfaction); solved for c (NaN without answers)."""
+    x = np.asarray(true_satisfaction, dtype=np.float64)
+    if x.size == 0 or not 0.0 < share < 1.0:
+        return float("nan")
+    if noise <= 0:
+        return float(np.quantile(x, 1.0 - share))
+
+    def gap(c: float) -> float:
+        return float(stats.norm.sf((c - x) / noise).mean() - share)
+
+    span = 10.0 * noise + 1.0
+    return float(optimize.brentq(gap, x.min() - span, x.max() + span, xtol=1e-9))
+
+
 def nbd_gap(counts: np.ndarray, max_count: int = 6) -> float:
     """Largest absolute gap between observed shares of 0..max_count-1, >=max_count purchases and the NBD
     with the same mean and variance (a Poisson when the variance does not exceed the mean)."""
@@ -117,6 +146,7 @@ class CalibrationCheck:
     dirichlet: pd.DataFrame | None  # one row per brand (then the category): observed and predicted, mean over seeds
     fits: pd.DataFrame | None  # one row per seed: the fitted M, K, S and polarisation
     dirichlet_steps: int  # the length of the Dirichlet's period, in steps
+    top_box_cutpoint: float = float("nan")  # score 5's cutpoint giving TOP_BOX_SHARE top-box answers (mean over seeds)
 
 
 def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
@@ -142,12 +172,17 @@ def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
     firms = tables["firms"][tables["firms"]["step"] > warm]
     answers = firms[[f"score_{s}" for s in range(1, 6)]].sum()
     top_two = float(answers[["score_4", "score_5"]].sum() / answers.sum()) if answers.sum() else np.nan
+    top = float(answers["score_5"] / answers.sum()) if answers.sum() else np.nan
+    surveyed = tables["surveys"]
+    surveyed = surveyed.loc[surveyed["step"] > warm, "true_satisfaction"].to_numpy()
     customers = firms.groupby("step")["customers"].sum().mean()
     years = (steps - warm) * (7.0 if scenario.time.step == "week" else 1.0) / 365.25
     out = {
         "annual churn": summary["market"]["defections"] / customers / years if customers else np.nan,
         "share of scores 4-5": top_two,
-        "satisfied defectors": summary["market"]["satisfied_defector_share"],
+        "share of scores 5": top,
+        "_top_box_cutpoint": top_box_cutpoint(surveyed, scenario.market.survey.noise),
+        "satisfied defectors": measure_value("satisfied_switcher_share", None, scenario, tables, summary),
     }
     out.update(drifts(scenario, tables))
     if scenario.market.type == "repertoire":  # brand-level repeat buying is an NBD only where customers split
@@ -175,9 +210,11 @@ def calibration_check(scenario: LoyaltyScenario, seeds: list[int], window_weeks:
     window, long_window = _steps(scenario, window_weeks), _steps(scenario, dirichlet_weeks)
     repertoire = scenario.market.type == "repertoire"
     results = [_one_run(scenario, s, window, long_window if repertoire else 0) for s in seeds]
-    report = _measures_report(scenario, pd.DataFrame([r[0] for r in results]))
+    runs = pd.DataFrame([r[0] for r in results])
+    cutpoint = float(runs.pop("_top_box_cutpoint").mean())
+    report = _measures_report(scenario, runs)
     if not repertoire:
-        return CalibrationCheck(report, None, None, long_window)
+        return CalibrationCheck(report, None, None, long_window, cutpoint)
     tables, fits = [], []
     for seed, (_, year, names) in zip(seeds, results, strict=True):
         table, fit = dirichlet.brand_table(year, names)
@@ -185,7 +222,7 @@ def calibration_check(scenario: LoyaltyScenario, seeds: list[int], window_weeks:
         fits.append({"seed": seed, "M": fit.mean, "K": fit.k, "S": fit.s, "polarisation": fit.polarisation})
     order = list(tables[0]["brand"])
     mean_table = pd.concat(tables).groupby("brand", sort=False).mean().reindex(order).reset_index()
-    return CalibrationCheck(report, mean_table, pd.DataFrame(fits), long_window)
+    return CalibrationCheck(report, mean_table, pd.DataFrame(fits), long_window, cutpoint)
 
 
 def _measures_report(scenario: LoyaltyScenario, runs: pd.DataFrame) -> pd.DataFrame:
@@ -195,7 +232,7 @@ def _measures_report(scenario: LoyaltyScenario, runs: pd.DataFrame) -> pd.DataFr
         if col.startswith("NBD"):
             target = NBD_GAP if col.endswith("category") else NBD_BRAND_GAP
         else:
-            target = {t.name: t for t in (CHURN, TOP_BOX, SATISFIED_DEFECTORS, DRIFT_SATISFACTION, DRIFT_CHURN,
+            target = {t.name: t for t in (CHURN, TOP_BOX, SCORE_5, SATISFIED_DEFECTORS, DRIFT_SATISFACTION, DRIFT_CHURN,
                                           DRIFT_SHARE)}[col]
         if col == "annual churn" and scenario.market.type != "contractual":
             target = None  # repertoire churn depends on the lapse definition: reported, not targeted

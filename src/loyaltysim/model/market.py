@@ -251,6 +251,8 @@ class LoyaltyMarket(Model):
         window = self.params.attribution_steps
         talk = None if self.programmes is None else self.programmes.talk
         wom_pos, wom_neg = self.word_of_mouth.signals(self.customers, len(self.firms), talk)
+        rel_share, rel_said = (reliability_beliefs.told(self.word_of_mouth, self.customers, len(self.firms))
+                               if self.params.reliability_choice else (None, None))
         levels = np.array([f.levels for f in self.firms])
         available = np.array([f.available for f in self.firms])
         perks = self.perks
@@ -276,6 +278,8 @@ class LoyaltyMarket(Model):
             switching_cost=self.events.switching_cost,
             wom_pos=wom_pos,
             wom_neg=wom_neg,
+            rel_share=rel_share,
+            rel_said=rel_said,
             market_levels=(reference_levels(levels, available, self.customers.current, self.customers.active,
                                             self.params.best_offer_weight)
                            if self.params.market_expectations else None),

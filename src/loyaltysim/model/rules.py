@@ -303,8 +303,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     informed = offered_here & (contacted & (upgrade > 0) & present) & available
     perceived = np.where(informed, perceived + upgrade * (quality - perceived), perceived)
     if p.reliability_choice:  # what the neighbours say about each firm's reliability
-        rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.wom_pos[rows]),
-                                              firm_major(sh.wom_neg[rows]), p.reliability_wom)
+        rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.rel_share[rows]),
+                                              firm_major(sh.rel_said[rows]), p.reliability_wom)
 
     # 3. search and choice
     k = v.occasions[rows]

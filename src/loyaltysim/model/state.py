@@ -312,6 +312,8 @@ class Shared:
     perks: Any = None  # the loyalty programmes' Perks (model.mechanisms.programmes; None: no programme in the market)
     taste: np.ndarray | None = None  # f8[n, F] brand-taste utility (model.mechanisms.tastes; None: no tastes)
     considered: np.ndarray | None = None  # bool[n, F] firms each customer knows (mechanisms.consideration; None: all)
+    rel_share: np.ndarray | None = None  # f8[n, F] share of neighbours who spoke of each firm (reliability_beliefs)
+    rel_said: np.ndarray | None = None  # f8[n, F] their reliability beliefs, summed over the customer's ties
 
 
 @dataclass

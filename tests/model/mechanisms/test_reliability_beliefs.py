@@ -30,8 +30,11 @@ def test_a_purchase_teaches_failure_recovery_or_success():
 
 
 def test_word_of_mouth_and_upgrades():
-    np.testing.assert_allclose(hear(np.array([0.9, 0.9]), np.array([0.5, 0.0]), np.array([0.0, 0.5]), 0.1),
-                               [0.905, 0.855], rtol=1e-15)
+    # half the neighbours spoke of the first firm, believing it 0.99 reliable; nobody spoke of the second
+    np.testing.assert_allclose(hear(np.array([0.9, 0.9]), np.array([0.5, 0.0]), np.array([0.495, 0.0]), 0.1),
+                               [0.9045, 0.9], rtol=1e-15)
+    # what is told is a belief, not a verdict: neighbours as sure as the listener leave it where it is
+    np.testing.assert_allclose(hear(np.array([0.9]), np.array([1.0]), np.array([0.9]), 0.1), [0.9], rtol=1e-15)
     np.testing.assert_allclose(expected(np.array([0.9, 0.9]), np.array([0.0, 0.5])), [0.9, 0.95], rtol=1e-15)
 
 

@@ -54,3 +54,25 @@ def test_satisfied_customers_recommend_and_leavers_warn():
     neighbours_of_0 = wom.network[0].indices
     assert (positive[neighbours_of_0, 1] > 0).all() and positive[:, 0].sum() == 0
     assert (negative[wom.network[2].indices, 0] > 0).all() and negative[:, 1].sum() == 0
+
+
+def test_what_is_told_of_reliability_is_each_speakers_own_belief():
+    """Customer 0 (delighted with firm 1, believing it 0.99 reliable) and customer 2 (who just left firm 0, believing
+    it 0.5 reliable) speak; each neighbour hears their belief, weighted by its share of the neighbourhood."""
+    from loyaltysim.model.mechanisms.reliability_beliefs import told
+
+    wom = WordOfMouth(_Spec, 6, "week", np.random.default_rng(1), np.random.default_rng(2))
+    st = CustomerState.allocate(6, 2, 1)
+    st.current[:] = [1, NO_FIRM, NO_FIRM, NO_FIRM, NO_FIRM, NO_FIRM]
+    st.satisfaction[0, 1] = 0.2
+    st.step_left[2] = 0
+    st.threshold[:] = -1.0
+    st.rel_belief[:] = 0.9
+    st.rel_belief[0, 1], st.rel_belief[2, 0] = 0.99, 0.5
+    wom.signals(st, 2)
+    share, said = told(wom, st, 2)
+    spoke = np.zeros((6, 2))
+    spoke[0, 1] = spoke[2, 0] = 1.0
+    expected_share = (wom.network @ spoke) / 4.0  # a ring of degree 4
+    np.testing.assert_allclose(share, expected_share, rtol=1e-15)
+    np.testing.assert_allclose(said, expected_share * np.array([0.5, 0.99]), rtol=1e-15)

@@ -5,22 +5,28 @@ Zeithaml & Berry 1988; Zeithaml, Berry & Parasuraman 1996). Without this mechani
 choice only through the quality belief it lowers, and a service upgrade (a win-back or save offer's guarantee, a
 tier's priority service) only through a one-off repair of that belief. With it, each customer holds a belief about
 the chance that a step's purchases at each firm go without a failure, learns it from its own purchases (a failure
-is a lesson, softened when a complaint about it is resolved well), hears it from word of mouth (advocates vouch for
-their firm, defectors warn against it), and weighs in choice the reliability it expects: the belief, raised while
+is a lesson, softened when a complaint about it is resolved well), hears it from word of mouth (neighbours who talk
+about a firm, advocates and those who warn against it alike, tell what they believe of its reliability, learned from
+their own purchases), and weighs in choice the reliability it expects: the belief, raised while
 it holds an offer's service upgrade or a programme's priority service at the firm, which remove a share of the
 failures. A firm's real reliability (its own, or a service crisis) reaches choice through what its customers
 experience and tell.
 
 The customer state holds ``rel_belief`` [n, F]; :func:`start` sets it at initialisation; the customer rules
 (:func:`loyaltysim.model.rules.step_customers`) apply :func:`hear`, :func:`expected` and :func:`learn` when the
-mechanism is on.
+mechanism is on; the market computes what is told (:func:`told`) once a step, into the shared state.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from loyaltysim.model.state import CustomerState
+
+if TYPE_CHECKING:
+    from loyaltysim.model.mechanisms.word_of_mouth import WordOfMouth
 
 
 def start(st: CustomerState, reliability: np.ndarray, available: np.ndarray) -> None:
@@ -32,10 +38,26 @@ def start(st: CustomerState, reliability: np.ndarray, available: np.ndarray) -> 
     st.rel_belief[rows, st.current[rows]] = reliability[st.current[rows]]
 
 
-def hear(belief: np.ndarray, pos: np.ndarray, neg: np.ndarray, influence: float) -> np.ndarray:
-    """Word of mouth: recommendations move the belief toward 1 and warnings toward 0, by ``influence`` times the
-    share of neighbours talking (the same form as the quality belief's, 3.3.8)."""
-    return belief + influence * (pos * (1.0 - belief) - neg * belief)
+def told(wom: WordOfMouth, st: CustomerState, n_firms: int) -> tuple[np.ndarray, np.ndarray]:
+    """What each customer hears of each firm's reliability this step: ([n, F] the share of its neighbours who spoke
+    about the firm, [n, F] the sum over them of what each believes of the firm's reliability, divided by the
+    customer's ties). The speakers are word of mouth's (3.3.5): advocates about their firm, the dissatisfied and
+    defectors about the firm they warn against; each tells its own belief, from the previous step's state."""
+    recommend, cur, warn, about = wom.spoken
+    rows = np.arange(len(st))
+    share = wom.heard(recommend, cur, n_firms) + wom.heard(warn, about, n_firms)
+    said = (wom.heard(recommend, cur, n_firms, st.rel_belief[rows, cur])
+            + wom.heard(warn, about, n_firms, st.rel_belief[rows, about]))
+    return share, said
+
+
+def hear(belief: np.ndarray, share: np.ndarray, said: np.ndarray, influence: float) -> np.ndarray:
+    """Word of mouth: the belief moves toward what the neighbours who spoke of the firm believe, by ``influence``
+    times the share of neighbours who spoke (``said`` sums their beliefs over the customer's ties): a customer
+    whose whole neighbourhood spoke moves ``influence`` of the way to their mean belief. Unlike the quality belief's
+    recommendations and warnings (3.3.8), which push toward 1 or 0, what is told here is a reliability learned from
+    experience, so word of mouth spreads it without drifting it."""
+    return belief + influence * (said - share * belief)
 
 
 def expected(belief: np.ndarray, removed: np.ndarray) -> np.ndarray:

@@ -45,18 +45,22 @@ class WordOfMouth:
         left = st.step_left >= 0
         warn = (u_talk < p_talk) & (left | (talk & (sat < st.threshold)))
         about = np.where(left, st.step_left, cur)
+        self.spoken = (recommend, cur, warn, about)
         return self.heard(recommend, cur, n_firms), self.heard(warn, about, n_firms)
 
-    def heard(self, speakers: np.ndarray, about: np.ndarray, n_firms: int) -> np.ndarray:
+    def heard(self, speakers: np.ndarray, about: np.ndarray, n_firms: int,
+              weights: np.ndarray | None = None) -> np.ndarray:
         """[n, F] share of each customer's neighbours who spoke about each firm: the speakers' rows of the
         symmetric 0/1 network, counted by the firm each spoke of. The same numbers as ``network @ one_hot(about)``
         over the speakers (whole counts either way), at a cost that grows with the speakers' ties rather than all
-        ties."""
+        ties. With ``weights`` [n], each speaker counts its weight instead of 1 (what it told, e.g. a belief)."""
         n = self.network.shape[0]
         who = np.flatnonzero(speakers)
         ties = self.network[who]
-        spoken = np.repeat(about[who], np.diff(ties.indptr))
-        heard = np.bincount(spoken * n + ties.indices, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
+        per_speaker = np.diff(ties.indptr)
+        spoken = np.repeat(about[who], per_speaker)
+        told = None if weights is None else np.repeat(weights[who], per_speaker)
+        heard = np.bincount(spoken * n + ties.indices, told, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
         return (heard * self.inv_degree).T
 
 
