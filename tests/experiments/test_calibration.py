@@ -2,28 +2,34 @@
 shipped baselines against their published targets."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from loyaltysim.experiments.calibration import (
     CHURN,
+    DIRICHLET_POLARISATION,
     DRIFT_CHURN,
     DRIFT_SATISFACTION,
     DRIFT_SHARE,
-    NBD_GAP,
+    NBD_BRAND_GAP,
     SATISFIED_DEFECTORS,
     SCORE_5,
     TOP_BOX,
     TOP_BOX_SHARE,
     calibration_check,
     calibration_report,
+    dirichlet_gaps,
+    dirichlet_report,
     nbd_gap,
     top_box_cutpoint,
 )
+from loyaltysim.measures import dirichlet
 from loyaltysim.scenario import load_scenario, scenario_from_dict
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
@@ -108,11 +114,61 @@ def test_the_contractual_baseline_meets_every_target_and_is_stationary():
     assert abs(check.top_box_cutpoint - load_scenario(SCENARIOS / "baseline.toml").market.survey.cutpoints[-1]) < 0.002
 
 
-def test_the_repertoire_baseline_buys_like_an_nbd():
-    report = calibration_report(scenario_from_dict(_small("baseline_repertoire.toml", 4000)), [1, 2])
-    report = report.set_index("measure")
-    assert report.loc["NBD fit gap, category", "max"] <= NBD_GAP.high
-    assert report.loc["share of scores 4-5", "min"] >= TOP_BOX.low
+def _dirichlet_rows(counts: np.ndarray) -> pd.DataFrame:
+    """The calibration report's Dirichlet rows for one panel of purchase counts [customers, brands A, B, C]."""
+    table, fit = dirichlet.brand_table(counts, ["A", "B", "C"])
+    return dirichlet_report(pd.DataFrame([dirichlet_gaps(table, fit.polarisation)])).set_index("measure")
+
+
+def test_the_dirichlet_bands_hold_for_dirichlet_buying_and_fail_for_a_niche_brand():
+    """A year of Dirichlet buying (polarisation 0.5) meets every band; replace brand C by a niche store that a tenth
+    of the shoppers use for all their trips and nobody else visits, and C's penetration falls far below the
+    Dirichlet's, its SCR far above it, its buyers buy far more often than the Dirichlet allows."""
+    rng = np.random.default_rng(5)
+    shares = np.array([0.45, 0.35, 0.2])
+    counts = dirichlet.sample(rng, 5000, 50.0, 1.0, 1.0, shares)
+    rows = _dirichlet_rows(counts)
+    assert len(rows) == 10 and rows["ok"].all(), rows
+    niche = dirichlet.sample(rng, 5000, 50.0, 1.0, 1.0, np.array([0.55, 0.45, 1e-9]))
+    niche[:, 2] = 0
+    loyal = rng.random(5000) < 0.1
+    niche[loyal, 2] = niche[loyal].sum(axis=1)
+    niche[loyal, :2] = 0
+    rows = _dirichlet_rows(niche)
+    assert rows.loc["Dirichlet penetration gap, C", "mean"] < -0.05
+    assert rows.loc["Dirichlet SCR gap, C", "mean"] > 0.05
+    assert rows.loc["Dirichlet purchase frequency gap, C", "mean"] > 0.15
+    assert not rows.loc[["Dirichlet penetration gap, C", "Dirichlet SCR gap, C",
+                         "Dirichlet purchase frequency gap, C"], "ok"].any()
+
+
+def test_the_polarisation_band_rules_out_everyone_in_every_store_and_everyone_in_one():
+    """Dirichlet buying fits its own predictions whatever its polarisation, so only the polarisation band tells a
+    market where every shopper splits its trips across all stores (phi 0.15) or keeps to one (phi 0.85) from one of
+    repertoires with a favourite (phi 0.5)."""
+    rng = np.random.default_rng(6)
+    shares = np.array([0.45, 0.35, 0.2])
+    for phi, ok in ((0.15, False), (0.5, True), (0.85, False)):
+        rows = _dirichlet_rows(dirichlet.sample(rng, 5000, 50.0, 1.0, (1 - phi) / phi, shares))
+        assert rows.drop(index=DIRICHLET_POLARISATION.name)["ok"].all(), (phi, rows)
+        assert rows.loc[DIRICHLET_POLARISATION.name, "ok"] == ok, (phi, rows.loc[DIRICHLET_POLARISATION.name])
+
+
+def test_the_repertoire_baseline_meets_its_bands():
+    """The shipped repertoire baseline (3,000 customers, seeds 1 and 2) meets every band of the calibration check,
+    stationarity and the Dirichlet's included, except the 13-week NBD of each store's purchases, a known miss: its
+    consideration sets leave more non-buyers of each store, and fewer one-time buyers, than the NBD has (gap about
+    0.048-0.055 against 0.05 at 10,000 customers; README, Calibration)."""
+    report = calibration_report(scenario_from_dict(_small("baseline_repertoire.toml", 3000)), [1, 2])
+    measures = set(report["measure"])
+    assert {"drift of mean satisfaction", "drift of annual churn", "largest drift of a firm's share",
+            "Dirichlet polarisation", "Dirichlet penetration gap, Rival B", "Dirichlet SCR gap, Focal",
+            "Dirichlet purchase frequency gap, Rival A"} <= measures
+    brand_nbd = report["measure"].str.startswith("NBD fit gap, ") & (report["measure"] != "NBD fit gap, category")
+    judged = report["ok"].notna() & ~brand_nbd
+    assert report.loc[judged, "ok"].all(), report[judged & (report["ok"] == False)]  # noqa: E712
+    assert report.loc[brand_nbd, "mean"].max() < NBD_BRAND_GAP.high + 0.02
+    assert report.set_index("measure").loc["share of scores 4-5", "min"] >= TOP_BOX.low
 
 
 def test_the_drift_between_the_first_and_last_year_after_the_warm_up_is_measured_and_judged():
@@ -138,8 +194,6 @@ def _cli(*args, cwd):
 
 def _short_file(name: str) -> str:
     """A shipped scenario file's text with 300 customers, 30 weeks and a 10-week warm-up."""
-    import re
-
     text = (SCENARIOS / name).read_text().replace("population = 10000", "population = 300", 1)
     text = re.sub(r'^horizon = "\d+ weeks"', 'horizon = "30 weeks"', text, count=1, flags=re.M)
     short = re.sub(r'^warmup = "\d+ weeks"', 'warmup = "10 weeks"', text, count=1, flags=re.M)
@@ -162,6 +216,7 @@ def test_calibrate_check_command_prints_the_table_and_strict_fails_on_a_miss(tmp
     rep = _cli("calibrate-check", "r.toml", "--seeds", "1", cwd=tmp_path)
     assert rep.returncode == 0, rep.stderr
     assert "NBD-Dirichlet over the first 20 weeks" in rep.stdout and "polarisation" in rep.stdout
+    assert "Dirichlet polarisation" in rep.stdout and "Dirichlet SCR gap, Focal" in rep.stdout  # the bands' rows
     for name in ("Focal", "Rival A", "Rival B", "(category)", "SCR", "penetration"):
         assert name in rep.stdout, name
     # no switching costs, constant search: churn far above 30% a year

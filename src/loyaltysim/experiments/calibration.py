@@ -25,11 +25,22 @@ Targets (see the domain brief, section 5, and the sources below):
   cutpoints), annual churn by at most 0.03 and no firm's mean share by more than 0.03 (reported when the horizon
   leaves at least two full years after the warm-up).
 
+* **Brands' buyers follow the NBD-Dirichlet** (repertoire markets; Goodhardt, Ehrenberg & Chatfield 1984; Ehrenberg,
+  Uncles & Goodhardt 2004): fitted to the purchases of the first year after the warm-up, each brand's observed
+  penetration and share of category requirements are within 0.05 of the Dirichlet's predictions and its purchases per
+  buyer within 15% (published fits are within a few points: Ehrenberg, Uncles & Goodhardt 2004).
+* **Shoppers hold repertoires of a few stores, with a favourite** (repertoire markets): the fitted polarisation
+  φ = 1 / (1 + S) is within 0.3-0.7. This band is a judgement, not a published norm: below 0.3 nearly every regular
+  shopper of a three-store market uses every store in a year and no store is clearly its main one (the market the
+  first behaviour pass produced, φ about 0.22), against the main-store loyalty studied by East, Harris, Willson &
+  Lomax (1995); above 0.7 most shoppers would keep to one store, against the multiple-store patronage found in
+  grocery panels (Kau & Ehrenberg 1984).
+
 The check runs the scenario over several seeds and reports the mean and range of each measure. In a repertoire market
 it also fits the NBD-Dirichlet (Goodhardt, Ehrenberg & Chatfield 1984; :mod:`loyaltysim.measures.dirichlet`) to the
 purchases of a year after the warm-up and sets each brand's observed share, penetration, purchase frequency and share
 of category requirements beside the Dirichlet's predictions, with the fitted polarisation: the benchmark a repertoire
-market is compared with (reported, without a target band yet).
+market is compared with, judged by the two bands above.
 """
 
 from __future__ import annotations
@@ -72,6 +83,14 @@ DRIFT_CHURN = Target("drift of annual churn", -0.03, 0.03,
                      "stationary after the warm-up: last full year minus the first")
 DRIFT_SHARE = Target("largest drift of a firm's share", 0.0, 0.03,
                      "stationary after the warm-up: last full year against the first, largest over firms")
+DIRICHLET_PENETRATION = Target("Dirichlet penetration gap", -0.05, 0.05,
+                               "observed minus Dirichlet; Ehrenberg, Uncles & Goodhardt 2004: within a few points")
+DIRICHLET_SCR = Target("Dirichlet SCR gap", -0.05, 0.05,
+                       "observed minus Dirichlet; Ehrenberg, Uncles & Goodhardt 2004: within a few points")
+DIRICHLET_FREQUENCY = Target("Dirichlet purchase frequency gap", -0.15, 0.15,
+                             "observed / Dirichlet - 1; Ehrenberg, Uncles & Goodhardt 2004: close to predicted")
+DIRICHLET_POLARISATION = Target("Dirichlet polarisation", 0.3, 0.7,
+                                "a judgement: repertoires of a few stores with a favourite (Kau & Ehrenberg 1984)")
 
 
 def drifts(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> dict[str, float]:
@@ -222,7 +241,38 @@ def calibration_check(scenario: LoyaltyScenario, seeds: list[int], window_weeks:
         fits.append({"seed": seed, "M": fit.mean, "K": fit.k, "S": fit.s, "polarisation": fit.polarisation})
     order = list(tables[0]["brand"])
     mean_table = pd.concat(tables).groupby("brand", sort=False).mean().reindex(order).reset_index()
+    gaps = pd.DataFrame([dirichlet_gaps(t, f["polarisation"]) for t, f in zip(tables, fits, strict=True)])
+    report = pd.concat([report, dirichlet_report(gaps)], ignore_index=True)
     return CalibrationCheck(report, mean_table, pd.DataFrame(fits), long_window, cutpoint)
+
+
+def dirichlet_gaps(table: pd.DataFrame, polarisation: float) -> dict[str, float]:
+    """One seed's Dirichlet measures from its :func:`loyaltysim.measures.dirichlet.brand_table`: per brand, the
+    observed minus the predicted penetration and SCR and the observed over the predicted purchases per buyer minus 1;
+    and the fitted polarisation."""
+    out: dict[str, float] = {}
+    for row in table[table["brand"] != "(category)"].itertuples():
+        out[f"{DIRICHLET_PENETRATION.name}, {row.brand}"] = row.penetration - row.penetration_dirichlet
+        out[f"{DIRICHLET_SCR.name}, {row.brand}"] = row.scr - row.scr_dirichlet
+        out[f"{DIRICHLET_FREQUENCY.name}, {row.brand}"] = row.frequency / row.frequency_dirichlet - 1.0
+    out[DIRICHLET_POLARISATION.name] = polarisation
+    return out
+
+
+def dirichlet_report(gaps: pd.DataFrame) -> pd.DataFrame:
+    """One row per Dirichlet measure of ``gaps`` (one row per seed, :func:`dirichlet_gaps`) against its band, in the
+    report's columns; a measure missing in a seed (a brand nobody bought: NaN) misses its band."""
+    targets = (DIRICHLET_PENETRATION, DIRICHLET_SCR, DIRICHLET_FREQUENCY, DIRICHLET_POLARISATION)
+    rows = []
+    for col in gaps.columns:
+        target = next(t for t in targets if col == t.name or col.startswith(f"{t.name}, "))
+        mean = gaps[col].mean(skipna=False)
+        rows.append({
+            "measure": col, "mean": mean, "min": gaps[col].min(), "max": gaps[col].max(),
+            "target": f"{target.low:g}-{target.high:g}", "ok": bool(target.low <= mean <= target.high),
+            "source": target.source,
+        })
+    return pd.DataFrame(rows)
 
 
 def _measures_report(scenario: LoyaltyScenario, runs: pd.DataFrame) -> pd.DataFrame:
