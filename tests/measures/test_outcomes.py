@@ -49,6 +49,7 @@ def _canned(scenario):
         "customer": [2, 3, 4],
         "firm": ["Focal", "Focal", "Rival A"],
         "step": [warm + 10, warm + 1 + year + 1, warm + 1],  # inside the year; after it; the same step (not after)
+        "cause": ["competitor_offer", "competitor_offer", "price_rise"],
     })
     return {"customers": customers, "surveys": surveys, "defections": defections}
 
@@ -70,6 +71,27 @@ def test_retention_by_score_follows_each_answer_for_a_year(make_scenario):
     assert curve.loc[2, "retention"] == 1.0
     assert math.isnan(curve.loc[1, "retention"])  # the only 1 was given during the warm-up
     assert math.isnan(curve.loc[3, "retention"])
+
+
+def test_retention_by_score_leaves_out_customers_who_left_the_market_by_a_life_event(make_scenario):
+    """Jones & Sasser is about switching: an answer whose customer left the market by a life event within the year
+    neither stayed nor switched, and is not counted; one who switched first and then left the market switched."""
+    scenario = make_scenario(market__customers__population=10, time__horizon="120 weeks")
+    tables = _canned(scenario)
+    warm = scenario.warmup_steps()
+    tables["defections"] = pd.DataFrame({
+        "customer": [2, 0, 1, 1],
+        "firm": ["Focal", "Focal", "Focal", "Rival A"],
+        "step": [warm + 10, warm + 20, warm + 5, warm + 30],
+        "cause": ["natural_churn", "natural_churn", "competitor_offer", "natural_churn"],
+    })
+    curve = outcomes.retention_by_score(scenario, tables)
+    assert curve.loc[4, "answers"] == 2 and curve.loc[4, "retention"] == 1.0  # customer 2 left the market: apart
+    assert curve.loc[5, "answers"] == 1 and curve.loc[5, "retention"] == 0.0  # customer 1 switched; 0 left: apart
+    tables["defections"]["cause"] = "competitor_offer"  # the same departures as switches count against retention
+    curve = outcomes.retention_by_score(scenario, tables)
+    assert curve.loc[4, "answers"] == 3 and curve.loc[4, "retention"] == pytest.approx(2 / 3)  # customer 2 left
+    assert curve.loc[5, "answers"] == 2 and curve.loc[5, "retention"] == 0.0
 
 
 def test_outcomes_of_a_real_run_agree_with_its_tables(scenario):

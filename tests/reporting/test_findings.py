@@ -22,7 +22,7 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 SEEDS = range(4)
 JS = ["market.retention_by_score_1", "market.retention_by_score_2", "market.retention_by_score_3",
       "market.retention_by_score_4", "market.retention_by_score_5", "market.retention_step_4_to_5",
-      "market.retention_rise_to_4", "market.satisfied_defector_share", "market.annual_churn"]
+      "market.retention_rise_to_4", "market.satisfied_switcher_share", "market.annual_churn"]
 
 
 def _run(name: str, outcome_names: list[str], population: int, seed: int, **paths) -> dict[str, float]:
@@ -55,7 +55,7 @@ def test_jones_sasser_in_the_competitive_market(competitive):
 
 
 def test_satisfied_defectors_and_churn_in_the_same_market(competitive):
-    assert 0.5375 <= _mean(competitive, "market.satisfied_defector_share") <= 0.9125
+    assert 0.5375 <= _mean(competitive, "market.satisfied_switcher_share") <= 0.9125
     assert 0.075 <= _mean(competitive, "market.annual_churn") <= 0.375
 
 
@@ -132,7 +132,7 @@ def test_findings_text_lists_every_check():
             rows += [(market, rep, f"market.retention_by_score_{s}", r[s - 1]) for s in range(1, 6)]
             rows += [(market, rep, "market.retention_step_4_to_5", r[4] - r[3]),
                      (market, rep, "market.retention_rise_to_4", r[3] - r[0]),
-                     (market, rep, "market.satisfied_defector_share", 0.7),
+                     (market, rep, "market.satisfied_switcher_share", 0.7),
                      (market, rep, "market.annual_churn", 0.2)]
     tidy = pd.DataFrame(rows, columns=["market", "replication", "outcome", "value"])
 

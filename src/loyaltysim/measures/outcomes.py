@@ -342,16 +342,20 @@ def _party(run: RunData, name: str | None, measure: str) -> float:
 
 def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Jones & Sasser's view: for survey answers given after the warm-up and at least a year before the end,
-    the share whose customer is still with the same firm 52 weeks (a year) later, by score."""
+    the share whose customer is still with the same firm 52 weeks (a year) later, by score. Jones & Sasser's is a
+    fact about switching: an answer whose customer left the market by a life event within the year (cause
+    ``natural_churn``; it neither stayed nor chose another firm) is left out, unless it had switched before."""
     year = round(DAYS["year"] / DAYS[scenario.time.step])
     surveys, dep = tables["surveys"], tables["defections"]
     asked = surveys[(surveys["step"] > scenario.warmup_steps()) & (surveys["step"] <= scenario.steps() - year)]
     asked = asked[["step", "customer", "firm", "score"]].reset_index(drop=True)
     asked["answer"] = np.arange(len(asked))
-    left = asked.merge(dep[["customer", "firm", "step"]].rename(columns={"step": "left_at"}),
+    left = asked.merge(dep[["customer", "firm", "step", "cause"]].rename(columns={"step": "left_at"}),
                        on=["customer", "firm"], how="inner")
-    gone = left[(left["left_at"] > left["step"]) & (left["left_at"] <= left["step"] + year)]["answer"].unique()
-    asked["retained"] = ~asked["answer"].isin(gone)
+    within = left[(left["left_at"] > left["step"]) & (left["left_at"] <= left["step"] + year)]
+    first = within.sort_values(["answer", "left_at"]).drop_duplicates("answer")  # the first departure decides
+    asked["retained"] = ~asked["answer"].isin(first["answer"])
+    asked = asked[~asked["answer"].isin(first.loc[first["cause"] == "natural_churn", "answer"])]
     out = asked.groupby("score")["retained"].agg(["mean", "size"]).reindex(range(1, 6))
     return out.rename(columns={"mean": "retention", "size": "answers"})
 

@@ -7,7 +7,8 @@ an effect holds. The tests are written from the findings, not from the model's o
 * **Jones & Sasser (1995)**, competitive market: the annual defection rate at score 4 is at least 3 times that at
   5, and the step in retention from 4 to 5 is larger than the whole rise from the lowest score to 4.
 * **Satisfied defectors** (Reichheld 1993, 1996): 0.60-0.85 of defectors last scored 4 or 5, in the same
-  competitive market, whose annual churn is 15-30%.
+  competitive market, whose annual churn is 15-30%; measured on switches (exits from the market by a life event are
+  apart) by the last answer about the firm left (``satisfied_switcher_share``).
 * **Hostages**: with high switching costs retention is at least 0.6 even at the lowest scores, and the curve
   is flat there (within 0.1 of retention at 5): dissatisfied customers are held like satisfied ones.
 * **Ablations** (markets of the same experiment): without attitudinal loyalty the jump at 5 disappears, without
@@ -44,14 +45,14 @@ def jones_sasser_checks(results: pd.DataFrame, market: str = "competitive", host
     ratio = defection_ratio(results, **at)
     step = mean(results, "market.retention_step_4_to_5", **at)
     rise = mean(results, "market.retention_rise_to_4", **at)
-    satisfied = mean(results, "market.satisfied_defector_share", **at)
+    satisfied = mean(results, "market.satisfied_switcher_share", **at)
     churn = mean(results, "market.annual_churn", **at)
     checks = [
         {"effect": "defection at score 4 is at least 3x that at 5", "holds": ratio >= 3.0,
          "evidence": f"ratio {ratio:.2f}"},
         {"effect": "the step from 4 to 5 exceeds the rise from the lowest score to 4", "holds": step > rise,
          "evidence": f"step {step:.3f}, rise {rise:.3f}"},
-        {"effect": "0.60-0.85 of defectors were satisfied (last score 4-5)", "holds": 0.60 <= satisfied <= 0.85,
+        {"effect": "0.60-0.85 of switchers were satisfied (last score about the firm left 4-5)", "holds": 0.60 <= satisfied <= 0.85,
          "evidence": f"share {satisfied:.3f}"},
         {"effect": "annual churn 15-30%", "holds": 0.15 <= churn <= 0.30, "evidence": f"churn {churn:.3f}"},
     ]
@@ -83,7 +84,7 @@ def jones_sasser_findings(results: pd.DataFrame, experiment) -> list[dict]:
                        "holds": ratio < 3.0 or step <= rise,
                        "evidence": f"ratio {ratio:.2f}, step {step:.3f}, rise {rise:.3f}"})
     if "competitive, no rival offers" in markets:
-        share = mean(results, "market.satisfied_defector_share", market="competitive, no rival offers")
+        share = mean(results, "market.satisfied_switcher_share", market="competitive, no rival offers")
         checks.append({"effect": "ablation, no rival offers: satisfied defectors fall below 0.60",
                        "holds": share < 0.60, "evidence": f"share {share:.3f}"})
     if "hostage, no switching costs" in markets:
@@ -103,7 +104,7 @@ def robustness_jones_sasser_findings(results: pd.DataFrame, experiment) -> list[
         return ratio >= 3.0 and step > rise, ""
 
     def satisfied(point):
-        share = mean(results, "market.satisfied_defector_share", perturbation=point)
+        share = mean(results, "market.satisfied_switcher_share", perturbation=point)
         return 0.60 <= share <= 0.85, ""
 
     return robustness(results, {"Jones & Sasser (ratio >= 3, step > rise)": js,
