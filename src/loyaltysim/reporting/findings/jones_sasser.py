@@ -52,8 +52,8 @@ def jones_sasser_checks(results: pd.DataFrame, market: str = "competitive", host
          "evidence": f"ratio {ratio:.2f}"},
         {"effect": "the step from 4 to 5 exceeds the rise from the lowest score to 4", "holds": step > rise,
          "evidence": f"step {step:.3f}, rise {rise:.3f}"},
-        {"effect": "0.60-0.85 of switchers were satisfied (last score about the firm left 4-5)", "holds": 0.60 <= satisfied <= 0.85,
-         "evidence": f"share {satisfied:.3f}"},
+        {"effect": "0.60-0.85 of switchers were satisfied (last score about the firm left 4-5)",
+         "holds": 0.60 <= satisfied <= 0.85, "evidence": f"share {satisfied:.3f}"},
         {"effect": "annual churn 15-30%", "holds": 0.15 <= churn <= 0.30, "evidence": f"churn {churn:.3f}"},
     ]
     if hostage is not None:
