@@ -29,6 +29,9 @@ def _data(n: int = 1500, weeks: int = 40, programmes=(), market: str | None = No
     data["time"]["warmup"] = "10 weeks"
     if market:
         data["market"]["type"] = market
+    if market == "contractual":  # personal repertoires belong to a repertoire market
+        data["market"].pop("tastes", None)
+        data["market"].pop("consideration", None)
     data["policy"]["programmes"] = list(programmes)
     return data
 
