@@ -12,16 +12,17 @@ and writes JSON:
   second each;
 * how long ``loyaltysim --help`` takes to answer.
 
-``--market repertoire`` times the repertoire baseline (experiments/scenarios/baseline_repertoire.toml, no programme)
-instead, and ``--market personal`` the same with its personal repertoires switched on (brand tastes that drift and
-consideration sets, at the settings of :data:`PERSONAL`): the two give the cost of those mechanisms.
+Both baselines run the second behaviour pass's mechanisms as shipped. ``--market repertoire`` times the repertoire
+baseline (experiments/scenarios/baseline_repertoire.toml, no programme; with its personal store tastes and
+consideration sets) instead; ``--market baseline-first-pass`` and ``--market repertoire-first-pass`` time the same
+markets with every mechanism of the second pass switched off (:data:`SECOND_PASS`), which gives their cost.
 
 Usage (from the repository's top folder)::
 
     python benchmarks/bench.py --quick          # under a minute: 1,000 and 10,000 customers
     python benchmarks/bench.py                  # 1,000 to 1,000,000 customers (several minutes)
     python benchmarks/bench.py --sizes 100000 --steps 52 --json bench.json
-    python benchmarks/bench.py --sizes 100000 --no-sweep --market personal   # repertoire tastes and consideration
+    python benchmarks/bench.py --sizes 100000 --no-sweep --market baseline-first-pass   # the second pass's cost
 
 Timings are wall-clock on the machine at hand: compare ratios, and record the machine with the numbers.
 """
@@ -45,22 +46,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "experiments" / "scenarios" / "baseline.toml"
 REPERTOIRE = ROOT / "experiments" / "scenarios" / "baseline_repertoire.toml"
-MARKETS = ("baseline", "repertoire", "personal")
-# personal repertoires switched on: drifting brand tastes and consideration sets
-PERSONAL = {"tastes": {"enabled": True, "polarisation": 0.4, "drift_half_life": "104 weeks"},
-            "consideration": {"enabled": True}}
+MARKETS = ("baseline", "repertoire", "baseline-first-pass", "repertoire-first-pass")
+# the second behaviour pass's switches: customer mechanisms, then the repertoire market's
+SECOND_PASS = (("customers", "attention"), ("customers", "reference_price"), ("customers", "market_expectations"),
+               ("customers", "reliability_choice"), ("customers", "attainable_rewards"), (None, "tastes"),
+               (None, "consideration"))
 PROGRAMME = {"kind": "points", "name": "Points"}  # the default points programme
 ONE_AT_A_TIME_MAX = 100_000  # one step of 100,000 customers one at a time takes about half a minute
 
 
 def scenario_data(population: int, steps: int, programme: bool = True, market: str = "baseline") -> dict:
-    data = tomllib.loads((BASELINE if market == "baseline" else REPERTOIRE).read_text())
-    if market == "personal":
-        data["market"].update(PERSONAL)
+    data = tomllib.loads((BASELINE if market.startswith("baseline") else REPERTOIRE).read_text())
+    if market.endswith("first-pass"):
+        for table, name in SECOND_PASS:
+            home = data["market"] if table is None else data["market"][table]
+            if name in home:
+                home[name] = {**home[name], "enabled": False}
     data["market"]["customers"]["population"] = population
     data["time"]["horizon"] = f"{steps + 1} weeks"
     data["time"]["warmup"] = "1 week"
-    data["policy"]["programmes"] = [PROGRAMME] if programme and market == "baseline" else []
+    data["policy"]["programmes"] = [PROGRAMME] if programme and market.startswith("baseline") else []
     return data
 
 
@@ -158,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sweep", action="store_true", help="skip the sweep-throughput measurement")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default results/benchmarks/...)")
     parser.add_argument("--market", choices=MARKETS, default="baseline",
-                        help="the contractual baseline with a points programme (default), the repertoire baseline, or "
-                             "the repertoire baseline with personal repertoires (tastes, consideration sets)")
+                        help="the contractual baseline with a points programme (default) or the repertoire baseline, "
+                             "as shipped or with every second-pass mechanism off (-first-pass)")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000])
     steps = args.steps or (10 if args.quick else 52)

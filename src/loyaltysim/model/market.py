@@ -251,7 +251,8 @@ class LoyaltyMarket(Model):
         window = self.params.attribution_steps
         talk = None if self.programmes is None else self.programmes.talk
         wom_pos, wom_neg = self.word_of_mouth.signals(self.customers, len(self.firms), talk)
-        rel_share, rel_said = (reliability_beliefs.told(self.word_of_mouth, self.customers, len(self.firms))
+        rel_share, rel_said = ((wom_pos + wom_neg, reliability_beliefs.told(self.word_of_mouth, self.customers,
+                                                                             len(self.firms)))
                                if self.params.reliability_choice else (None, None))
         levels = np.array([f.levels for f in self.firms])
         available = np.array([f.available for f in self.firms])

@@ -69,8 +69,9 @@ def test_what_is_told_of_reliability_is_each_speakers_own_belief():
     st.threshold[:] = -1.0
     st.rel_belief[:] = 0.9
     st.rel_belief[0, 1], st.rel_belief[2, 0] = 0.99, 0.5
-    wom.signals(st, 2)
-    share, said = told(wom, st, 2)
+    positive, negative = wom.signals(st, 2)
+    said = told(wom, st, 2)
+    share = positive + negative  # the share of neighbours who spoke of each firm, as the market passes it
     spoke = np.zeros((6, 2))
     spoke[0, 1] = spoke[2, 0] = 1.0
     expected_share = (wom.network @ spoke) / 4.0  # a ring of degree 4

@@ -38,17 +38,16 @@ def start(st: CustomerState, reliability: np.ndarray, available: np.ndarray) -> 
     st.rel_belief[rows, st.current[rows]] = reliability[st.current[rows]]
 
 
-def told(wom: WordOfMouth, st: CustomerState, n_firms: int) -> tuple[np.ndarray, np.ndarray]:
-    """What each customer hears of each firm's reliability this step: ([n, F] the share of its neighbours who spoke
-    about the firm, [n, F] the sum over them of what each believes of the firm's reliability, divided by the
-    customer's ties). The speakers are word of mouth's (3.3.5): advocates about their firm, the dissatisfied and
-    defectors about the firm they warn against; each tells its own belief, from the previous step's state."""
+def told(wom: WordOfMouth, st: CustomerState, n_firms: int) -> np.ndarray:
+    """What each customer hears of each firm's reliability this step: [n, F] the sum, over its neighbours who spoke
+    about the firm, of what each believes of the firm's reliability, divided by the customer's ties. The speakers are
+    word of mouth's (3.3.5): advocates about their firm, the dissatisfied and defectors about the firm they warn
+    against; each tells its own belief, from the previous step's state. The share of neighbours who spoke about each
+    firm, which :func:`hear` also needs, is word of mouth's recommending plus warning shares."""
     recommend, cur, warn, about = wom.spoken
     rows = np.arange(len(st))
-    share = wom.heard(recommend, cur, n_firms) + wom.heard(warn, about, n_firms)
-    said = (wom.heard(recommend, cur, n_firms, st.rel_belief[rows, cur])
+    return (wom.heard(recommend, cur, n_firms, st.rel_belief[rows, cur])
             + wom.heard(warn, about, n_firms, st.rel_belief[rows, about]))
-    return share, said
 
 
 def hear(belief: np.ndarray, share: np.ndarray, said: np.ndarray, influence: float) -> np.ndarray:

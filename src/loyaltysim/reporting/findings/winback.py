@@ -10,8 +10,8 @@ paired difference with a 95% t-interval over the replications. The effects, from
 * **customers who left over service are harder to win back than those who left over price** (with a discount);
 * **a targeted campaign returns more than it costs, while an untargeted one can lose money**: the campaign's
   incremental NPV (campaign minus no campaign, paired; its 95% interval) is above 0 when it contacts only the
-  most valuable leavers, and below 0 when it contacts them all, though both show a positive gross "return on
-  regain".
+  most valuable leavers, and below 0 when it contacts them all (a campaign can show a positive gross "return on
+  regain" and still lose against doing nothing).
 
 The ablation experiment (experiments/winback_ablation.toml) removes each effect's mechanism and checks that the
 effect is gone: the 95% interval of the same paired difference includes 0.
