@@ -15,7 +15,8 @@ and writes JSON:
 Both baselines run the second behaviour pass's mechanisms as shipped. ``--market repertoire`` times the repertoire
 baseline (experiments/scenarios/baseline_repertoire.toml, no programme; with its personal store tastes and
 consideration sets) instead; ``--market baseline-first-pass`` and ``--market repertoire-first-pass`` time the same
-markets with every mechanism of the second pass switched off (:data:`SECOND_PASS`), which gives their cost.
+markets with every mechanism of the second pass switched off (``loyaltysim.scenario.SECOND_PASS_SWITCHES``), which gives
+their cost.
 
 Usage (from the repository's top folder)::
 
@@ -47,10 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "experiments" / "scenarios" / "baseline.toml"
 REPERTOIRE = ROOT / "experiments" / "scenarios" / "baseline_repertoire.toml"
 MARKETS = ("baseline", "repertoire", "baseline-first-pass", "repertoire-first-pass")
-# the second behaviour pass's switches: customer mechanisms, then the repertoire market's
-SECOND_PASS = (("customers", "attention"), ("customers", "reference_price"), ("customers", "market_expectations"),
-               ("customers", "reliability_choice"), ("customers", "attainable_rewards"), (None, "tastes"),
-               (None, "consideration"))
 PROGRAMME = {"kind": "points", "name": "Points"}  # the default points programme
 ONE_AT_A_TIME_MAX = 100_000  # one step of 100,000 customers one at a time takes about half a minute
 
@@ -58,10 +55,9 @@ ONE_AT_A_TIME_MAX = 100_000  # one step of 100,000 customers one at a time takes
 def scenario_data(population: int, steps: int, programme: bool = True, market: str = "baseline") -> dict:
     data = tomllib.loads((BASELINE if market.startswith("baseline") else REPERTOIRE).read_text())
     if market.endswith("first-pass"):
-        for table, name in SECOND_PASS:
-            home = data["market"] if table is None else data["market"][table]
-            if name in home:
-                home[name] = {**home[name], "enabled": False}
+        from loyaltysim.scenario import SECOND_PASS_SWITCHES, scenario_from_dict
+
+        data = scenario_from_dict(data).with_changes({path: False for path in SECOND_PASS_SWITCHES}).to_dict()
     data["market"]["customers"]["population"] = population
     data["time"]["horizon"] = f"{steps + 1} weeks"
     data["time"]["warmup"] = "1 week"

@@ -26,6 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, fiel
 from .units import DAYS, DurationField, PositiveDurationField, ProbabilityField, RateField, parse_duration
 
 SCHEMA_VERSION = 1
+# The switches of the second behaviour pass's mechanisms (docs/odd.md 3.3.25-3.3.31): all of them False gives the
+# first pass's dynamics bit for bit (tests/model/test_regression_pin.py checks these are every switch of the schema).
+SECOND_PASS_SWITCHES = (
+    "market.customers.attention.enabled",
+    "market.customers.reference_price.enabled",
+    "market.customers.market_expectations.enabled",
+    "market.customers.reliability_choice.enabled",
+    "market.customers.attainable_rewards.enabled",
+    "market.tastes.enabled",
+    "market.consideration.enabled",
+)
 KANO_CLASSES = ("must_be", "one_dimensional", "attractive")
 
 # numbers: a boolean is not a number, and NaN and infinity are rejected (model_config's allow_inf_nan)

@@ -12,6 +12,7 @@ from loyaltysim.model.agents import Customer, Firm
 from loyaltysim.model.market import FIRM_METRICS, LoyaltyMarket
 from loyaltysim.model.state import NEVER, NO_FIRM, Cause
 from loyaltysim.model.streams import STREAM_NAMES, Streams
+from loyaltysim.scenario import SECOND_PASS_SWITCHES
 from same_state import assert_same_arrays
 
 MARKETS = ("contractual", "repertoire")
@@ -354,9 +355,7 @@ SECOND_PASS = {
 }
 SECOND_PASS_MOVES = {"ref_price", "rel_belief"}
 # the first pass alone: every customer mechanism of the second pass switched off (the baseline has them on)
-FIRST_PASS = {f"market__customers__{name}": {"enabled": False}
-              for name in ("attention", "reference_price", "market_expectations", "reliability_choice",
-                           "attainable_rewards")}
+FIRST_PASS = {path.removesuffix(".enabled").replace(".", "__"): {"enabled": False} for path in SECOND_PASS_SWITCHES}
 # personal repertoires: tastes that drift and consideration sets that move fast enough to change within 20 steps
 PERSONAL = "personal repertoires"
 REPERTOIRES = {
