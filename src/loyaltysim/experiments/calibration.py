@@ -169,8 +169,9 @@ class CalibrationCheck:
 
 
 def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
-             long_window: int) -> tuple[dict[str, float], np.ndarray, list[str]]:
-    """One seed's measures, and its purchases per customer and firm over ``long_window`` steps after the warm-up."""
+             long_window: int) -> tuple[dict[str, float], np.ndarray, list[str], float]:
+    """One seed's measures, its purchases per customer and firm over ``long_window`` steps after the warm-up, and
+    score 5's cutpoint that would give TOP_BOX_SHARE top-box answers in it."""
     model = LoyaltyMarket(scenario, seed=seed)
     warm, steps = scenario.warmup_steps(), scenario.steps()
     n, n_firms = len(model.customers), len(model.firms)
@@ -200,7 +201,6 @@ def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
         "annual churn": summary["market"]["defections"] / customers / years if customers else np.nan,
         "share of scores 4-5": top_two,
         "share of scores 5": top,
-        "_top_box_cutpoint": top_box_cutpoint(surveyed, scenario.market.survey.noise),
         "satisfied defectors": measure_value("satisfied_switcher_share", None, scenario, tables, summary),
     }
     out.update(drifts(scenario, tables))
@@ -208,7 +208,7 @@ def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
         out["NBD fit gap, category"] = nbd_gap(counts.sum(axis=1))
         for j, name in enumerate(model.firm_names):
             out[f"NBD fit gap, {name}"] = nbd_gap(counts[:, j])
-    return out, year, model.firm_names
+    return out, year, model.firm_names, top_box_cutpoint(surveyed, scenario.market.survey.noise)
 
 
 def _steps(scenario: LoyaltyScenario, weeks: int) -> int:
@@ -230,12 +230,12 @@ def calibration_check(scenario: LoyaltyScenario, seeds: list[int], window_weeks:
     repertoire = scenario.market.type == "repertoire"
     results = [_one_run(scenario, s, window, long_window if repertoire else 0) for s in seeds]
     runs = pd.DataFrame([r[0] for r in results])
-    cutpoint = float(runs.pop("_top_box_cutpoint").mean())
+    cutpoint = float(np.mean([r[3] for r in results]))
     report = _measures_report(scenario, runs)
     if not repertoire:
         return CalibrationCheck(report, None, None, long_window, cutpoint)
     tables, fits = [], []
-    for seed, (_, year, names) in zip(seeds, results, strict=True):
+    for seed, (_, year, names, _) in zip(seeds, results, strict=True):
         table, fit = dirichlet.brand_table(year, names)
         tables.append(table)
         fits.append({"seed": seed, "M": fit.mean, "K": fit.k, "S": fit.s, "polarisation": fit.polarisation})
