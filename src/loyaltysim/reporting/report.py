@@ -640,8 +640,10 @@ def sensitivity_text(results: Sequence[OutcomeSensitivity], experiment: Experime
              + {"saltelli": "A factor without effect gets an ST of about the noise share, not 0, and every S1 "
                             "shrinks by it: an index whose interval does not clear the noise share cannot be told "
                             "from noise.",
-                "morris": "The *noise floor* is the mu* a factor without any effect would get from noise alone: a "
-                          "factor whose mu* interval does not clear it cannot be told from noise."}.get(
+                "morris": "The *noise floor* is the mu* a factor without any effect would get from noise alone "
+                          "if the noise were independent between points (common random numbers make it alike at "
+                          "neighbouring points, so it is an upper bound; a factor that changes nothing in the runs "
+                          "gets exactly 0): a factor whose mu* interval does not clear it may be noise."}.get(
                  kind, "R^2 cannot exceed one minus the noise share.")
              + " More replications lower both.\n"]
     main = MAIN_INDEX[kind]

@@ -20,8 +20,9 @@ variance ``v / R`` (``v``: the variance between replications, pooled over the de
 variance of the points' means over the design, the *noise share*, is reported per outcome. Noise acts like one
 more factor nobody controls: a Sobol' S1 shrinks by that share, and the ST of a factor without any effect is about
 the noise share rather than 0 (less when common random numbers make the noise alike across points); a Morris
-factor without effect gets mu* about ``sqrt(2 v / R) sqrt(2 / pi) / delta`` from noise alone (the *noise floor*,
-``delta`` the Morris step as a share of the range); regression's R^2 cannot exceed one minus the noise share. An
+factor without effect gets mu* about ``sqrt(2 v / R) sqrt(2 / pi) / delta`` from independent noise (the *noise
+floor*, ``delta`` the Morris step as a share of the range; an upper bound on common random numbers, where a factor
+that changes nothing in the runs gets exactly 0); regression's R^2 cannot exceed one minus the noise share. An
 index is above noise when its confidence interval lies above those levels; otherwise add replications.
 
 **Intervals** are bootstrap intervals at the report's confidence level, seeded by the design seed (the same
