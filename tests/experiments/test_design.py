@@ -2,6 +2,7 @@
 reported up front with where it is; and every experiment in experiments/ run end to end at a tiny size."""
 
 import io
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -445,11 +446,20 @@ def test_a_design_too_large_to_plan_is_rejected_without_building_it(tmp_path):
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
 TINY_SIZE = {"population": 100, "replications": 2, "horizon": "30 weeks", "warmup": "8 weeks"}
+TINY_SAMPLES = {"lhs": {"samples": 4}, "sobol": {"samples": 4}, "saltelli": {"samples": 2},
+                "morris": {"trajectories": 2}}
+
+
+def tiny_size(path: Path) -> dict:
+    """TINY_SIZE, with a sampled design cut to a few points."""
+    design = tomllib.loads(path.read_text(encoding="utf-8")).get("design", {})
+    fewer = TINY_SAMPLES.get(design.get("kind", "grid"))
+    return {**TINY_SIZE, "design": {**design, **fewer}} if fewer else TINY_SIZE
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
 def test_every_experiment_file_runs_end_to_end_at_a_tiny_size(path, tmp_path):
-    exp = load_experiment(path, overrides=TINY_SIZE)
+    exp = load_experiment(path, overrides=tiny_size(path))
     db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     result = run_sweep(exp, tmp_path, db, workers=2, executor_factory=lambda: ThreadPoolExecutor(2),
                        stream=io.StringIO())

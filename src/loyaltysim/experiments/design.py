@@ -1,4 +1,5 @@
-"""Experiment files: a base scenario, factors varied over a full grid, replications and the outcomes to report.
+"""Experiment files: a base scenario, factors varied over a full grid (or sampled from bounds), replications and the
+outcomes to report.
 
 An experiment is a TOML file validated by pydantic (unknown keys are errors)::
 
@@ -37,6 +38,32 @@ point is validated when the experiment is loaded, so a bad path or value is repo
 
 ``reference`` names a label for some (or all) factors: each design point is compared with the design point that
 has the reference labels for those factors and its own labels for the others.
+
+**Sampled designs.** A ``[design]`` table (default ``kind = "grid"``: the full grid above) may instead sample the
+factors from bounds, for a global sensitivity analysis of uncertain parameters::
+
+    [design]
+    kind = "morris"                       # "lhs", "sobol", "saltelli" or "morris"
+    seed = 1543                           # required: the same seed gives the same points
+    trajectories = 16                     # morris: trajectories x (k + 1) points; levels = 4 (even) by default
+    # samples = 256                       # lhs, sobol: the points; saltelli: N, giving N x (k + 2) points
+    # second_order = true                 # saltelli: also second-order indices, N x (2k + 2) points
+
+    [[factors]]
+    name = "switching_cost"
+    path = "market.customers.switching_cost"
+    bounds = [0.25, 0.75]                 # uniform between the bounds
+    # type = "integer"                    # whole numbers, each equally likely (see :func:`scale`)
+    # unit = "% per month"                # written after the value: "5.2 % per month", "13 weeks"
+
+In a sampled design every factor is sampled (path and bounds; values, labels and levels are for grids), and
+``reference``, ``figures`` and ``findings`` are not taken: to analyse two markets, write two files. ``lhs`` and
+``sobol`` draw their points with :mod:`scipy.stats.qmc` (``sobol``: a scrambled Sobol' sequence, ``samples`` a
+power of 2), ``saltelli`` and ``morris`` with SALib (:func:`draw_sampling`). Each point's labels are its values as
+text, and :attr:`DesignPoint.values` holds them as numbers (the report's tidy table has one numeric column per
+factor). Every point is validated when the experiment is loaded, and so is each factor alone at each of its bounds,
+so a bound the scenario does not accept is reported before anything runs. Replication r of every point runs on the
+same child seed as in a grid, and run keys are computed as for grids (from the effective scenario).
 """
 
 from __future__ import annotations
@@ -45,12 +72,13 @@ import copy
 import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from loyaltysim.experiments import registry
@@ -106,13 +134,27 @@ class Level(_FileSpec):
 
 
 class Factor(_FileSpec):
-    """A factor: either ``path`` and ``values`` (with optional ``labels``), or ``levels``."""
+    """A factor: either ``path`` and ``values`` (with optional ``labels``), or ``levels`` (a grid design's labelled
+    factor); or ``path`` and ``bounds`` with an optional ``type`` and ``unit`` (a sampled design's factor)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # bounds: NaN and infinity are errors, as in scenarios
 
     name: str
     path: str | None = None
     values: list[Any] | None = None
     labels: list[str] | None = None
     levels: list[Level] | None = None
+    bounds: Annotated[list[Annotated[float, Strict()]], Field(min_length=2, max_length=2)] | None = None
+    type: Literal["float", "integer"] = "float"
+    unit: Annotated[str, Field(min_length=1)] | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return self.bounds is not None
+
+    def written(self, value: float | int) -> Any:
+        """A sampled value as the scenario takes it: the number, or the number and the unit as text."""
+        return value if self.unit is None else f"{value!r} {self.unit}"
 
     def resolved(self) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
         """Each level as ``(label, {path: value}, {path: where it is set in the experiment file})``."""
@@ -127,6 +169,45 @@ class Factor(_FileSpec):
     @property
     def level_labels(self) -> list[str]:
         return [label for label, _, _ in self.resolved()]
+
+
+DesignKind = Literal["grid", "lhs", "sobol", "saltelli", "morris"]
+SAMPLED_KINDS = ("lhs", "sobol", "saltelli", "morris")
+MORRIS_LEVELS = 4  # the default number of levels of a Morris design's grid
+# the keys of [design] each kind takes, besides kind
+_DESIGN_KEYS: dict[str, tuple[str, ...]] = {
+    "grid": (),
+    "lhs": ("seed", "samples"),
+    "sobol": ("seed", "samples"),
+    "saltelli": ("seed", "samples", "second_order"),
+    "morris": ("seed", "trajectories", "levels"),
+}
+_DESIGN_REQUIRED: dict[str, tuple[str, ...]] = {"lhs": ("seed", "samples"), "sobol": ("seed", "samples"),
+                                                "saltelli": ("seed", "samples"), "morris": ("seed", "trajectories")}
+
+
+class DesignSpec(_FileSpec):
+    """The ``[design]`` table: a full grid of labelled levels (the default), or points sampled from the factors'
+    bounds from a seed of their own."""
+
+    kind: DesignKind = "grid"
+    seed: Annotated[int, Strict(), Field(ge=0, lt=2**63)] | None = None
+    samples: Annotated[int, Strict(), Field(ge=2)] | None = None
+    second_order: Annotated[bool, Strict()] = False
+    trajectories: Annotated[int, Strict(), Field(ge=2)] | None = None
+    levels: Annotated[int, Strict(), Field(ge=2)] | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return self.kind != "grid"
+
+    def size(self, factors: int) -> int:
+        """The number of design points a sampled design of ``factors`` factors has."""
+        if self.kind == "saltelli":
+            return (self.samples or 0) * ((2 * factors + 2) if self.second_order else (factors + 2))
+        if self.kind == "morris":
+            return (self.trajectories or 0) * (factors + 1)
+        return self.samples or 0
 
 
 class ExperimentSpec(_FileSpec):
@@ -147,16 +228,53 @@ class ExperimentSpec(_FileSpec):
     figures: list[str] = []
     findings: list[str] = []
     factors: list[Factor] = []
+    design: DesignSpec = DesignSpec()
 
 
 def _label(value: Any) -> str:
     return str(value)
 
 
-def _factor_problems(i: int, f: dict) -> tuple[list[str], list[str] | None]:
-    """Problems of one factor written in the raw data, and its labels when they can be told."""
+_SAMPLED_KEYS = ("bounds", "type", "unit")  # the keys only a sampled design's factor takes
+_LABELLED_KEYS = ("values", "labels", "levels")  # the keys only a grid design's factor takes
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _sampled_factor_problems(where: str, f: dict, kind: str) -> list[str]:
+    """Problems of a sampled design's factor written in the raw data: a path and bounds, an optional type and
+    unit, and none of a grid factor's keys."""
+    labelled = [k for k in _LABELLED_KEYS if k in f]
+    if labelled:
+        return [f"{where}: a sampled design (design.kind = '{kind}') draws every factor from its bounds; give path "
+                f"and bounds, not {', '.join(labelled)} (labelled levels are for grid designs)"]
+    problems = [f"{where}.{key}: required key is missing" for key in ("path", "bounds") if key not in f]
+    path = f.get("path")
+    if isinstance(path, str) and not PATH.fullmatch(path):
+        problems.append(f"{where}.path: invalid path '{path}'; {PATH_HINT}")
+    bounds = f.get("bounds")
+    if isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) and math.isfinite(b) for b in bounds):
+        low, high = bounds
+        if not low < high:
+            problems.append(f"{where}.bounds: the lower bound must be below the upper one, got {bounds}")
+        if f.get("type") == "integer" and not all(float(b).is_integer() for b in bounds):
+            problems.append(f"{where}.bounds: an integer factor takes whole-number bounds, got {bounds}")
+    return problems
+
+
+def _factor_problems(i: int, f: dict, kind: str = "grid") -> tuple[list[str], list[str] | None]:
+    """Problems of one factor written in the raw data, and its labels when they can be told (a grid factor's)."""
     where = f"factors[{i}]"
+    if kind in SAMPLED_KINDS:
+        return _sampled_factor_problems(where, f, kind), None
     problems: list[str] = []
+    sampled_only = [k for k in _SAMPLED_KEYS if k in f]
+    if sampled_only:
+        problems += [f"{where}.{k}: only for the factors of a sampled design; set design.kind to one of "
+                     f"{list(SAMPLED_KINDS)} (a grid design's factor takes values or levels)" for k in sampled_only]
+        return problems, None
     has_levels = "levels" in f
     has_path = any(k in f for k in ("path", "values", "labels"))
     if has_levels and has_path:
@@ -221,13 +339,55 @@ def _declared_problems(kind: registry.Kind, key: str, names: list, factors: list
     return problems
 
 
+def _design_problems(data: dict) -> tuple[list[str], str]:
+    """Problems of the ``[design]`` table between its keys, and the design's kind ("grid" when it cannot be told:
+    the field errors say why)."""
+    design = data.get("design", {})
+    kind = as_dict(design).get("kind", "grid")
+    if not isinstance(design, dict) or kind not in _DESIGN_KEYS:
+        return [], "grid"
+    problems = []
+    known = {k for keys in _DESIGN_KEYS.values() for k in keys}
+    for key in design:
+        if key in known and key not in _DESIGN_KEYS[kind]:
+            problems.append(f"design.{key}: only for sampled designs (kind {list(SAMPLED_KINDS)}); a grid design runs "
+                            "every combination of the factors' levels" if kind == "grid" else
+                            f"design.{key}: not used by kind = '{kind}', which takes {list(_DESIGN_KEYS[kind])}")
+    for key in _DESIGN_REQUIRED.get(kind, ()):
+        if key not in design:
+            why = " (the points are drawn from it: the same seed gives the same points)" if key == "seed" else ""
+            problems.append(f"design.{key}: required for kind = '{kind}'{why}")
+    samples = design.get("samples")
+    if kind in ("sobol", "saltelli") and _is_number(samples) and samples >= 2 and samples & (samples - 1):
+        below = 1 << (int(samples).bit_length() - 1)
+        problems.append(f"design.samples: {samples} is not a power of 2; a Sobol' sequence is balanced only at "
+                        f"powers of 2 (e.g. {below} or {2 * below})")
+    levels = design.get("levels")
+    if kind == "morris" and _is_number(levels) and levels >= 2 and levels % 2:
+        problems.append(f"design.levels: give an even number of levels (a Morris step is then half the range "
+                        f"over levels - 1 intervals, and every level is visited equally often), got {levels}")
+    if kind in SAMPLED_KINDS:
+        if not as_list(data.get("factors")):
+            problems.append(f"factors: a sampled design (design.kind = '{kind}') needs at least one factor with "
+                            "path and bounds")
+        if "reference" in data:
+            problems.append(f"reference: a sampled design (design.kind = '{kind}') has no labelled design points to "
+                            "compare with; leave reference out (the report analyses the sensitivity instead)")
+        for key in ("figures", "findings"):
+            if as_list(data.get(key)):
+                problems.append(f"{key}: the experiments' {key} read the labelled levels of grid factors; a sampled "
+                                f"design (design.kind = '{kind}') takes none")
+    return problems, kind
+
+
 def cross_problems(data: Any) -> list[str]:
-    """Problems between fields (names, labels, reference, figures and findings), one ``path: message`` each.
+    """Problems between fields (names, labels, the design, reference, figures and findings), one ``path: message``
+    each.
 
     Written over the raw data, so they are listed together with the field errors elsewhere in the file.
     """
     data = as_dict(data)
-    problems: list[str] = []
+    problems, kind = _design_problems(data)
     name = data.get("name")
     if isinstance(name, str) and (not _EXPERIMENT_NAME.fullmatch(name) or name in RESERVED_NAMES):
         problems.append(f"name: '{name}' cannot name the report folder; use at most 100 letters, digits, '_', '.', "
@@ -245,12 +405,12 @@ def cross_problems(data: Any) -> list[str]:
                                 f"avoid {list(RESERVED_COLUMNS)}")
             elif fname in labels:
                 problems.append(f"factors[{i}].name: factor names must be unique; '{fname}' is used twice")
-        found, names = _factor_problems(i, f)
+        found, names = _factor_problems(i, f, kind)
         problems += found
         if isinstance(fname, str):
             labels.setdefault(fname, names)
     reference = data.get("reference")
-    if isinstance(reference, dict):
+    if isinstance(reference, dict) and kind == "grid":
         if not reference:
             problems.append("reference: name at least one factor and its reference label, or leave it out")
         for key, value in reference.items():
@@ -262,8 +422,9 @@ def cross_problems(data: Any) -> list[str]:
     if data.get("risk") is True and reference is None:
         problems.append("risk: the spread of paired differences needs a reference design point; set reference")
     outcomes = [o for o in as_list(data.get("outcomes")) if isinstance(o, str)]
-    for kind, key in (("figure", "figures"), ("findings", "findings")):
-        problems += _declared_problems(kind, key, as_list(data.get(key)), list(labels), outcomes)
+    if kind == "grid":
+        for declared, key in (("figure", "figures"), ("findings", "findings")):
+            problems += _declared_problems(declared, key, as_list(data.get(key)), list(labels), outcomes)
     repeated = sorted({o for o in outcomes if outcomes.count(o) > 1})
     if repeated:
         problems.append(f"outcomes: each outcome once; repeated: {repeated}")
@@ -271,8 +432,84 @@ def cross_problems(data: Any) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Paths into a scenario dict
+# Sampled designs
 # --------------------------------------------------------------------------------------------------
+
+
+def scale(factor: Factor, u: float) -> float | int:
+    """A coordinate of the unit interval as the factor's value.
+
+    A float factor is uniform over its bounds (``u = 0`` is the lower bound and ``u = 1`` the upper, exactly). An
+    integer factor cuts [0, 1] into ``high - low + 1`` equal cells, one per whole number from ``low`` to ``high``
+    (``u = 1`` belongs to the last), so that every whole number in the bounds is equally likely, the bounds
+    included; rounding ``low + u (high - low)`` to the nearest instead would give the bounds half the chance.
+    """
+    assert factor.bounds is not None
+    low, high = factor.bounds
+    if factor.type == "integer":
+        lo, hi = int(low), int(high)
+        return lo + min(math.floor(u * (hi - lo + 1)), hi - lo)
+    return float((1.0 - u) * low + u * high)
+
+
+@dataclass(frozen=True, eq=False)
+class Sampling:
+    """A sampled design's points, drawn in the unit hypercube from the design seed, then scaled to the bounds.
+
+    ``unit`` has one row per design point and one column per factor, in [0, 1]. The report's estimators read it
+    with the points' outcomes: SALib's Saltelli estimators read the rows' order, its Morris analysis the direction
+    of each step (which rounding an integer factor to a whole number can hide).
+    """
+
+    kind: str
+    seed: int
+    factors: tuple[Factor, ...]
+    unit: np.ndarray
+    second_order: bool = False
+    levels: int | None = None  # Morris: the grid's number of levels
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.factors]
+
+    def values(self) -> list[dict[str, float | int]]:
+        """Each design point's factor values, scaled from its unit coordinates."""
+        return [{f.name: scale(f, float(u)) for f, u in zip(self.factors, row, strict=True)} for row in self.unit]
+
+
+def draw_sampling(design: DesignSpec, factors: Sequence[Factor]) -> Sampling:
+    """The points of a sampled design: the same design table and factors give the same points.
+
+    ``lhs`` and ``sobol`` draw ``samples`` points with :mod:`scipy.stats.qmc` (a Latin hypercube; a scrambled Sobol'
+    sequence), seeded by ``numpy.random.default_rng(seed)``. ``saltelli`` is SALib's Sobol' sample
+    (``SALib.sample.sobol.sample``, scrambled): ``samples`` x (k + 2) points, or x (2k + 2) with second order.
+    ``morris`` is SALib's Morris sample (``SALib.sample.morris.sample``): ``trajectories`` x (k + 1) points on a
+    grid of ``levels`` levels. Points depend on scipy's and SALib's versions too; a run's key hashes its effective
+    scenario, so a run is never confused with another whatever the points were.
+    """
+    k = len(factors)
+    assert design.seed is not None and design.sampled
+    if design.kind in ("lhs", "sobol"):
+        from scipy.stats import qmc
+
+        rng = np.random.default_rng(design.seed)
+        engine = qmc.LatinHypercube(d=k, rng=rng) if design.kind == "lhs" else qmc.Sobol(d=k, scramble=True, rng=rng)
+        unit = engine.random(design.samples)
+    else:
+        problem = {"num_vars": k, "names": [f.name for f in factors], "bounds": [[0.0, 1.0]] * k}
+        if design.kind == "saltelli":
+            from SALib.sample import sobol
+
+            unit = sobol.sample(problem, design.samples, calc_second_order=design.second_order, scramble=True,
+                                seed=design.seed)
+        else:
+            from SALib.sample import morris
+
+            unit = morris.sample(problem, design.trajectories, num_levels=design.levels or MORRIS_LEVELS,
+                                 seed=design.seed)
+    unit = np.clip(np.asarray(unit, dtype=np.float64), 0.0, 1.0)
+    return Sampling(design.kind, design.seed, tuple(factors), unit, design.second_order,
+                    (design.levels or MORRIS_LEVELS) if design.kind == "morris" else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,11 +519,13 @@ def cross_problems(data: Any) -> list[str]:
 
 @dataclass
 class DesignPoint:
-    """One combination of factor levels: its index in the grid, its labels and its validated scenario."""
+    """One design point: its index in the design, its labels and its validated scenario; in a sampled design also
+    its factor values (its labels are then the values as text)."""
 
     index: int
     labels: dict[str, str]
     scenario: LoyaltyScenario
+    values: dict[str, float | int] = field(default_factory=dict)
 
     @cached_property
     def effective(self) -> dict[str, Any]:
@@ -305,6 +544,7 @@ class Experiment:
     path: Path
     base: LoyaltyScenario
     design: list[DesignPoint] = field(default_factory=list)
+    sampling: Sampling | None = None  # a sampled design's points (None for a grid)
 
     @property
     def name(self) -> str:
@@ -332,8 +572,13 @@ class Experiment:
 
     @property
     def levels(self) -> dict[str, list[str]]:
-        """Each factor's labels, in level order."""
-        return {f.name: f.level_labels for f in self.spec.factors}
+        """Each labelled factor's labels, in level order (a sampled design's factors have values instead)."""
+        return {f.name: f.level_labels for f in self.spec.factors if not f.sampled}
+
+    @property
+    def kind(self) -> str:
+        """The design's kind: "grid" or a sampled design's ("lhs", "sobol", "saltelli", "morris")."""
+        return self.spec.design.kind
 
     @property
     def reference(self) -> dict[str, str] | None:
@@ -392,8 +637,48 @@ def _attribute(problem: str, sources: list[tuple[str, str]]) -> tuple[str, str] 
     return None
 
 
-def build_design(spec: ExperimentSpec, base: LoyaltyScenario) -> tuple[list[DesignPoint], list[str]]:
-    """Every design point, validated; and the problems found, each once with the first design point it hit."""
+class _Candidate(NamedTuple):
+    """A scenario to build and validate: a design point (``keep``), or a sampled factor's bound checked alone."""
+
+    describe: str  # names it in a problem: "design point a=1, b=x", "factor a at its upper bound 2"
+    labels: dict[str, str]
+    values: dict[str, float | int]
+    overrides: list[tuple[str, Any, str]]  # (path, value, where it is set in the experiment file)
+    keep: bool = True
+
+
+def _grid_candidates(spec: ExperimentSpec) -> Iterator[_Candidate]:
+    """The cartesian product of the factors' levels, in factor order."""
+    grids = [[(f.name, label, sets, where, i) for label, sets, where in f.resolved()]
+             for i, f in enumerate(spec.factors)]
+    for combo in itertools.product(*grids):
+        labels = {name: label for name, label, _, _, _ in combo}
+        overrides = [(p, v, f"factors[{i}].{where[p]}") for _, _, sets, where, i in combo for p, v in sets.items()]
+        desc = ", ".join(f"{k}={v}" for k, v in labels.items()) or "the only design point"
+        yield _Candidate(f"design point {desc}", labels, {}, overrides)
+
+
+def _sampled_candidates(spec: ExperimentSpec, sampling: Sampling) -> Iterator[_Candidate]:
+    """Each factor at each of its bounds alone (the rest as in the base scenario), so that a bound the scenario does
+    not accept is reported even where no point reaches it; then the sampled design points."""
+    factors = list(enumerate(spec.factors))
+    for i, f in factors:
+        assert f.path is not None and f.bounds is not None
+        for j, side in enumerate(("lower", "upper")):
+            value = scale(f, float(j))
+            yield _Candidate(f"factor {f.name} at its {side} bound {value}", {}, {},
+                             [(f.path, f.written(value), f"factors[{i}].bounds[{j}]")], keep=False)
+    for values in sampling.values():
+        overrides = [(f.path, f.written(values[f.name]), f"factors[{i}].bounds") for i, f in factors]
+        labels = {name: _label(v) for name, v in values.items()}
+        desc = ", ".join(f"{k}={v:.6g}" for k, v in values.items())  # short: the labels keep every digit
+        yield _Candidate(f"design point {desc}", labels, values, overrides)
+
+
+def build_design(spec: ExperimentSpec, base: LoyaltyScenario,
+                 sampling: Sampling | None = None) -> tuple[list[DesignPoint], list[str]]:
+    """Every design point, validated (a grid's, or the points of ``sampling``); and the problems found, each once
+    with the first design point (or sampled factor's bound) it hit."""
     base_data = base.to_dict()
     common: list[tuple[str, Any, str]] = []
     if spec.horizon is not None:
@@ -402,19 +687,15 @@ def build_design(spec: ExperimentSpec, base: LoyaltyScenario) -> tuple[list[Desi
         common.append(("time.warmup", str(spec.warmup), "warmup"))
     if spec.population is not None:
         common.append(("market.customers.population", spec.population, "population"))
-    grids = [[(f.name, label, sets, where, i) for label, sets, where in f.resolved()]
-             for i, f in enumerate(spec.factors)]
+    candidates = _grid_candidates(spec) if sampling is None else _sampled_candidates(spec, sampling)
     points: list[DesignPoint] = []
-    seen: dict[str, list] = {}  # problem text -> [first design point's labels, count]
-    for index, combo in enumerate(itertools.product(*grids)):
-        labels = {name: label for name, label, _, _, _ in combo}
+    seen: dict[str, list] = {}  # problem text (or place) -> [the problem, what it first hit, count]
+    failed_bounds: set[str] = set()  # sampled factors whose bounds the scenario does not accept
+    for candidate in candidates:
         data = copy.deepcopy(base_data)
         sources: list[tuple[str, str]] = []
         problems: list[str] = []
-        overrides = [(p, v, s) for p, v, s in common]
-        for _, _, sets, where, i in combo:
-            overrides += [(p, v, f"factors[{i}].{where[p]}") for p, v in sets.items()]
-        for path, value, source in overrides:
+        for path, value, source in [*common, *candidate.overrides]:
             try:
                 set_path(data, path, value)
             except ValueError as err:
@@ -423,19 +704,31 @@ def build_design(spec: ExperimentSpec, base: LoyaltyScenario) -> tuple[list[Desi
             sources.append((format_path(parse_path(path)), source))
         if not problems:
             try:
-                points.append(DesignPoint(index, labels, scenario_from_dict(data, source="design point")))
-                continue
+                scenario = scenario_from_dict(data, source="design point")
             except ScenarioError as err:
                 for p in err.problems:
                     hit = _attribute(p, sources)
                     problems.append(f"{hit[0]}: {hit[1]}" if hit else f"effective scenario: {p}")
-        desc = ", ".join(f"{k}={v}" for k, v in labels.items()) or "the only design point"
+            else:
+                if candidate.keep:
+                    points.append(DesignPoint(len(points), candidate.labels, scenario, candidate.values))
+                continue
         for p in problems:
-            seen.setdefault(p, [desc, 0])[1] += 1
+            key = p
+            where = _problem_location(p)
+            if not candidate.keep and where is not None:
+                bounds = where.rsplit("[", 1)[0]  # factors[i].bounds[j] -> factors[i].bounds
+                failed_bounds.add(bounds)
+                key = bounds + p[len(where):]  # the same problem at both bounds (a missing path): said once
+            elif candidate.values and where is not None:
+                if where in failed_bounds:  # said already, at the bound
+                    continue
+                key = where  # one problem per factor of a sampled design, whatever value hit it
+            seen.setdefault(key, [p, candidate.describe, 0])[2] += 1
     out = []
-    for p, (desc, count) in seen.items():
+    for p, desc, count in seen.values():
         more = f" and {count - 1} more" if count > 1 else ""
-        out.append(f"{p} (design point {desc}{more})")
+        out.append(f"{p} ({desc}{more})")
     return points, out
 
 
@@ -465,13 +758,21 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
         except ScenarioError as err:
             problems += [f"scenario: {err.source}: {p}" for p in err.problems]
     design: list[DesignPoint] = []
+    sampling: Sampling | None = None
     if spec is not None:
-        points = math.prod(len(f.levels if f.levels is not None else f.values or [None]) for f in spec.factors)
+        if spec.design.sampled:
+            points, where = spec.design.size(len(spec.factors)), "design"
+        else:
+            points = math.prod(len(f.levels if f.levels is not None else f.values or [None]) for f in spec.factors)
+            where = "factors"
         if points * spec.replications > MAX_RUNS:
-            problems.append(f"factors: the design has {points:,} design point(s) x {spec.replications:,} "
+            problems.append(f"{where}: the design has {points:,} design point(s) x {spec.replications:,} "
                             f"replication(s) = {points * spec.replications:,} runs; at most {MAX_RUNS:,}")
-    if (spec is not None and base is not None and not any(p.startswith(("factors[", "factors:")) for p in problems)):
-        design, design_problems = build_design(spec, base)
+    if (spec is not None and base is not None
+            and not any(p.startswith(("factors[", "factors:", "design.", "design:")) for p in problems)):
+        if spec.design.sampled:
+            sampling = draw_sampling(spec.design, spec.factors)
+        design, design_problems = build_design(spec, base, sampling)
         problems += design_problems
     if base is not None:
         # who can be measured: the market's firms, category outlets, and the operators of coalitions any design runs
@@ -491,4 +792,4 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
     if problems:
         raise ExperimentError(source, problems)
     assert spec is not None and base is not None
-    return Experiment(spec, path.resolve(), base, design)
+    return Experiment(spec, path.resolve(), base, design, sampling)

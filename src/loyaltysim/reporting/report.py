@@ -14,6 +14,12 @@ outcome, value), from which the report writes under ``<out>/<experiment name>/``
 * ``figures/<outcome>.png``: mean and 95% CI by design point (first factor on the x axis, the second as hue,
   further factors as panels), and any figures the experiment names from :data:`FIGURES`.
 
+A sampled design (``[design] kind = "lhs" | "sobol" | "saltelli" | "morris"``) has a numeric column per factor
+in the tidy table instead of labels; its summary has a row per design point and outcome with the point's factor
+values, ``figures/<outcome>.png`` plots each point's mean against each factor, and
+:mod:`loyaltysim.reporting.sensitivity` adds ``sensitivity.csv``, ``sensitivity.md`` and
+``figures/sensitivity_<outcome>.png`` (the indices as bars with their intervals).
+
 The figures and findings checks an experiment file may name are declared in
 :mod:`loyaltysim.experiments.registry`; each is implemented here by a function registered with
 :func:`register_figure` or :func:`register_findings`, in a module of :data:`FIGURE_MODULES` (imported by
@@ -45,6 +51,15 @@ import pandas as pd
 
 from loyaltysim.experiments import registry
 from loyaltysim.measures.outcomes import describe_measure, parse_name
+from loyaltysim.reporting.sensitivity import (
+    MAIN_INDEX,
+    METHOD,
+    RESAMPLES,
+    OutcomeSensitivity,
+    analyse,
+    morris_step,
+    sensitivity_table,
+)
 
 if TYPE_CHECKING:
     from loyaltysim.experiments.design import Experiment
@@ -192,6 +207,15 @@ def summary_table(tidy: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
         rows.append({**dict(zip(factors, labels, strict=True)), "outcome": outcome,
                      **interval(g["value"].to_numpy(dtype=float))})
     return pd.DataFrame(rows, columns=[*factors, "outcome", *STAT_COLUMNS])
+
+
+def point_summary(tidy: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
+    """A sampled design's summary: per outcome and design point, its factor values and n, mean, sd, ci_low,
+    ci_high as in :func:`summary_table`."""
+    summary = summary_table(tidy, ["design"])
+    summary["design"] = summary["design"].astype(int)
+    points = tidy.drop_duplicates("design")[["design", *factors]]
+    return summary.merge(points, on="design", how="left")[["design", *factors, "outcome", *STAT_COLUMNS]]
 
 
 def paired_differences(tidy: pd.DataFrame, factors: Sequence[str], reference: dict[str, str],
@@ -352,6 +376,81 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
     return path
 
 
+def scatter_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path, title: str = "") -> Path:
+    """A sampled design's outcome against each factor: one panel per factor, one dot per design point (the mean
+    over its replications, the value the sensitivity analysis reads), as a PNG."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    factors = list(factors)
+    data = tidy[tidy["outcome"] == outcome].groupby("design", observed=True).agg(
+        {**{f: "first" for f in factors}, "value": "mean"})
+    columns = min(3, len(factors))
+    rows = -(-len(factors) // columns)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
+        fig = Figure(figsize=(3.4 * columns + 0.6, 3.0 * rows + 0.9), layout="constrained")
+        axes = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
+        color = sns.color_palette("colorblind", 1)[0]
+        for i, (ax, factor) in enumerate(zip(axes, factors, strict=False)):
+            ax.scatter(data[factor], data["value"], s=12, alpha=0.7, color=color, edgecolors="none")
+            ax.set_xlabel(factor)
+            ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome), 36)) if i % columns == 0 else "")
+        for ax in axes[len(factors):]:
+            ax.set_visible(False)
+        fig.suptitle(f"{title + ': ' if title else ''}{outcome}\nmean over replications at each of {len(data)} "
+                     "design points", fontsize="medium")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return path
+
+
+_INDEX_NAMES = {"S1": "first-order S1", "ST": "total ST", "mu_star": "mu*", "sigma": "sigma", "SRC": "SRC"}
+
+
+def sensitivity_figure(result: OutcomeSensitivity, path: Path, title: str = "") -> Path:
+    """One outcome's sensitivity indices as horizontal bars with their confidence intervals, factors sorted by the
+    design's main index (ST, mu* or |SRC|) with the largest on top; the replication-noise level as a dashed line
+    (Sobol': the noise share, which an inert factor's ST reaches; Morris: the noise floor of mu*)."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    main = MAIN_INDEX[result.kind]
+    shown = {"saltelli": ["S1", "ST"], "morris": ["mu_star", "sigma"]}.get(result.kind, ["SRC"])
+    table = result.indices[result.indices["index"].isin(shown)]
+    order = (table[table["index"] == main].assign(size=lambda d: d["estimate"].abs())
+             .sort_values("size", kind="stable")["factor"].tolist())  # bottom to top: the largest on top
+    height = 0.8 / len(shown)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
+        fig = Figure(figsize=(7.0, 1.6 + 0.45 * len(order) * len(shown)), layout="constrained")
+        ax = fig.subplots()
+        palette = sns.color_palette("colorblind", len(shown))
+        y = np.arange(len(order))
+        for j, index in enumerate(shown):
+            rows = table[table["index"] == index].set_index("factor").loc[order]
+            err = np.vstack([rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]])
+            offset = (j - (len(shown) - 1) / 2) * height
+            ax.barh(y + offset, rows["estimate"], height=height * 0.9, color=palette[j], label=_INDEX_NAMES[index],
+                    xerr=None if np.isnan(err).all() else np.nan_to_num(err), capsize=3,
+                    error_kw={"elinewidth": 1.0})
+        noise = result.noise_share if result.kind == "saltelli" else result.noise_floor
+        if result.kind in ("saltelli", "morris") and np.isfinite(noise):
+            ax.axvline(noise, color="0.3", linestyle="--", linewidth=1.0,
+                       label="replication noise share" if result.kind == "saltelli" else "noise floor of mu*")
+        ax.axvline(0.0, color="0.2", linewidth=0.8)
+        ax.set_yticks(y, order)
+        ax.set_xlabel({"saltelli": "share of the outcome's variance", "morris": "outcome units per whole range",
+                       }.get(result.kind, "standardized regression coefficient"))
+        ax.legend(loc="lower right", frameon=True, fontsize="small")
+        extra = f", R\u00b2 = {result.r2:.2f}" if np.isfinite(result.r2) else ""
+        fig.suptitle(f"{title + ': ' if title else ''}{result.outcome}\n{METHOD[result.kind]}, "
+                     f"{int(CONFIDENCE * 100)}% bootstrap intervals{extra}", fontsize="medium")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return path
+
+
 # --------------------------------------------------------------------------------------------------
 # From the registry to the files
 # --------------------------------------------------------------------------------------------------
@@ -385,6 +484,7 @@ def collect_results(experiment: Experiment, registry: Registry, out_root: Path |
     out_root = Path(out_root).resolve()
     tasks = plan(experiment, out_root)
     known = {r.key: r for r in registry.runs(experiment.name)}
+    factor_values = {point.index: point.values for point in experiment.design}  # a sampled design's factors
     records: list[dict[str, Any]] = []
     missing = 0
     for t in tasks:
@@ -402,7 +502,8 @@ def collect_results(experiment: Experiment, registry: Registry, out_root: Path |
             values = {**values, **_outcomes_from_run_dir(run_dir, lacking)}
         for name in experiment.outcomes:
             value = values.get(name)
-            records.append({**t.design, "design": t.design_index, "replication": t.replication, "outcome": name,
+            records.append({**t.design, **factor_values[t.design_index], "design": t.design_index,
+                            "replication": t.replication, "outcome": name,
                             "value": math.nan if value is None else float(value), "key": t.key,
                             "run_dir": str(run_dir)})
     columns = [*experiment.factors, "design", "replication", "outcome", "value", "key", "run_dir"]
@@ -442,13 +543,16 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
     paths = []
     tidy.to_csv(folder / "results.csv", index=False)
     paths.append(folder / "results.csv")
-    summary = summary_table(tidy, factors)
+    sampled = experiment.sampling is not None
+    summary = point_summary(tidy, factors) if sampled else summary_table(tidy, factors)
     summary.to_csv(folder / "summary.csv", index=False)
     paths.append(folder / "summary.csv")
     intro = f"# {experiment.name}: summary\n\n" + (f"{experiment.description}\n\n" if experiment.description else "")
     paths.append(_write(folder / "summary.md", intro + (
         f"Mean, standard deviation and 95% confidence interval of the mean (t distribution) over {reps} "
-        "replication(s); n counts the runs where the outcome has a value.\n\n") + markdown_table(summary)))
+        "replication(s); n counts the runs where the outcome has a value."
+        + (" One row per sampled design point and outcome, with the point's factor values; sensitivity.md "
+           "analyses them." if sampled else "") + "\n\n") + markdown_table(summary)))
     if experiment.reference:
         diffs = paired_differences(tidy, factors, experiment.reference, risk=experiment.risk)
         diffs.to_csv(folder / "differences.csv", index=False)
@@ -469,8 +573,10 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
                 + "\n\n" + markdown_table(diffs[paired]))
         paths.append(_write(folder / "differences.md", text))
     for outcome in experiment.outcomes:
-        paths.append(outcome_figure(tidy, outcome, factors, figures / figure_file_name(outcome),
-                                    title=experiment.name))
+        draw = scatter_figure if sampled else outcome_figure
+        paths.append(draw(tidy, outcome, factors, figures / figure_file_name(outcome), title=experiment.name))
+    if experiment.sampling is not None:
+        paths += write_sensitivity(tidy, experiment, folder)
     load_figures()
     for name in experiment.figures:
         if name not in FIGURES:
@@ -478,6 +584,115 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
         paths.append(Path(FIGURES[name](tidy, experiment, figures)))
     if experiment.findings:
         paths.append(_write(folder / "findings.md", findings_text(tidy, experiment)))
+    return paths
+
+
+def _ci(low: float, high: float) -> str:
+    return "-" if math.isnan(low) or math.isnan(high) else f"[{_cell(low)}, {_cell(high)}]"
+
+
+def _design_text(experiment: Experiment) -> str:
+    """What a sampled design is: its kind, size, seed and factors."""
+    sampling = experiment.sampling
+    assert sampling is not None
+    spec, k, points = experiment.spec.design, len(sampling.factors), len(sampling.unit)
+    size = {"saltelli": f"{spec.samples} base samples x ({2 * k + 2 if spec.second_order else k + 2}) = {points} "
+                        f"design points{', second order included' if spec.second_order else ''}",
+            "morris": f"{spec.trajectories} trajectories x ({k} + 1) = {points} design points on a grid of "
+                      f"{sampling.levels} levels (step: {morris_step(sampling.levels or 2):.3g} of each range)",
+            }.get(sampling.kind, f"{points} design points")
+    factors = "; ".join(f"{f.name} ({f.path}, {f.type} in [{_cell(f.bounds[0])}, {_cell(f.bounds[1])}]"
+                        f"{', ' + f.unit if f.unit else ''})" for f in sampling.factors if f.bounds is not None)
+    return (f"{METHOD[sampling.kind]}: {size}, design seed {sampling.seed}, {experiment.replications} "
+            f"replication(s) per point on common random numbers. Factors: {factors}.")
+
+
+_READING = {
+    "saltelli": "S1 is the share of the outcome's variance over the design that a factor explains alone, ST the "
+                "share it explains with all its interactions (ST - S1: through interactions; S2: a pair's "
+                "interaction alone). A factor whose ST interval reaches the noise share (or 0) can be fixed "
+                "anywhere in its bounds without changing the outcome measurably.",
+    "morris": "mu* is the mean absolute elementary effect: the outcome's change when a factor takes one step, "
+              "divided by the step as a share of the factor's range (so in the outcome's units per whole range); "
+              "a large mu* marks an influential factor. sigma is the spread of the effects: large against mu*, "
+              "the effect depends on where the other factors are (interactions) or is not linear. mu (signed) "
+              "below mu* means the effect changes sign. Morris ranks factors; it does not apportion variance.",
+    "lhs": "SRC is the change of the outcome, in standard deviations, when a factor moves one standard deviation, "
+           "in a linear fit; its square is the share of variance the factor explains linearly. When R^2 is "
+           "below about 0.7 the fit explains little: read the scatter figures instead.",
+}
+_READING["sobol"] = _READING["lhs"]
+
+
+def sensitivity_text(results: Sequence[OutcomeSensitivity], experiment: Experiment) -> str:
+    """sensitivity.md: the design, how to read the indices, and per outcome the indices with their intervals and
+    the replication noise behind them."""
+    sampling = experiment.sampling
+    assert sampling is not None
+    kind = sampling.kind
+    lines = [f"# {experiment.name}: sensitivity\n", _design_text(experiment) + "\n",
+             "The value analysed at each design point is the outcome's mean over the point's replications. "
+             f"Intervals: {int(CONFIDENCE * 100)}% bootstrap intervals over the design points ({RESAMPLES} "
+             f"resamples, seeded by the design seed). {_READING[kind]}\n",
+             "Replication noise: the *noise share* is the share of the variance of the points' means that "
+             "replication noise accounts for (the variance between replications, pooled over the points, over the "
+             "number of replications, against the variance of the means over the design). "
+             + {"saltelli": "A factor without effect gets an ST of about the noise share, not 0, and every S1 "
+                            "shrinks by it: an index whose interval does not clear the noise share cannot be told "
+                            "from noise.",
+                "morris": "The *noise floor* is the mu* a factor without any effect would get from noise alone "
+                          "if the noise were independent between points (common random numbers make it alike at "
+                          "neighbouring points, so it is an upper bound; a factor that changes nothing in the runs "
+                          "gets exactly 0): a factor whose mu* interval does not clear it may be noise."}.get(
+                 kind, "R^2 cannot exceed one minus the noise share.")
+             + " More replications lower both.\n"]
+    main = MAIN_INDEX[kind]
+    for r in results:
+        lines.append(f"## {r.outcome}\n")
+        lines.append(f"{describe_outcome(r.outcome)}.\n")
+        if r.note:
+            lines.append(r.note + "\n")
+            continue
+        noise = "- (one replication: noise not measured)" if math.isnan(r.noise_share) else f"{r.noise_share:.3g}"
+        facts = [f"{r.points} design points", f"up to {r.replications} replication(s) each", f"noise share {noise}"]
+        if kind == "morris":
+            facts.append(f"noise floor of mu* {_cell(r.noise_floor)}")
+        if kind in ("lhs", "sobol"):
+            facts.append(f"R^2 {r.r2:.3g}")
+        lines.append(", ".join(facts) + ".\n")
+        wide = r.indices[r.indices["index"] != "S2"]
+        order = (wide[wide["index"] == main].assign(size=lambda d: d["estimate"].abs())
+                 .sort_values("size", ascending=False, kind="stable")["factor"].tolist())
+        table = pd.DataFrame({"factor": order})
+        for index in dict.fromkeys(wide["index"]):
+            rows = wide[wide["index"] == index].set_index("factor").loc[order]
+            table[_INDEX_NAMES.get(index, index)] = rows["estimate"].to_numpy()
+            if rows["ci_low"].notna().any():
+                table[f"{_INDEX_NAMES.get(index, index)} {int(CONFIDENCE * 100)}% CI"] = [
+                    _ci(lo, hi) for lo, hi in zip(rows["ci_low"], rows["ci_high"], strict=True)]
+        lines.append(markdown_table(table))
+        pairs = r.indices[r.indices["index"] == "S2"]
+        if not pairs.empty:
+            lines.append("Second-order indices (a pair's interaction alone):\n")
+            lines.append(markdown_table(pd.DataFrame({
+                "pair": pairs["factor"], "S2": pairs["estimate"],
+                f"S2 {int(CONFIDENCE * 100)}% CI": [_ci(lo, hi) for lo, hi in zip(pairs["ci_low"], pairs["ci_high"],
+                                                                                     strict=True)]})))
+    return "\n".join(lines)
+
+
+def write_sensitivity(tidy: pd.DataFrame, experiment: Experiment, folder: Path) -> list[Path]:
+    """A sampled design's sensitivity analysis: ``sensitivity.csv`` (every index, long), ``sensitivity.md`` and
+    ``figures/sensitivity_<outcome>.png`` per outcome analysed."""
+    assert experiment.sampling is not None
+    results = [analyse(tidy, experiment.sampling, outcome, CONFIDENCE) for outcome in experiment.outcomes]
+    paths = [folder / "sensitivity.csv"]
+    sensitivity_table(results).to_csv(paths[0], index=False)
+    paths.append(_write(folder / "sensitivity.md", sensitivity_text(results, experiment)))
+    for r in results:
+        if not r.indices.empty:
+            paths.append(sensitivity_figure(r, folder / "figures" / ("sensitivity_" + figure_file_name(r.outcome)),
+                                            title=experiment.name))
     return paths
 
 
