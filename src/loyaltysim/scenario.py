@@ -1165,10 +1165,10 @@ def scenario_from_dict(data: dict[str, Any], source: str = "scenario") -> Loyalt
 MAX_FILE_BYTES = 5 * 2**20  # a scenario, experiment or manifest file is at most this large
 
 
-def read_text_file(path: Path, kind: str) -> str:
-    """The text of a regular file of at most 5 MiB (``kind`` names it in messages: "a scenario file (.toml)");
-    ValueError saying in one line why it cannot be read. A pipe, a device or a socket is never opened, so reading
-    cannot hang or fill the memory."""
+def read_text_file(path: Path, kind: str, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The text of a regular file of at most ``max_bytes`` (5 MiB unless told; ``kind`` names it in messages: "a
+    scenario file (.toml)"); ValueError saying in one line why it cannot be read. A pipe, a device or a socket is
+    never opened, so reading cannot hang or fill the memory."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -1181,9 +1181,9 @@ def read_text_file(path: Path, kind: str) -> str:
         raise ValueError(f"is not a regular file (a pipe, a device or a socket), not {kind}")
     try:
         with path.open("rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            raise ValueError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB, too large for {kind}")
+            raw = fh.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise ValueError(f"is larger than {max_bytes // 2**20} MiB, too large for {kind}")
         return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read file: {err}") from None
