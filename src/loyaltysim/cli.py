@@ -304,6 +304,48 @@ def registry_rebuild(
     typer.echo(f"registry: {recorded} run(s) recorded from the run folders under {root / 'runs'}{damaged}")
 
 
+data_app = typer.Typer(help="Public data sets to check a calibration on.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("cdnow")
+def data_cdnow(
+    cache: Annotated[Path | None, typer.Option(help="Folder for the files [default: $LOYALTYSIM_DATA/cdnow, else "
+                                                    "~/.cache/loyaltysim/cdnow].")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="Also fit the BG/NBD on weeks 1-39 of 'sample' (2,357 "
+                                                       "customers) or 'master' (23,570) and print its benchmark.")]
+    = None,
+) -> None:
+    """Fetch the CDNOW transaction logs (from the lifetimes 0.11.3 wheel on PyPI, checked by SHA-256) into the
+    cache folder and print where they are."""
+    from loyaltysim.datasets import cdnow
+
+    if benchmark is not None and benchmark not in cdnow.FILES:
+        _fail(f"--benchmark {benchmark!r}: use one of {', '.join(cdnow.FILES)}")
+    try:
+        folder = cdnow.fetch(cache)
+    except (cdnow.CDNOWUnavailable, ValueError, OSError) as err:
+        _fail(str(err))
+    for name, _ in cdnow.FILES.values():
+        typer.echo(str(folder / name))
+    if benchmark is not None:
+        from loyaltysim.measures.bgnbd import benchmark as bgnbd_benchmark
+
+        b = bgnbd_benchmark(cdnow.transactions(benchmark, folder), cdnow.CALIBRATION_WEEKS, cdnow.WEEKS)
+        f = b.fit
+        typer.echo(f"\nBG/NBD on weeks 1-{cdnow.CALIBRATION_WEEKS} of CDNOW {benchmark} ({f.customers} customers): "
+                   f"r={f.r:.4f} alpha={f.alpha:.4f} a={f.a:.4f} b={f.b:.4f} log-likelihood={f.loglik:.2f}")
+        typer.echo("repeat transactions in weeks 1-39   observed   BG/NBD")
+        for label, row in b.histogram.iterrows():
+            typer.echo(f"  {label:>3}{row.observed_share:38.1%}{row.bgnbd_share:9.1%}")
+        typer.echo("cumulative repeat transactions      observed   BG/NBD   error")
+        for week in (cdnow.CALIBRATION_WEEKS, 52, cdnow.WEEKS):
+            row = b.tracking.loc[week]
+            typer.echo(f"  week {week:<29}{row.observed:8.0f}{row.bgnbd:9.0f}{row.error:+8.1%}")
+        typer.echo(f"mean absolute percentage error of the cumulative, weeks {cdnow.CALIBRATION_WEEKS + 1}-"
+                   f"{cdnow.WEEKS}: {b.holdout_mape:.1%}")
+
+
 @app.command("calibrate-check")
 def calibrate_check(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")],
