@@ -173,6 +173,31 @@ class ReliabilityChoice(_Spec):
     recovery_credit: Probability = 0.5  # a failure whose complaint is resolved well teaches this much less
 
 
+class ExitHazard(_Spec):
+    """Each customer's hazard of leaving the market, gamma-distributed across customers (Pareto/NBD)."""
+
+    mean: RateField = "0.03 per year"  # mean hazard μ: expected exits per unit of time
+    shape: Positive = 1.0  # gamma shape s: the hazards' coefficient of variation is 1/sqrt(s)
+
+
+class Dropout(_Spec):
+    """Each customer's chance of becoming inactive after a purchase occasion, Beta(a, b) across customers (BG/NBD)."""
+
+    a: Positive = 1.0
+    b: Positive = 3.0  # mean a / (a + b): 0.25 at the defaults
+
+
+class Lifetimes(_Spec):
+    """Heterogeneous lifetimes: each customer leaves the market with its own propensity, a hazard per unit of time
+    (``kind = "hazard"``) or a dropout chance after each purchase occasion (``kind = "after_purchase"``), instead of
+    ``natural_churn``'s one hazard for all. Off (``enabled = false``): natural churn."""
+
+    enabled: Annotated[bool, Strict()] = False
+    kind: Literal["hazard", "after_purchase"] = "hazard"
+    hazard: ExitHazard = ExitHazard()  # kind "hazard"
+    dropout: Dropout = Dropout()  # kind "after_purchase"
+
+
 class AttainableRewards(_Spec):
     """Attainable rewards and spending headroom: a points programme's pressure and pull on a member scale with its
     chance of reaching the next reward before its points expire, from its own spending, and the pressure toward a
@@ -237,6 +262,7 @@ class Customers(_Spec):
     reference_price: ReferencePrice = ReferencePrice()  # perceived value against a reference price (off by default)
     market_expectations: MarketExpectations = MarketExpectations()  # two-way adaptation to the market (off)
     reliability_choice: ReliabilityChoice = ReliabilityChoice()  # beliefs about reliability weighed in choice (off)
+    lifetimes: Lifetimes = Lifetimes()  # heterogeneous exit propensities instead of natural churn (off)
 
     @field_validator("variety_seeking")
     @classmethod

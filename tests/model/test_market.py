@@ -364,14 +364,23 @@ REPERTOIRES = {
                               "marketing_gain": 0.8},
     "market__firms__0__marketing_reach": "60% per month",
 }
+# heterogeneous lifetimes: exits after purchase occasions (a quarter of the customers' occasions end their lifetime
+# on average), or gamma-distributed hazards high enough for many exits within 20 steps
+LIFETIMES = {
+    "after_purchase": {"market__customers__lifetimes": {"enabled": True, "kind": "after_purchase",
+                                                        "dropout": {"a": 1.0, "b": 3.0}}},
+    "hazard": {"market__customers__lifetimes": {"enabled": True, "kind": "hazard",
+                                                "hazard": {"mean": "2 per year", "shape": 0.5}}},
+}
 
 
 @pytest.mark.parametrize(("market", "seed", "mechanisms"),
                          [(market, seed, "first pass") for market in MARKETS for seed in (3, 4, 5)]
                          + [(market, 3, "second pass") for market in MARKETS]
-                         + [("repertoire", seed, PERSONAL) for seed in (3, 4, 5)])
+                         + [("repertoire", seed, PERSONAL) for seed in (3, 4, 5)]
+                         + [(market, 3, kind) for market in MARKETS for kind in LIFETIMES])
 def test_one_at_a_time_equals_vectorized(make_scenario, market, seed, mechanisms):
-    second = {"first pass": FIRST_PASS, "second pass": SECOND_PASS}.get(mechanisms, {})
+    second = {"first pass": FIRST_PASS, "second pass": SECOND_PASS}.get(mechanisms, LIFETIMES.get(mechanisms, {}))
     personal = REPERTOIRES if mechanisms == PERSONAL else {}  # with the baseline's own second-pass mechanisms
     sc = make_scenario(
         **second, **personal,
@@ -409,13 +418,15 @@ def test_one_at_a_time_equals_vectorized(make_scenario, market, seed, mechanisms
     moved = {"current", "satisfaction", "perceived", "expectation", "wallet", "last_buy", "attitude", "manager",
              "manager_lost", "previous", "step_complained", "offer_firm", "offer_discount", "contacted_at",
              "regained_by", "step_regained"}
-    if personal:  # in 200 customers' personal repertoires a win-back may regain nobody within 20 steps
-        moved -= {"regained_by", "step_regained"}
+    if personal or mechanisms in LIFETIMES:  # a win-back may regain nobody of 200 customers within 20 steps when
+        moved -= {"regained_by", "step_regained"}  # they keep to their repertoires, or many have left the market
     assert moved <= changed
     assert SECOND_PASS_MOVES.issubset(changed) == (mechanisms != "first pass")
     pd.testing.assert_frame_equal(firm_frame(slow), firm_frame(fast), check_exact=False, rtol=1e-12)
     if personal:  # tastes renewed, awareness moved, and the sets customers chose among changed
         assert {"log_propensity", "awareness", "considered"} <= changed
+    if mechanisms in LIFETIMES:  # customers left the market at their own rates, and some came back
+        assert {"active", "step_left"} <= changed
 
 
 def repertoire_arrays(model: LoyaltyMarket) -> dict[str, np.ndarray]:

@@ -44,6 +44,7 @@ from loyaltysim.model.mechanisms.categories import Category, step_category
 from loyaltysim.model.mechanisms.consideration import Consideration
 from loyaltysim.model.mechanisms.events import ScheduledEvents
 from loyaltysim.model.mechanisms.kano_drift import drift_kano
+from loyaltysim.model.mechanisms.lifetimes import Lifetimes
 from loyaltysim.model.mechanisms.market_expectations import reference_levels
 from loyaltysim.model.mechanisms.programmes import Book
 from loyaltysim.model.mechanisms.surveys import Surveys
@@ -109,6 +110,8 @@ class LoyaltyMarket(Model):
         reference_price.start(self.customers, np.array([f.price for f in self.firms]))
         reliability_beliefs.start(self.customers, np.array([f.reliability for f in self.firms]),
                                   np.array([f.available for f in self.firms]))
+        # heterogeneous lifetimes instead of natural churn's one hazard, from their own stream (None: off)
+        self.lifetimes = Lifetimes(c.lifetimes, n, unit, streams["lifetimes"]) if c.lifetimes.enabled else None
         # repertoire markets: personal brand tastes and consideration sets, each from its own stream (None: off)
         self.tastes = (Tastes(market.tastes, n, len(self.firms), c.choice_noise, unit, streams["tastes"])
                        if market.tastes.enabled else None)
@@ -182,6 +185,8 @@ class LoyaltyMarket(Model):
         self.campaigns.run_rounds(self.firms, st, t)
         self.perks, extra = self._programme_perks(t)
         self.shared = self._shared(t)
+        if self.lifetimes is not None:  # each customer's chance of leaving the market (read by the life events)
+            self.shared.p_leave = self.lifetimes.leave_probability(st.step_purchases)
         self.variates = self.streams.step_variates(st.purchase_rate, len(self.firms))
         if extra is not None:  # points pressure: extra purchase occasions
             self.variates.occasions = self.variates.occasions + extra
@@ -230,7 +235,7 @@ class LoyaltyMarket(Model):
             self.tastes.before_step()
             self.shared.taste = self.tastes.utility
         if self.consideration is not None:
-            present = life_events(self.customers.active, self.variates.u_life, self.params)[2]
+            present = life_events(self.customers.active, self.variates.u_life, self.params, self.shared.p_leave)[2]
             self.consideration.before_step(self.customers, self.shared, self.variates, present)
             self.shared.considered = self.consideration.considered
 

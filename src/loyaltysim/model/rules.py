@@ -229,10 +229,12 @@ def recommend_score(satisfaction: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(np.rint(7.0 + scale * satisfaction), 0, 10).astype(np.int8)
 
 
-def life_events(active: np.ndarray, u_life: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def life_events(active: np.ndarray, u_life: np.ndarray, p: Params, p_leave: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(leave, enter, present): natural churn takes active customers out of the market, re-entry brings inactive
-    ones back; present = in the market after both (the consideration sets read it before the customers step)."""
-    leave = active & (u_life < p.p_leave)
+    ones back; present = in the market after both (the consideration sets read it before the customers step).
+    ``p_leave``: each customer's own chance of leaving (heterogeneous lifetimes), instead of natural churn's."""
+    leave = active & (u_life < (p.p_leave if p_leave is None else p_leave))
     enter = ~active & (u_life < p.p_enter)
     return leave, enter, (active & ~leave) | enter
 
@@ -272,7 +274,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     row_ids = idx + (rows.start or 0)
 
     # 1. life events
-    leave, enter, present = life_events(active, v.u_life[rows], p)
+    leave, enter, present = life_events(active, v.u_life[rows], p, None if sh.p_leave is None else sh.p_leave[rows])
     had = cur >= 0
     cur_safe = np.where(had, cur, 0)
 

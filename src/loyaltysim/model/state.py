@@ -314,6 +314,7 @@ class Shared:
     considered: np.ndarray | None = None  # bool[n, F] firms each customer knows (mechanisms.consideration; None: all)
     rel_share: np.ndarray | None = None  # f8[n, F] share of neighbours who spoke of each firm (reliability_beliefs)
     rel_said: np.ndarray | None = None  # f8[n, F] their reliability beliefs, summed over the customer's ties
+    p_leave: np.ndarray | None = None  # f8[n] each customer's chance of leaving the market (lifetimes; None: p_leave)
 
 
 @dataclass

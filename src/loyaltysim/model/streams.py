@@ -34,6 +34,7 @@ STREAM_NAMES: tuple[str, ...] = (
     "categories",  # the customers' other categories: one child per category (traits, occasions, choices)
     "tastes",  # repertoire tastes: each customer's brand propensities, and their renewals
     "consideration",  # consideration sets: which firms each customer knows at the start
+    "lifetimes",  # heterogeneous lifetimes: each customer's exit propensity
 )
 
 
