@@ -28,6 +28,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from loyaltysim.model.arrays import select
 from loyaltysim.model.mechanisms.programmes.ledger import Ledger
 from loyaltysim.model.mechanisms.programmes.registry import ledger_class
 from loyaltysim.model.mechanisms.programmes.views import SELLER_TOTALS, STEP_TOTALS, Outlook, Perks, Sales
@@ -146,8 +147,8 @@ class Book:
         none. The market first, then each category."""
         at = st.step_firm
         has = at >= 0
-        spend = np.where(has, st.step_units * price[np.where(has, at, 0)] - st.step_discount
-                         - st.step_member_discount, 0.0)
+        spend = select(has, st.step_units * price[select(has, at, 0)] - st.step_discount
+                       - st.step_member_discount, 0.0)
         views = [(at, spend, st.step_purchases)]
         for cat in self.categories:
             cs = cat.state
