@@ -326,8 +326,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
     perks = sh.perks
     # programmes: members pay less, count rewards as a price cut, and feel points pressure
-    felt = (price if perks is None
-            else price * (1.0 - firm_major(perks.discount[rows])) * (1.0 - firm_major(perks.value[rows])))
+    # (the perks are column-major [n, S]: their firm-major views need no copy)
+    member_off = None if perks is None else firm_major(perks.discount[rows])
+    priority = None if perks is None else firm_major(perks.priority[rows])
+    felt = price if perks is None else price * (1.0 - member_off) * (1.0 - firm_major(perks.value[rows]))
     # against the market's average starting price, or (perceived value) the customer's own reference price
     relative_price = felt / (st.ref_price[rows] if p.reference_price else sh.price_ref) - 1.0
     base = p.quality_weight * perceived - (sh.price_factor * st.price_sensitivity[rows]) * relative_price
@@ -336,7 +338,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     if p.reliability_choice:  # the reliability expected, with an offer's upgrade or priority service it holds
         removed = select(offered_here, st.offer_upgrade[rows], 0.0)
         if perks is not None:
-            removed = 1.0 - (1.0 - removed) * (1.0 - firm_major(perks.priority[rows]))
+            removed = 1.0 - (1.0 - removed) * (1.0 - priority)
         base = base + p.reliability_weight * (reliability_beliefs.expected(rel_belief, removed) - 1.0)
     if sh.taste is not None:  # persistent brand tastes (model.mechanisms.tastes)
         base = base + firm_major(sh.taste[rows])
@@ -400,7 +402,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     reliability = np.where(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
                            reliability_at)
     if perks is not None:  # priority service removes a share of the failures left
-        reliability = 1.0 - (1.0 - reliability) * (1.0 - pick_at(perks.priority[rows]))
+        reliability = 1.0 - (1.0 - reliability) * (1.0 - pick(priority, at_firm))
     failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
     complained = failed & (v.u_complain[rows] < np.where(dissatisfied, p.complaint_rate_dissatisfied,
@@ -408,13 +410,13 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     recovered = complained & (v.u_recover[rows] < sh.recovery[at])
     damage = experience_damage(failed, complained, recovered, p)
     if perks is not None:  # members forgive part of a failure
-        damage = damage * (1.0 - pick_at(perks.forgive[rows]))
+        damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
     offered = np.take(sh.levels, at, axis=0)
     price_at = pick(price, at_firm)
     expectation = st.expectation[rows]
     experienced = weighted_response(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
     if p.reference_price:  # value for money: the price paid, personal and member discounts off, against the reference
-        paid = price_at if perks is None else price_at * (1.0 - pick_at(perks.discount[rows]))
+        paid = price_at if perks is None else price_at * (1.0 - pick(member_off, at_firm))
         reference = st.ref_price[rows]
         experienced += reference_price.value_response(paid, reference, p.value_weight, p.price_loss_aversion)
         ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
@@ -444,7 +446,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     discount = np.where(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
     margin = units * (list_price - sh.unit_cost[at]) - discount
     if perks is not None:
-        member_discount = units * price_at * pick_at(perks.discount[rows])
+        member_discount = units * price_at * pick(member_off, at_firm)
         margin = margin - member_discount
         discount_all = discount + member_discount
     else:

@@ -184,13 +184,13 @@ class Book:
         # goal-gradient pull on usage (contractual markets)
         outlook = Outlook(book=self, st=st, t=t, price=price, contractual=contractual, weaken=weaken,
                           perks=Perks.zeros(n, self.n_sellers), financial=np.zeros(n), club=np.zeros(n, bool),
-                          talk=np.ones(n), keep=np.ones((n, self.n_sellers)), pull=np.zeros(n))
+                          talk=np.ones(n), keep=np.ones((n, self.n_sellers), order="F"), pull=np.zeros(n))
         for ledger in live:
             ledger.prepare(outlook)
         perks = outlook.perks
         perks.discount = 1.0 - outlook.keep
         # each programme's part of a seller's discounts, to attribute the revenue given up
-        self.discount_sum = np.zeros((n, self.n_sellers))
+        self.discount_sum = np.zeros((n, self.n_sellers), order="F")  # (column-major: summed seller by seller)
         for ledger in live:
             for j, d in ledger.discount_now.items():
                 self.discount_sum[:, j] += d
