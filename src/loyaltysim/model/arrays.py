@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 _BITS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+SMALL = 64  # masks of at most this many elements go to np.where itself
 
 
 def select(mask: np.ndarray, a, b) -> np.ndarray:
@@ -24,6 +25,8 @@ def select(mask: np.ndarray, a, b) -> np.ndarray:
     ``a`` and ``b`` are arrays or scalars broadcastable with ``mask``; the result's dtype is the one ``np.where``
     gives them (``np.result_type``). Dtypes other than booleans, integers and floats go to ``np.where``."""
     mask = np.asarray(mask)
+    if mask.size <= SMALL:  # a few elements (a customer stepped alone): np.where costs less than the set-up below
+        return np.where(mask, a, b)
     dtype = np.result_type(a, b)
     bits = _BITS.get(dtype.itemsize)
     if mask.dtype != np.bool_ or dtype.kind not in "biuf" or bits is None:
