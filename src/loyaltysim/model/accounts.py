@@ -16,6 +16,7 @@ import pandas as pd
 
 from loyaltysim.model import classifications, rules
 from loyaltysim.model.agents import Firm
+from loyaltysim.model.arrays import flat_index, pick, select
 from loyaltysim.model.logs import concat
 from loyaltysim.model.mechanisms.surveys import Surveys
 from loyaltysim.model.state import ATTRACTIVE, CAUSE_NAMES, MUST_BE, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState
@@ -190,7 +191,7 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
     n_firms = len(firms)
     who, firm = pairs
     # sales by firm: non-buyers are counted in an extra bin, dropped (the same sums, without gathering buyers)
-    sold_at = np.where(st.step_firm >= 0, st.step_firm, n_firms)
+    sold_at = select(st.step_firm >= 0, st.step_firm, n_firms)
 
     def sales(x: np.ndarray) -> np.ndarray:
         return np.bincount(sold_at, weights=x, minlength=n_firms + 1)[:n_firms]
@@ -198,6 +199,7 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
     def by_firm(of: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(of, weights=weights, minlength=n_firms)
 
+    own = flat_index(who, firm, n_firms)  # each pair's element of the [n, F] arrays
     won_back = st.step_regained
     has = np.flatnonzero(st.current >= 0)
     held = st.current[has]
@@ -213,12 +215,12 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
         "regained": by_firm(st.current[won_back]),
         "offer_costs": by_firm(st.current[won_back], st.offer_cost[won_back]),
         "defections": by_firm(departures["firm"]),
-        "satisfaction": by_firm(firm, st.satisfaction[who, firm]),
+        "satisfaction": by_firm(firm, pick(st.satisfaction, own)),
         "attitude": by_firm(held, st.attitude[has]),
         "holders": by_firm(held),
         **{f"satisfaction_{kind}": by_firm(held, c)
            for kind, c in zip(("basic", "performance", "latent"), components, strict=True)},
-        "wallet_own": by_firm(firm, st.wallet[who, firm]),
+        "wallet_own": by_firm(firm, pick(st.wallet, own)),
         "wallet_all": by_firm(firm, rules.row_total(st.wallet)[who]),
         "member_discounts": sales(st.step_member_discount),
     }

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loyaltysim.model.arrays import flat_index, pick
 from loyaltysim.model.rules import row_total
 from loyaltysim.model.state import NO_FIRM, CustomerState
 
@@ -67,14 +68,15 @@ class Classifier:
 
 def _current_satisfaction(st: CustomerState) -> np.ndarray:
     has = st.current >= 0
-    return np.where(has, st.satisfaction[np.arange(len(st)), np.where(has, st.current, 0)], 0.0)
+    cur = np.where(has, st.current, 0)
+    return np.where(has, pick(st.satisfaction, flat_index(np.arange(len(st)), cur, st.satisfaction.shape[1])), 0.0)
 
 
 def behavioural_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
     has = st.current >= 0
     if d.contractual:
         return has & (st.tenure >= d.repeat_steps)
-    own = st.wallet[np.arange(len(st)), np.where(has, st.current, 0)]
+    own = pick(st.wallet, flat_index(np.arange(len(st)), np.where(has, st.current, 0), st.wallet.shape[1]))
     total = row_total(st.wallet)
     share = np.divide(own, total, out=np.zeros_like(own), where=total > 0)
     return has & (share >= d.repeat_share) & (st.relationship_purchases >= 2)

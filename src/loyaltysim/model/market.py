@@ -34,6 +34,7 @@ from mesa import DataCollector, Model
 from loyaltysim.model import classifications
 from loyaltysim.model.accounts import FIRM_METRICS, Accounts, Membership
 from loyaltysim.model.agents import Customer, Firm, OfferHistory
+from loyaltysim.model.arrays import flat_index, pick
 from loyaltysim.model.event_logs import EventLogs
 from loyaltysim.model.mechanisms import categories as category_markets
 from loyaltysim.model.mechanisms import events as scheduled
@@ -305,4 +306,6 @@ class LoyaltyMarket(Model):
         """Mean satisfaction of the customers who have a firm, with that firm."""
         st = self.customers
         has = st.current >= 0
-        return float(st.satisfaction[np.flatnonzero(has), st.current[has]].mean()) if has.any() else float("nan")
+        who = np.flatnonzero(has)
+        own = flat_index(who, st.current[who], st.satisfaction.shape[1])
+        return float(pick(st.satisfaction, own).mean()) if has.any() else float("nan")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from loyaltysim.model.arrays import flat_index, pick, place, select
 from loyaltysim.model.mechanisms import reference_price, reliability_beliefs
 from loyaltysim.model.state import (
     ATTRACTIVE,
@@ -135,8 +136,8 @@ def first_best(score: np.ndarray) -> np.ndarray:
     choice = np.zeros(score.shape[1], np.int32)
     for f in range(1, score.shape[0]):
         better = score[f] > best
-        choice[better] = f
-        best = np.where(better, score[f], best)
+        choice = select(better, np.int32(f), choice)
+        best = select(better, score[f], best)
     return choice
 
 
@@ -157,10 +158,10 @@ def update_attitude(attitude: np.ndarray, satisfaction: np.ndarray, threshold: n
     """Attitudinal loyalty: grows while delighted, falls while dissatisfied, fades while merely satisfied."""
     delighted = satisfaction >= p.delight_level
     dissatisfied = satisfaction < threshold
-    return np.where(
+    return select(
         delighted,
         attitude + p.attitude_gain * (1.0 - attitude),
-        np.where(dissatisfied, attitude - p.attitude_loss * attitude, attitude - p.attitude_decay * attitude),
+        select(dissatisfied, attitude - p.attitude_loss * attitude, attitude - p.attitude_decay * attitude),
     )
 
 
@@ -172,16 +173,16 @@ def update_expectation(expectation: np.ndarray, offered: np.ndarray, buying: np.
     levels ``market`` [A] (:mod:`~loyaltysim.model.mechanisms.market_expectations`), move toward them both ways.
     Latent needs (attractive attributes) are not expected until met, so they adapt only to the customer's own
     experience, and slowly."""
-    out = expectation.copy()
+    out = np.empty_like(expectation)
     for a in range(out.shape[1]):
-        col = out[:, a]
+        col = np.ascontiguousarray(expectation[:, a])  # each attribute's column, worked on contiguous
         latent = kano[a] == ATTRACTIVE
         alpha = p.latent_alpha if latent else p.expect_alpha
-        np.copyto(col, col + alpha * (offered[:, a] - col), where=buying)
-        if latent:
-            continue
-        pull = np.maximum(best[a] - col, 0.0) if market is None else market[a] - col
-        np.copyto(col, col + p.competitor_alpha * pull, where=present)
+        col = select(buying, col + alpha * (offered[:, a] - col), col)
+        if not latent:
+            pull = np.maximum(best[a] - col, 0.0) if market is None else market[a] - col
+            col = select(present, col + p.competitor_alpha * pull, col)
+        out[:, a] = col
     return out
 
 
@@ -282,7 +283,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     offer_firm = st.offer_firm[rows]
     offer_on = (offer_firm >= 0) & (t <= st.offer_until[rows])
     offered_here = (firm_ids == offer_firm) & offer_on  # [F, m]
-    price = sh.price[:, None] * (1.0 - np.where(offered_here, st.offer_discount[rows], 0.0))
+    price = sh.price[:, None] * (1.0 - select(offered_here, st.offer_discount[rows], 0.0))
     contacted = st.contacted_at[rows] == t
     # a win-back offer (from a firm other than the customer's own) makes it look around; a save offer from its own
     # firm does not: it changes what staying is worth if it does look
@@ -296,14 +297,14 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion).T
     u_market = firm_major(v.u_market[rows])
     exposed = (u_market < sh.reach[:, None]) & present & available
-    perceived = np.where(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
+    perceived = select(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
     rival_offer = (exposed & (firm_ids != cur)).any(axis=0)
     # a contact offering a service upgrade (a guarantee that removes that share of failures) restores that share
     # of the gap between the customer's belief and the firm's true offer: it repairs what failures taught the
     # customer. A discount alone says nothing about quality: it acts through price.
     upgrade = st.offer_upgrade[rows]
     informed = offered_here & (contacted & (upgrade > 0) & present) & available
-    perceived = np.where(informed, perceived + upgrade * (quality - perceived), perceived)
+    perceived = select(informed, perceived + upgrade * (quality - perceived), perceived)
     if p.reliability_choice:  # what the neighbours say about each firm's reliability
         rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.rel_share[rows]),
                                               firm_major(sh.rel_said[rows]), p.reliability_wom)
@@ -314,7 +315,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     attitude = st.attitude[rows]
     tenure = st.tenure[rows]
     manager = st.manager[rows]
-    sat_current = np.where(had, satisfaction[idx, cur_safe], 0.0)
+    sat_current = np.where(had, pick(satisfaction, flat_index(idx, cur_safe, satisfaction.shape[1])), 0.0)
     threshold = st.threshold[rows]
     dissatisfied = had & (sat_current < threshold)
     p_search = np.where(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
@@ -327,29 +328,35 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
     perks = sh.perks
     # programmes: members pay less, count rewards as a price cut, and feel points pressure
-    felt = (price if perks is None
-            else price * (1.0 - firm_major(perks.discount[rows])) * (1.0 - firm_major(perks.value[rows])))
+    # (the perks are column-major [n, S]: their firm-major views need no copy)
+    member_off = None if perks is None else firm_major(perks.discount[rows])
+    priority = None if perks is None else firm_major(perks.priority[rows])
+    felt = price if perks is None else price * (1.0 - member_off) * (1.0 - firm_major(perks.value[rows]))
     # against the market's average starting price, or (perceived value) the customer's own reference price
     relative_price = felt / (st.ref_price[rows] if p.reference_price else sh.price_ref) - 1.0
     base = p.quality_weight * perceived - (sh.price_factor * st.price_sensitivity[rows]) * relative_price
     if perks is not None:
         base = base + firm_major(perks.pressure[rows])
     if p.reliability_choice:  # the reliability expected, with an offer's upgrade or priority service it holds
-        removed = np.where(offered_here, st.offer_upgrade[rows], 0.0)
+        removed = select(offered_here, st.offer_upgrade[rows], 0.0)
         if perks is not None:
-            removed = 1.0 - (1.0 - removed) * (1.0 - firm_major(perks.priority[rows]))
+            removed = 1.0 - (1.0 - removed) * (1.0 - priority)
         base = base + p.reliability_weight * (reliability_beliefs.expected(rel_belief, removed) - 1.0)
     if sh.taste is not None:  # persistent brand tastes (model.mechanisms.tastes)
         base = base + firm_major(sh.taste[rows])
     # consideration sets (model.mechanisms.consideration): choose among the firms known
     choosable = (available if sh.considered is None
                  else considered_firms(firm_major(sh.considered[rows]), firm_ids == cur, available))
-    base = np.where(choosable, base, -np.inf)
+    if sh.considered is not None or not sh.available.all():  # (every firm choosable: base as it is)
+        base = np.where(choosable, base, -np.inf)
     hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
     hold = hold + p.relationship_premium * attitude
-    is_current = (firm_ids == cur) & staying
     shock = p.choice_noise * firm_major(v.gumbel[rows])  # logit choice by the Gumbel-max rule (see logit_choice)
-    score = np.where(is_current, base + hold, base)
+    # the current firm's score of a customer who stays in the market gains what holding it is worth
+    score = base.copy()
+    stays = np.flatnonzero(staying)
+    own = flat_index(cur_safe[stays], stays, m)
+    place(score, own, pick(base, own) + hold[stays])
     score += shock
     choice = first_best(score)
     new = np.where(search, choice, np.where(leave, NO_FIRM, cur)).astype(np.int32)
@@ -381,13 +388,23 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         score += shock
         other = first_best(score)
         at = np.where(wander, other, new_safe).astype(np.int32)
-    purchases = np.where(buying, k, 0).astype(np.int32)
+    purchases = select(buying, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
-    offer_applies = offered_here[at, idx]  # the offer is from the firm bought from
-    reliability = np.where(offer_applies, 1.0 - (1.0 - sh.reliability[at]) * (1.0 - st.offer_upgrade[rows]),
-                           sh.reliability[at])
+    # the elements at the firm bought from, of [m, S] (customer-major) and [F, m] (firm-major) arrays
+    at_row = {}
+
+    def pick_at(x: np.ndarray) -> np.ndarray:
+        if x.shape[1] not in at_row:
+            at_row[x.shape[1]] = flat_index(idx, at, x.shape[1])
+        return pick(x, at_row[x.shape[1]])
+
+    at_firm = flat_index(at, idx, m)
+    offer_applies = pick(offered_here, at_firm)  # the offer is from the firm bought from
+    reliability_at = sh.reliability[at]
+    reliability = np.where(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
+                           reliability_at)
     if perks is not None:  # priority service removes a share of the failures left
-        reliability = 1.0 - (1.0 - reliability) * (1.0 - perks.priority[rows][idx, at])
+        reliability = 1.0 - (1.0 - reliability) * (1.0 - pick(priority, at_firm))
     failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
     complained = failed & (v.u_complain[rows] < np.where(dissatisfied, p.complaint_rate_dissatisfied,
@@ -395,49 +412,52 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     recovered = complained & (v.u_recover[rows] < sh.recovery[at])
     damage = experience_damage(failed, complained, recovered, p)
     if perks is not None:  # members forgive part of a failure
-        damage = damage * (1.0 - perks.forgive[rows][idx, at])
+        damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
     offered = np.take(sh.levels, at, axis=0)
+    price_at = pick(price, at_firm)
     expectation = st.expectation[rows]
     experienced = weighted_response(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
     if p.reference_price:  # value for money: the price paid, personal and member discounts off, against the reference
-        paid = price[at, idx] if perks is None else price[at, idx] * (1.0 - perks.discount[rows][idx, at])
+        paid = price_at if perks is None else price_at * (1.0 - pick(member_off, at_firm))
         reference = st.ref_price[rows]
         experienced += reference_price.value_response(paid, reference, p.value_weight, p.price_loss_aversion)
         ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
-    old = satisfaction[idx, at]
-    satisfaction[idx, at] = np.where(buying, old + p.sat_alpha * (experienced - old), old)
+    old = pick_at(satisfaction)
+    place(satisfaction, at_row[satisfaction.shape[1]], select(buying, old + p.sat_alpha * (experienced - old), old))
     expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
                                      sh.market_levels)
     if p.reliability_choice:
-        rel_belief[at, idx] = reliability_beliefs.learn(rel_belief[at, idx], failed, recovered, buying,
-                                                        p.reliability_alpha, p.recovery_credit)
-    belief = perceived[at, idx]
-    target = np.clip(quality[at, idx] - p.failure_belief * damage, 0.0, 1.0)
-    perceived[at, idx] = np.where(buying, belief + p.learn_alpha * (target - belief), belief)
+        place(rel_belief, at_firm, reliability_beliefs.learn(pick(rel_belief, at_firm), failed, recovered, buying,
+                                                             p.reliability_alpha, p.recovery_credit))
+    belief = pick(perceived, at_firm)
+    target = np.clip(pick(quality, at_firm) - p.failure_belief * damage, 0.0, 1.0)
+    place(perceived, at_firm, select(buying, belief + p.learn_alpha * (target - belief), belief))
     last_buy = st.last_buy[rows]  # a view: updated in place below
-    previous_buy = last_buy[idx, at]
     buyers = np.flatnonzero(buying)
     wallet = p.wallet_decay * st.wallet[rows]
-    wallet[buyers, at[buyers]] += units[buyers]
+    bought = flat_index(buyers, at[buyers], wallet.shape[1])  # (one element per buyer)
+    place(wallet, bought, pick(wallet, bought) + units[buyers])
     if p.contractual:
         gained = np.where(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
+        previous_buy = pick_at(last_buy)
         gained = np.where(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
-    discount = np.where(offer_applies, units * sh.price[at] * st.offer_discount[rows], 0.0)
-    margin = units * (sh.price[at] - sh.unit_cost[at]) - discount
+    list_price = sh.price[at]
+    discount = np.where(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
+    margin = units * (list_price - sh.unit_cost[at]) - discount
     if perks is not None:
-        member_discount = units * price[at, idx] * perks.discount[rows][idx, at]
+        member_discount = units * price_at * pick(member_off, at_firm)
         margin = margin - member_discount
         discount_all = discount + member_discount
     else:
         member_discount = 0.0
         discount_all = discount
     here = buying & (at == new)
-    value = np.where(changed, 0.0, st.relationship_value[rows]) + np.where(here, margin, 0.0)
+    value = np.where(changed, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
     revenue = (np.where(changed, 0.0, st.relationship_revenue[rows])
-               + np.where(here, units * sh.price[at] - discount_all, 0.0))
+               + select(here, units * list_price - discount_all, 0.0))
     # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
     # does not make its return a regain)
     regained = (changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
@@ -445,7 +465,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     # 5. attitude toward the current firm, relationship bookkeeping
     attitude = np.where(changed, 0.0, attitude)
-    sat_new = satisfaction[idx, new_safe]
+    sat_new = pick(satisfaction, at_row[satisfaction.shape[1]] if at is new_safe
+                   else flat_index(idx, new_safe, satisfaction.shape[1]))
     attitude = np.where(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
     high_value = st.value_tier[rows] == 2
     managers = sh.managers[new_safe]
@@ -460,7 +481,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     np.copyto(st.previous[rows], cur, where=left)
     st.tenure[rows] = np.where(has_new, np.where(changed, 1, tenure + 1), 0)
     st.relationship_purchases[rows] = (np.where(changed, 0, st.relationship_purchases[rows])
-                                       + np.where(here, purchases, 0))
+                                       + select(here, purchases, 0))
     st.perceived[rows] = perceived.T
     st.attitude[rows] = attitude
     st.club[rows] = st.club[rows] & ~changed
@@ -471,12 +492,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     if p.reliability_choice:
         st.rel_belief[rows] = rel_belief.T
     st.wallet[rows] = wallet
-    last_buy[buyers, at[buyers]] = t
+    place(last_buy, flat_index(buyers, at[buyers], last_buy.shape[1]), t)
     won = np.flatnonzero(gained >= 0)
     st.since[rows][won, gained[won]] = t
     np.copyto(st.last_failure[rows], t, where=failed)
     np.copyto(st.switch_cause[rows], cause, where=left)
-    st.step_firm[rows] = np.where(buying, at, NO_FIRM)
+    st.step_firm[rows] = select(buying, at, NO_FIRM)
     st.step_purchases[rows] = purchases
     st.step_units[rows] = units
     st.step_failed[rows] = failed

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from loyaltysim.model.arrays import select
 from loyaltysim.model.state import CustomerState
 
 
@@ -33,9 +34,9 @@ def value_response(paid: np.ndarray, reference: np.ndarray, weight: float, loss_
     """Satisfaction from value for money: ``weight`` per 100% of the price paid below the reference, and
     ``loss_aversion`` times that per 100% above it."""
     gap = (reference - paid) / reference
-    return weight * np.where(gap < 0.0, loss_aversion * gap, gap)
+    return weight * select(gap < 0.0, loss_aversion * gap, gap)
 
 
 def adapt(reference: np.ndarray, paid: np.ndarray, buying: np.ndarray, alpha: float) -> np.ndarray:
     """The reference after a step: a share ``alpha`` of the way to the price paid, for the customers who bought."""
-    return np.where(buying, reference + alpha * (paid - reference), reference)
+    return select(buying, reference + alpha * (paid - reference), reference)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from loyaltysim.model.arrays import flat_index, pick, select
 from loyaltysim.model.state import CustomerState
 
 if TYPE_CHECKING:
@@ -46,8 +47,9 @@ def told(wom: WordOfMouth, st: CustomerState, n_firms: int) -> np.ndarray:
     firm, which :func:`hear` also needs, is word of mouth's recommending plus warning shares."""
     recommend, cur, warn, about = wom.spoken
     rows = np.arange(len(st))
-    return (wom.heard(recommend, cur, n_firms, st.rel_belief[rows, cur])
-            + wom.heard(warn, about, n_firms, st.rel_belief[rows, about]))
+    columns = st.rel_belief.shape[1]
+    return (wom.heard(recommend, cur, n_firms, pick(st.rel_belief, flat_index(rows, cur, columns)))
+            + wom.heard(warn, about, n_firms, pick(st.rel_belief, flat_index(rows, about, columns))))
 
 
 def hear(belief: np.ndarray, share: np.ndarray, said: np.ndarray, influence: float) -> np.ndarray:
@@ -70,4 +72,4 @@ def learn(belief: np.ndarray, failed: np.ndarray, recovered: np.ndarray, buying:
     """After a step's purchases: the belief moves a share ``alpha`` of the way to the outcome, 1 without a failure, 0
     after one, ``recovery_credit`` after one whose complaint was resolved well; unchanged without a purchase."""
     outcome = np.where(failed, np.where(recovered, recovery_credit, 0.0), 1.0)
-    return np.where(buying, belief + alpha * (outcome - belief), belief)
+    return select(buying, belief + alpha * (outcome - belief), belief)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from loyaltysim.model.arrays import flat_index, pick
 from loyaltysim.model.state import CustomerState
 
 
@@ -38,7 +39,7 @@ class WordOfMouth:
         u_talk = self.rng.random(n)
         has = st.current >= 0
         cur = np.where(has, st.current, 0)
-        sat = st.satisfaction[np.arange(n), cur]
+        sat = pick(st.satisfaction, flat_index(np.arange(n), cur, st.satisfaction.shape[1]))
         p_talk = self.p_talk if talk_factor is None else self.p_talk * talk_factor
         talk = st.active & has & (u_talk < p_talk)
         recommend = talk & (sat > self.advocate_level)

@@ -28,6 +28,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from loyaltysim.model.arrays import select
 from loyaltysim.model.mechanisms.programmes.ledger import Ledger
 from loyaltysim.model.mechanisms.programmes.registry import ledger_class
 from loyaltysim.model.mechanisms.programmes.views import SELLER_TOTALS, STEP_TOTALS, Outlook, Perks, Sales
@@ -146,8 +147,8 @@ class Book:
         none. The market first, then each category."""
         at = st.step_firm
         has = at >= 0
-        spend = np.where(has, st.step_units * price[np.where(has, at, 0)] - st.step_discount
-                         - st.step_member_discount, 0.0)
+        spend = select(has, st.step_units * price[select(has, at, 0)] - st.step_discount
+                       - st.step_member_discount, 0.0)
         views = [(at, spend, st.step_purchases)]
         for cat in self.categories:
             cs = cat.state
@@ -183,13 +184,13 @@ class Book:
         # goal-gradient pull on usage (contractual markets)
         outlook = Outlook(book=self, st=st, t=t, price=price, contractual=contractual, weaken=weaken,
                           perks=Perks.zeros(n, self.n_sellers), financial=np.zeros(n), club=np.zeros(n, bool),
-                          talk=np.ones(n), keep=np.ones((n, self.n_sellers)), pull=np.zeros(n))
+                          talk=np.ones(n), keep=np.ones((n, self.n_sellers), order="F"), pull=np.zeros(n))
         for ledger in live:
             ledger.prepare(outlook)
         perks = outlook.perks
         perks.discount = 1.0 - outlook.keep
         # each programme's part of a seller's discounts, to attribute the revenue given up
-        self.discount_sum = np.zeros((n, self.n_sellers))
+        self.discount_sum = np.zeros((n, self.n_sellers), order="F")  # (column-major: summed seller by seller)
         for ledger in live:
             for j, d in ledger.discount_now.items():
                 self.discount_sum[:, j] += d

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from loyaltysim.model.arrays import select
 from loyaltysim.model.mechanisms.programmes.status import Status
 from loyaltysim.model.mechanisms.programmes.views import BookView, Outlook, Sales, among
 from loyaltysim.model.state import NEVER, CustomerState
@@ -134,7 +135,7 @@ class Ledger:
         a non-member's at ``programme_attention`` if the programme is open to it (not invitation only, or its value
         tier invited)."""
         open_to = np.ones(self.n, bool) if self.invited is None else among(outlook.st.value_tier, self.invited)
-        seen = np.where(self.member, outlook.weaken, np.where(open_to, outlook.book.attention, 0.0))
+        seen = select(self.member, outlook.weaken, np.where(open_to, outlook.book.attention, 0.0))
         for j, w in worth.items():
             outlook.perks.value[:, j] += w * seen
 

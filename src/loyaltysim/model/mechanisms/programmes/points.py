@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from loyaltysim.model.arrays import select
 from loyaltysim.model.mechanisms.programmes.attainability import attainability, headroom
 from loyaltysim.model.mechanisms.programmes.ledger import Ledger
 from loyaltysim.model.mechanisms.programmes.views import Outlook, Sales, among
@@ -135,12 +136,12 @@ class PointsLedger(Ledger):
         of the tier's, and the balance's pressure, pull and switching cost."""
         book, st, price, member = outlook.book, outlook.st, outlook.price, self.member
         mult, day_discount = self.multiplier(outlook.t)
-        discount = 1.0 - (1.0 - discount) * (1.0 - np.where(member, day_discount, 0.0))
+        discount = 1.0 - (1.0 - discount) * (1.0 - select(member, day_discount, 0.0))
         status = self.status
-        bonus = np.where(member, status.bonus_earn[status.tier], 0.0) if status is not None else 0.0
+        bonus = select(member, status.bonus_earn[status.tier], 0.0) if status is not None else 0.0
         # a member's expected earning follows its own spending with the sellers; a non-member weighs what it
         # would earn if it brought its spending there
-        spend = {j: np.where(member, book.yearly_spend(st, price, j), book.yearly_spend(st, price, j, whole=True))
+        spend = {j: select(member, book.yearly_spend(st, price, j), book.yearly_spend(st, price, j, whole=True))
                  for j in self.earn_at}
         points_year = sum(spend[j] * rate for j, rate in self.earn_at.items())
         reach = self.reach(points_year, book.year)
@@ -163,7 +164,7 @@ class PointsLedger(Ledger):
         if book.attainable:
             life = None if self.life is None or self.spec.expire_on == "inactivity" else self.life
             g = g * attainability(self.to_next(balance), points_year, life, book.year)
-        press = np.where(member, outlook.pressure(g), 0.0)
+        press = select(member, outlook.pressure(g), 0.0)
         for j in self.earn_at:
             # headroom where pressure moves purchases between sellers: a repertoire market, a category's outlets
             shared = not outlook.contractual or j >= book.n_firms
@@ -175,12 +176,12 @@ class PointsLedger(Ledger):
         cur = st.current
         if outlook.contractual:  # usage rises with the pull (a repertoire shopper's needs fix its occasions)
             active = member & among(cur, in_market)
-            outlook.pull = np.maximum(outlook.pull, np.where(active, outlook.goal_pull(g), 0.0))
+            outlook.pull = np.maximum(outlook.pull, select(active, outlook.goal_pull(g), 0.0))
         here = member & (cur >= 0) & among(cur, in_market)
         at_cur = np.where(here, cur, 0)
         value = balance * self.value_per_point
-        spend_here = sum(np.where(at_cur == j, spend[j], 0.0) for j in in_market)
-        outlook.financial += np.where(here, book.money_to_utility(st, value, spend_here), 0.0)
+        spend_here = sum(select(at_cur == j, spend[j], 0.0) for j in in_market)
+        outlook.financial += select(here, book.money_to_utility(st, value, spend_here), 0.0)
 
     # --- after the customers step ------------------------------------------------------------------------
     def earn(self, sales: Sales, u_redeem: np.ndarray, totals: dict) -> None:
@@ -291,7 +292,7 @@ class PointsLedger(Ledger):
         placed = np.zeros(self.n, bool)
         for at, _, _ in views:
             take = ~placed & among(at, self.sellers)
-            seller = np.where(take, at, seller)
+            seller = select(take, at, seller)
             placed |= take
         for j in self.sellers:
             at_j = redeem & (seller == j)

@@ -57,6 +57,8 @@ class Perks:
     """What the programmes mean to each customer in a step, customer x seller (S: the market's firms, then each
     category's outlets)."""
 
+    # column-major (one seller's column is contiguous): the programmes write them seller by seller, and the customer
+    # rules read them firm-major, which is their transpose
     value: np.ndarray  # f8[n, S] share of the price the programmes' rewards are worth to the customer (utility only)
     discount: np.ndarray  # f8[n, S] share off the price a member pays
     pressure: np.ndarray  # f8[n, S] utility of a seller whose next reward is near (points pressure)
@@ -65,7 +67,7 @@ class Perks:
 
     @classmethod
     def zeros(cls, n: int, n_firms: int) -> Perks:
-        return cls(*(np.zeros((n, n_firms)) for _ in range(5)))
+        return cls(*(np.zeros((n, n_firms), order="F") for _ in range(5)))
 
 
 @dataclass
