@@ -477,6 +477,12 @@ class Sampling:
         return [{f.name: scale(f, float(u)) for f, u in zip(self.factors, row, strict=True)} for row in self.unit]
 
 
+def salib_problem(names: Sequence[str]) -> dict:
+    """SALib's description of a design's factors: each on the unit interval (the points are scaled to the bounds
+    afterwards, :func:`scale`), for its samplers and its analyses alike."""
+    return {"num_vars": len(names), "names": list(names), "bounds": [[0.0, 1.0]] * len(names)}
+
+
 def draw_sampling(design: DesignSpec, factors: Sequence[Factor]) -> Sampling:
     """The points of a sampled design: the same design table and factors give the same points.
 
@@ -496,7 +502,7 @@ def draw_sampling(design: DesignSpec, factors: Sequence[Factor]) -> Sampling:
         engine = qmc.LatinHypercube(d=k, rng=rng) if design.kind == "lhs" else qmc.Sobol(d=k, scramble=True, rng=rng)
         unit = engine.random(design.samples)
     else:
-        problem = {"num_vars": k, "names": [f.name for f in factors], "bounds": [[0.0, 1.0]] * k}
+        problem = salib_problem([f.name for f in factors])
         if design.kind == "saltelli":
             from SALib.sample import sobol
 

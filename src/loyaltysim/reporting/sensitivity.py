@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from loyaltysim.experiments.design import salib_problem
+
 if TYPE_CHECKING:
     from loyaltysim.experiments.design import Sampling
 
@@ -104,17 +106,12 @@ def _rows(names: Sequence[str], index: str, estimate: Sequence[float], half: Seq
     return rows
 
 
-def _problem(sampling: Sampling) -> dict:
-    k = len(sampling.factors)
-    return {"num_vars": k, "names": sampling.names, "bounds": [[0.0, 1.0]] * k}
-
-
 def sobol_indices(sampling: Sampling, y: np.ndarray, confidence: float) -> list[dict]:
     """S1 and ST per factor (and S2 per pair, named "a x b", when sampled), with SALib's bootstrap intervals."""
     from SALib.analyze import sobol
 
-    res = sobol.analyze(_problem(sampling), y, calc_second_order=sampling.second_order, num_resamples=RESAMPLES,
-                        conf_level=confidence, seed=sampling.seed)
+    res = sobol.analyze(salib_problem(sampling.names), y, calc_second_order=sampling.second_order,
+                        num_resamples=RESAMPLES, conf_level=confidence, seed=sampling.seed)
     names = sampling.names
     rows = _rows(names, "S1", res["S1"], res["S1_conf"]) + _rows(names, "ST", res["ST"], res["ST_conf"])
     if sampling.second_order:
@@ -134,8 +131,8 @@ def morris_indices(sampling: Sampling, y: np.ndarray, confidence: float) -> list
     from SALib.analyze import morris
 
     assert sampling.levels is not None
-    res = morris.analyze(_problem(sampling), sampling.unit, y, num_resamples=RESAMPLES, conf_level=confidence,
-                         num_levels=sampling.levels, seed=sampling.seed)
+    res = morris.analyze(salib_problem(sampling.names), sampling.unit, y, num_resamples=RESAMPLES,
+                         conf_level=confidence, num_levels=sampling.levels, seed=sampling.seed)
     names = sampling.names
     return (_rows(names, "mu_star", res["mu_star"], res["mu_star_conf"]) + _rows(names, "sigma", res["sigma"])
             + _rows(names, "mu", res["mu"]))
