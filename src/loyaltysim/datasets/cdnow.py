@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from loyaltysim.experiments.storage import file_sha256
 from loyaltysim.measures import transactions as tr
 
 WHEEL = "lifetimes==0.11.3"
@@ -70,7 +71,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _intact(path: Path, sha: str) -> bool:
-    return path.is_file() and _sha256(path.read_bytes()) == sha
+    return path.is_file() and file_sha256(path) == sha
 
 
 def fetch(cache: str | Path | None = None) -> Path:
