@@ -378,6 +378,67 @@ def calibrate_check(
         raise typer.Exit(1)
 
 
+@app.command()
+def calibrate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML) whose uncertain parameters are fitted.")],
+    targets: Annotated[Path, typer.Option(help="Targets file (TOML): the parameters with their bounds, the "
+                                               "summary moments and/or the transaction log to fit to, the search.")],
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes [default: the number of CPUs].")]
+    = None,
+    out: Annotated[Path, typer.Option(help="Output root: run folders go under OUT/runs/, the fit under "
+                                           "OUT/<targets name>/.")] = Path("results"),
+    db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
+                                                "sqlite:///OUT/registry.sqlite).")] = None,
+) -> None:
+    """Fit a scenario's uncertain parameters to a firm's targets by the simulated method of moments.
+
+    Every evaluation is stored as runs in the registry, like a sweep's, so a stopped calibration resumes when the
+    same command runs again. Writes the calibrated scenario, the fit against every target, the parameters'
+    standard errors and intervals, every evaluation and figures under OUT/<targets name>/. Exits 1 if a run
+    failed or a worker died, 130 when interrupted.
+    """
+    from loyaltysim.experiments.fitting import CalibrationFailed, load_targets
+    from loyaltysim.experiments.fitting import calibrate as fit_targets
+    from loyaltysim.experiments.storage import StorageError, resolve_db_url
+    from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted
+    from loyaltysim.scenario import ScenarioError
+
+    try:
+        cal = load_targets(targets, scenario)
+    except ScenarioError as err:
+        _fail(str(err))
+    db_url = resolve_db_url(db, out.resolve())
+    k, r = len(cal.spec.parameters), cal.spec.replications
+    typer.echo(f"calibrate {cal.name}: {k} parameter(s) to {len(cal.target)} moment(s); {cal.spec.search.initial} "
+               f"initial points, up to {cal.spec.search.local} local, {2 * k} for the standard errors, each x {r} "
+               "replication(s)", err=True)
+    try:
+        fit = fit_targets(cal, out, db_url, workers=workers, stream=sys.stderr)
+    except StorageError as err:
+        _fail(str(err))
+    except SweepInterrupted:
+        typer.echo(f"calibrate {cal.name}: interrupted; every evaluation finished so far is stored, and the same "
+                   "command resumes from there", err=True)
+        raise typer.Exit(130) from None
+    except (SweepBroken, SweepDatabaseLost, CalibrationFailed) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+    from loyaltysim.reporting.fit import write_fit
+
+    folder = out / cal.name
+    written = write_fit(fit, folder)
+    params = fit.parameters()
+    for name, row in params.iterrows():
+        interval = (f"95% interval [{row['low']:.4g}, {row['high']:.4g}]" if row["identified"]
+                    else "not identified by the targets")
+        typer.echo(f"{name} = {row['estimate']:.4g} ({interval})" + ("; on a bound" if row["at_bound"] else ""))
+    z = fit.targets()["z"]
+    typer.echo(f"{int((z.abs() <= 1.96).sum())} of {len(z)} moments within 1.96 standard errors of their targets; "
+               f"{fit.new_runs} runs made, {fit.reused_runs} found stored")
+    typer.echo(f"wrote {', '.join(p.name for p in written)} under {folder}")
+
+
 def _dirichlet_table(check, step: str):
     """The Dirichlet benchmark of a calibration check: each brand's measures, observed beside the fitted model's."""
     import pandas as pd

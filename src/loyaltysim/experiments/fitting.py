@@ -1,0 +1,655 @@
+"""Calibration to a firm's targets: the simulated method of moments, each evaluation a stored sweep.
+
+``loyaltysim calibrate SCENARIO.toml --targets TARGETS.toml`` fits the uncertain parameters the targets file names,
+within their bounds, so that the scenario's simulated moments come as close as they can to the targets. A targets
+file (TOML, unknown keys are errors)::
+
+    schema_version = 1
+    name = "my_firm"                   # the output folder: OUT/<name>/
+    replications = 4                   # runs per evaluated point, on the same seeds at every point
+    root_seed = 7                      # replication r runs on child r of SeedSequence(root_seed)
+    # population = 5000 ; horizon = "104 weeks" ; warmup = "26 weeks"    (optional overrides, as in experiments)
+
+    [search]
+    seed = 11                          # the initial design's seed
+    initial = 16                       # a scrambled Sobol' design of this many points over the bounds
+    local = 40                         # then at most this many evaluations of a Nelder-Mead search from the best
+    step = 0.05                        # finite-difference step for the standard errors (share of each range)
+
+    [[parameters]]                     # the uncertain parameters, each uniform between its bounds
+    name = "switching_cost"
+    path = "market.customers.switching_cost"
+    bounds = [0.2, 1.2]
+    # type = "integer" ; unit = "% per month"    (as a sampled design's factor)
+
+    [[moments]]                        # summary moments the firm has
+    name = "churn"
+    outcome = "focal.annual_churn"     # any outcome of loyaltysim.measures.outcomes
+    value = 0.18
+    sd = 0.01                          # the target's standard error: weights the distance, enters the intervals
+
+    [transactions]                     # and/or moments computed from the firm's transaction log
+    file = "transactions.csv"          # customer, date, amount (loyaltysim.measures.transactions)
+    weeks = 39                         # the calibration window: weeks 1..39 of the log are fitted
+    moments = ["repeat_histogram", "cumulative_repeats"]   # loyaltysim.measures.moments.KINDS
+    # start = "1997-01-01" ; firm = "Focal" ; cohort_weeks = 12 ; tracking = [13, 26, 39] ; holdout_weeks = 39
+    # decay_block = 13 ; bootstrap = 200 ; seed = 0
+
+**The distance** of a point θ is J(θ) = Σ_k ((m̄_k(θ) − m_k) / s_k)², m̄_k the mean over the replications of
+simulated moment k, m_k its target and s_k the target's standard error: given for a summary moment, from a
+bootstrap of the log's customers for a transaction moment (:func:`loyaltysim.measures.moments.bootstrap`). Every
+point runs the same replications' seeds (common random numbers), so that two points differ by their parameters,
+not their luck.
+
+**The search**: a scrambled Sobol' design of ``initial`` points (:mod:`scipy.stats.qmc`), its points run together as
+one sweep, then a bounded Nelder-Mead search (:func:`scipy.optimize.minimize`) from the best of them, each of its
+points a sweep of the replications; the estimate is the best point evaluated.
+
+**The uncertainty**: the simulated method of moments' sandwich (McFadden 1989; Gourieroux & Monfort 1996) with the
+diagonal weights W = diag(1 / s²): V = (GᵀWG)⁻¹ GᵀW (Ω + Σ/R) WG (GᵀWG)⁻¹, G the moments' derivatives at the estimate
+(central differences of ``step`` of each range, on the same seeds), Ω the targets' covariance (the bootstrap's for a
+transaction log, diag(s²) for summary moments) and Σ the replications' covariance of the simulated moments. A
+parameter the moments barely move gets a wide interval, one they do not move at all none ("not identified").
+
+**Every evaluation is a stored run.** Each point's runs are a sweep of an experiment named after the targets file
+(run keys hash the effective scenario and the seed, as for any sweep), so the registry holds every evaluation, and
+a calibration stopped part-way resumes when the same command runs again: the search replays, finding the runs
+already stored, and goes on from where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, TextIO
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from loyaltysim.experiments import design as designs
+from loyaltysim.experiments import sweep as sweeps
+from loyaltysim.experiments.storage import run_dir_for
+from loyaltysim.measures import moments as mom
+from loyaltysim.measures import transactions as tr
+from loyaltysim.measures.outcomes import OutcomeError, check_name
+from loyaltysim.scenario import (
+    PATH,
+    PATH_HINT,
+    LoyaltyScenario,
+    ScenarioError,
+    format_validation_error,
+    load_scenario,
+    read_toml,
+)
+from loyaltysim.units import DurationField
+
+SCHEMA_VERSION = 1
+PENALTY = 1e12  # the distance of a point whose moments cannot be computed (e.g. no customer in the cohort)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PERIOD_WEEKS = {"week": 1.0, "day": tr.DAY}
+
+
+class CalibrationError(ScenarioError):
+    """A targets file (or the scenario with it) that cannot be used; the message lists every problem."""
+
+
+class CalibrationFailed(Exception):
+    """A run of an evaluation failed; the message gives its first error."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The targets file
+# --------------------------------------------------------------------------------------------------
+
+
+class _FileSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Parameter(_FileSpec):
+    """An uncertain parameter: a scenario path and the bounds it is searched within."""
+
+    name: str
+    path: str
+    bounds: Annotated[list[Annotated[float, Strict()]], Field(min_length=2, max_length=2)]
+    type: Literal["float", "integer"] = "float"
+    unit: Annotated[str, Field(min_length=1)] | None = None
+
+    def factor(self) -> designs.Factor:
+        return designs.Factor(name=self.name, path=self.path, bounds=self.bounds, type=self.type, unit=self.unit)
+
+
+class Moment(_FileSpec):
+    """A summary moment: an outcome of the runs, its target value and the target's standard error."""
+
+    name: str
+    outcome: str
+    value: float
+    sd: Annotated[float, Field(gt=0.0)]
+
+
+class Transactions(_FileSpec):
+    """Moments computed from a transaction log and, the same way, from each run's purchase log."""
+
+    file: Annotated[str, Field(min_length=1)]
+    weeks: Annotated[int, Strict(), Field(ge=1)]
+    moments: Annotated[list[Literal[mom.KINDS]], Field(min_length=1)]  # type: ignore[valid-type]
+    start: str | None = None  # the first day of week 1 (YYYY-MM-DD); default: the log's first date
+    firm: str | None = None  # the scenario's firm whose purchases the log stands for; default: the focal firm
+    cohort_weeks: Annotated[float, Field(gt=0.0)] | None = None  # default: the whole window
+    tracking: list[Annotated[int, Strict(), Field(ge=1)]] | None = None  # default: every 13 weeks and the last
+    decay_block: Annotated[int, Strict(), Field(ge=1)] = 13
+    holdout_weeks: Annotated[int, Strict(), Field(ge=1)] | None = None  # tracked after the window, not fitted
+    bootstrap: Annotated[int, Strict(), Field(ge=20, le=10_000)] = 200
+    seed: Annotated[int, Strict(), Field(ge=0)] = 0
+
+
+class Search(_FileSpec):
+    method: Literal["smm"] = "smm"
+    seed: Annotated[int, Strict(), Field(ge=0, lt=2**63)]
+    initial: Annotated[int, Strict(), Field(ge=2, le=4096)] = 16
+    local: Annotated[int, Strict(), Field(ge=0, le=10_000)] = 40
+    step: Annotated[float, Field(gt=0.0, le=0.25)] = 0.05
+
+
+class TargetsSpec(_FileSpec):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    replications: Annotated[int, Strict(), Field(ge=1, le=1000)]
+    root_seed: Annotated[int, Strict(), Field(ge=0, lt=2**63)]
+    horizon: DurationField | None = None
+    warmup: DurationField | None = None
+    population: Annotated[int, Strict(), Field(ge=1)] | None = None
+    search: Search
+    parameters: Annotated[list[Parameter], Field(min_length=1)]
+    moments: list[Moment] = []
+    transactions: Transactions | None = None
+
+
+@dataclass
+class Calibration:
+    """A validated targets file with its scenario: what to fit, to what, and how."""
+
+    spec: TargetsSpec
+    path: Path  # the targets file
+    scenario_path: Path
+    base: LoyaltyScenario  # the scenario as the runs start from it (the purchase log switched on if needed)
+    target: pd.Series  # every moment's target value, by name
+    sd: pd.Series  # every target's standard error
+    omega: pd.DataFrame  # the targets' covariance
+    observed: pd.DataFrame | None = None  # the log's tidy frame (transaction targets)
+    window: mom.Window | None = None
+    firm: str = ""  # the scenario's firm whose purchases a transaction log stands for
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def factors(self) -> list[designs.Factor]:
+        return [p.factor() for p in self.spec.parameters]
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return [p.name for p in self.spec.parameters]
+
+    def values(self, unit: np.ndarray) -> dict[str, float | int]:
+        """A point of the unit cube as the parameters' values."""
+        return {f.name: designs.scale(f, float(u)) for f, u in zip(self.factors, unit, strict=True)}
+
+    def period(self) -> float:
+        """The scenario's step, in weeks."""
+        return PERIOD_WEEKS[self.base.time.step]
+
+
+def _problems(data: dict, scenario: LoyaltyScenario | None) -> list[str]:
+    """What the pydantic schema cannot say: names, paths, bounds, counts and outcome names."""
+    problems: list[str] = []
+    name = data.get("name")
+    if isinstance(name, str) and not _NAME.fullmatch(name):
+        problems.append(f"name: '{name}' is not a folder name: letters, digits, '_', '.', '-' (at most 100)")
+    params = [p for p in data.get("parameters", []) if isinstance(p, dict)]
+    seen: set[str] = set()
+    for i, p in enumerate(params):
+        where = f"parameters[{i}]"
+        pname, path, bounds = p.get("name"), p.get("path"), p.get("bounds")
+        if isinstance(pname, str):
+            if not _IDENTIFIER.fullmatch(pname):
+                problems.append(f"{where}.name: '{pname}' must be an identifier (letters, digits, '_')")
+            if pname in seen:
+                problems.append(f"{where}.name: '{pname}' is used twice; give each parameter its own name")
+            seen.add(pname)
+        if isinstance(path, str) and not PATH.fullmatch(path):
+            problems.append(f"{where}.path: invalid path '{path}'; {PATH_HINT}")
+        if isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int | float) for b in bounds):
+            if not bounds[0] < bounds[1]:
+                problems.append(f"{where}.bounds: the lower bound must be below the upper one, got {bounds}")
+            if p.get("type") == "integer" and not all(float(b).is_integer() for b in bounds):
+                problems.append(f"{where}.bounds: an integer parameter takes whole-number bounds, got {bounds}")
+    moments = [m for m in data.get("moments", []) if isinstance(m, dict)]
+    names = [m.get("name") for m in moments]
+    for i, m in enumerate(moments):
+        if isinstance(m.get("name"), str) and names.count(m["name"]) > 1:
+            problems.append(f"moments[{i}].name: '{m['name']}' is used twice")
+        if scenario is not None and isinstance(m.get("outcome"), str):
+            firms = [f.name for f in scenario.market.firms] + [o.name for c in scenario.market.categories
+                                                              for o in c.outlets]
+            try:
+                check_name(m["outcome"], firms)
+            except OutcomeError as err:
+                problems.append(f"moments[{i}].outcome: {err}")
+    if not moments and not isinstance(data.get("transactions"), dict):
+        problems.append("targets: give [[moments]] or [transactions] (or both): there is nothing to fit to")
+    return problems
+
+
+def load_targets(path: str | Path, scenario_path: str | Path) -> Calibration:
+    """Read and check a targets file and the scenario it calibrates; raise :class:`CalibrationError` listing every
+    problem (a transaction log's own problems are raised as its :class:`~loyaltysim.measures.transactions.
+    TransactionLogError`)."""
+    path, scenario_path = Path(path), Path(scenario_path)
+    try:
+        data = read_toml(path, "a targets file (.toml)")
+    except ValueError as err:
+        raise CalibrationError(str(path), [str(err)]) from None
+    scenario = load_scenario(scenario_path)  # raises ScenarioError naming the scenario file
+    problems = _problems(data, scenario)
+    try:
+        spec = TargetsSpec.model_validate(data)
+    except ValidationError as err:
+        found = format_validation_error(err)
+        raise CalibrationError(str(path), found + [p for p in problems if p not in found]) from None
+    if problems:
+        raise CalibrationError(str(path), problems)
+
+    names = [m.name for m in spec.moments]
+    target = pd.Series([m.value for m in spec.moments], index=names, dtype=np.float64)
+    sd = pd.Series([m.sd for m in spec.moments], index=names, dtype=np.float64)
+    omega = pd.DataFrame(np.diag(sd.to_numpy() ** 2), index=names, columns=names)
+    observed = window = None
+    firm = scenario.policy.firm
+    base = scenario
+    t = spec.transactions
+    if t is not None:
+        problems += _transaction_problems(t, spec, scenario)
+        if problems:
+            raise CalibrationError(str(path), problems)
+        if t.firm is not None:
+            firm = t.firm
+        log_path = (path.parent / t.file).resolve()
+        try:
+            log = tr.read_log(log_path)
+        except tr.TransactionLogError as err:
+            raise tr.TransactionLogError(f"{log_path} (transactions.file of {path})", err.problems) from None
+        try:
+            observed = tr.from_dates(log, t.start)
+        except ValueError as err:
+            raise CalibrationError(str(path), [f"transactions.start: {err}"]) from None
+        tracking = tuple(t.tracking) if t.tracking else tuple(sorted({*range(13, t.weeks, 13), t.weeks}))
+        window = mom.Window(t.weeks, t.cohort_weeks or float(t.weeks), tracking, t.decay_block)
+        data_moments = mom.compute(observed, t.moments, window)
+        if data_moments.isna().any():
+            raise CalibrationError(str(path), [f"transactions: the log has no customer whose first transaction is "
+                                               f"in weeks 1-{window.cohort_weeks:g}; check start and cohort_weeks"])
+        cov = mom.bootstrap(observed, t.moments, window, t.bootstrap, np.random.default_rng(t.seed))
+        clash = sorted(set(names) & set(data_moments.index))
+        if clash:
+            raise CalibrationError(str(path), [f"moments: the names {clash} are the transaction moments' own; "
+                                               "rename the summary moments"])
+        target = pd.concat([target, data_moments])
+        # a moment the bootstrap cannot move (a share of 0 in every resample) still needs a scale: a tenth of the
+        # smallest positive standard error among the log's moments
+        own_sd = np.sqrt(np.diag(cov.to_numpy()))
+        floor = 0.1 * own_sd[own_sd > 0].min() if (own_sd > 0).any() else 1e-6
+        sd = pd.concat([sd, pd.Series(np.maximum(own_sd, floor), index=data_moments.index)])
+        all_names = list(target.index)
+        full = np.zeros((len(all_names), len(all_names)))
+        full[:len(names), :len(names)] = omega.to_numpy()
+        full[len(names):, len(names):] = cov.to_numpy()
+        omega = pd.DataFrame(full, index=all_names, columns=all_names)
+        logs = list(scenario.outputs.event_logs)
+        if "purchases" not in logs:
+            base = scenario.with_changes({"outputs.event_logs": [*logs, "purchases"]}, source=str(scenario_path))
+    if len(target) < len(spec.parameters):
+        raise CalibrationError(str(path), [f"targets: {len(target)} moment(s) cannot pin down "
+                                           f"{len(spec.parameters)} parameters; give at least as many moments"])
+    cal = Calibration(spec, path.resolve(), scenario_path.resolve(), base, target, sd, omega, observed, window,
+                      firm)
+    _check_bounds(cal)
+    return cal
+
+
+def _transaction_problems(t: Transactions, spec: TargetsSpec, scenario: LoyaltyScenario) -> list[str]:
+    problems = []
+    firms = [f.name for f in scenario.market.firms]
+    if t.firm is not None and t.firm not in firms:
+        problems.append(f"transactions.firm: '{t.firm}' is not a firm of the scenario; its firms: {firms}")
+    if t.tracking and max(t.tracking) > t.weeks:
+        problems.append(f"transactions.tracking: weeks {[w for w in t.tracking if w > t.weeks]} are after the "
+                        f"calibration window (weeks 1-{t.weeks})")
+    step = scenario.time.step
+    horizon = (spec.horizon or scenario.time.horizon).steps(step)
+    warmup = (spec.warmup or scenario.time.warmup).steps(step)
+    needed = math.ceil((t.weeks + (t.holdout_weeks or 0)) / PERIOD_WEEKS[step])
+    if horizon - warmup < needed:
+        problems.append(f"transactions: the runs report {horizon - warmup} {step}(s) after the warm-up, fewer than "
+                        f"the {t.weeks} weeks of the window" + (f" and the {t.holdout_weeks} held out"
+                                                                if t.holdout_weeks else "")
+                        + "; lengthen the scenario's (or the targets file's) horizon")
+    return problems
+
+
+def _experiment_spec(cal: Calibration, points: int) -> designs.ExperimentSpec:
+    s = cal.spec
+    outcomes = [m.outcome for m in s.moments] or ["market.annual_churn"]
+    return designs.ExperimentSpec(
+        name=s.name, description=s.description or f"calibration of {cal.scenario_path.name}",
+        scenario=str(cal.scenario_path), replications=s.replications, root_seed=s.root_seed, horizon=s.horizon,
+        warmup=s.warmup, population=s.population, outcomes=list(dict.fromkeys(outcomes)), factors=cal.factors,
+        design=designs.DesignSpec(kind="sobol", seed=s.search.seed, samples=max(points, 2)))
+
+
+def _build(cal: Calibration, unit: np.ndarray) -> tuple[designs.ExperimentSpec, list[designs.DesignPoint],
+                                                        list[str]]:
+    spec = _experiment_spec(cal, len(unit))
+    sampling = designs.Sampling("sobol", cal.spec.search.seed, tuple(cal.factors), np.atleast_2d(unit))
+    points, problems = designs.build_design(spec, cal.base, sampling)
+    return spec, points, problems
+
+
+def _check_bounds(cal: Calibration) -> None:
+    """Every parameter alone at each bound (and all at their middles) makes a valid scenario."""
+    _, _, problems = _build(cal, np.full((1, len(cal.factors)), 0.5))
+    problems = [p.replace("factors[", "parameters[").replace("(factor ", "(parameter ") for p in problems]
+    if problems:
+        raise CalibrationError(str(cal.path), problems)
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluations
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """One evaluated point: its place in the search, its values, the replications' moments and its distance."""
+
+    index: int
+    stage: str  # "initial", "local" or "jacobian"
+    unit: np.ndarray
+    values: dict[str, float | int]
+    moments: pd.DataFrame  # one row per replication, one column per moment
+    distance: float
+    reused: bool
+    run_dirs: list[Path] = field(default_factory=list)  # the replications' run folders
+
+    @property
+    def mean(self) -> pd.Series:
+        return self.moments.mean(axis=0)
+
+
+class _KeptPool(Executor):
+    """One process pool for every evaluation: a sweep's end does not end it (start-up costs seconds a pool); a
+    stop (Ctrl-C) does."""
+
+    def __init__(self, workers: int):
+        self.inner = sweeps.default_executor_factory(workers)()
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        return self.inner.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:
+            sweeps._stop_executor(self.inner)
+
+    def close(self) -> None:
+        self.inner.shutdown(wait=True)
+
+
+class Evaluator:
+    """Runs points as sweeps (each point's replications on the same seeds) and computes their moments and distance;
+    a point evaluated before is not run again."""
+
+    def __init__(self, cal: Calibration, out_root: Path, db_url: str, workers: int,
+                 executor_factory: Callable[[], Executor] | None, stream: TextIO | None):
+        self.cal = cal
+        self.out_root = Path(out_root)
+        self.db_url = db_url
+        self.workers = workers
+        self.factory = executor_factory
+        self.stream = stream
+        self.evaluations: list[Evaluation] = []
+        self._seen: dict[tuple, Evaluation] = {}
+        self.new_runs = 0
+        self.reused_runs = 0
+
+    def run(self, unit: np.ndarray, stage: str) -> list[Evaluation]:
+        """Evaluate the points (rows of ``unit``, in [0, 1]) in one sweep."""
+        unit = np.clip(np.atleast_2d(np.asarray(unit, dtype=np.float64)), 0.0, 1.0)
+        todo = [u for u in unit if self._key(u) not in self._seen]
+        todo = list({self._key(u): u for u in todo}.values())
+        if todo:
+            spec, points, problems = _build(self.cal, np.array(todo))
+            if problems:
+                raise CalibrationError(str(self.cal.path), problems)
+            experiment = designs.Experiment(spec, self.cal.path, self.cal.base, points)
+            result = sweeps.run_sweep(experiment, self.out_root, self.db_url, workers=self.workers,
+                                      executor_factory=self.factory, progress=False)
+            if result.failed:
+                first = result.failed[0].error.splitlines()[0] if result.failed[0].error else "?"
+                raise CalibrationFailed(f"{len(result.failed)} run(s) of the evaluation failed (recorded in the "
+                                        f"registry); first error: {first}")
+            if result.elsewhere:
+                raise CalibrationFailed(f"{result.elsewhere_runs} run(s) are being computed by another sweep on the "
+                                        "same registry; run the same command when it has finished")
+            self.new_runs += result.stored
+            self.reused_runs += result.reused
+            tasks = sweeps.plan(experiment, self.out_root)
+            for point, u in zip(points, todo, strict=True):
+                dirs = [run_dir_for(self.out_root, t.key) for t in tasks if t.design_index == point.index]
+                warmup = point.scenario.warmup_steps()
+                frame = pd.DataFrame([self.moments(d, warmup) for d in dirs]).reset_index(drop=True)
+                ev = Evaluation(len(self.evaluations), stage, u, dict(point.values), frame,
+                                self.distance(frame.mean(axis=0)), result.stored == 0, dirs)
+                self.evaluations.append(ev)
+                self._seen[self._key(u)] = ev
+                self._say(ev)
+        return [self._seen[self._key(u)] for u in unit]
+
+    def __call__(self, u: np.ndarray) -> float:
+        """The distance at one point (Nelder-Mead's objective)."""
+        return self.run(np.asarray(u)[None, :], "local")[0].distance
+
+    @staticmethod
+    def _key(u: np.ndarray) -> tuple:
+        return tuple(np.round(u, 12))
+
+    def moments(self, run_dir: Path, warmup: int) -> pd.Series:
+        """One run's simulated moments, read from its folder (``warmup``: the run's warm-up steps)."""
+        cal = self.cal
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        outcomes = manifest.get("summary", {}).get("outcomes", {})
+        values = pd.Series({m.name: np.nan if outcomes.get(m.outcome) is None else float(outcomes[m.outcome])
+                            for m in cal.spec.moments}, dtype=np.float64)
+        t = cal.spec.transactions
+        if t is not None:
+            assert cal.window is not None
+            frame = simulated_log(run_dir, cal.firm, warmup, cal.period())
+            values = pd.concat([values, mom.compute(frame, t.moments, cal.window)])
+        return values.reindex(cal.target.index)
+
+    def distance(self, mean: pd.Series) -> float:
+        z = (mean - self.cal.target) / self.cal.sd
+        return PENALTY if z.isna().any() else float((z ** 2).sum())
+
+    def _say(self, ev: Evaluation) -> None:
+        if self.stream is None:
+            return
+        values = ", ".join(f"{k}={v:.4g}" for k, v in ev.values.items())
+        best = min(e.distance for e in self.evaluations)
+        self.stream.write(f"  {ev.index + 1:>3} {ev.stage:<8} {values}: distance {ev.distance:.4g}"
+                          f"{' (best so far)' if ev.distance == best and ev.stage != 'jacobian' else ''}"
+                          f"{' (stored before)' if ev.reused else ''}\n")
+        self.stream.flush()
+
+
+def simulated_log(run_dir: Path, firm: str, warmup: int, period: float) -> pd.DataFrame:
+    """A run's purchase log at ``firm`` as a tidy frame: time 0 is the start of the first step after the ``warmup``
+    steps, purchases during the warm-up are left out (``period``: a step, in weeks)."""
+    log = pd.read_parquet(run_dir / "purchases.parquet", columns=["step", "customer", "firm", "revenue"])
+    log = log[(log["firm"] == firm) & (log["step"] > warmup)]
+    return tr.tidy(log["customer"].to_numpy(), (log["step"].to_numpy() - warmup - 1) * period,
+                   log["revenue"].to_numpy(), period)
+
+
+# --------------------------------------------------------------------------------------------------
+# The fit
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fit:
+    """A calibration's result: the estimate, its uncertainty, the fit against every target, every evaluation."""
+
+    calibration: Calibration
+    best: Evaluation
+    evaluations: list[Evaluation]
+    jacobian: pd.DataFrame  # d moment / d parameter, in the parameters' units
+    covariance: pd.DataFrame  # of the parameters, in their units
+    new_runs: int
+    reused_runs: int
+    identified: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def estimate(self) -> dict[str, float | int]:
+        return dict(self.best.values)
+
+    def parameters(self) -> pd.DataFrame:
+        """Each parameter's estimate, standard error and 95% interval (clipped to its bounds)."""
+        rows = []
+        for p in self.calibration.spec.parameters:
+            se = math.sqrt(self.covariance.loc[p.name, p.name]) if self.identified.get(p.name) else math.nan
+            value = float(self.best.values[p.name])
+            low, high = p.bounds
+            rows.append({"parameter": p.name, "path": p.path, "estimate": value, "se": se,
+                         "low": max(low, value - 1.96 * se) if se == se else math.nan,
+                         "high": min(high, value + 1.96 * se) if se == se else math.nan,
+                         "lower_bound": low, "upper_bound": high,
+                         "at_bound": bool(np.isclose(value, low) or np.isclose(value, high)),
+                         "identified": bool(self.identified.get(p.name)), "unit": p.unit or ""})
+        return pd.DataFrame(rows).set_index("parameter")
+
+    def targets(self) -> pd.DataFrame:
+        """Each moment: target and its 95% interval, the simulated mean at the estimate and its 95% interval over
+        the replications, and the gap in the target's standard errors."""
+        cal = self.calibration
+        sims = self.best.moments
+        r = len(sims)
+        mean = sims.mean(axis=0)
+        half = (1.96 * sims.std(axis=0, ddof=1) / math.sqrt(r)) if r > 1 else pd.Series(np.nan, index=mean.index)
+        return pd.DataFrame({"target": cal.target, "target_low": cal.target - 1.96 * cal.sd,
+                             "target_high": cal.target + 1.96 * cal.sd, "simulated": mean,
+                             "simulated_low": mean - half, "simulated_high": mean + half,
+                             "z": (mean - cal.target) / cal.sd}).rename_axis("moment")
+
+    def evaluation_table(self) -> pd.DataFrame:
+        rows = []
+        for ev in self.evaluations:
+            rows.append({"evaluation": ev.index + 1, "stage": ev.stage, **ev.values, "distance": ev.distance,
+                         **{f"moment.{k}": v for k, v in ev.mean.items()}})
+        return pd.DataFrame(rows)
+
+
+def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: int | None = None,
+              executor_factory: Callable[[], Executor] | None = None, stream: TextIO | None = None) -> Fit:
+    """Fit the parameters (see the module's docstring): the initial design, the local search, the standard errors.
+
+    Raises what :func:`~loyaltysim.experiments.sweep.run_sweep` raises (a stop, a lost database, a broken worker;
+    every evaluation stored until then is kept, and the same call resumes) and :class:`CalibrationFailed` when a run
+    fails.
+    """
+    import os
+
+    from scipy import optimize
+    from scipy.stats import qmc
+
+    workers = workers or os.cpu_count() or 1
+    pool = None
+    if executor_factory is None:
+        pool = _KeptPool(workers)
+        executor_factory = lambda: pool  # noqa: E731
+    ev = Evaluator(cal, Path(out_root), db_url, workers, executor_factory, stream)
+    search = cal.spec.search
+    k = len(cal.factors)
+    try:
+        engine = qmc.Sobol(d=k, scramble=True, rng=np.random.default_rng(search.seed))
+        first = ev.run(engine.random(search.initial), "initial")
+        start = min(first, key=lambda e: e.distance)
+        if search.local > 0:
+            step = 0.1  # the first simplex spans a tenth of each range, toward the inside of the box
+            simplex = [start.unit]
+            for j in range(k):
+                v = start.unit.copy()
+                v[j] = v[j] + step if v[j] + step <= 1.0 else v[j] - step
+                simplex.append(v)
+            optimize.minimize(ev, start.unit, method="Nelder-Mead", bounds=[(0.0, 1.0)] * k,
+                              options={"maxfev": search.local, "initial_simplex": np.array(simplex),
+                                       "xatol": 1e-3, "fatol": 1e-3})
+        best = min((e for e in ev.evaluations if e.stage != "jacobian"), key=lambda e: e.distance)
+        jacobian, covariance, identified = _uncertainty(cal, ev, best)
+    finally:
+        if pool is not None:
+            pool.close()
+    return Fit(cal, best, list(ev.evaluations), jacobian, covariance, ev.new_runs, ev.reused_runs, identified)
+
+
+def _uncertainty(cal: Calibration, ev: Evaluator, best: Evaluation) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                               dict[str, bool]]:
+    """The moments' derivatives at the estimate (central differences on the same seeds) and the parameters'
+    sandwich covariance (see the module's docstring), in the parameters' units."""
+    h = cal.spec.search.step
+    k = len(cal.factors)
+    ups, downs = [], []
+    for j in range(k):
+        up, down = best.unit.copy(), best.unit.copy()
+        up[j], down[j] = min(1.0, best.unit[j] + h), max(0.0, best.unit[j] - h)
+        ups.append(up)
+        downs.append(down)
+    done = ev.run(np.array(ups + downs), "jacobian")
+    names = cal.parameter_names
+    span = np.array([f.bounds[1] - f.bounds[0] for f in cal.factors])
+    g = np.zeros((len(cal.target), k))
+    for j in range(k):
+        hi, lo = done[j], done[k + j]
+        # the values actually run (an integer parameter's step may round to the same value: no derivative)
+        dv = float(hi.values[names[j]]) - float(lo.values[names[j]])
+        g[:, j] = (hi.mean - lo.mean).to_numpy() / dv if dv != 0 else 0.0
+    w = np.diag(1.0 / cal.sd.to_numpy() ** 2)
+    sims = best.moments.to_numpy()
+    sigma = np.cov(sims, rowvar=False) / len(sims) if len(sims) > 1 else np.zeros((len(cal.target),) * 2)
+    sigma = np.atleast_2d(sigma)
+    omega = cal.omega.to_numpy() + sigma
+    bread = g.T @ w @ g
+    scale = np.where(span > 0, span, 1.0)
+    identified = {n: bool(np.linalg.norm(g[:, j] * scale[j] / cal.sd.to_numpy()) > 1e-9)
+                  for j, n in enumerate(names)}
+    cov = np.full((k, k), np.nan)
+    ok = [j for j, n in enumerate(names) if identified[n]]
+    if ok:
+        b = bread[np.ix_(ok, ok)]
+        if np.linalg.matrix_rank(b) == len(ok):
+            inv = np.linalg.inv(b)
+            meat = g[:, ok].T @ w @ omega @ w @ g[:, ok]
+            cov[np.ix_(ok, ok)] = inv @ meat @ inv
+        else:
+            identified = dict.fromkeys(names, False)
+    return (pd.DataFrame(g, index=cal.target.index, columns=names),
+            pd.DataFrame(cov, index=names, columns=names), identified)

@@ -1,0 +1,207 @@
+"""A calibration's outputs: the calibrated scenario, the fit against every target, the parameters' uncertainty, every
+evaluation, and figures.
+
+:func:`write_fit` writes into ``OUT/<name>/``:
+
+* ``calibrated.toml``: the scenario file as given, with each fitted parameter set to its estimate (a comment says
+  where it came from); ``loyaltysim run`` takes it as it is;
+* ``fit.md``: the parameters (estimate, standard error, 95% interval, whether the estimate sits on a bound or the
+  targets cannot identify it) and every target beside its simulated value at the estimate;
+* ``parameters.csv``, ``targets.csv``, ``jacobian.csv`` (each moment's derivative by each parameter at the estimate)
+  and ``evaluations.csv`` (every point evaluated: stage, values, distance, mean moments);
+* ``figures/fit.png``: each moment's gap to its target in the target's standard errors, with the simulated value's
+  95% interval; with a transaction log also ``figures/tracking.png``: the cohort's cumulative repeat transactions
+  per customer week by week, observed and simulated at the estimate, through the held-out weeks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from loyaltysim.experiments.fitting import Fit, simulated_log
+from loyaltysim.measures import transactions as tr
+from loyaltysim.scenario import read_toml, set_path
+
+
+def calibrated_scenario(fit: Fit) -> str:
+    """The scenario file's text with each parameter set to its estimate."""
+    import tomli_w
+
+    cal = fit.calibration
+    data = read_toml(cal.scenario_path, "a scenario file (.toml)")
+    for p in cal.spec.parameters:
+        set_path(data, p.path, p.factor().written(fit.estimate[p.name]))
+    head = [f"# {cal.scenario_path.name} calibrated to {cal.path.name} by loyaltysim calibrate",
+            "# (simulated method of moments; fit.md beside this file gives the fit and the intervals):"]
+    head += [f"#   {p.path} = {fit.estimate[p.name]!r}" for p in cal.spec.parameters]
+    return "\n".join(head) + "\n\n" + tomli_w.dumps(data)
+
+
+def tracking(fit: Fit) -> pd.DataFrame | None:
+    """The cohort's cumulative repeat transactions per customer, week by week through the held-out weeks: observed,
+    and simulated at the estimate (mean, lowest and highest replication). None without a transaction log."""
+    cal = fit.calibration
+    t = cal.spec.transactions
+    if t is None or cal.observed is None or cal.window is None:
+        return None
+    weeks = t.weeks + (t.holdout_weeks or 0)
+
+    def per_customer(frame: pd.DataFrame) -> np.ndarray:
+        cohort = tr.cohort(frame, cal.window.cohort_weeks)
+        size = cohort["customer"].nunique()
+        return tr.weekly_repeats(cohort, weeks)["cumulative"].to_numpy() / max(size, 1)
+
+    warmup = cal.base.warmup_steps() if cal.spec.warmup is None else cal.spec.warmup.steps(cal.base.time.step)
+    sims = np.array([per_customer(simulated_log(d, cal.firm, warmup, cal.period()))
+                     for d in fit.best.run_dirs])
+    return pd.DataFrame({"observed": per_customer(cal.observed), "simulated": sims.mean(axis=0),
+                         "simulated_min": sims.min(axis=0), "simulated_max": sims.max(axis=0)},
+                        index=pd.RangeIndex(1, weeks + 1, name="week"))
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x != x else f"{x:.4g}"
+
+
+def markdown(fit: Fit, curve: pd.DataFrame | None) -> str:
+    cal = fit.calibration
+    params = fit.parameters()
+    targets = fit.targets()
+    lines = [f"# Calibration {cal.name}", "",
+             f"Scenario `{cal.scenario_path.name}` fitted to `{cal.path.name}` by the simulated method of moments: "
+             f"{len(fit.evaluations)} points evaluated ({sum(e.stage == 'initial' for e in fit.evaluations)} of a "
+             f"Sobol' design, {sum(e.stage == 'local' for e in fit.evaluations)} of a Nelder-Mead search, "
+             f"{sum(e.stage == 'jacobian' for e in fit.evaluations)} for the derivatives), each over "
+             f"{cal.spec.replications} replication(s) on the same seeds (root seed {cal.spec.root_seed}); "
+             f"{fit.new_runs} runs made, {fit.reused_runs} found stored. Distance at the estimate "
+             f"{fit.best.distance:.4g} (the sum of squared gaps in the targets' standard errors, over "
+             f"{len(cal.target)} moments).", "",
+             "## Parameters", "",
+             "| parameter | estimate | standard error | 95% interval | bounds | note |",
+             "|---|---:|---:|---|---|---|"]
+    for name, row in params.iterrows():
+        note = []
+        if not row["identified"]:
+            note.append("not identified: the targets do not move with it")
+        if row["at_bound"]:
+            note.append("on a bound: widen it if the scenario allows")
+        unit = f" {row['unit']}" if row["unit"] else ""
+        lines.append(f"| {name} (`{row['path']}`) | {_fmt(row['estimate'])}{unit} | {_fmt(row['se'])} | "
+                     f"[{_fmt(row['low'])}, {_fmt(row['high'])}] | [{_fmt(row['lower_bound'])}, "
+                     f"{_fmt(row['upper_bound'])}] | {'; '.join(note)} |")
+    lines += ["", "The standard errors are the simulated method of moments' sandwich: the targets' sampling error "
+              "(their given standard errors; a bootstrap of the log's customers for a transaction log) and the "
+              "simulation's noise over the replications, through the moments' derivatives at the estimate.", "",
+              "## Targets", "",
+              "| moment | target | 95% interval | simulated | 95% interval (replications) | gap (SE) |",
+              "|---|---:|---|---:|---|---:|"]
+    for name, row in targets.iterrows():
+        lines.append(f"| {name} | {_fmt(row['target'])} | [{_fmt(row['target_low'])}, {_fmt(row['target_high'])}] "
+                     f"| {_fmt(row['simulated'])} | [{_fmt(row['simulated_low'])}, {_fmt(row['simulated_high'])}] "
+                     f"| {row['z']:+.2f} |")
+    within = int((targets["z"].abs() <= 1.96).sum())
+    lines += ["", f"{within} of {len(targets)} moments are within 1.96 standard errors of their targets."]
+    s = cal.spec
+    overrides = [f"{key} {value}" for key, value in (("population", s.population), ("horizon", s.horizon),
+                                                      ("warm-up", s.warmup)) if value is not None]
+    if overrides:
+        lines += ["", f"The runs used the targets file's {', '.join(overrides)}; `calibrated.toml` keeps the "
+                  "scenario's own, with the fitted parameters set."]
+    if curve is not None:
+        t = fit.calibration.spec.transactions
+        assert t is not None
+        lines += ["", "## Tracking", "",
+                  f"Cumulative repeat transactions per customer of the cohort, weeks 1-{t.weeks} fitted"
+                  + (f", weeks {t.weeks + 1}-{t.weeks + t.holdout_weeks} held out" if t.holdout_weeks else "") + ":",
+                  "", "| week | observed | simulated | replications' range |", "|---:|---:|---:|---|"]
+        weeks = sorted({*range(13, len(curve) + 1, 13), len(curve)})
+        for w in weeks:
+            row = curve.loc[w]
+            lines.append(f"| {w} | {row['observed']:.4f} | {row['simulated']:.4f} | "
+                         f"[{row['simulated_min']:.4f}, {row['simulated_max']:.4f}] |")
+        if t.holdout_weeks:
+            hold = curve.loc[t.weeks + 1:]
+            mape = float((abs(hold["simulated"] - hold["observed"]) / hold["observed"]).mean())
+            end = curve.iloc[-1]
+            lines += ["", f"Held-out weeks: mean absolute percentage error {mape:.1%}; at week {len(curve)} the "
+                      f"simulated cumulative is {end['simulated'] / end['observed'] - 1:+.1%} off the observed."]
+    return "\n".join(lines) + "\n"
+
+
+def figures(fit: Fit, curve: pd.DataFrame | None, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    targets = fit.targets()
+    sd = fit.calibration.sd
+    n = len(targets)
+    fig, ax = plt.subplots(figsize=(7.5, 2.2 + 0.32 * n), layout="constrained")
+    y = np.arange(n)[::-1]
+    ax.axvspan(-1.96, 1.96, color="0.9", label="target's 95% interval")
+    ax.axvline(0, color="0.4", lw=0.8)
+    z = targets["z"].to_numpy()
+    lo = ((targets["simulated_low"] - targets["target"]) / sd).to_numpy()
+    hi = ((targets["simulated_high"] - targets["target"]) / sd).to_numpy()
+    ax.errorbar(z, y, xerr=[np.nan_to_num(z - lo), np.nan_to_num(hi - z)], fmt="o", color="C0",
+                label="simulated at the estimate (95% interval over replications)")
+    ax.set_yticks(y, targets.index)
+    ax.set_xlabel("gap to the target, in the target's standard errors")
+    ax.set_title(f"Calibration {fit.calibration.name}: fit to each target")
+    fig.legend(loc="outside lower center", ncol=1, frameon=False)
+    path = folder / "fit.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    out.append(path)
+    if curve is not None:
+        t = fit.calibration.spec.transactions
+        assert t is not None
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        ax.plot(curve.index, curve["observed"], color="k", label="observed")
+        ax.plot(curve.index, curve["simulated"], color="C0", ls="--", label="simulated at the estimate (mean)")
+        ax.fill_between(curve.index, curve["simulated_min"], curve["simulated_max"], color="C0", alpha=0.2,
+                        label="simulated, range over replications")
+        ax.axvline(t.weeks, color="0.5", ls=":", lw=1)
+        ax.text(t.weeks, ax.get_ylim()[1] * 0.97, " end of calibration", va="top", fontsize=9, color="0.3")
+        ax.set_xlabel("week")
+        ax.set_ylabel("cumulative repeat transactions per customer")
+        ax.set_title(f"Calibration {fit.calibration.name}: tracking the cohort's repeat purchases")
+        ax.legend(loc="upper left", frameon=False)
+        fig.tight_layout()
+        path = folder / "tracking.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+def write_fit(fit: Fit, folder: Path | str) -> list[Path]:
+    """Write every output of a calibration into ``folder`` (see the module's docstring); return the files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    curve = tracking(fit)
+    written = []
+
+    def put(name: str, text: str) -> None:
+        path = folder / name
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+
+    put("calibrated.toml", calibrated_scenario(fit))
+    put("fit.md", markdown(fit, curve))
+    put("parameters.csv", fit.parameters().to_csv())
+    put("targets.csv", fit.targets().to_csv())
+    put("jacobian.csv", fit.jacobian.to_csv())
+    put("evaluations.csv", fit.evaluation_table().to_csv(index=False))
+    if curve is not None:
+        put("tracking.csv", curve.to_csv())
+    written += figures(fit, curve, folder / "figures")
+    return written
