@@ -47,3 +47,17 @@ def test_the_first_pass_markets_switch_every_second_pass_mechanism_off():
     assert [on for on, c in zip(shipped, customers, strict=True) if c] == [True] * sum(customers)
     for market in ("baseline", "repertoire"):
         assert not any(switches(bench.scenario_data(300, 2, market=f"{market}-first-pass"))), market
+
+
+def test_the_recovery_benchmark_runs_and_writes_its_json(tmp_path):
+    """A smoke test at a tiny size (the fit itself is checked in tests/experiments/test_fitting.py)."""
+    out = tmp_path / "recovery.json"
+    script = BENCH.parent / "recovery.py"
+    proc = subprocess.run([sys.executable, str(script), "--population", "300", "--horizon", "20 weeks", "--warmup",
+                           "4 weeks", "--replications", "2", "--target-seeds", "2", "--initial", "2", "--local", "1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert set(report["parameters"]) == {"switching_cost", "purchase_rate", "price_sensitivity"}
+    assert report["runs"] > 0 and report["points"] >= 2 + 6
+    assert "covered" in proc.stdout and str(out) in proc.stdout

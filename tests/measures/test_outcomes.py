@@ -212,3 +212,22 @@ def test_satisfied_switchers_are_judged_by_their_answer_about_the_firm_left_and_
     got = outcomes.compute(["focal.satisfied_switcher_share", "market.satisfied_switcher_share"], scenario, tables,
                            {})
     assert got == {"focal.satisfied_switcher_share": 0.5, "market.satisfied_switcher_share": 0.5}
+
+
+def test_a_firms_purchase_rate_and_score_distribution_are_read_off_its_records(scenario):
+    names = ["focal.purchase_rate_annual", "market.purchase_rate_annual",
+             *(f"market.score_share_{s}" for s in range(1, 6)), *(f"focal.score_share_{s}" for s in range(1, 6))]
+    runs = {}
+    for label, rate in (("weekly", "1 per week"), ("twice", "2 per week")):
+        result = simulate(scenario.with_changes({"market.customers.purchase_rate.mean": rate}), seed=3)
+        runs[label] = outcomes.compute(names, result.scenario, result.tables, result.summary)
+        surveys = result.tables["surveys"]
+        after = surveys[(surveys["step"] > scenario.warmup_steps()) & (surveys["firm"] == "Focal")]
+        assert runs[label]["focal.score_share_5"] == pytest.approx((after["score"] == 5).mean())
+    # gamma-distributed rates with mean 1 a week: about 52 occasions a customer-year, twice that at twice the rate
+    assert runs["weekly"]["market.purchase_rate_annual"] == pytest.approx(52.2, rel=0.1)
+    assert runs["twice"]["market.purchase_rate_annual"] == pytest.approx(
+        2 * runs["weekly"]["market.purchase_rate_annual"], rel=0.1)
+    for run in runs.values():
+        assert sum(run[f"market.score_share_{s}"] for s in range(1, 6)) == pytest.approx(1.0)
+        assert sum(run[f"focal.score_share_{s}"] for s in range(1, 6)) == pytest.approx(1.0)

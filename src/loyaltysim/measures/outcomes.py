@@ -53,6 +53,11 @@ catalogue below describes them (a test checks that it names every declared measu
   surviving core does not pass for loyalty: ``cohort_retention`` (the share still with the firm at the end),
   ``cohort_retention_annual`` (the same per year: retention ** (1 / years)), ``cohort_attitude`` (the mean
   attitude of the cohort, counting those who left as 0);
+* a firm's records and surveys, over the reported period (firm and market): ``purchase_rate_annual`` (purchase
+  occasions per customer-year: the firm's purchases over its mean number of customers) and ``score_share_1``,
+  ``score_share_2``, ``score_share_3``, ``score_share_4``, ``score_share_5`` (the share of the survey answers, about
+  the firm or all of them, that are that score): the purchase frequency and score distribution a firm has, as
+  calibration targets;
 * switching, measured apart from exits from the market: ``satisfied_switcher_share`` (firm and market: the share of
   the defections after the warm-up that are switches, not life events taking the customer out of the market, whose
   last survey answer about the firm left was 4 or 5, among those ever asked about it; ``satisfied_defector_share``
@@ -360,6 +365,29 @@ def retention_by_score(scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame
     return out.rename(columns={"mean": "retention", "size": "answers"})
 
 
+def _score_share(score: int) -> MeasureFunction:
+    """The share of the survey answers given after the warm-up (about the firm, or all) that are ``score``."""
+
+    def share(run: RunData, who: str | None, measure: str) -> float:
+        answers = run.tables["surveys"]
+        answers = answers[answers["step"] > run.scenario.warmup_steps()]
+        if who is not None:
+            answers = answers[answers["firm"] == who]
+        return float((answers["score"] == score).mean()) if len(answers) else math.nan
+
+    return share
+
+
+def _purchase_rate(run: RunData, who: str | None, measure: str) -> float:
+    """Purchase occasions after the warm-up per customer-year: the firm's, or every firm's, over its (their) mean
+    number of customers."""
+    firms = _reported(run, who) if who is not None else run.tables["firms"][
+        run.tables["firms"]["step"] > run.scenario.warmup_steps()]
+    customers = firms.groupby("step")["customers"].sum().mean()
+    years = _years(run.scenario)
+    return float(firms["purchases"].sum() / (customers * years)) if customers > 0 and years > 0 else math.nan
+
+
 def _market_summary(run: RunData, who: str | None, measure: str) -> float:
     value = run.summary["market"][measure]
     return math.nan if value is None else float(value)
@@ -418,6 +446,11 @@ _DECLARED = (
     Measure("nps_mean", "summary", "mean NPS", "points, -100 to 100", firm=_summary),
     Measure("satisfied_defector_share", "summary", "defectors whose last score was 4 or 5", FRACTION,
             firm=_summary, market=_market_summary),
+    # what a firm's own records and surveys give, for calibration targets
+    Measure("purchase_rate_annual", "records", "purchase occasions per customer-year", "per customer-year",
+            firm=_purchase_rate, market=_purchase_rate),
+    *(Measure(f"score_share_{s}", "records", f"survey answers that are {s}", FRACTION, firm=_score_share(s),
+              market=_score_share(s)) for s in range(1, 6)),
     # switches, apart from exits from the market
     Measure("satisfied_switcher_share", "switching", "switchers whose last score about the firm left was 4 or 5",
             FRACTION, firm=_satisfied_switchers, market=_satisfied_switchers),
