@@ -224,3 +224,24 @@ def test_more_parameters_than_moments_or_no_target_at_all_are_refused(tmp_path):
     path = write_targets(tmp_path / "b.toml", {}, [SWITCHING])
     with pytest.raises(CalibrationError, match="nothing to fit to"):
         load_targets(path, BASELINE)
+
+
+def test_a_public_data_set_can_be_the_targets_log(cdnow_folder, tmp_path, monkeypatch):
+    from loyaltysim.datasets import cdnow
+    from loyaltysim.measures import moments as mom
+
+    monkeypatch.setenv("LOYALTYSIM_DATA", str(cdnow_folder.parent))
+    extra = ("\n[transactions]\ndataset = \"cdnow-sample\"\nweeks = 39\ncohort_weeks = 12\n"
+             "moments = [\"repeat_histogram\"]\nbootstrap = 40\n")
+    sizes = {"horizon": "80 weeks", "warmup": "1 week"}
+    path = write_targets(tmp_path / "t.toml", {}, [RATE], extra=extra, sizes=sizes)
+    cal = load_targets(path, BASELINE)
+    expected = mom.compute(cdnow.transactions("sample", cdnow_folder), ["repeat_histogram"],
+                           mom.Window(39, 12.0, (39,)))
+    pd.testing.assert_series_equal(cal.target, expected, check_names=False)
+    assert cal.target["repeats_0"] == pytest.approx(0.60, abs=0.02)  # 6 in 10 of CDNOW's new customers never return
+    assert (cal.sd > 0).all()
+    both = write_targets(tmp_path / "both.toml", {}, [RATE], extra=extra.replace("dataset", 'file = "x.csv"\ndataset'),
+                         sizes=sizes)
+    with pytest.raises(CalibrationError, match=r"either file .* or dataset"):
+        load_targets(both, BASELINE)

@@ -29,7 +29,8 @@ file (TOML, unknown keys are errors)::
     sd = 0.01                          # the target's standard error: weights the distance, enters the intervals
 
     [transactions]                     # and/or moments computed from the firm's transaction log
-    file = "transactions.csv"          # customer, date, amount (loyaltysim.measures.transactions)
+    file = "transactions.csv"          # customer, date, amount (loyaltysim.measures.transactions); or
+                                       # dataset = "cdnow-master" (or "cdnow-sample"), fetched into its cache
     weeks = 39                         # the calibration window: weeks 1..39 of the log are fitted
     moments = ["repeat_histogram", "cumulative_repeats"]   # loyaltysim.measures.moments.KINDS
     # start = "1997-01-01" ; firm = "Focal" ; cohort_weeks = 12 ; tracking = [13, 26, 39] ; holdout_weeks = 39
@@ -138,7 +139,8 @@ class Moment(_FileSpec):
 class Transactions(_FileSpec):
     """Moments computed from a transaction log and, the same way, from each run's purchase log."""
 
-    file: Annotated[str, Field(min_length=1)]
+    file: Annotated[str, Field(min_length=1)] | None = None  # a CSV log, relative to the targets file
+    dataset: Literal["cdnow-master", "cdnow-sample"] | None = None  # or a public log (loyaltysim.datasets)
     weeks: Annotated[int, Strict(), Field(ge=1)]
     moments: Annotated[list[Literal[mom.KINDS]], Field(min_length=1)]  # type: ignore[valid-type]
     start: str | None = None  # the first day of week 1 (YYYY-MM-DD); default: the log's first date
@@ -248,6 +250,10 @@ def _problems(data: dict, scenario: LoyaltyScenario | None) -> list[str]:
                 problems.append(f"moments[{i}].outcome: {err}")
     if not moments and not isinstance(data.get("transactions"), dict):
         problems.append("targets: give [[moments]] or [transactions] (or both): there is nothing to fit to")
+    t = data.get("transactions")
+    if isinstance(t, dict) and ("file" in t) == ("dataset" in t):
+        problems.append("transactions: give either file (a CSV log: customer, date, amount) or dataset (\"cdnow-master"
+                        "\" or \"cdnow-sample\"), not " + ("both" if "file" in t else "neither"))
     return problems
 
 
@@ -284,13 +290,9 @@ def load_targets(path: str | Path, scenario_path: str | Path) -> Calibration:
             raise CalibrationError(str(path), problems)
         if t.firm is not None:
             firm = t.firm
-        log_path = (path.parent / t.file).resolve()
+        log, start = _read_transactions(t, path)
         try:
-            log = tr.read_log(log_path)
-        except tr.TransactionLogError as err:
-            raise tr.TransactionLogError(f"{log_path} (transactions.file of {path})", err.problems) from None
-        try:
-            observed = tr.from_dates(log, t.start)
+            observed = tr.from_dates(log, start)
         except ValueError as err:
             raise CalibrationError(str(path), [f"transactions.start: {err}"]) from None
         tracking = tuple(t.tracking) if t.tracking else tuple(sorted({*range(13, t.weeks, 13), t.weeks}))
@@ -325,6 +327,25 @@ def load_targets(path: str | Path, scenario_path: str | Path) -> Calibration:
                       firm)
     _check_bounds(cal)
     return cal
+
+
+def _read_transactions(t: Transactions, path: Path) -> tuple[pd.DataFrame, str | pd.Timestamp | None]:
+    """The log the targets name (a file, or a public data set fetched into its cache) and the first day of its week
+    1 (the targets' ``start``; a data set's own start)."""
+    if t.dataset is not None:
+        from loyaltysim.datasets import cdnow
+
+        which = t.dataset.removeprefix("cdnow-")
+        try:
+            log = cdnow.load(which)
+        except (cdnow.CDNOWUnavailable, ValueError, OSError) as err:
+            raise CalibrationError(str(path), [f"transactions.dataset: {err}"]) from None
+        return log[["customer", "date", "amount"]], t.start or cdnow.START
+    log_path = (path.parent / str(t.file)).resolve()
+    try:
+        return tr.read_log(log_path), t.start
+    except tr.TransactionLogError as err:
+        raise tr.TransactionLogError(f"{log_path} (transactions.file of {path})", err.problems) from None
 
 
 def _transaction_problems(t: Transactions, spec: TargetsSpec, scenario: LoyaltyScenario) -> list[str]:
