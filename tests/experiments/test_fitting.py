@@ -147,7 +147,7 @@ def test_a_transaction_log_is_fitted_through_the_same_moments_as_the_runs_purcha
     pd.DataFrame({"customer": "c" + log["customer"].astype(str), "date": dates.dt.strftime("%Y-%m-%d"),
                   "amount": log["revenue"].round(2)}).to_csv(tmp_path / "log.csv", index=False)
     extra = ("\n[transactions]\nfile = \"log.csv\"\nweeks = 24\nholdout_weeks = 12\ncohort_weeks = 4\n"
-             "moments = [\"repeat_histogram\", \"cumulative_repeats\"]\nbootstrap = 50\n")
+             "moments = [\"repeat_histogram\", \"cumulative_repeats\"]\nbootstrap = 50\nbenchmark = \"bgnbd\"\n")
     rate = {**RATE, "bounds": [0.2, 1.5]}
     targets = write_targets(tmp_path / "targets.toml", {}, [rate], name="from_log", replications=2, initial=4,
                             local=8, extra=extra, sizes=sizes)
@@ -163,7 +163,10 @@ def test_a_transaction_log_is_fitted_through_the_same_moments_as_the_runs_purcha
     curve = pd.read_csv(tmp_path / "report" / "tracking.csv", index_col="week")
     assert len(curve) == 36
     assert abs(curve["simulated"].iloc[-1] / curve["observed"].iloc[-1] - 1) < 0.1
-    assert "Held-out weeks" in (tmp_path / "report" / "fit.md").read_text()
+    text = (tmp_path / "report" / "fit.md").read_text()
+    assert "Held-out weeks" in text and "## Beside the BG/NBD" in text
+    assert "bgnbd" in curve and curve["bgnbd"].is_monotonic_increasing
+    assert "bgnbd_histogram.csv" in {p.name for p in written}
 
 
 def test_a_stopped_calibration_keeps_its_evaluations_and_the_same_command_resumes(observed, tmp_path):

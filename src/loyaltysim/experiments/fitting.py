@@ -35,6 +35,7 @@ file (TOML, unknown keys are errors)::
     moments = ["repeat_histogram", "cumulative_repeats"]   # loyaltysim.measures.moments.KINDS
     # start = "1997-01-01" ; firm = "Focal" ; cohort_weeks = 12 ; tracking = [13, 26, 39] ; holdout_weeks = 39
     # decay_block = 13 ; bootstrap = 200 ; seed = 0
+    # benchmark = "bgnbd"              # the BG/NBD fitted on the same weeks, reported beside the calibrated model
 
 **The distance** of a point θ is J(θ) = Σ_k ((m̄_k(θ) − m_k) / s_k)², m̄_k the mean over the replications of
 simulated moment k, m_k its target and s_k the target's standard error: given for a summary moment, from a
@@ -149,6 +150,7 @@ class Transactions(_FileSpec):
     tracking: list[Annotated[int, Strict(), Field(ge=1)]] | None = None  # default: every 13 weeks and the last
     decay_block: Annotated[int, Strict(), Field(ge=1)] = 13
     holdout_weeks: Annotated[int, Strict(), Field(ge=1)] | None = None  # tracked after the window, not fitted
+    benchmark: Literal["bgnbd"] | None = None  # also fit the BG/NBD on the window and report it beside the fit
     bootstrap: Annotated[int, Strict(), Field(ge=20, le=10_000)] = 200
     seed: Annotated[int, Strict(), Field(ge=0)] = 0
 

@@ -11,7 +11,10 @@ evaluation, and figures.
   and ``evaluations.csv`` (every point evaluated: stage, values, distance, mean moments);
 * ``figures/fit.png``: each moment's gap to its target in the target's standard errors, with the simulated value's
   95% interval; with a transaction log also ``figures/tracking.png``: the cohort's cumulative repeat transactions
-  per customer week by week, observed and simulated at the estimate, through the held-out weeks.
+  per customer week by week, observed and simulated at the estimate, through the held-out weeks;
+* with ``benchmark = "bgnbd"`` in the targets' ``[transactions]``, the BG/NBD fitted on the same weeks of the same
+  cohort beside the calibrated model: the repeat histogram and the tracking in ``fit.md``, its curve in
+  ``tracking.png`` and ``tracking.csv``, and ``bgnbd_histogram.csv``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from loyaltysim.experiments.fitting import Fit, simulated_log
+from loyaltysim.measures import bgnbd
 from loyaltysim.measures import transactions as tr
 from loyaltysim.scenario import read_toml, set_path
 
@@ -40,9 +44,20 @@ def calibrated_scenario(fit: Fit) -> str:
     return "\n".join(head) + "\n\n" + tomli_w.dumps(data)
 
 
-def tracking(fit: Fit) -> pd.DataFrame | None:
+def benchmark(fit: Fit) -> bgnbd.Benchmark | None:
+    """The BG/NBD fitted on the calibration window of the log's cohort and tracked through the held-out weeks, when
+    the targets ask for it (``benchmark = "bgnbd"``)."""
+    cal = fit.calibration
+    t = cal.spec.transactions
+    if t is None or t.benchmark != "bgnbd" or cal.observed is None or cal.window is None:
+        return None
+    return bgnbd.benchmark(tr.cohort(cal.observed, cal.window.cohort_weeks), t.weeks, t.weeks + (t.holdout_weeks or 0))
+
+
+def tracking(fit: Fit, bench: bgnbd.Benchmark | None = None) -> pd.DataFrame | None:
     """The cohort's cumulative repeat transactions per customer, week by week through the held-out weeks: observed,
-    and simulated at the estimate (mean, lowest and highest replication). None without a transaction log."""
+    and simulated at the estimate (mean, lowest and highest replication), and the BG/NBD's if given. None without a
+    transaction log."""
     cal = fit.calibration
     t = cal.spec.transactions
     if t is None or cal.observed is None or cal.window is None:
@@ -57,16 +72,59 @@ def tracking(fit: Fit) -> pd.DataFrame | None:
     warmup = cal.base.warmup_steps() if cal.spec.warmup is None else cal.spec.warmup.steps(cal.base.time.step)
     sims = np.array([per_customer(simulated_log(d, cal.firm, warmup, cal.period()))
                      for d in fit.best.run_dirs])
-    return pd.DataFrame({"observed": per_customer(cal.observed), "simulated": sims.mean(axis=0),
-                         "simulated_min": sims.min(axis=0), "simulated_max": sims.max(axis=0)},
-                        index=pd.RangeIndex(1, weeks + 1, name="week"))
+    curve = pd.DataFrame({"observed": per_customer(cal.observed), "simulated": sims.mean(axis=0),
+                          "simulated_min": sims.min(axis=0), "simulated_max": sims.max(axis=0)},
+                         index=pd.RangeIndex(1, weeks + 1, name="week"))
+    if bench is not None:
+        size = tr.cohort(cal.observed, cal.window.cohort_weeks)["customer"].nunique()
+        curve["bgnbd"] = bench.tracking["bgnbd"].to_numpy() / size
+    return curve
 
 
 def _fmt(x: float) -> str:
     return "n/a" if x != x else f"{x:.4g}"
 
 
-def markdown(fit: Fit, curve: pd.DataFrame | None) -> str:
+def _mape(curve: pd.DataFrame, column: str, after: int) -> float:
+    hold = curve.loc[after + 1:]
+    return float((abs(hold[column] - hold["observed"]) / hold["observed"]).mean())
+
+
+def benchmark_table(fit: Fit, bench: bgnbd.Benchmark, curve: pd.DataFrame) -> list[str]:
+    """fit.md's section setting the calibrated model beside the BG/NBD: the repeat histogram of the window and the
+    tracking of the cumulative repeat transactions."""
+    t = fit.calibration.spec.transactions
+    assert t is not None
+    targets = fit.targets()
+    r, alpha, a, b = bench.fit.params
+    lines = ["", "## Beside the BG/NBD", "",
+             f"The BG/NBD (Fader, Hardie & Lee 2005) fitted by maximum likelihood on the same weeks 1-{t.weeks} of the "
+             f"same cohort: r = {r:.3f}, alpha = {alpha:.3f}, a = {a:.3f}, b = {b:.3f}.", "",
+             f"| repeat transactions, weeks 1-{t.weeks} | observed | calibrated model | BG/NBD |",
+             "|---|---:|---:|---:|"]
+    hist = bench.histogram
+    for label in hist.index:
+        sim = targets["simulated"].get(f"repeats_{label}", float("nan"))
+        lines.append(f"| {label} | {hist.loc[label, 'observed_share']:.1%} | {sim:.1%} | "
+                     f"{hist.loc[label, 'bgnbd_share']:.1%} |")
+    sims = [targets["simulated"].get(f"repeats_{label}") for label in hist.index]
+    if all(x is not None for x in sims):
+        worst_sim = max(abs(s_ - o) for s_, o in zip(sims, hist["observed_share"], strict=True))
+        worst_bg = float((hist["bgnbd_share"] - hist["observed_share"]).abs().max())
+        lines += ["", f"Largest gap of a bin: calibrated model {worst_sim * 100:.1f} percentage points, BG/NBD "
+                  f"{worst_bg * 100:.1f}."]
+    end = curve.iloc[-1]
+    lines += ["", f"Cumulative repeat transactions per customer at week {len(curve)}: observed {end['observed']:.3f}, "
+              f"calibrated model {end['simulated']:.3f} ({end['simulated'] / end['observed'] - 1:+.1%}), BG/NBD "
+              f"{end['bgnbd']:.3f} ({end['bgnbd'] / end['observed'] - 1:+.1%})."]
+    if t.holdout_weeks:
+        lines.append("")
+        lines.append(f"Mean absolute percentage error over weeks {t.weeks + 1}-{len(curve)}: calibrated model "
+                     f"{_mape(curve, 'simulated', t.weeks):.1%}, BG/NBD {_mape(curve, 'bgnbd', t.weeks):.1%}.")
+    return lines
+
+
+def markdown(fit: Fit, curve: pd.DataFrame | None, bench: bgnbd.Benchmark | None = None) -> str:
     cal = fit.calibration
     params = fit.parameters()
     targets = fit.targets()
@@ -123,11 +181,12 @@ def markdown(fit: Fit, curve: pd.DataFrame | None) -> str:
             lines.append(f"| {w} | {row['observed']:.4f} | {row['simulated']:.4f} | "
                          f"[{row['simulated_min']:.4f}, {row['simulated_max']:.4f}] |")
         if t.holdout_weeks:
-            hold = curve.loc[t.weeks + 1:]
-            mape = float((abs(hold["simulated"] - hold["observed"]) / hold["observed"]).mean())
+            mape = _mape(curve, "simulated", t.weeks)
             end = curve.iloc[-1]
             lines += ["", f"Held-out weeks: mean absolute percentage error {mape:.1%}; at week {len(curve)} the "
                       f"simulated cumulative is {end['simulated'] / end['observed'] - 1:+.1%} off the observed."]
+        if bench is not None:
+            lines += benchmark_table(fit, bench, curve)
     return "\n".join(lines) + "\n"
 
 
@@ -167,6 +226,8 @@ def figures(fit: Fit, curve: pd.DataFrame | None, folder: Path) -> list[Path]:
         ax.plot(curve.index, curve["simulated"], color="C0", ls="--", label="simulated at the estimate (mean)")
         ax.fill_between(curve.index, curve["simulated_min"], curve["simulated_max"], color="C0", alpha=0.2,
                         label="simulated, range over replications")
+        if "bgnbd" in curve:
+            ax.plot(curve.index, curve["bgnbd"], color="C1", ls=":", label="BG/NBD fitted on the same weeks")
         ax.axvline(t.weeks, color="0.5", ls=":", lw=1)
         ax.text(t.weeks, ax.get_ylim()[1] * 0.97, " end of calibration", va="top", fontsize=9, color="0.3")
         ax.set_xlabel("week")
@@ -185,7 +246,8 @@ def write_fit(fit: Fit, folder: Path | str) -> list[Path]:
     """Write every output of a calibration into ``folder`` (see the module's docstring); return the files."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    curve = tracking(fit)
+    bench = benchmark(fit)
+    curve = tracking(fit, bench)
     written = []
 
     def put(name: str, text: str) -> None:
@@ -196,12 +258,14 @@ def write_fit(fit: Fit, folder: Path | str) -> list[Path]:
         written.append(path)
 
     put("calibrated.toml", calibrated_scenario(fit))
-    put("fit.md", markdown(fit, curve))
+    put("fit.md", markdown(fit, curve, bench))
     put("parameters.csv", fit.parameters().to_csv())
     put("targets.csv", fit.targets().to_csv())
     put("jacobian.csv", fit.jacobian.to_csv())
     put("evaluations.csv", fit.evaluation_table().to_csv(index=False))
     if curve is not None:
         put("tracking.csv", curve.to_csv())
+    if bench is not None:
+        put("bgnbd_histogram.csv", bench.histogram.to_csv())
     written += figures(fit, curve, folder / "figures")
     return written
