@@ -253,6 +253,8 @@ def report(
     db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
                                                 "sqlite:///OUT/registry.sqlite).")] = None,
     partial: Annotated[bool, typer.Option(help="Report on the stored runs even if some are missing.")] = False,
+    xlsx: Annotated[bool, typer.Option(help="Also write the summary, differences and per-run results as sheets of "
+                                            "an Excel workbook, OUT/<experiment>/<experiment>.xlsx.")] = False,
 ) -> None:
     """Tables (summary, paired differences) and figures of an experiment's stored runs."""
     exp = _load_experiment(experiment)
@@ -268,7 +270,7 @@ def report(
         _fail(f"no results under '{out}' ({default_db} does not exist); run `loyaltysim sweep {experiment} "
               f"--out {out}` first, or give the sweep's --out or --db")
     try:
-        result = write_report(exp, out, db_url, partial=partial)
+        result = write_report(exp, out, db_url, partial=partial, xlsx=xlsx)
     except (ReportError, StorageError) as err:
         _fail(str(err))
     missing = f", {result.missing} missing" if result.missing else ""

@@ -353,3 +353,26 @@ def test_differences_md_leaves_out_outcomes_undefined_at_the_reference(tmp_path,
     assert "Left out, as no pair has a value: market.annual_churn." in diff_md
     assert "| market.annual_churn |" not in diff_md and "| focal.share_end |" in diff_md
     assert (pd.read_csv(tmp_path / "differences.csv")["outcome"] == "market.annual_churn").any()  # csv keeps all
+
+
+def test_the_excel_workbook_holds_the_summary_the_differences_and_every_run_with_units(canned_experiment, tmp_path):
+    paths = write_report_files(canned(), canned_experiment, tmp_path, xlsx=True)
+    assert paths[-1] == tmp_path / "tiny_price.xlsx"
+    sheets = pd.read_excel(paths[-1], sheet_name=None, dtype={"price": str, "market": str})
+    assert list(sheets) == ["summary", "differences", "runs", "about"]
+    summary = sheets["summary"]
+    assert list(summary.columns[:2]) == ["price", "market"] and len(summary) == 4
+    assert "focal.share_end: mean (fraction)" in summary.columns
+    assert "market.annual_churn: 95% CI high (defections per customer-year)" in summary.columns
+    expected = summary_table(canned(), ["price", "market"])
+    mean = expected[(expected["price"] == "30") & (expected["market"] == "competitive")
+                    & (expected["outcome"] == "focal.share_end")]["mean"].item()
+    got = summary[(summary["price"] == "30") & (summary["market"] == "competitive")]
+    assert got["focal.share_end: mean (fraction)"].item() == pytest.approx(mean)
+    differences = sheets["differences"]
+    assert "focal.share_end: P(difference < 0) (fraction)" in differences.columns
+    assert set(differences["reference"]) == {"price=30"}
+    runs = sheets["runs"]
+    assert len(runs) == 16 and "focal.share_end: value (fraction)" in runs.columns
+    about = dict(zip(sheets["about"]["field"], sheets["about"]["value"], strict=True))
+    assert about["experiment"] == "tiny_price" and about["reference"] == "price=30"

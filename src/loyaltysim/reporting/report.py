@@ -530,8 +530,10 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path | str) -> list[Path]:
-    """Write the tables and figures of ``tidy`` (the tidy results) into ``folder``; return the paths."""
+def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path | str, *,
+                       xlsx: bool = False) -> list[Path]:
+    """Write the tables and figures of ``tidy`` (the tidy results) into ``folder``, and with ``xlsx`` an Excel
+    workbook of them (:mod:`loyaltysim.reporting.workbook`); return the paths."""
     folder = Path(folder)
     figures = folder / "figures"
     try:
@@ -553,6 +555,7 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
         "replication(s); n counts the runs where the outcome has a value."
         + (" One row per sampled design point and outcome, with the point's factor values; sensitivity.md "
            "analyses them." if sampled else "") + "\n\n") + markdown_table(summary)))
+    diffs = None
     if experiment.reference:
         diffs = paired_differences(tidy, factors, experiment.reference, risk=experiment.risk)
         diffs.to_csv(folder / "differences.csv", index=False)
@@ -584,6 +587,10 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
         paths.append(Path(FIGURES[name](tidy, experiment, figures)))
     if experiment.findings:
         paths.append(_write(folder / "findings.md", findings_text(tidy, experiment)))
+    if xlsx:
+        from loyaltysim.reporting.workbook import write_workbook
+
+        paths.append(write_workbook(tidy, experiment, folder, summary, diffs))
     return paths
 
 
@@ -711,9 +718,10 @@ def findings_text(tidy: pd.DataFrame, experiment: Experiment) -> str:
     return "\n".join(lines)
 
 
-def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, partial: bool = False) -> Report:
+def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, partial: bool = False,
+                 xlsx: bool = False) -> Report:
     """Collect the experiment's stored runs from the registry and write the report under
-    ``<out_root>/<experiment name>/``.
+    ``<out_root>/<experiment name>/`` (with ``xlsx``, also as an Excel workbook).
 
     Raises :class:`ReportError` if runs are missing (unless ``partial``) or none is stored, and
     :class:`~loyaltysim.experiments.storage.StorageError` if the database is unusable.
@@ -741,5 +749,5 @@ def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, p
                           "current code (not run yet, failed, damaged, or run by another code version)"
                           f"{elsewhere}; run `loyaltysim sweep {experiment.path}` to complete them, or pass "
                           f"--partial to report on the {stored} stored")
-    paths = write_report_files(tidy, experiment, folder)
+    paths = write_report_files(tidy, experiment, folder, xlsx=xlsx)
     return Report(folder, paths, runs=stored, total=total, missing=missing)
