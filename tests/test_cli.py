@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import tomli_w
 
 import loyaltysim
 from cli_process import TIMEOUT, cli_args, finish, ok, start
@@ -153,13 +154,44 @@ def manifest_of(run_dir: Path | str) -> dict:
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
-    """The summary table's body rows, by firm name: cells in column order."""
-    rows = {}
+    """The summary tables' cells by firm name (one column per firm, three firms a table): the firm's name, then its
+    cells in row order (customers, share, annual churn, ...)."""
+    firms: dict[str, list[str]] = {}
+    columns: list[str] = []
     for line in text.splitlines():
-        cells = [c.strip() for c in line.split("│")]
-        if len(cells) > 3 and cells[1] != "firm":
-            rows[cells[1].removesuffix(" (focal)")] = cells[1:-1]
-    return rows
+        sep = "┃" if "┃" in line else "│"
+        cells = [c.strip() for c in line.split(sep)][1:-1]
+        if len(cells) < 2:
+            continue
+        if sep == "┃" and cells[0] == "firm":  # a table's header: its firms
+            columns = [c.removesuffix(" (focal)") for c in cells[1:]]
+            for name in columns:
+                firms[name] = [name]
+        elif sep == "│" and columns:
+            for name, cell in zip(columns, cells[1:], strict=True):
+                firms[name].append(cell)
+    return firms
+
+
+def test_the_run_summary_fits_80_columns_and_stacks_firms_three_a_table(tmp_path):
+    from loyaltysim.cli import FIRMS_PER_TABLE, SUMMARY_ROWS
+
+    data = tomllib.loads((REPO / "experiments" / "scenarios" / "baseline.toml").read_text())
+    extra = [dict(data["market"]["firms"][1], name=f"Rival {c}") for c in "CDE"]
+    data["market"]["firms"] += extra
+    data["market"]["customers"]["population"] = 300
+    data["time"] = {"step": "week", "horizon": "12 weeks", "warmup": "4 weeks"}
+    path = tmp_path / "six.toml"
+    path.write_text(tomli_w.dumps(data))
+    proc = finish(start("run", path, "--out", tmp_path / "out", cwd=tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1].startswith("run ") and " stored in " in lines[-1]  # a path is never broken, whatever its length
+    assert max(len(line) for line in lines[:-1]) <= 80
+    rows = table_rows(proc.stdout)
+    assert list(rows) == ["Focal", "Rival A", "Rival B", "Rival C", "Rival D", "Rival E"]
+    assert all(len(cells) == 1 + len(SUMMARY_ROWS) for cells in rows.values())
+    assert proc.stdout.count("┃ firm") == 6 // FIRMS_PER_TABLE
 
 
 # ------------------------------------------------------------------------------------------ happy path
@@ -169,7 +201,8 @@ def test_run_prints_a_summary_table_naming_every_firm(runs):
     text = runs.first.stdout
     assert runs.first.stderr == ""
     assert "baseline: 20 weeks reported (after 4 of warm-up)" in text
-    for column in ("firm", "customers", "share", "annual churn", "satisfaction", "NPS", "revenue", "profit", "NPV"):
+    for column in ("firm", "customers at the end", "share at the end", "annual churn", "mean satisfaction", "NPS",
+                   "revenue", "profit", "NPV"):
         assert column in text
     assert list(table_rows(text)) == list(FIRMS)
     assert "Focal (focal)" in text and "Rival A (focal)" not in text

@@ -49,6 +49,39 @@ def _root(
     """Agent-based simulation of customer loyalty, loyalty programmes and win-back, on Mesa."""
 
 
+class _StepBar:
+    """A progress bar of simulated steps on stderr when it is a terminal (nothing otherwise): ``with _StepBar(label,
+    total) as on_step`` gives the callback to call after each step (None off a terminal)."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.bar = label, total, None
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        task = self.bar.add_task(self.label, total=self.total)
+        self.bar.start()
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+TERMINAL_WIDTH = 80  # tables are laid out for this width when stdout is not a terminal (a log, a pipe)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else TERMINAL_WIDTH)
+
+
 def _load(path: Path):
     from .scenario import ScenarioError, load_scenario
 
@@ -159,13 +192,15 @@ def run(
     try:
         if steps is not None:
             spec = spec.with_overrides(steps=steps)
-        if replay is None:
-            stored = execute_run(spec, seed=1 if seed is None else seed, out_root=out,
-                                 db_url=resolve_db_url(db, out.resolve()), force=force)
-        else:
-            stored = execute_run(spec, seed=replay.seed, spawn_key=replay.spawn_key, out_root=out,
-                                 db_url=resolve_db_url(db, out.resolve()), force=force,
-                                 experiment=replay.experiment, outcomes=replay.outcomes, extra=replay.extra)
+        with _StepBar(f"run {spec.name}", spec.steps()) as on_step:
+            if replay is None:
+                stored = execute_run(spec, seed=1 if seed is None else seed, out_root=out,
+                                     db_url=resolve_db_url(db, out.resolve()), force=force, on_step=on_step)
+            else:
+                stored = execute_run(spec, seed=replay.seed, spawn_key=replay.spawn_key, out_root=out,
+                                     db_url=resolve_db_url(db, out.resolve()), force=force,
+                                     experiment=replay.experiment, outcomes=replay.outcomes, extra=replay.extra,
+                                     on_step=on_step)
     except (ScenarioError, StorageError) as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -356,13 +391,13 @@ def calibrate_check(
 ) -> None:
     """Compare model output with published magnitudes (churn, satisfaction, satisfied defectors, NBD; in a repertoire
     market, the NBD-Dirichlet's brand measures)."""
-    from rich.console import Console
     from rich.table import Table
 
     from loyaltysim.experiments.calibration import TOP_BOX_SHARE, calibration_check
 
     spec = _load(scenario)
-    check = calibration_check(spec, list(range(1, seeds + 1)))
+    with _StepBar(f"calibrate-check {spec.name}, {seeds} seed(s)", seeds * spec.steps()) as on_step:
+        check = calibration_check(spec, list(range(1, seeds + 1)), on_step=on_step)
     report = check.report
     table = Table(title=f"{spec.name}: calibration over {seeds} seed(s), after the warm-up")
     for col in ("measure", "mean", "min", "max", "target", "ok", "source"):
@@ -370,7 +405,7 @@ def calibrate_check(
     for r in report.itertuples():
         ok = "-" if r.ok is None else ("yes" if r.ok else "NO")
         table.add_row(r.measure, f"{r.mean:.3f}", f"{r.min:.3f}", f"{r.max:.3f}", r.target, ok, r.source)
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = _console()
     console.print(table)
     console.print(f"Score 5's cutpoint for {TOP_BOX_SHARE:.0%} top-box answers in this market: "
                   f"{check.top_box_cutpoint:.4f} (the scenario's: {spec.market.survey.cutpoints[-1]:g})")
@@ -470,30 +505,40 @@ def _fmt(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+SUMMARY_ROWS = (  # the run summary's measures of each firm: label, summary field, format
+    ("customers at the end", "customers_end", "d"), ("share at the end", "share_end", ".1%"),
+    ("annual churn", "annual_churn", ".1%"), ("mean satisfaction", "satisfaction_mean", "+.3f"),
+    ("mean survey score", "score_mean", ".2f"), ("NPS", "nps_mean", "+.0f"),
+    ("satisfied defectors", "satisfied_defector_share", ".0%"), ("revenue", "revenue", ",.0f"),
+    ("profit", "profit", ",.0f"), ("NPV", "npv", ",.0f"))
+FIRMS_PER_TABLE = 3  # a measure column and three firms fit 80 columns
+
+
 def _print_summary(stored) -> None:
-    from rich.console import Console
+    """The run summary: one row per measure, one column per firm (three firms a table), so it fits 80 columns."""
     from rich.table import Table
 
     s = stored.summary
-    console = Console(width=None if sys.stdout.isatty() else 150)
+    console = _console()
     title = (f"{s['scenario']}: {s['steps'] - s['warmup_steps']} {s['step']}s reported "
              f"(after {s['warmup_steps']} of warm-up)")
-    table = Table(title=title)
-    for col in ("firm", "customers", "share", "annual churn", "satisfaction", "mean score", "NPS",
-                "satisfied defectors", "revenue", "profit", "NPV"):
-        table.add_column(col, justify="left" if col == "firm" else "right")
-    for f in s["firms"]:
-        table.add_row(
-            f["firm"] + (" (focal)" if f["focal"] else ""), str(f["customers_end"]), _fmt(f["share_end"], ".1%"),
-            _fmt(f["annual_churn"], ".1%"), _fmt(f["satisfaction_mean"], "+.3f"), _fmt(f["score_mean"], ".2f"),
-            _fmt(f["nps_mean"], "+.0f"), _fmt(f["satisfied_defector_share"], ".0%"), _fmt(f["revenue"], ",.0f"),
-            _fmt(f["profit"], ",.0f"), _fmt(f["npv"], ",.0f"))
-    console.print(table)
+    firms = s["firms"]
+    for start in range(0, len(firms), FIRMS_PER_TABLE):
+        part = firms[start:start + FIRMS_PER_TABLE]
+        table = Table(title=title if start == 0 else None)
+        table.add_column("firm", justify="left")
+        for f in part:
+            table.add_column(f["firm"] + (" (focal)" if f["focal"] else ""), justify="right")
+        for label, key, spec in SUMMARY_ROWS:
+            table.add_row(label, *(_fmt(f[key], spec) for f in part))
+        console.print(table)
     m = s["market"]
     causes = ", ".join(f"{k} {v}" for k, v in m["defection_causes"].items() if v)
     console.print(f"defections: {m['defections']} ({causes}); satisfied defectors (last score >= 4): "
                   f"{_fmt(m['satisfied_defector_share'], '.0%')}")
-    console.print(f"run {stored.key[:16]} {'reused from' if stored.reused else 'stored in'} {stored.run_dir}")
+    # a path is not broken across lines, whatever its length: it is copied from here
+    console.print(f"run {stored.key[:16]} {'reused from' if stored.reused else 'stored in'} {stored.run_dir}",
+                  soft_wrap=True)
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ market is compared with, judged by the two bands above.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,10 +169,11 @@ class CalibrationCheck:
     top_box_cutpoint: float = float("nan")  # score 5's cutpoint giving TOP_BOX_SHARE top-box answers (mean over seeds)
 
 
-def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
-             long_window: int) -> tuple[dict[str, float], np.ndarray, list[str], float]:
+def _one_run(scenario: LoyaltyScenario, seed: int, window: int, long_window: int,
+             on_step: Callable[[], None] | None = None) -> tuple[dict[str, float], np.ndarray, list[str], float]:
     """One seed's measures, its purchases per customer and firm over ``long_window`` steps after the warm-up, and
-    score 5's cutpoint that would give TOP_BOX_SHARE top-box answers in it."""
+    score 5's cutpoint that would give TOP_BOX_SHARE top-box answers in it (``on_step`` is called after each
+    step)."""
     model = LoyaltyMarket(scenario, seed=seed)
     warm, steps = scenario.warmup_steps(), scenario.steps()
     n, n_firms = len(model.customers), len(model.firms)
@@ -179,6 +181,8 @@ def _one_run(scenario: LoyaltyScenario, seed: int, window: int,
     year = np.zeros((n, n_firms), dtype=np.int64)
     for t in range(1, steps + 1):
         model.step()
+        if on_step is not None:
+            on_step()
         if warm < t <= warm + max(window, long_window):
             st = model.customers
             buyer = np.flatnonzero(st.step_firm >= 0)
@@ -223,12 +227,13 @@ def calibration_report(scenario: LoyaltyScenario, seeds: list[int], window_weeks
 
 
 def calibration_check(scenario: LoyaltyScenario, seeds: list[int], window_weeks: int = 13,
-                      dirichlet_weeks: int = 52) -> CalibrationCheck:
+                      dirichlet_weeks: int = 52, on_step: Callable[[], None] | None = None) -> CalibrationCheck:
     """The calibration measures over ``seeds`` (NBD gaps over the first ``window_weeks`` after the warm-up) and, in a
-    repertoire market, the NBD-Dirichlet fitted to each seed's purchases over the first ``dirichlet_weeks``."""
+    repertoire market, the NBD-Dirichlet fitted to each seed's purchases over the first ``dirichlet_weeks``
+    (``on_step``: called after every step of every seed's run, for a progress display)."""
     window, long_window = _steps(scenario, window_weeks), _steps(scenario, dirichlet_weeks)
     repertoire = scenario.market.type == "repertoire"
-    results = [_one_run(scenario, s, window, long_window if repertoire else 0) for s in seeds]
+    results = [_one_run(scenario, s, window, long_window if repertoire else 0, on_step) for s in seeds]
     runs = pd.DataFrame([r[0] for r in results])
     cutpoint = float(np.mean([r[3] for r in results]))
     report = _measures_report(scenario, runs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,16 +57,22 @@ class RunResult:
 
 
 def simulate(scenario: LoyaltyScenario, *, seed: int = 0, spawn_key: tuple[int, ...] = (),
-             keep_model: bool = False) -> RunResult:
+             keep_model: bool = False, on_step: Callable[[], None] | None = None) -> RunResult:
     """Run a scenario from a root seed (and the spawn key of a sweep's child seed).
 
     With ``keep_model`` the result also holds the :class:`LoyaltyMarket` at the end of the run, to inspect its
-    customers' arrays and firms (or to run it on: ``result.model.run(10)``).
+    customers' arrays and firms (or to run it on: ``result.model.run(10)``). ``on_step`` is called after every
+    step (a progress display); it changes nothing in the run.
     """
     t0 = time.perf_counter()
     model = LoyaltyMarket(scenario, seed=np.random.SeedSequence(seed, spawn_key=spawn_key))
     t1 = time.perf_counter()
-    model.run()
+    if on_step is None:
+        model.run()
+    else:
+        for _ in range(scenario.steps()):
+            model.step()
+            on_step()
     t2 = time.perf_counter()
     tables = tabulate(model)
     summary = summarize(scenario, tables)
@@ -119,12 +125,13 @@ def build_manifest(key: str, effective: dict, result: RunResult, code: CodeIdent
 
 def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url: str,
                 spawn_key: tuple[int, ...] = (), experiment: str | None = None, force: bool = False,
-                outcomes: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> StoredRun:
+                outcomes: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
+                on_step: Callable[[], None] | None = None) -> StoredRun:
     """Simulate and store one run, unless the same run (same key) is already stored and complete.
 
     ``outcomes`` (names from :mod:`loyaltysim.measures.outcomes`) and ``extra`` fields are added to the summary and the
     manifest, as a sweep stores its runs, so that a run of an experiment replayed from its manifest is stored
-    the same way.
+    the same way. ``on_step`` is called after every simulated step (a progress display).
 
     The registry row is ``running`` while the run computes, naming this process as its owner (and renewing its
     lease), so that a later open marks it failed if this process dies first. A run whose folder was written but
@@ -156,7 +163,7 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
         registry.upsert_run(record)
         try:
             with LeaseKeeper(registry, owner):
-                result = simulate(scenario, seed=seed, spawn_key=spawn_key)
+                result = simulate(scenario, seed=seed, spawn_key=spawn_key, on_step=on_step)
                 summary = with_outcomes(result, outcomes, extra)
                 fields = {**(extra or {}), **({"outcomes": summary["outcomes"]} if outcomes else {})}
                 manifest = build_manifest(key, effective, result, code, started, summary, fields)
