@@ -400,13 +400,24 @@ def calibrate_check(
         check = calibration_check(spec, list(range(1, seeds + 1)), on_step=on_step)
     report = check.report
     table = Table(title=f"{spec.name}: calibration over {seeds} seed(s), after the warm-up")
-    for col in ("measure", "mean", "min", "max", "target", "ok", "source"):
-        table.add_column(col, justify="left" if col in ("measure", "source") else "right")
+    for col in ("measure", "mean", "min", "max", "target", "ok"):
+        table.add_column(col, justify="left" if col == "measure" else "right", no_wrap=col != "measure")
     for r in report.itertuples():
         ok = "-" if r.ok is None else ("yes" if r.ok else "NO")
-        table.add_row(r.measure, f"{r.mean:.3f}", f"{r.min:.3f}", f"{r.max:.3f}", r.target, ok, r.source)
+        table.add_row(r.measure, f"{r.mean:.3f}", f"{r.min:.3f}", f"{r.max:.3f}", r.target, ok)
     console = _console()
     console.print(table)
+    sources: dict[str, list[str]] = {}  # each source once, with the measures (per firm: the family) it backs
+    for r in report.itertuples():
+        if r.source:
+            family = r.measure.split(", ")[0] if ", " in r.measure else r.measure
+            names = sources.setdefault(r.source, [])
+            if family not in names:
+                names.append(family)
+    if sources:  # below the table, so that it fits 80 columns
+        console.print("Where the targets come from:")
+        for source, names in sources.items():
+            console.print(f"  {', '.join(names)}: {source}", highlight=False)
     console.print(f"Score 5's cutpoint for {TOP_BOX_SHARE:.0%} top-box answers in this market: "
                   f"{check.top_box_cutpoint:.4f} (the scenario's: {spec.market.survey.cutpoints[-1]:g})")
     if check.dirichlet is not None:
@@ -484,20 +495,23 @@ def _dirichlet_table(check, step: str):
     fits = check.fits
     title = (f"NBD-Dirichlet over the first {check.dirichlet_steps} {step}s after the warm-up (mean of "
              f"{len(fits)} seed(s)): M {fits['M'].mean():.2f}, K {fits['K'].mean():.2f}, S {fits['S'].mean():.2f} "
-             f"(polarisation {fits['polarisation'].mean():.3f}); observed / Dirichlet")
+             f"(polarisation {fits['polarisation'].mean():.3f}); per buyer: purchases per buyer; brands: brands "
+             "per buyer")
     table = Table(title=title)
     columns = (("share", "share", ".3f"), ("penetration", "penetration", ".3f"),
-               ("frequency", "purchases per buyer", ".2f"), ("scr", "SCR", ".3f"),
-               ("brands_per_buyer", "brands per buyer", ".2f"))
-    table.add_column("brand", justify="left")
+               ("frequency", "per buyer", ".2f"), ("scr", "SCR", ".3f"),
+               ("brands_per_buyer", "brands", ".2f"))
+    table.add_column("brand", justify="left", no_wrap=True)
+    table.add_column("", justify="left", no_wrap=True)
     for _, label, _ in columns:
-        table.add_column(label, justify="right")
-    for row in check.dirichlet.to_dict("records"):
-        cells = []
-        for key, _, spec in columns:
-            obs, pred = row.get(key), row.get(f"{key}_dirichlet")
-            cells.append("" if obs is None or pd.isna(obs) else f"{obs:{spec}} / {pred:{spec}}")
-        table.add_row(row["brand"], *cells)
+        table.add_column(label, justify="right", no_wrap=True)
+    for row in check.dirichlet.to_dict("records"):  # two rows a brand, so that the table fits 80 columns
+        for which, suffix in (("observed", ""), ("Dirichlet", "_dirichlet")):
+            cells = []
+            for key, _, spec in columns:
+                value = row.get(f"{key}{suffix}")
+                cells.append("" if value is None or pd.isna(value) else f"{value:{spec}}")
+            table.add_row(row["brand"] if not suffix else "", which, *cells, end_section=bool(suffix))
     return table
 
 

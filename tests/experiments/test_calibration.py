@@ -221,6 +221,9 @@ def test_calibrate_check_command_prints_the_table_and_strict_fails_on_a_miss(tmp
     assert "Dirichlet polarisation" in rep.stdout and "Dirichlet SCR gap, Focal" in rep.stdout  # the bands' rows
     for name in ("Focal", "Rival A", "Rival B", "(category)", "SCR", "penetration"):
         assert name in rep.stdout, name
+    for out in (ok.stdout, rep.stdout):  # laid out for 80 columns off a terminal
+        assert max(len(line) for line in out.splitlines()) <= 80
+    assert "Where the targets come from:" in ok.stdout and "Reichheld & Sasser 1990" in ok.stdout
     # no switching costs, constant search: churn far above 30% a year
     wild = small.replace("switching_cost = 0.5 ", "switching_cost = 0.0 ", 1).replace(
         'search_when_satisfied = "5% per month"', 'search_when_satisfied = "90% per month"', 1)
