@@ -64,7 +64,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,15 +259,22 @@ def _problems(data: dict, scenario: LoyaltyScenario | None) -> list[str]:
     return problems
 
 
-def load_targets(path: str | Path, scenario_path: str | Path) -> Calibration:
+def load_targets(path: str | Path, scenario_path: str | Path,
+                 overrides: Mapping[str, Any] | None = None) -> Calibration:
     """Read and check a targets file and the scenario it calibrates; raise :class:`CalibrationError` listing every
     problem (a transaction log's own problems are raised as its :class:`~loyaltysim.measures.transactions.
-    TransactionLogError`)."""
+    TransactionLogError`).
+
+    ``overrides`` replace top-level fields of the file before it is checked, e.g. ``{"population": 500,
+    "replications": 1, "search": {"seed": 1, "initial": 2, "local": 0}}`` to try a calibration at a tiny size.
+    """
     path, scenario_path = Path(path), Path(scenario_path)
     try:
         data = read_toml(path, "a targets file (.toml)")
     except ValueError as err:
         raise CalibrationError(str(path), [str(err)]) from None
+    if overrides:
+        data = {**data, **overrides}
     scenario = load_scenario(scenario_path)  # raises ScenarioError naming the scenario file
     problems = _problems(data, scenario)
     try:
