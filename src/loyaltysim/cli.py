@@ -374,6 +374,8 @@ def calibrate_check(
                   f"{check.top_box_cutpoint:.4f} (the scenario's: {spec.market.survey.cutpoints[-1]:g})")
     if check.dirichlet is not None:
         console.print(_dirichlet_table(check, spec.time.step))
+    elif check.dirichlet_skipped:
+        console.print(check.dirichlet_skipped)
     if strict and (report["ok"] == False).any():  # noqa: E712 (None means "no target")
         raise typer.Exit(1)
 
