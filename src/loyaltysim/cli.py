@@ -376,6 +376,14 @@ def calibrate_check(
         console.print(_dirichlet_table(check, spec.time.step))
     elif check.dirichlet_skipped:
         console.print(check.dirichlet_skipped)
+    arrivals = spec.market.customers.arrivals
+    if arrivals.enabled:
+        shares, period = arrivals.schedule()
+        last = len(shares) * period.steps(spec.time.step)
+        if last > spec.warmup_steps():
+            console.print(f"Note: customers arrive until step {last}, after the warm-up ({spec.warmup_steps()} steps): "
+                          "the measures mix customers in the market for different lengths of time, and the NBD fits "
+                          "assume a population present throughout")
     if strict and (report["ok"] == False).any():  # noqa: E712 (None means "no target")
         raise typer.Exit(1)
 
