@@ -12,7 +12,9 @@ order of a step, in :meth:`LoyaltyMarket.step`:
 4. the shared state is read off the previous step: firms' offers, word of mouth
    (:mod:`~loyaltysim.model.mechanisms.word_of_mouth`);
 5. the step's random numbers are drawn for the whole population, from named streams
-   (:mod:`~loyaltysim.model.streams`);
+   (:mod:`~loyaltysim.model.streams`); with them switched on, who arrives in the market now and buys on arrival
+   (:mod:`~loyaltysim.model.mechanisms.arrivals`) and the value of buying elsewhere
+   (:mod:`~loyaltysim.model.mechanisms.outside_option`);
    then, in a repertoire market with them switched on, tastes drift (:mod:`~loyaltysim.model.mechanisms.tastes`) and
    awareness moves with the step's news, setting each customer's consideration set
    (:mod:`~loyaltysim.model.mechanisms.consideration`);
