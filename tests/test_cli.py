@@ -566,3 +566,37 @@ def test_bad_input_fails_cleanly(bad_runs, case):
         assert not out.exists()
     assert {p.name for p in work.iterdir()} <= {"a-regular-file", "scenario.toml", "out"}  # e.g. no results/
     assert (work / "a-regular-file").read_text() == "not a directory\n"
+
+
+# ------------------------------------------------------------------------------------------ a single firm
+
+
+def test_a_single_firm_market_runs_and_is_checked_through_the_command(tmp_path, scenario_data):
+    """One firm with the outside option and a cohort arriving over time, in both kinds of market: ``run`` stores it
+    and summarises the one firm, ``calibrate-check`` reports it and says why it fits no NBD-Dirichlet; without the
+    outside option ``validate`` refuses one firm and names the fix."""
+    procs = {}
+    for market in ("contractual", "repertoire"):
+        data = scenario_data(**{**SMALL, "time__warmup": "0 weeks"}, market__type=market,
+                             outputs__event_logs=["purchases"],
+                             market__customers__arrivals={"enabled": True, "over": "6 weeks"},
+                             market__outside_option={"enabled": True, "utility": 2.5, "reference_price": 30.0})
+        data["market"]["firms"] = data["market"]["firms"][:1]
+        data["market"]["events"] = []
+        path = write_scenario(tmp_path / f"one_{market}.toml", data)
+        procs[market, "run"] = start("run", path, "--json", "--out", tmp_path / "out", cwd=tmp_path)
+        procs[market, "check"] = start("calibrate-check", path, "--seeds", 1, cwd=tmp_path)
+        del data["market"]["outside_option"]
+        procs[market, "refused"] = start("validate", write_scenario(tmp_path / f"two_{market}.toml", data),
+                                         cwd=tmp_path)
+    done = {k: finish(p) for k, p in procs.items()}
+    for market in ("contractual", "repertoire"):
+        summary = summary_of(ok(done[market, "run"]))
+        assert [f["firm"] for f in summary["firms"]] == ["Focal"]
+        assert summary["firms"][0]["customers_end"] > 0 and summary["firms"][0]["revenue"] > 0
+        assert (Path(summary["run_dir"]) / "purchases.parquet").is_file()
+        check = ok(done[market, "check"]).stdout
+        assert "annual churn" in check
+        assert ("NBD-Dirichlet not fitted" in check) == (market == "repertoire")
+        _assert_user_error(done[market, "refused"], "market.firms: a market needs at least two firms (got 1)",
+                           "market.outside_option.enabled = true")

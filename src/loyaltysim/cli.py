@@ -422,6 +422,16 @@ def calibrate_check(
                   f"{check.top_box_cutpoint:.4f} (the scenario's: {spec.market.survey.cutpoints[-1]:g})")
     if check.dirichlet is not None:
         console.print(_dirichlet_table(check, spec.time.step))
+    elif check.dirichlet_skipped:
+        console.print(check.dirichlet_skipped)
+    arrivals = spec.market.customers.arrivals
+    if arrivals.enabled:
+        shares, period = arrivals.schedule()
+        last = len(shares) * period.steps(spec.time.step)
+        if last > spec.warmup_steps():
+            console.print(f"Note: customers arrive until step {last}, after the warm-up ({spec.warmup_steps()} steps): "
+                          "the measures mix customers in the market for different lengths of time, and the NBD fits "
+                          "assume a population present throughout")
     if strict and (report["ok"] == False).any():  # noqa: E712 (None means "no target")
         raise typer.Exit(1)
 

@@ -198,6 +198,53 @@ class Lifetimes(_Spec):
     dropout: Dropout = Dropout()  # kind "after_purchase"
 
 
+class Arrivals(_Spec):
+    """Customers who arrive over time (a cohort acquired over weeks) instead of all being in the market at the start.
+
+    Each customer's arrival step is drawn once: uniform over the window ``over`` starting at step 0, or, with
+    ``shares``, from a schedule (the share of the cohort arriving in each period of ``every``, then uniform within
+    the period). Before it arrives a customer is out of the market; on its arrival step it enters and, with
+    ``first_purchase``, buys at least once from the firm it chooses. Off (``enabled = false``): every customer is in
+    the market from the start."""
+
+    enabled: Annotated[bool, Strict()] = False
+    over: PositiveDurationField | None = None  # arrivals uniform over this window from step 0 (default "12 weeks")
+    shares: list[NonNegative] | None = None  # or: the share arriving in each period of ``every`` (sum to 1)
+    every: PositiveDurationField = "1 week"  # the length of a period of ``shares``
+    first_purchase: Annotated[bool, Strict()] = True  # a customer buys on its arrival step (at least one occasion)
+
+    @field_validator("shares")
+    @classmethod
+    def _sum_to_one(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or abs(sum(v) - 1.0) > ARRIVAL_SHARES_TOLERANCE):
+            raise ValueError(f"the shares of the cohort arriving in each period must sum to 1 (within "
+                             f"{ARRIVAL_SHARES_TOLERANCE:g}; they are normalised), got {len(v)} share(s) summing to "
+                             f"{sum(v):g}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Arrivals:
+        if self.over is not None and self.shares is not None:
+            raise ValueError("give either over (arrivals uniform over a window) or shares (a schedule by period of "
+                             "every), not both")
+        return self
+
+    def schedule(self) -> tuple[list[float], Any]:
+        """(the shares of the cohort arriving in each period, normalised; the period's length)."""
+        if self.shares is None:
+            return [1.0], self.over if self.over is not None else parse_duration("12 weeks")
+        total = sum(self.shares)
+        return [x / total for x in self.shares], self.every
+
+    def window_days(self) -> float:
+        """The length of the arrival window, in days."""
+        shares, period = self.schedule()
+        return len(shares) * period.days()
+
+
+ARRIVAL_SHARES_TOLERANCE = 1e-3  # an arrival schedule's shares may be rounded to three decimals
+
+
 class AttainableRewards(_Spec):
     """Attainable rewards and spending headroom: a points programme's pressure and pull on a member scale with its
     chance of reaching the next reward before its points expire, from its own spending, and the pressure toward a
@@ -263,6 +310,7 @@ class Customers(_Spec):
     market_expectations: MarketExpectations = MarketExpectations()  # two-way adaptation to the market (off)
     reliability_choice: ReliabilityChoice = ReliabilityChoice()  # beliefs about reliability weighed in choice (off)
     lifetimes: Lifetimes = Lifetimes()  # heterogeneous exit propensities instead of natural churn (off)
+    arrivals: Arrivals = Arrivals()  # customers who arrive over time instead of all at the start (off)
 
     @field_validator("variety_seeking")
     @classmethod
@@ -810,6 +858,18 @@ class Consideration(_Spec):
     threshold: Annotated[float, Strict(), Field(gt=0.0, le=1.0)] = 0.5  # awareness at which a firm is considered
 
 
+class OutsideOption(_Spec):
+    """Buying elsewhere: a searching customer may choose none of the modelled firms (a store not in the model, not
+    buying at all), whose utility is ``utility`` plus its own Gumbel shock. It allows a market with one firm. Off
+    (``enabled = false``): a searching customer chooses among the firms, and a market needs two of them."""
+
+    enabled: Annotated[bool, Strict()] = False
+    utility: Number = 0.0  # the outside option's utility, on the scale of the firms' (quality, price, hold)
+    # the price customers expect to pay elsewhere, money per unit: the market's reference price in choice (none: the
+    # mean starting price of the firms, which with one firm makes its own price the reference whatever it is)
+    reference_price: Positive | None = None
+
+
 class Market(_Spec):
     """What a strategy team cannot control: customers, competitors (and the focal firm's structure), events."""
 
@@ -817,13 +877,14 @@ class Market(_Spec):
     lapse: DurationField = "8 weeks"  # repertoire: a customer is lost to a firm after this long without a purchase
     customers: Customers = Customers()
     attributes: Annotated[list[Attribute], Field(min_length=1)]
-    firms: Annotated[list[FirmSpec], Field(min_length=2)]
+    firms: Annotated[list[FirmSpec], Field(min_length=1)]  # two or more; one with the outside option
     network: Network = Network()
     survey: Survey = Survey()
     events: list[Event] = []
     categories: list[CategorySpec] = []  # the customers' other needs, where coalition partners sell
     tastes: Tastes = Tastes()  # repertoire: persistent, heterogeneous brand propensities (off by default)
     consideration: Consideration = Consideration()  # repertoire: choice among known firms only (off by default)
+    outside_option: OutsideOption = OutsideOption()  # searching customers may buy elsewhere (off by default)
 
     @model_validator(mode="after")
     def _repertoire_only(self) -> Market:
@@ -900,6 +961,18 @@ class LoyaltyScenario(_Spec):
         problems = cross_reference_problems(self.model_dump(mode="json"))
         if problems:
             raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _arrivals_within_the_horizon(self) -> LoyaltyScenario:
+        arrivals = self.market.customers.arrivals
+        if arrivals.enabled:
+            shares, period = arrivals.schedule()
+            last = len(shares) * period.steps(self.time.step)
+            if last > self.steps():
+                raise ValueError(f"market.customers.arrivals: the last arrivals come at step {last}, after the "
+                                 f"horizon of {self.steps()} steps (time.horizon = {self.time.horizon}); shorten "
+                                 "the arrival window or lengthen the horizon")
         return self
 
     # --- derived views -------------------------------------------------------------------------------
@@ -985,6 +1058,10 @@ def cross_reference_problems(data: Any) -> list[str]:
         problems.append(f"market.attributes: attribute names must be unique, got {attributes}")
     if len(set(firms)) != len(firms):
         problems.append(f"market.firms: firm names must be unique, got {firms}")
+    if len(firm_items) == 1 and as_dict(market.get("outside_option")).get("enabled") is not True:
+        problems.append("market.firms: a market needs at least two firms (got 1); for a market with one firm, switch "
+                        "on the outside option (market.outside_option.enabled = true), so that customers can buy "
+                        "elsewhere")
     managers = {}  # by firm name; a name of the wrong type is reported by the field checks, not here
     for i, f in enumerate(firm_items):
         f = as_dict(f)

@@ -76,3 +76,37 @@ def test_programme_events_add_up_to_the_programmes_table(make_scenario):
     np.testing.assert_allclose(redeemed, books.loc[redeemed.index, "points_redeemed"], rtol=1e-12)
     assert events.loc[events["event"] == "redeemed", "balance"].notna().all()
     assert set(events["tier"].dropna().unique()) <= {0, 1}
+
+
+@pytest.mark.parametrize("market", ["contractual", "repertoire"])
+def test_the_purchase_log_has_one_row_per_purchase_and_adds_up_with_one_firm_and_arrivals(scenario_data, market):
+    """A single firm with the outside option and a cohort arriving over time, at daily steps: the purchase log has
+    exactly one row per customer who bought in a step (none twice, none missing), and its totals are the firm's
+    purchases, units and revenue."""
+    from loyaltysim.model.market import LoyaltyMarket
+    from loyaltysim.scenario import scenario_from_dict
+
+    data = scenario_data(market__type=market, market__customers__population=300, time__step="day",
+                         time__horizon="10 weeks", time__warmup="0 weeks", outputs__event_logs=["purchases"],
+                         market__customers__arrivals={"enabled": True, "over": "4 weeks"},
+                         market__outside_option={"enabled": True, "utility": 3.0, "reference_price": 30.0})
+    data["market"]["firms"] = data["market"]["firms"][:1]
+    data["market"]["events"] = []
+    scenario = scenario_from_dict(data)
+    model = LoyaltyMarket(scenario, seed=3)
+    bought = []  # (step, customer) of every purchase, read off the state step by step
+    for t in range(1, scenario.steps() + 1):
+        model.step()
+        who = np.flatnonzero(model.customers.step_purchases > 0)
+        bought += [(t, int(i)) for i in who]
+    tables = simulate(scenario, seed=3).tables
+    log, firms = tables["purchases"], tables["firms"]
+    assert len(log) == len(bought) > 500
+    assert not log.duplicated(["step", "customer"]).any()
+    assert list(zip(log["step"], log["customer"], strict=True)) == bought  # in step order, then customer order
+    assert (log["occasions"] >= 1).all() and (log["firm"] == "Focal").all()
+    assert log["occasions"].sum() == firms["purchases"].sum()
+    np.testing.assert_allclose(log["units"].sum(), firms["units"].sum(), rtol=1e-12)
+    np.testing.assert_allclose(log["revenue"].sum(), firms["revenue"].sum(), rtol=1e-9)
+    by_step = log.groupby("step")["revenue"].sum()
+    np.testing.assert_allclose(by_step, firms.set_index("step").loc[by_step.index, "revenue"], rtol=1e-9)

@@ -372,15 +372,25 @@ LIFETIMES = {
     "hazard": {"market__customers__lifetimes": {"enabled": True, "kind": "hazard",
                                                 "hazard": {"mean": "2 per year", "shape": 0.5}}},
 }
+# arrivals over time (3.3.33) and the outside option (3.3.34), alone and together
+ARRIVALS = {
+    "arrivals": {"market__customers__arrivals": {"enabled": True, "over": "8 weeks"}},
+    "arrivals by shares": {"market__customers__arrivals": {"enabled": True, "shares": [0.5, 0.0, 0.25, 0.25],
+                                                           "every": "2 weeks", "first_purchase": False}},
+    "outside option": {"market__outside_option": {"enabled": True, "utility": 2.5, "reference_price": 31.0}},
+    "arrivals, outside option": {"market__customers__arrivals": {"enabled": True, "over": "6 weeks"},
+                                 "market__outside_option": {"enabled": True, "utility": 2.5}},
+}
+LATER = {**LIFETIMES, **ARRIVALS}
 
 
 @pytest.mark.parametrize(("market", "seed", "mechanisms"),
                          [(market, seed, "first pass") for market in MARKETS for seed in (3, 4, 5)]
                          + [(market, 3, "second pass") for market in MARKETS]
                          + [("repertoire", seed, PERSONAL) for seed in (3, 4, 5)]
-                         + [(market, 3, kind) for market in MARKETS for kind in LIFETIMES])
+                         + [(market, 3, kind) for market in MARKETS for kind in LATER])
 def test_one_at_a_time_equals_vectorized(make_scenario, market, seed, mechanisms):
-    second = {"first pass": FIRST_PASS, "second pass": SECOND_PASS}.get(mechanisms, LIFETIMES.get(mechanisms, {}))
+    second = {"first pass": FIRST_PASS, "second pass": SECOND_PASS}.get(mechanisms, LATER.get(mechanisms, {}))
     personal = REPERTOIRES if mechanisms == PERSONAL else {}  # with the baseline's own second-pass mechanisms
     sc = make_scenario(
         **second, **personal,
@@ -418,7 +428,7 @@ def test_one_at_a_time_equals_vectorized(make_scenario, market, seed, mechanisms
     moved = {"current", "satisfaction", "perceived", "expectation", "wallet", "last_buy", "attitude", "manager",
              "manager_lost", "previous", "step_complained", "offer_firm", "offer_discount", "contacted_at",
              "regained_by", "step_regained"}
-    if personal or mechanisms in LIFETIMES:  # a win-back may regain nobody of 200 customers within 20 steps when
+    if personal or mechanisms in LATER:  # a win-back may regain nobody of 200 customers within 20 steps when
         moved -= {"regained_by", "step_regained"}  # they keep to their repertoires, or many have left the market
     assert moved <= changed
     assert SECOND_PASS_MOVES.issubset(changed) == (mechanisms != "first pass")
@@ -427,6 +437,10 @@ def test_one_at_a_time_equals_vectorized(make_scenario, market, seed, mechanisms
         assert {"log_propensity", "awareness", "considered"} <= changed
     if mechanisms in LIFETIMES:  # customers left the market at their own rates, and some came back
         assert {"active", "step_left"} <= changed
+    if mechanisms in ARRIVALS:  # customers arrived (or went elsewhere) and bought
+        assert {"active", "current", "step_firm", "step_gained"} <= changed
+        if "outside" in mechanisms:
+            assert (fast.customers.active & (fast.customers.current < 0)).any()  # some are elsewhere
 
 
 def repertoire_arrays(model: LoyaltyMarket) -> dict[str, np.ndarray]:

@@ -59,6 +59,8 @@ SWITCHES = (
 # do not name them) run without them; the test below checks that they are off by default.
 LATER_SWITCHES = (
     "market.customers.lifetimes.enabled",
+    "market.customers.arrivals.enabled",
+    "market.outside_option.enabled",
 )
 
 # Every array of CustomerState at bf9f620, in its order: the state the pin hashes.

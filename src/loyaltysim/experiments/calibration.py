@@ -167,6 +167,7 @@ class CalibrationCheck:
     fits: pd.DataFrame | None  # one row per seed: the fitted M, K, S and polarisation
     dirichlet_steps: int  # the length of the Dirichlet's period, in steps
     top_box_cutpoint: float = float("nan")  # score 5's cutpoint giving TOP_BOX_SHARE top-box answers (mean over seeds)
+    dirichlet_skipped: str | None = None  # why a repertoire market has no Dirichlet benchmark (None: it has one)
 
 
 def _one_run(scenario: LoyaltyScenario, seed: int, window: int, long_window: int,
@@ -239,6 +240,8 @@ def calibration_check(scenario: LoyaltyScenario, seeds: list[int], window_weeks:
     report = _measures_report(scenario, runs)
     if not repertoire:
         return CalibrationCheck(report, None, None, long_window, cutpoint)
+    if len(scenario.market.firms) < 2:
+        return CalibrationCheck(report, None, None, long_window, cutpoint, DIRICHLET_ONE_FIRM)
     tables, fits = [], []
     for seed, (_, year, names, _) in zip(seeds, results, strict=True):
         table, fit = dirichlet.brand_table(year, names)
@@ -249,6 +252,10 @@ def calibration_check(scenario: LoyaltyScenario, seeds: list[int], window_weeks:
     gaps = pd.DataFrame([dirichlet_gaps(t, f["polarisation"]) for t, f in zip(tables, fits, strict=True)])
     report = pd.concat([report, dirichlet_report(gaps)], ignore_index=True)
     return CalibrationCheck(report, mean_table, pd.DataFrame(fits), long_window, cutpoint)
+
+
+DIRICHLET_ONE_FIRM = ("NBD-Dirichlet not fitted: it describes how buyers split their purchases among two or more "
+                      "brands, and this market has one firm (its category NBD fit is above)")
 
 
 def dirichlet_gaps(table: pd.DataFrame, polarisation: float) -> dict[str, float]:

@@ -73,7 +73,8 @@ class Membership:
             # the habit moved away from this firm: the cause recorded at that switch; a store visited now and
             # then lost to the customer's habitual firm: pushed if dissatisfied with it, else pulled away
             moved = (st.current[who] >= 0) & (st.current[who] != firm)
-            switched_away = moved & (st.previous[who] == firm)
+            # (or went elsewhere: to the outside option, after which a customer in the market has no firm)
+            switched_away = (moved | (st.active[who] & (st.current[who] < 0))) & (st.previous[who] == firm)
             dissatisfied = st.satisfaction[who, firm] < st.threshold[who]
             cause = np.select(
                 [switched_away, ~st.active[who], moved & dissatisfied, moved, dissatisfied],

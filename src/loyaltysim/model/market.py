@@ -12,7 +12,9 @@ order of a step, in :meth:`LoyaltyMarket.step`:
 4. the shared state is read off the previous step: firms' offers, word of mouth
    (:mod:`~loyaltysim.model.mechanisms.word_of_mouth`);
 5. the step's random numbers are drawn for the whole population, from named streams
-   (:mod:`~loyaltysim.model.streams`);
+   (:mod:`~loyaltysim.model.streams`); with them switched on, who arrives in the market now and buys on arrival
+   (:mod:`~loyaltysim.model.mechanisms.arrivals`) and the value of buying elsewhere
+   (:mod:`~loyaltysim.model.mechanisms.outside_option`);
    then, in a repertoire market with them switched on, tastes drift (:mod:`~loyaltysim.model.mechanisms.tastes`) and
    awareness moves with the step's news, setting each customer's consideration set
    (:mod:`~loyaltysim.model.mechanisms.consideration`);
@@ -38,7 +40,8 @@ from loyaltysim.model.arrays import flat_index, pick
 from loyaltysim.model.event_logs import EventLogs
 from loyaltysim.model.mechanisms import categories as category_markets
 from loyaltysim.model.mechanisms import events as scheduled
-from loyaltysim.model.mechanisms import reference_price, reliability_beliefs
+from loyaltysim.model.mechanisms import outside_option, reference_price, reliability_beliefs
+from loyaltysim.model.mechanisms.arrivals import Arrivals
 from loyaltysim.model.mechanisms.attention import noticed_reach
 from loyaltysim.model.mechanisms.campaigns import Campaigns
 from loyaltysim.model.mechanisms.categories import Category, step_category
@@ -101,6 +104,9 @@ class LoyaltyMarket(Model):
         for name in self.events.entrants(market.events):
             self.firms[self.firm_names.index(name)].available = False
         self.price_ref = float(np.mean([f.price for f in self.firms if f.available]))
+        elsewhere = market.outside_option.reference_price if market.outside_option.enabled else None
+        if elsewhere is not None:  # the price customers expect to pay elsewhere is the market's reference
+            self.price_ref = float(elsewhere)
         self.offers = OfferHistory(self.firms)
 
         # customers: their arrays, their starting state, their network, and their Mesa agents
@@ -108,11 +114,19 @@ class LoyaltyMarket(Model):
         self.customers = CustomerState.allocate(n, len(self.firms), len(self.attribute_names))
         populate(self.customers, scenario, self.firms, self.kano, self.price_ref, self.params.wallet_decay,
                  streams["population"])
-        reference_price.start(self.customers, np.array([f.price for f in self.firms]))
+        # arrivals over time: each customer's arrival step, from its own stream; nobody is in the market before it
+        self.arrivals = Arrivals(c.arrivals, n, unit, streams["arrivals"]) if c.arrivals.enabled else None
+        if self.arrivals is not None:
+            self.arrivals.hold_out(self.customers)
+        reference_price.start(self.customers, np.array([f.price for f in self.firms]), elsewhere)
         reliability_beliefs.start(self.customers, np.array([f.reliability for f in self.firms]),
                                   np.array([f.available for f in self.firms]))
         # heterogeneous lifetimes instead of natural churn's one hazard, from their own stream (None: off)
         self.lifetimes = Lifetimes(c.lifetimes, n, unit, streams["lifetimes"]) if c.lifetimes.enabled else None
+        # buying elsewhere: a searching customer may choose none of the firms, from its own stream (None: off)
+        self.outside_option = (outside_option.OutsideOption(market.outside_option, c.choice_noise,
+                                                            streams["outside_option"])
+                               if market.outside_option.enabled else None)
         # repertoire markets: personal brand tastes and consideration sets, each from its own stream (None: off)
         self.tastes = (Tastes(market.tastes, n, len(self.firms), c.choice_noise, unit, streams["tastes"])
                        if market.tastes.enabled else None)
@@ -191,6 +205,11 @@ class LoyaltyMarket(Model):
         self.variates = self.streams.step_variates(st.purchase_rate, len(self.firms))
         if extra is not None:  # points pressure: extra purchase occasions
             self.variates.occasions = self.variates.occasions + extra
+        if self.arrivals is not None:  # who arrives now enters the market, and buys on its arrival step
+            self.shared.p_enter = self.arrivals.enter_probability(t, self.params.p_enter)
+            self.variates.occasions = self.arrivals.first_occasions(self.variates.occasions, t)
+        if self.outside_option is not None:  # the value of buying elsewhere, to every customer
+            self.shared.outside = self.outside_option.draw(len(st))
         self.category_variates = [cat.draw() for cat in self.categories]
         self._repertoires()
         self.active_before = st.active.copy()
@@ -212,6 +231,9 @@ class LoyaltyMarket(Model):
         self.panel.record(st, t, self.classify_codes)
         if t == self._warmup_steps:
             self.firm_after_warmup = st.current.copy()
+        elif self.arrivals is not None and t > self._warmup_steps:  # a customer arriving after the warm-up: the
+            arrived = self.arrivals.arriving(t)  # firm it chose on arrival
+            self.firm_after_warmup[arrived] = st.current[arrived]
         self.datacollector.collect(self)
 
     def run(self, steps: int | None = None) -> LoyaltyMarket:
@@ -236,7 +258,8 @@ class LoyaltyMarket(Model):
             self.tastes.before_step()
             self.shared.taste = self.tastes.utility
         if self.consideration is not None:
-            present = life_events(self.customers.active, self.variates.u_life, self.params, self.shared.p_leave)[2]
+            present = life_events(self.customers.active, self.variates.u_life, self.params, self.shared.p_leave,
+                                  self.shared.p_enter)[2]
             self.consideration.before_step(self.customers, self.shared, self.variates, present)
             self.shared.considered = self.consideration.considered
 

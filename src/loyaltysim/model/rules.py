@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from loyaltysim.model.arrays import flat_index, pick, place, select
-from loyaltysim.model.mechanisms import reference_price, reliability_beliefs
+from loyaltysim.model.mechanisms import outside_option, reference_price, reliability_beliefs
 from loyaltysim.model.state import (
     ATTRACTIVE,
     MUST_BE,
@@ -230,13 +230,14 @@ def recommend_score(satisfaction: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(np.rint(7.0 + scale * satisfaction), 0, 10).astype(np.int8)
 
 
-def life_events(active: np.ndarray, u_life: np.ndarray, p: Params, p_leave: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def life_events(active: np.ndarray, u_life: np.ndarray, p: Params, p_leave: np.ndarray | None = None,
+                p_enter: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(leave, enter, present): natural churn takes active customers out of the market, re-entry brings inactive
     ones back; present = in the market after both (the consideration sets read it before the customers step).
-    ``p_leave``: each customer's own chance of leaving (heterogeneous lifetimes), instead of natural churn's."""
+    ``p_leave``: each customer's own chance of leaving (heterogeneous lifetimes), instead of natural churn's;
+    ``p_enter``: each customer's own chance of entering (arrivals over time), instead of re-entry's."""
     leave = active & (u_life < (p.p_leave if p_leave is None else p_leave))
-    enter = ~active & (u_life < p.p_enter)
+    enter = ~active & (u_life < (p.p_enter if p_enter is None else p_enter))
     return leave, enter, (active & ~leave) | enter
 
 
@@ -275,7 +276,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     row_ids = idx + (rows.start or 0)
 
     # 1. life events
-    leave, enter, present = life_events(active, v.u_life[rows], p, None if sh.p_leave is None else sh.p_leave[rows])
+    leave, enter, present = life_events(active, v.u_life[rows], p, None if sh.p_leave is None else sh.p_leave[rows],
+                                        None if sh.p_enter is None else sh.p_enter[rows])  # (arrivals over time)
     had = cur >= 0
     cur_safe = np.where(had, cur, 0)
 
@@ -359,6 +361,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     place(score, own, pick(base, own) + hold[stays])
     score += shock
     choice = first_best(score)
+    if sh.outside is not None:  # buying elsewhere (model.mechanisms.outside_option): no firm chosen
+        choice = outside_option.choose(score, choice, sh.outside[rows])
     new = np.where(search, choice, np.where(leave, NO_FIRM, cur)).astype(np.int32)
     changed = new != cur
     left = had & changed

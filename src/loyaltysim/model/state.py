@@ -315,6 +315,8 @@ class Shared:
     rel_share: np.ndarray | None = None  # f8[n, F] share of neighbours who spoke of each firm (reliability_beliefs)
     rel_said: np.ndarray | None = None  # f8[n, F] their reliability beliefs, summed over the customer's ties
     p_leave: np.ndarray | None = None  # f8[n] each customer's chance of leaving the market (lifetimes; None: p_leave)
+    p_enter: np.ndarray | None = None  # f8[n] each customer's chance of entering it (arrivals; None: p_enter)
+    outside: np.ndarray | None = None  # f8[n] the outside option's value to each customer (None: no outside option)
 
 
 @dataclass

@@ -35,6 +35,8 @@ STREAM_NAMES: tuple[str, ...] = (
     "tastes",  # repertoire tastes: each customer's brand propensities, and their renewals
     "consideration",  # consideration sets: which firms each customer knows at the start
     "lifetimes",  # heterogeneous lifetimes: each customer's exit propensity
+    "arrivals",  # arrivals over time: each customer's arrival step
+    "outside_option",  # the outside option: each step's Gumbel shock of buying elsewhere
 )
 
 

@@ -23,11 +23,12 @@ from loyaltysim.model.arrays import select
 from loyaltysim.model.state import CustomerState
 
 
-def start(st: CustomerState, prices: np.ndarray) -> None:
-    """Each customer's starting reference: the price of the firm it starts with (the market's average price for a
-    customer without one)."""
+def start(st: CustomerState, prices: np.ndarray, elsewhere: float | None = None) -> None:
+    """Each customer's starting reference: the price of the firm it starts with (for a customer without one, the
+    market's average price, or the price ``elsewhere`` that the outside option gives)."""
     has = st.current >= 0
-    st.ref_price[:] = np.where(has, prices[np.where(has, st.current, 0)], prices.mean())
+    st.ref_price[:] = np.where(has, prices[np.where(has, st.current, 0)],
+                               prices.mean() if elsewhere is None else elsewhere)
 
 
 def value_response(paid: np.ndarray, reference: np.ndarray, weight: float, loss_aversion: float) -> np.ndarray:
