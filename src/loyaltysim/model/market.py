@@ -201,7 +201,8 @@ class LoyaltyMarket(Model):
         self.perks, extra = self._programme_perks(t)
         self.shared = self._shared(t)
         if self.lifetimes is not None:  # each customer's chance of leaving the market (read by the life events)
-            self.shared.p_leave = self.lifetimes.leave_probability(st.step_purchases)
+            trial = (self.arrivals.bought_on_arrival(t - 1) if self.arrivals is not None else None)
+            self.shared.p_leave = self.lifetimes.leave_probability(st.step_purchases, trial)
         self.variates = self.streams.step_variates(st.purchase_rate, len(self.firms))
         if extra is not None:  # points pressure: extra purchase occasions
             self.variates.occasions = self.variates.occasions + extra

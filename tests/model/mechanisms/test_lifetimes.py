@@ -121,3 +121,31 @@ def test_switching_lifetimes_on_shifts_no_other_draw(make_scenario):
     for name in ("occasions", "u_search", "gumbel", "u_market", "u_life"):
         np.testing.assert_array_equal(getattr(off.variates, name), getattr(on.variates, name))
     assert off.lifetimes is None and on.lifetimes is not None
+
+
+def test_the_purchase_on_arriving_is_not_followed_by_a_dropout_as_in_the_bgnbd(make_scenario):
+    """A customer is alive at its first purchase (BG/NBD): with arrivals, the purchase made on arriving does not end
+    the lifetime, whatever the dropout chance; its repeat purchases do. With dropout near certain and a trickle of
+    repeat purchases, the customers still in the market after a year are those with no repeat occasion."""
+    spec = LifetimesSpec(enabled=True, kind="after_purchase", dropout={"a": 60.0, "b": 1.0})
+    life = Lifetimes(spec, 1000, "week", np.random.default_rng(3))
+    p = life.propensity
+    trial = np.array([1, 1, 0, 1] * 250, dtype=np.int32)
+    k = np.array([1, 3, 2, 0] * 250, dtype=np.int32)  # (the last: arrived but went elsewhere, no purchase)
+    np.testing.assert_allclose(life.leave_probability(k, trial), 1.0 - (1.0 - p) ** np.array([0, 2, 2, 0] * 250),
+                               atol=1e-15)
+    sc = make_scenario(market__customers__population=2000, time__horizon="60 weeks", time__warmup="1 week",
+                       market__customers__reentry="0% per year", market__customers__lifetimes=spec.model_dump(),
+                       market__customers__arrivals={"enabled": True, "over": "4 weeks"},
+                       market__customers__purchase_rate={"mean": "0.02 per week", "shape": 2.0})
+    model = LoyaltyMarket(sc, seed=5)
+    occasions = np.zeros(2000, np.int64)
+    for t in range(1, 61):
+        model.step()
+        if t < 60:
+            arrived_now = model.arrivals.step == t
+            occasions += model.variates.occasions - arrived_now  # the repeat occasions
+    repeat = occasions > 0
+    assert (~repeat).mean() > 0.2 and repeat.mean() > 0.2
+    assert model.customers.active[~repeat].mean() == 1.0  # the trial purchase ended nobody's lifetime
+    assert model.customers.active[repeat].mean() < 0.1  # a repeat purchase ended nearly every one

@@ -64,6 +64,13 @@ class Arrivals:
             return occasions
         return np.where(self.step == t, np.maximum(occasions, 1), occasions)
 
+    def bought_on_arrival(self, t: int) -> np.ndarray | None:
+        """i4[n]: 1 for the customers whose purchases of step ``t`` include their first purchase, made on arriving
+        (with ``first_purchase``), else 0; None when nobody arrived in step ``t``."""
+        if not self.first_purchase or t < 1 or t > self.last:
+            return None
+        return (self.step == t).astype(np.int32)
+
     def arriving(self, t: int) -> np.ndarray:
         """bool[n]: the customers who arrive in step ``t``."""
         return self.step == t

@@ -12,7 +12,11 @@ and slowly later, which one hazard cannot do. Two forms, as in the two standard 
 * ``kind = "after_purchase"`` (BG/NBD): after each purchase occasion customer i becomes inactive with its own
   probability p_i, drawn once from a beta distribution Beta(a, b), so that a customer who made k purchase occasions
   in the previous step leaves at the start of this step with probability 1 − (1 − p_i)^k. A customer who buys
-  nothing does not leave: exits are tied to purchase occasions (and heavy buyers reveal their dropout sooner).
+  nothing does not leave: exits are tied to purchase occasions (and heavy buyers reveal their dropout sooner). As in
+  the BG/NBD, a customer is alive at its first purchase and can drop out only after a repeat one: with arrivals over
+  time (3.3.33), the purchase a customer makes on arriving is not followed by a dropout (its other occasions of that
+  step are). Without arrivals every customer is in the market from the start with a history, and every occasion
+  counts.
 
 Either replaces ``natural_churn`` as the chance of leaving; ``reentry`` still brings customers out of the market back,
 with the same propensity (set it to 0% for a cohort whose leavers never come back, as both models assume). The leave
@@ -39,9 +43,12 @@ class Lifetimes:
             self.propensity = rng.beta(spec.dropout.a, spec.dropout.b, n)  # p_i per purchase occasion
             self._log_stay = np.log1p(-self.propensity)
 
-    def leave_probability(self, purchases: np.ndarray) -> np.ndarray:
+    def leave_probability(self, purchases: np.ndarray, trial: np.ndarray | None = None) -> np.ndarray:
         """f8[n]: each customer's chance of leaving the market in this step (``purchases``: its purchase occasions in
-        the previous step, which only the ``after_purchase`` kind reads)."""
+        the previous step, which only the ``after_purchase`` kind reads; ``trial``: the customers whose first of
+        those occasions was their first purchase, on arriving, which is not followed by a dropout)."""
         if self.kind == "hazard":
             return self._constant
+        if trial is not None:
+            purchases = np.maximum(purchases - trial, 0)  # the repeat occasions only
         return -np.expm1(purchases * self._log_stay)  # 1 - (1 - p_i)^k
