@@ -100,7 +100,8 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario or experime
                    f"{e.replications} replication(s), {len(e.outcomes)} outcome(s))")
         return
     s = _load(scenario)
-    typer.echo(f"{scenario}: valid (scenario '{s.name}', {len(s.market.firms)} firms, "
+    firms = len(s.market.firms)
+    typer.echo(f"{scenario}: valid (scenario '{s.name}', {firms} firm{'' if firms == 1 else 's'}, "
                f"{s.market.customers.population} customers, {s.steps()} {s.time.step}s)")
 
 
