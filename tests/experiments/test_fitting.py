@@ -248,3 +248,24 @@ def test_a_public_data_set_can_be_the_targets_log(cdnow_folder, tmp_path, monkey
                          sizes=sizes)
     with pytest.raises(CalibrationError, match=r"either file .* or dataset"):
         load_targets(both, BASELINE)
+
+
+def test_the_shipped_cdnow_calibration_runs_end_to_end_at_a_tiny_size(cdnow_folder, tmp_path, monkeypatch):
+    """experiments/targets/cdnow.toml with experiments/scenarios/cdnow.toml, at 300 customers, one replication and
+    two points: every output is written, the cohort's tracking runs through week 78 beside the BG/NBD (the full-size
+    fit is in the README)."""
+    import tomllib
+
+    monkeypatch.setenv("LOYALTYSIM_DATA", str(cdnow_folder.parent))
+    targets = ROOT / "experiments" / "targets" / "cdnow.toml"
+    transactions = {**tomllib.loads(targets.read_text())["transactions"], "bootstrap": 20}
+    cal = load_targets(targets, ROOT / "experiments" / "scenarios" / "cdnow.toml", overrides={
+        "population": 300, "replications": 1, "search": {"seed": 1, "initial": 2, "local": 0},
+        "transactions": transactions})
+    assert cal.target["repeats_0"] == pytest.approx(0.599, abs=0.001)  # CDNOW: 59.9% made no repeat in weeks 1-39
+    fit = calibrate(cal, tmp_path / "out", f"sqlite:///{tmp_path / 'out' / 'registry.sqlite'}", workers=2)
+    written = {p.name for p in write_fit(fit, tmp_path / "report")}
+    assert {"calibrated.toml", "fit.md", "tracking.csv", "bgnbd_histogram.csv", "tracking.png"} <= written
+    curve = pd.read_csv(tmp_path / "report" / "tracking.csv", index_col="week")
+    assert len(curve) == 78 and curve["observed"].iloc[-1] == pytest.approx(44_021 / 23_570, rel=1e-3)
+    assert "## Beside the BG/NBD" in (tmp_path / "report" / "fit.md").read_text()
