@@ -9,6 +9,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -376,3 +377,35 @@ def test_the_excel_workbook_holds_the_summary_the_differences_and_every_run_with
     assert len(runs) == 16 and "focal.share_end: value (fraction)" in runs.columns
     about = dict(zip(sheets["about"]["field"], sheets["about"]["value"], strict=True))
     assert about["experiment"] == "tiny_price" and about["reference"] == "price=30"
+
+
+def test_a_decision_chart_shows_each_arms_paired_difference_its_spread_and_the_chance_of_a_loss(tmp_path):
+    rng = np.random.default_rng(8)
+    records = []
+    for r in range(20):
+        base = rng.normal(1_000_000, 200_000)  # common random numbers: the arms share each replication's luck
+        for arm, effect in (("none", 0.0), ("points programme", 60_000.0), ("cashback", -90_000.0)):
+            records.append({"programme": arm, "replication": r, "outcome": "focal.npv",
+                            "value": base + effect + rng.normal(0, 15_000)})
+    tidy = pd.DataFrame(records)
+    tidy["programme"] = pd.Categorical(tidy["programme"], ["none", "points programme", "cashback"], ordered=True)
+    tidy["outcome"] = pd.Categorical(tidy["outcome"])
+    diffs = report.paired_differences(tidy, ["programme"], {"programme": "none"}, risk=True)
+    points = diffs[diffs["programme"] == "points programme"].iloc[0]
+    assert points["ci_low"] > 0 and points["p_negative"] < 0.2
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = report.decision_chart(diffs, "focal.npv", ["programme"], title="programmes")
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    texts = [t for t in fig.findobj(match=lambda a: hasattr(a, "get_text") and a.get_visible()) if t.get_text()]
+    said = " ".join(t.get_text() for t in texts)
+    assert "P(loss) = " in said and "difference from programme=none" in said and "focal firm: NPV" in said
+    for t in texts:  # every title, label and annotation inside the figure: nothing clipped
+        extent = t.get_window_extent(renderer)
+        assert extent.x0 >= box.x0 - 1 and extent.x1 <= box.x1 + 1, t.get_text()
+        assert extent.y0 >= box.y0 - 1 and extent.y1 <= box.y1 + 1, t.get_text()
+    path = report.decision_figure(diffs, "focal.npv", ["programme"], tmp_path / "decision.png")
+    assert path.read_bytes()[:8] == PNG
+    assert report.is_money("focal.npv") and not report.is_money("focal.share_end")

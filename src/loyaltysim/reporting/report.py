@@ -376,6 +376,70 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
     return path
 
 
+def is_money(outcome: str) -> bool:
+    """Whether an outcome (or the first term of a difference) is measured in money."""
+    from loyaltysim.measures.outcomes import MEASURES
+
+    parsed = parse_name(outcome.split(" - ", 1)[0].strip())
+    declared = MEASURES.get(parsed.measure) if parsed is not None else None
+    return declared is not None and declared.unit == "money"
+
+
+def decision_figure(differences: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path,
+                    title: str = "") -> Path:
+    """The decision chart of one outcome (:func:`decision_chart`) as a PNG."""
+    fig = decision_chart(differences, outcome, factors, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def decision_chart(differences: pd.DataFrame, outcome: str, factors: Sequence[str], title: str = ""):
+    """The decision chart of one outcome (a matplotlib Figure): for each design point against its reference, the
+    mean paired difference, its 95% confidence interval (thick), the 5th-95th percentiles of the replications'
+    differences (thin), a zero line, and the probability that the difference is below zero (for money, of a loss).
+
+    ``differences`` are :func:`paired_differences` with ``risk=True``.
+    """
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    rows = differences[(differences["outcome"] == outcome) & (differences["n"] > 0)]
+    labels = [", ".join(f"{f}={r[f]}" for f in factors) or "all" for _, r in rows.iterrows()]
+    n = max(len(rows), 1)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
+        fig = Figure(figsize=(7.5, 1.9 + 0.55 * n), layout="constrained")
+        ax = fig.subplots()
+        ax.axvline(0.0, color="0.3", lw=1.0)
+        y = np.arange(len(rows))[::-1]
+        color = sns.color_palette("colorblind", 1)[0]
+        for yi, (_, r) in zip(y, rows.iterrows(), strict=True):
+            ax.plot([r["p05"], r["p95"]], [yi, yi], color=color, lw=1.2, alpha=0.6,
+                    label="5th-95th percentile of the runs" if yi == y[0] else None)
+            ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=color, lw=5,
+                    label="95% confidence interval of the mean" if yi == y[0] else None)
+            ax.plot([r["mean"]], [yi], "o", color="white", mec=color, mew=1.5, ms=7,
+                    label="mean difference" if yi == y[0] else None)
+            loss = "loss" if is_money(outcome) else "a value below zero"
+            ax.annotate(f"P({loss}) = {r['p_negative']:.0%}", xy=(1.0, yi), xycoords=("axes fraction", "data"),
+                        xytext=(6, 0), textcoords="offset points", va="center", fontsize="small")
+        ax.set_yticks(y, ["\n".join(textwrap.wrap(text, 28)) for text in labels])
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        reference = rows["reference"].iloc[0] if len(rows) else ""
+        ax.set_xlabel("\n".join(textwrap.wrap(f"difference from {reference}, paired run by run", 70)))
+        if len(rows) and rows[["p05", "p95"]].abs().to_numpy().max() >= 1e4:
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        if len(rows):
+            fig.legend(loc="outside lower center", ncol=3, frameon=False, fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no pair has a value", ha="center", va="center", transform=ax.transAxes)
+        heading = f"{title + ': ' if title else ''}{describe_outcome(outcome)}"
+        fig.suptitle("\n".join(textwrap.wrap(heading, 80)), fontsize="medium")
+    return fig
+
+
 def scatter_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path, title: str = "") -> Path:
     """A sampled design's outcome against each factor: one panel per factor, one dot per design point (the mean
     over its replications, the value the sensitivity analysis reads), as a PNG."""
@@ -578,6 +642,13 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
     for outcome in experiment.outcomes:
         draw = scatter_figure if sampled else outcome_figure
         paths.append(draw(tidy, outcome, factors, figures / figure_file_name(outcome), title=experiment.name))
+    if experiment.reference:  # a decision chart of every money outcome against the reference
+        risky = paired_differences(tidy, factors, experiment.reference, risk=True)
+        for outcome in experiment.outcomes:
+            if is_money(outcome):
+                paths.append(decision_figure(risky, outcome, factors,
+                                             figures / ("decision_" + figure_file_name(outcome)),
+                                             title=experiment.name))
     if experiment.sampling is not None:
         paths += write_sensitivity(tidy, experiment, folder)
     load_figures()
