@@ -291,8 +291,13 @@ def report(
     partial: Annotated[bool, typer.Option(help="Report on the stored runs even if some are missing.")] = False,
     xlsx: Annotated[bool, typer.Option(help="Also write the summary, differences and per-run results as sheets of "
                                             "an Excel workbook, OUT/<experiment>/<experiment>.xlsx.")] = False,
+    compare: Annotated[str | None, typer.Option(help="'all': also compare every pair of design points "
+                                                     "(comparisons.csv/.md), not only each against the reference.")]
+    = None,
 ) -> None:
     """Tables (summary, paired differences) and figures of an experiment's stored runs."""
+    if compare not in (None, "all"):
+        _fail(f"--compare {compare!r}: the only comparison on request is 'all' (every pair of design points)")
     exp = _load_experiment(experiment)
 
     from loyaltysim.experiments.storage import DB_ENV_VAR, StorageError, resolve_db_url
@@ -306,7 +311,7 @@ def report(
         _fail(f"no results under '{out}' ({default_db} does not exist); run `loyaltysim sweep {experiment} "
               f"--out {out}` first, or give the sweep's --out or --db")
     try:
-        result = write_report(exp, out, db_url, partial=partial, xlsx=xlsx)
+        result = write_report(exp, out, db_url, partial=partial, xlsx=xlsx, compare_all=compare == "all")
     except (ReportError, StorageError) as err:
         _fail(str(err))
     missing = f", {result.missing} missing" if result.missing else ""

@@ -409,3 +409,20 @@ def test_a_decision_chart_shows_each_arms_paired_difference_its_spread_and_the_c
     path = report.decision_figure(diffs, "focal.npv", ["programme"], tmp_path / "decision.png")
     assert path.read_bytes()[:8] == PNG
     assert report.is_money("focal.npv") and not report.is_money("focal.share_end")
+
+
+def test_every_pair_of_design_points_is_compared_on_request(canned_experiment, tmp_path):
+    paths = write_report_files(canned(), canned_experiment, tmp_path, compare_all=True, xlsx=True)
+    assert tmp_path / "comparisons.csv" in paths and tmp_path / "comparisons.md" in paths
+    pairs = pd.read_csv(tmp_path / "comparisons.csv")
+    assert len(pairs) == 6 * 2  # 4 design points: 6 pairs, 2 outcomes
+    row = pairs[(pairs["a"] == "price=30, market=competitive") & (pairs["b"] == "price=34, market=competitive")
+                & (pairs["outcome"] == "focal.share_end")].iloc[0]
+    tidy = canned()
+    share = tidy[(tidy["outcome"] == "focal.share_end") & (tidy["market"] == "competitive")]
+    by_price = share.pivot(index="replication", columns="price", values="value")
+    d = (by_price["34"] - by_price["30"]).dropna()
+    assert row["mean"] == pytest.approx(d.mean()) and row["p_negative"] == pytest.approx((d < 0).mean())
+    assert "comparisons" in pd.read_excel(tmp_path / "tiny_price.xlsx", sheet_name=None)
+    res = CliRunner().invoke(app, ["report", str(TINY), "--compare", "some", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "the only comparison on request is 'all'" in res.stderr

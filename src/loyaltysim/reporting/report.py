@@ -256,6 +256,33 @@ def paired_differences(tidy: pd.DataFrame, factors: Sequence[str], reference: di
     return pd.DataFrame(rows, columns=columns)
 
 
+def pairwise_differences(tidy: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
+    """Every pair of design points (A, B), B after A in design order: B minus A, replication by replication, per
+    outcome, with the 95% interval, the 5th and 95th percentiles and the share of replications where B is below A
+    (``p_negative``): one table answers "A or B?" for every pair."""
+    factors = list(factors)
+    columns = ["a", "b", "outcome", *STAT_COLUMNS, *RISK_COLUMNS]
+    if not factors:
+        return pd.DataFrame(columns=columns)
+    tidy = _ordered(tidy, [*factors, "outcome"])
+    points = [(", ".join(f"{f}={v}" for f, v in zip(factors, keys if isinstance(keys, tuple) else (keys,),
+                                                       strict=True)), g)
+              for keys, g in tidy.groupby(factors, observed=True, sort=True)]
+    rows = []
+    for outcome in tidy["outcome"].cat.categories:
+        for i, (label_a, ga) in enumerate(points):
+            a = ga[ga["outcome"] == outcome][["replication", "value"]]
+            for label_b, gb in points[i + 1:]:
+                b = gb[gb["outcome"] == outcome][["replication", "value"]]
+                pairs = b.merge(a, on="replication", suffixes=("", "_a"))
+                d = (pairs["value"] - pairs["value_a"]).to_numpy(dtype=float)
+                d = d[~np.isnan(d)]
+                p05, p95 = np.percentile(d, [5, 95]) if d.size else (math.nan, math.nan)
+                rows.append({"a": label_a, "b": label_b, "outcome": outcome, **interval(d), "p05": float(p05),
+                             "p95": float(p95), "p_negative": float((d < 0).mean()) if d.size else math.nan})
+    return pd.DataFrame(rows, columns=columns)
+
+
 # --------------------------------------------------------------------------------------------------
 # Markdown
 # --------------------------------------------------------------------------------------------------
@@ -595,9 +622,10 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path | str, *,
-                       xlsx: bool = False) -> list[Path]:
-    """Write the tables and figures of ``tidy`` (the tidy results) into ``folder``, and with ``xlsx`` an Excel
-    workbook of them (:mod:`loyaltysim.reporting.workbook`); return the paths."""
+                       xlsx: bool = False, compare_all: bool = False) -> list[Path]:
+    """Write the tables and figures of ``tidy`` (the tidy results) into ``folder``, with ``compare_all`` every pair
+    of design points compared (``comparisons.csv``/``.md``), and with ``xlsx`` an Excel workbook of them
+    (:mod:`loyaltysim.reporting.workbook`); return the paths."""
     folder = Path(folder)
     figures = folder / "figures"
     try:
@@ -619,7 +647,7 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
         "replication(s); n counts the runs where the outcome has a value."
         + (" One row per sampled design point and outcome, with the point's factor values; sensitivity.md "
            "analyses them." if sampled else "") + "\n\n") + markdown_table(summary)))
-    diffs = None
+    diffs = comparisons = None
     if experiment.reference:
         diffs = paired_differences(tidy, factors, experiment.reference, risk=experiment.risk)
         diffs.to_csv(folder / "differences.csv", index=False)
@@ -642,6 +670,20 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
     for outcome in experiment.outcomes:
         draw = scatter_figure if sampled else outcome_figure
         paths.append(draw(tidy, outcome, factors, figures / figure_file_name(outcome), title=experiment.name))
+    if compare_all:
+        if sampled:
+            raise ReportError("--compare all compares labelled design points; a sampled design's points are "
+                              "analysed by sensitivity.md instead")
+        pairs = pairwise_differences(tidy, factors)
+        comparisons = pairs
+        pairs.to_csv(folder / "comparisons.csv", index=False)
+        paths.append(folder / "comparisons.csv")
+        paths.append(_write(folder / "comparisons.md", (
+            f"# {experiment.name}: every pair of design points\n\n"
+            "Each row is b minus a, replication by replication (both ran on the same random numbers): mean, standard "
+            "deviation and 95% confidence interval (t distribution), the 5th and 95th percentiles of the runs' "
+            "differences and p_negative, the share of replications where b is below a (for money, where choosing b "
+            "over a loses).\n\n" + markdown_table(pairs))))
     if experiment.reference:  # a decision chart of every money outcome against the reference
         risky = paired_differences(tidy, factors, experiment.reference, risk=True)
         for outcome in experiment.outcomes:
@@ -661,7 +703,7 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
     if xlsx:
         from loyaltysim.reporting.workbook import write_workbook
 
-        paths.append(write_workbook(tidy, experiment, folder, summary, diffs))
+        paths.append(write_workbook(tidy, experiment, folder, summary, diffs, comparisons))
     return paths
 
 
@@ -790,7 +832,7 @@ def findings_text(tidy: pd.DataFrame, experiment: Experiment) -> str:
 
 
 def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, partial: bool = False,
-                 xlsx: bool = False) -> Report:
+                 xlsx: bool = False, compare_all: bool = False) -> Report:
     """Collect the experiment's stored runs from the registry and write the report under
     ``<out_root>/<experiment name>/`` (with ``xlsx``, also as an Excel workbook).
 
@@ -820,5 +862,5 @@ def write_report(experiment: Experiment, out_root: Path | str, db_url: str, *, p
                           "current code (not run yet, failed, damaged, or run by another code version)"
                           f"{elsewhere}; run `loyaltysim sweep {experiment.path}` to complete them, or pass "
                           f"--partial to report on the {stored} stored")
-    paths = write_report_files(tidy, experiment, folder, xlsx=xlsx)
+    paths = write_report_files(tidy, experiment, folder, xlsx=xlsx, compare_all=compare_all)
     return Report(folder, paths, runs=stored, total=total, missing=missing)

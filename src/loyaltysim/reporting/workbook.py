@@ -8,6 +8,7 @@ One file, ``OUT/<experiment>/<experiment>.xlsx`` (written with openpyxl through 
 * ``differences`` (with a reference): one row per design point compared, per outcome the mean paired difference
   and its 95% interval and, with ``risk``, the 5th and 95th percentiles and P(difference < 0), the share of
   replications where the difference is below zero (for a money outcome, the probability of a loss);
+* ``comparisons`` (with ``--compare all``): every pair of design points, b minus a, with the same statistics;
 * ``runs``: one row per run (design labels, replication, run key), one column per outcome;
 * ``about``: the experiment, its replications and seed, the reference, the package's version.
 
@@ -50,7 +51,8 @@ def _wide(frame: pd.DataFrame, keys: list[str], stats: dict[str, str]) -> pd.Dat
 
 
 def write_workbook(tidy: pd.DataFrame, experiment: Experiment, folder: Path | str,
-                   summary: pd.DataFrame, differences: pd.DataFrame | None) -> Path:
+                   summary: pd.DataFrame, differences: pd.DataFrame | None,
+                   comparisons: pd.DataFrame | None = None) -> Path:
     """Write the workbook (see the module's docstring) from the report's tidy results, summary and differences."""
     folder = Path(folder)
     path = folder / f"{experiment.name}.xlsx"
@@ -67,6 +69,10 @@ def write_workbook(tidy: pd.DataFrame, experiment: Experiment, folder: Path | st
             stats.update(p05="5th percentile", p95="95th percentile", p_negative="P(difference < 0)")
         stats["n"] = "n"
         sheets["differences"] = _wide(differences, [*experiment.factors, "reference"], stats)
+    if comparisons is not None and len(comparisons):
+        sheets["comparisons"] = _wide(comparisons, ["a", "b"], {
+            "mean": "mean of b - a", "ci_low": "95% CI low", "ci_high": "95% CI high", "p05": "5th percentile",
+            "p95": "95th percentile", "p_negative": "P(b below a)", "n": "n"})
     runs, run_keys = tidy, [*experiment.factors, "design", "replication"]
     if "key" in tidy:
         runs, run_keys = tidy.assign(run=tidy["key"].str[:16]), [*run_keys, "run"]
