@@ -77,6 +77,7 @@ __all__ = [
     "StorageError",
     "check_writable",
     "code_identity",
+    "code_mismatch",
     "file_sha256",
     "open_results",
     "pid_alive",
@@ -192,8 +193,34 @@ def _installed_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 def code_identity() -> CodeIdentity:
     """Identity of the installed ``loyaltysim`` code (cached: the code does not change within a process)."""
     commit, dirty = _git_state(PACKAGE_DIR)
-    return CodeIdentity(__version__, commit, dirty, _source_digest(PACKAGE_DIR),
-                        _installed_versions(NUMERIC_DEPENDENCIES))
+    return CodeIdentity(__version__, commit, dirty, *_result_code())
+
+
+@functools.cache
+def _result_code() -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The part of this process's code identity that can change a result (no git: quick, for every worker)."""
+    return _source_digest(PACKAGE_DIR), _installed_versions(NUMERIC_DEPENDENCIES)
+
+
+def code_mismatch(expected: CodeIdentity) -> str | None:
+    """Why this process must not compute a run planned under ``expected`` (by a sweep's coordinator), or None when
+    it runs the same code: the same package version and source digest and the same numeric libraries, what a run
+    key hashes. A worker of a cluster installed from another commit, or with another numpy, would store under the
+    coordinator's run key results that this code did not produce."""
+    digest, dependencies = _result_code()
+    differences = []
+    if __version__ != expected.version:
+        differences.append(f"loyaltysim {__version__} here, {expected.version} there")
+    if digest != expected.source_digest:
+        differences.append(f"source digest {digest[:12]} here, {expected.source_digest[:12]} there")
+    here, there = dict(dependencies), dict(expected.dependencies)
+    differences += [f"{name} {here.get(name, 'not installed')} here, {there.get(name, 'not installed')} there"
+                    for name in sorted(set(here) | set(there)) if here.get(name) != there.get(name)]
+    if not differences:
+        return None
+    return (f"this worker ({socket.gethostname()}) runs other code than the sweep's coordinator ("
+            + "; ".join(differences) + "): install the coordinator's loyaltysim source and library versions on "
+            "every worker and restart the workers")
 
 
 def _canonical_json(obj: Any) -> str:
