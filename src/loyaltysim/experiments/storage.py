@@ -79,6 +79,7 @@ __all__ = [
     "code_identity",
     "code_mismatch",
     "file_sha256",
+    "host_tag",
     "open_results",
     "pid_alive",
     "read_run_dir",
@@ -294,7 +295,7 @@ def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.Dat
     if bad:
         raise ValueError(f"invalid table names {bad}: use letters, digits, '_', '.', '-' (not 'manifest')")
     final = run_dir_for(check_writable(root), key)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}.{host_tag()}")
     try:
         tmp.mkdir()
         for name, frame in tables.items():
@@ -308,6 +309,13 @@ def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.Dat
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op after a successful rename
     return final
+
+
+@functools.cache
+def host_tag(host: str | None = None) -> str:
+    """Eight hex digits naming a host (of its name's SHA-256), in the names of the temporary folders its writers
+    make: on an output root that machines share, only a folder of this host can be judged by its process id."""
+    return hashlib.sha256((host or socket.gethostname()).encode()).hexdigest()[:8]
 
 
 def file_sha256(path: Path) -> str:

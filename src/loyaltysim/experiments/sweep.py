@@ -68,6 +68,7 @@ from loyaltysim.experiments.storage import (
     StorageError,
     code_identity,
     code_mismatch,
+    host_tag,
     open_results,
     owner_alive,
     pid_alive,
@@ -77,8 +78,10 @@ from loyaltysim.experiments.storage import (
     run_key,
 )
 
-# write_run_dir's temporary and moved-aside directories: .<key16>.tmp-<pid>-<hex>, .<key16>.old-<pid>-<hex>
-_TEMP_DIR = re.compile(r"^\.[0-9a-f]{16}\.(?:tmp|old)-(\d+)-[0-9a-f]+$")
+# write_run_dir's temporary and moved-aside directories: .<key16>.tmp-<pid>-<hex>.<host> and .<key16>.old-...
+# (<host>: storage.host_tag of the writer's host; folders of earlier versions have none and count as this host's)
+_TEMP_DIR = re.compile(r"^\.[0-9a-f]{16}\.(?:tmp|old)-(\d+)-[0-9a-f]+(?:\.([0-9a-f]{8}))?$")
+FOREIGN_TEMP_DIR_S = 24 * 3600.0  # a temporary folder of another host's writer is stale this long after its change
 IN_FLIGHT_PER_WORKER = 4
 
 
@@ -247,15 +250,27 @@ class SweepResult:
 def remove_stale_temp_dirs(out_root: Path | str) -> int:
     """Remove temporary run directories left by writers that no longer exist (a run killed mid-write).
 
-    Temporary directories carry their writer's process id; those of live processes (e.g. a concurrent sweep
-    into the same output root) are kept.
+    Temporary directories carry their writer's process id and host; those of live processes of this host (e.g. a
+    concurrent sweep into the same output root) are kept. A process of another host (a cluster's worker writing to
+    a shared output root) cannot be seen from here: its folders are kept for :data:`FOREIGN_TEMP_DIR_S` after
+    they last changed.
     """
     runs = Path(out_root) / "runs"
     removed = 0
+    here = host_tag()
     with contextlib.suppress(FileNotFoundError):
         for entry in runs.iterdir():
             m = _TEMP_DIR.match(entry.name)
-            if m and entry.is_dir() and not pid_alive(int(m.group(1))):
+            if not m or not entry.is_dir():
+                continue
+            if m.group(2) in (None, here):
+                stale = not pid_alive(int(m.group(1)))
+            else:
+                try:
+                    stale = time.time() - entry.stat().st_mtime > FOREIGN_TEMP_DIR_S
+                except OSError:
+                    continue
+            if stale:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += not entry.exists()
     return removed
