@@ -156,6 +156,23 @@ def test_stored_outcomes_are_those_of_simulate_with_the_replications_child_seed(
     pd.testing.assert_frame_equal(tables["firms"], result.tables["firms"])
 
 
+def test_every_stored_table_carries_its_run_key_replication_and_design_labels(tiny, swept):
+    """One pandas line reads a whole sweep's firm series with their design labels; read_run_dir drops them again."""
+    firms = pd.concat(map(pd.read_parquet, sorted(swept.out.glob("runs/*/firms.parquet"))), ignore_index=True)
+    assert list(firms.columns[:4]) == ["run_key", "replication", "design_price", "design_market"]
+    runs = firms.groupby("run_key", observed=True)[["replication", "design_price", "design_market"]].first()
+    expected = {t.key: (t.replication, t.design["price"], t.design["market"]) for t in plan(tiny, swept.out)}
+    assert {k: tuple(v) for k, v in runs.iterrows()} == expected
+    mean_share = firms[firms["firm"] == "Focal"].groupby(["design_price", "design_market"], observed=True)["share"]
+    assert len(mean_share.mean()) == 4
+    for t in plan(tiny, swept.out)[:2]:
+        manifest, tables = read_run_dir(run_dir_for(swept.out, t.key))
+        assert manifest["label_columns"] == ["run_key", "replication", "design_price", "design_market"]
+        for name, frame in tables.items():
+            stored = pd.read_parquet(run_dir_for(swept.out, t.key) / f"{name}.parquet")
+            assert set(stored["run_key"]) <= {t.key} and list(stored.columns[4:]) == list(frame.columns), name
+
+
 def test_design_points_of_one_replication_share_the_population_and_replications_differ(tiny, swept):
     """Common random numbers: price 30 and price 34 (a policy lever) in the same replication meet the same
     customers; another replication meets others."""

@@ -372,11 +372,16 @@ def _move_into_place(tmp: Path, final: Path) -> None:
 
 
 def read_run_dir(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """Read a run directory back: ``(manifest, {table name: DataFrame})``."""
+    """Read a run directory back: ``(manifest, {table name: DataFrame})``, the tables as the model made them: without
+    the columns that label the stored files with the run (those the manifest lists in ``label_columns``: the run
+    key, replication and design labels; read a file itself to have them)."""
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        labels = (manifest.get("label_columns") or []) if isinstance(manifest, dict) else []
         tables = {p.stem: pd.read_parquet(p, engine="pyarrow") for p in sorted(path.glob("*.parquet"))}
+        tables = {name: frame.drop(columns=[c for c in labels if c in frame.columns])
+                  for name, frame in tables.items()}
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from ValueError or OSError
         reason = _os_reason(exc) if isinstance(exc, OSError) else " ".join(str(exc).split())
         raise StorageError(
