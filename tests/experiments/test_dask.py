@@ -7,9 +7,12 @@ Skipped where ``distributed`` is not installed (the ``dev`` extra installs it).
 
 import dataclasses
 import io
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +24,7 @@ pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster
 
-from cli_process import TIMEOUT, finish, ok, parquet_hashes, start
+from cli_process import TIMEOUT, clean_env, finish, ok, parquet_hashes, start
 from loyaltysim.experiments import sweep as sweep_module
 from loyaltysim.experiments.cluster import DaskExecutor
 from loyaltysim.experiments.design import load_experiment
@@ -247,3 +250,43 @@ def test_the_command_line_reports_a_scheduler_it_cannot_reach(tmp_path, monkeypa
     assert "cannot connect to a Dask scheduler at 'tcp://127.0.0.1:1'" in res.output
     res = CliRunner().invoke(app, ["sweep", str(TINY), "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"])
     assert res.exit_code == 2 and "--workers" in res.output
+
+
+def test_a_cluster_started_with_dasks_own_commands_runs_the_sweep_given_its_scheduler(pool_reference, tmp_path):
+    """`dask scheduler` and `dask worker` (as on a cluster of machines, here on loopback), then `loyaltysim sweep
+    --scheduler ADDRESS`: the same runs as the local pool's."""
+    dask = Path(sys.executable).with_name("dask")
+    if not dask.exists():
+        pytest.skip("the dask command is not installed beside this Python")
+    info = tmp_path / "scheduler.json"
+    env = {**clean_env(), "PYTHONPATH": os.pathsep.join(sys.path)}
+    scheduler = subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                  "--scheduler-file", str(info)], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not info.exists() or not info.read_text().strip():
+            assert scheduler.poll() is None and time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.05)
+        address = json.loads(info.read_text())["address"]
+        worker = subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--nworkers", "2",
+                                   "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        experiment = tmp_path / "small.toml"
+        text = TINY.read_text().replace('scenario = "../../', f'scenario = "{TINY.parents[2]}/')
+        for key, value in SMALL.items():
+            text = re.sub(rf"^{key} = .*$", f"{key} = {value!r}".replace("'", '"'), text, flags=re.M)
+        experiment.write_text(text)
+        out = tmp_path / "out"
+        res = ok(finish(start("sweep", experiment, "--scheduler", address, "--out", out, cwd=tmp_path)))
+        assert "8 runs stored" in res.stdout and re.search(r"[12] worker\(s\)", res.stderr), res.stderr
+        assert (stored(out), parquet_hashes(out)) == pool_reference
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
