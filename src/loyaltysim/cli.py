@@ -206,15 +206,15 @@ def _load_experiment(path: Path):
 @app.command()
 def sweep(
     experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).")],
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes [default: the number of CPUs].")]
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the number of CPUs).")]
     = None,
     out: Annotated[Path, typer.Option(help="Output root: run folders go under OUT/runs/.")] = Path("results"),
     db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
                                                 "sqlite:///OUT/registry.sqlite).")] = None,
     executor: Annotated[ExecutorChoice | None, typer.Option(
         help="Where the runs are computed: 'local', a process pool of --workers processes; 'dask', a Dask cluster "
-             "(one of --workers processes on loopback, or the one at --scheduler; needs the 'dask' extra) "
-             "[default: local, dask with --scheduler].")] = None,
+             "(one of --workers processes on loopback, or the one at --scheduler; needs the 'dask' extra). Default: "
+             "local, or dask with --scheduler.")] = None,
     scheduler: Annotated[str | None, typer.Option(
         help="Address of a running Dask scheduler (as `dask scheduler` prints it, e.g. tcp://HOST:8786): the runs go "
              "to its workers. The output root must then be shared storage, at the same path on every machine.")]
