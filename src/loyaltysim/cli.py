@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +28,15 @@ app = typer.Typer(
 )
 
 USER_ERROR = 2
+
+
+class ExecutorChoice(StrEnum):
+    """Where ``sweep`` computes its runs."""
+
+    local = "local"
+    dask = "dask"
+
+
 LEFT_TO_ANOTHER_SWEEP = 75  # sysexits' EX_TEMPFAIL: nothing failed, but not every run is stored yet; try again later
 
 
@@ -232,11 +242,19 @@ def _load_experiment(path: Path):
 @app.command()
 def sweep(
     experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).")],
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes [default: the number of CPUs].")]
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the number of CPUs).")]
     = None,
     out: Annotated[Path, typer.Option(help="Output root: run folders go under OUT/runs/.")] = Path("results"),
     db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
                                                 "sqlite:///OUT/registry.sqlite).")] = None,
+    executor: Annotated[ExecutorChoice | None, typer.Option(
+        help="Where the runs are computed: 'local', a process pool of --workers processes; 'dask', a Dask cluster "
+             "(one of --workers processes on loopback, or the one at --scheduler; needs the 'dask' extra). Default: "
+             "local, or dask with --scheduler.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Address of a running Dask scheduler (as `dask scheduler` prints it, e.g. tcp://HOST:8786): the runs go "
+             "to its workers. The output root must then be shared storage, at the same path on every machine.")]
+    = None,
 ) -> None:
     """Run every design point x replication of an experiment in parallel and store each run.
 
@@ -246,13 +264,35 @@ def sweep(
     another sweep that is still computing them; 130 when interrupted.
     """
     exp = _load_experiment(experiment)  # a bad file is reported before anything starts
+    kind = executor.value if executor is not None else ("dask" if scheduler else "local")
+    if scheduler and kind != "dask":
+        _fail("--scheduler names a Dask scheduler: use it with --executor dask (or without --executor)")
+    if scheduler and workers is not None:
+        _fail("--workers sizes a local pool or cluster; with --scheduler the runs go to the scheduler's workers "
+              f"(start them with `dask worker {scheduler} --nthreads 1`)")
 
     from loyaltysim.experiments.storage import StorageError, resolve_db_url
     from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted, run_sweep
 
     db_url = resolve_db_url(db, out.resolve())
+    factory, remote = None, None
+    if kind == "dask":
+        try:
+            from loyaltysim.experiments import cluster
+        except ImportError as err:
+            _fail(f"--executor dask needs the 'distributed' package ({err}): pip install 'loyaltysim[dask]'")
+        if scheduler:
+            try:
+                remote = cluster.connect(scheduler)
+            except cluster.ClusterError as err:
+                _fail(str(err))
+            workers = max(1, remote.worker_slots())
+            factory = lambda: remote  # noqa: E731
+        else:
+            workers = workers or os.cpu_count() or 1
+            factory = lambda: cluster.local_cluster(workers)  # noqa: E731  (started only if there are runs to do)
     try:
-        result = run_sweep(exp, out, db_url, workers=workers)
+        result = run_sweep(exp, out, db_url, workers=workers, executor_factory=factory)
     except StorageError as err:
         _fail(str(err))
     except SweepInterrupted as err:
@@ -261,6 +301,9 @@ def sweep(
     except (SweepBroken, SweepDatabaseLost) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
+    finally:
+        if remote is not None:  # a sweep with nothing to compute never used it
+            remote.shutdown(wait=False)
     if result.failed:
         first = result.failed[0].error.splitlines()[0] if result.failed[0].error else "?"
         typer.echo(f"sweep {exp.name}: {len(result.failed)} of {result.total} runs failed (recorded in the "

@@ -403,3 +403,33 @@ def test_resolve_db_url_precedence(tmp_path, monkeypatch):
     assert resolve_db_url("sqlite:///cli.sqlite", tmp_path) == "sqlite:///cli.sqlite"
     monkeypatch.setenv("LOYALTYSIM_DB", "")
     assert resolve_db_url(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/registry.sqlite"
+
+
+def test_sqlite_registry_commits_to_a_write_ahead_log_without_waiting_for_the_disk(tmp_path):
+    """WAL with synchronous=NORMAL: a commit survives any process's death without an fsync per commit."""
+    with Registry(f"sqlite:///{tmp_path}/registry.sqlite") as reg:
+        reg.upsert_run(_run())
+        with reg._open().connect() as con:
+            assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    assert not (tmp_path / "registry.sqlite-wal").exists()  # the last connection closed folds the log back in
+    with contextlib.closing(sqlite3.connect(tmp_path / "registry.sqlite")) as con:  # readable by any SQLite
+        assert con.execute("SELECT key FROM runs").fetchall() == [(_key(),)]
+
+
+def test_sqlite_registry_on_a_network_file_system_keeps_sqlites_default_journal(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "_on_network_fs", lambda path: True)
+    with Registry(f"sqlite:///{tmp_path}/registry.sqlite") as reg:
+        reg.upsert_run(_run())
+        with reg._open().connect() as con:
+            assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+
+
+def test_network_file_systems_are_told_by_proc_mounts(tmp_path, monkeypatch):
+    mounts = f"/dev/vda / ext4 rw 0 0\nserver:/export {tmp_path}/shared nfs4 rw 0 0\n"
+    real_read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: mounts if str(self) == "/proc/mounts"
+                        else real_read_text(self, *a, **k))
+    assert storage._on_network_fs(tmp_path / "shared" / "out" / "registry.sqlite")
+    assert not storage._on_network_fs(tmp_path / "sharedother" / "registry.sqlite")
+    assert not storage._on_network_fs(tmp_path / "registry.sqlite")

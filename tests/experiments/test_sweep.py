@@ -156,6 +156,23 @@ def test_stored_outcomes_are_those_of_simulate_with_the_replications_child_seed(
     pd.testing.assert_frame_equal(tables["firms"], result.tables["firms"])
 
 
+def test_every_stored_table_carries_its_run_key_replication_and_design_labels(tiny, swept):
+    """One pandas line reads a whole sweep's firm series with their design labels; read_run_dir drops them again."""
+    firms = pd.concat(map(pd.read_parquet, sorted(swept.out.glob("runs/*/firms.parquet"))), ignore_index=True)
+    assert list(firms.columns[:4]) == ["run_key", "replication", "design_price", "design_market"]
+    runs = firms.groupby("run_key", observed=True)[["replication", "design_price", "design_market"]].first()
+    expected = {t.key: (t.replication, t.design["price"], t.design["market"]) for t in plan(tiny, swept.out)}
+    assert {k: tuple(v) for k, v in runs.iterrows()} == expected
+    mean_share = firms[firms["firm"] == "Focal"].groupby(["design_price", "design_market"], observed=True)["share"]
+    assert len(mean_share.mean()) == 4
+    for t in plan(tiny, swept.out)[:2]:
+        manifest, tables = read_run_dir(run_dir_for(swept.out, t.key))
+        assert manifest["label_columns"] == ["run_key", "replication", "design_price", "design_market"]
+        for name, frame in tables.items():
+            stored = pd.read_parquet(run_dir_for(swept.out, t.key) / f"{name}.parquet")
+            assert set(stored["run_key"]) <= {t.key} and list(stored.columns[4:]) == list(frame.columns), name
+
+
 def test_design_points_of_one_replication_share_the_population_and_replications_differ(tiny, swept):
     """Common random numbers: price 30 and price 34 (a policy lever) in the same replication meet the same
     customers; another replication meets others."""
@@ -436,6 +453,31 @@ def test_temp_dirs_of_writers_that_are_gone_are_removed_and_others_kept(tmp_path
     assert remove_stale_temp_dirs(tmp_path) == 2
     assert sorted(p.name for p in runs.iterdir()) == sorted([mine.name, other.name])
     assert remove_stale_temp_dirs(tmp_path / "nowhere") == 0
+
+
+def test_temp_dirs_of_another_hosts_writers_are_kept_until_they_are_a_day_old(tmp_path, monkeypatch):
+    """A cluster's worker on another machine writes into a shared output root: its process ids mean nothing here."""
+    from loyaltysim.experiments.storage import host_tag, write_run_dir
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    there, here = host_tag("worker-7.example.org"), host_tag()
+    remote = runs / f".{'a' * 16}.tmp-{dead_pid()}-0badcafe.{there}"
+    old_remote = runs / f".{'b' * 16}.tmp-{dead_pid()}-0badcafe.{there}"
+    local_dead = runs / f".{'c' * 16}.old-{dead_pid()}-0badcafe.{here}"
+    local_alive = runs / f".{'d' * 16}.tmp-{os.getpid()}-0badcafe.{here}"
+    for d in (remote, old_remote, local_dead, local_alive):
+        d.mkdir()
+    day_ago = time.time() - sweep_module.FOREIGN_TEMP_DIR_S - 60
+    os.utime(old_remote, (day_ago, day_ago))
+    assert remove_stale_temp_dirs(tmp_path) == 2
+    assert sorted(p.name for p in runs.iterdir()) == sorted([remote.name, local_alive.name])
+    # write_run_dir names its temporary folder so
+    names, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (names.append(Path(src).name), real_replace(src, dst))[1])
+    write_run_dir(tmp_path, "e" * 64, {"run_key": "e" * 64}, {"t": pd.DataFrame({"x": [1]})})
+    assert re.fullmatch(rf"\.e{{16}}\.tmp-{os.getpid()}-[0-9a-f]{{8}}\.{here}", names[0])
+    assert sweep_module._TEMP_DIR.match(names[0])
 
 
 @pytest.mark.parametrize("signum", sweep_module.STOP_SIGNALS, ids=["ctrl-c", "sigterm"])
@@ -790,3 +832,25 @@ def test_a_lost_registry_is_rebuilt_from_the_run_folders(tmp_path, loss):
     assert "4 run(s) recorded" in res.stdout
     assert {(r.status, r.experiment_name) for r in rows(tmp_path)} == {("done", "tiny_price")}
     assert parquet_hashes(tmp_path) == hashes
+
+
+class ElsewhereExecutor(Executor):
+    """Reports every run done without writing its folder where the coordinator sees it: a cluster's worker on a
+    machine that does not share the output root."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        (task,) = args
+        fut = Future()
+        fut.set_result({"key": task.key, "status": "done", "summary": task.extra(), "duration_s": 0.1})
+        return fut
+
+
+def test_a_run_reported_done_whose_folder_the_coordinator_does_not_see_is_recorded_failed(tmp_path):
+    exp = load_experiment(TINY, overrides={"replications": 1})
+    result = run_sweep(exp, tmp_path, sqlite_url(tmp_path / "r.sqlite"), workers=1,
+                       executor_factory=ElsewhereExecutor, progress=False)
+    assert result.stored == 0 and len(result.failed) == 4
+    assert "the output root must be shared storage, mounted at the same path on every machine" in \
+        result.failed[0].error
+    with Registry(sqlite_url(tmp_path / "r.sqlite")) as reg:
+        assert {r.status for r in reg.runs()} == {"failed"}

@@ -100,6 +100,33 @@ def with_outcomes(result: RunResult, names: Sequence[str] = (), extra: Mapping[s
     return summary
 
 
+DESIGN_COLUMN_PREFIX = "design_"  # a factor's column in the stored tables: design_<factor>, beside the model's own
+
+
+def label_tables(tables: Mapping[str, pd.DataFrame], key: str,
+                 extra: Mapping[str, Any] | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """The run's tables as stored, and the names of the columns added to them: each table starts with the run's
+    key (``run_key``) and, for a run of an experiment, its replication and its design point's label of each factor
+    (``design_<factor>``, text; the values of a sampled design, as text), so that the tables of a whole sweep read
+    in one line (DuckDB: ``SELECT * FROM 'results/runs/*/firms.parquet'``) carry what tells their runs apart. The
+    text columns are categorical (one dictionary entry per file). :func:`read_run_dir` drops them again."""
+    labels: dict[str, Any] = {"run_key": key}
+    if extra and isinstance(extra.get("design"), Mapping):
+        if extra.get("replication") is not None:
+            labels["replication"] = int(extra["replication"])
+        labels.update({f"{DESIGN_COLUMN_PREFIX}{factor}": str(label) for factor, label in extra["design"].items()})
+    labelled = {}
+    for name, frame in tables.items():
+        clash = [c for c in labels if c in frame.columns]
+        if clash:
+            raise ValueError(f"table {name} already has the column(s) {clash} that label a stored run")
+        n = len(frame)
+        columns = {c: (pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[v]) if isinstance(v, str)
+                       else np.full(n, v, dtype=np.int64)) for c, v in labels.items()}
+        labelled[name] = pd.concat([pd.DataFrame(columns, index=frame.index), frame], axis=1)
+    return labelled, list(labels)
+
+
 def build_manifest(key: str, effective: dict, result: RunResult, code: CodeIdentity, started: datetime,
                    summary: dict, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A run directory's ``manifest.json``: the effective scenario, the seed, the code, timings and summary.
@@ -166,8 +193,10 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
                 result = simulate(scenario, seed=seed, spawn_key=spawn_key, on_step=on_step)
                 summary = with_outcomes(result, outcomes, extra)
                 fields = {**(extra or {}), **({"outcomes": summary["outcomes"]} if outcomes else {})}
-                manifest = build_manifest(key, effective, result, code, started, summary, fields)
-                write_run_dir(out_root, key, manifest, result.tables)
+                tables, label_columns = label_tables(result.tables, key, extra)
+                manifest = build_manifest(key, effective, result, code, started, summary,
+                                          {**fields, "label_columns": label_columns})
+                write_run_dir(out_root, key, manifest, tables)
         except BaseException as err:
             record.status = "failed"
             record.error = f"{type(err).__name__}: {err}"

@@ -47,9 +47,21 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import pandas as pd
-from sqlalchemy import CheckConstraint, DateTime, Engine, Text, TypeDecorator, create_engine, inspect, make_url
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Engine,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, select, update
 
 from loyaltysim.version import PACKAGE_DIR, __version__
@@ -65,7 +77,9 @@ __all__ = [
     "StorageError",
     "check_writable",
     "code_identity",
+    "code_mismatch",
     "file_sha256",
+    "host_tag",
     "open_results",
     "pid_alive",
     "read_run_dir",
@@ -180,8 +194,34 @@ def _installed_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 def code_identity() -> CodeIdentity:
     """Identity of the installed ``loyaltysim`` code (cached: the code does not change within a process)."""
     commit, dirty = _git_state(PACKAGE_DIR)
-    return CodeIdentity(__version__, commit, dirty, _source_digest(PACKAGE_DIR),
-                        _installed_versions(NUMERIC_DEPENDENCIES))
+    return CodeIdentity(__version__, commit, dirty, *_result_code())
+
+
+@functools.cache
+def _result_code() -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The part of this process's code identity that can change a result (no git: quick, for every worker)."""
+    return _source_digest(PACKAGE_DIR), _installed_versions(NUMERIC_DEPENDENCIES)
+
+
+def code_mismatch(expected: CodeIdentity) -> str | None:
+    """Why this process must not compute a run planned under ``expected`` (by a sweep's coordinator), or None when
+    it runs the same code: the same package version and source digest and the same numeric libraries, what a run
+    key hashes. A worker of a cluster installed from another commit, or with another numpy, would store under the
+    coordinator's run key results that this code did not produce."""
+    digest, dependencies = _result_code()
+    differences = []
+    if __version__ != expected.version:
+        differences.append(f"loyaltysim {__version__} here, {expected.version} there")
+    if digest != expected.source_digest:
+        differences.append(f"source digest {digest[:12]} here, {expected.source_digest[:12]} there")
+    here, there = dict(dependencies), dict(expected.dependencies)
+    differences += [f"{name} {here.get(name, 'not installed')} here, {there.get(name, 'not installed')} there"
+                    for name in sorted(set(here) | set(there)) if here.get(name) != there.get(name)]
+    if not differences:
+        return None
+    return (f"this worker ({socket.gethostname()}) runs other code than the sweep's coordinator ("
+            + "; ".join(differences) + "): install the coordinator's loyaltysim source and library versions on "
+            "every worker and restart the workers")
 
 
 def _canonical_json(obj: Any) -> str:
@@ -255,7 +295,7 @@ def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.Dat
     if bad:
         raise ValueError(f"invalid table names {bad}: use letters, digits, '_', '.', '-' (not 'manifest')")
     final = run_dir_for(check_writable(root), key)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}.{host_tag()}")
     try:
         tmp.mkdir()
         for name, frame in tables.items():
@@ -269,6 +309,13 @@ def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.Dat
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op after a successful rename
     return final
+
+
+@functools.cache
+def host_tag(host: str | None = None) -> str:
+    """Eight hex digits naming a host (of its name's SHA-256), in the names of the temporary folders its writers
+    make: on an output root that machines share, only a folder of this host can be judged by its process id."""
+    return hashlib.sha256((host or socket.gethostname()).encode()).hexdigest()[:8]
 
 
 def file_sha256(path: Path) -> str:
@@ -325,11 +372,16 @@ def _move_into_place(tmp: Path, final: Path) -> None:
 
 
 def read_run_dir(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """Read a run directory back: ``(manifest, {table name: DataFrame})``."""
+    """Read a run directory back: ``(manifest, {table name: DataFrame})``, the tables as the model made them: without
+    the columns that label the stored files with the run (those the manifest lists in ``label_columns``: the run
+    key, replication and design labels; read a file itself to have them)."""
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        labels = (manifest.get("label_columns") or []) if isinstance(manifest, dict) else []
         tables = {p.stem: pd.read_parquet(p, engine="pyarrow") for p in sorted(path.glob("*.parquet"))}
+        tables = {name: frame.drop(columns=[c for c in labels if c in frame.columns])
+                  for name, frame in tables.items()}
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from ValueError or OSError
         reason = _os_reason(exc) if isinstance(exc, OSError) else " ".join(str(exc).split())
         raise StorageError(
@@ -654,7 +706,12 @@ class Registry:
             if database not in ("", ":memory:") and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)  # a fresh output dir just works
         # pre_ping: a long simulation may outlive an idle server connection, or the server itself
-        return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        if backend == "sqlite":
+            wal = database not in ("", ":memory:") and not database.startswith("file:") and not _on_network_fs(
+                Path(database))
+            event.listen(engine, "connect", functools.partial(_sqlite_on_connect, wal=wal))
+        return engine
 
     def _retrying(self, work: Callable[[Session], T], retry_s: float | None = None) -> T:
         """``work(session)`` in a fresh session, again after each transient failure until ``retry_s`` (default:
@@ -734,6 +791,12 @@ class Registry:
         claim = {**run.model_dump(), **owner.stamp(), "status": "running", "error": None, "finished_at": None}
 
         def work(session: Session) -> RunRecord | None:
+            insert = _insert_new_statement(session.get_bind().dialect.name)
+            if insert is not None:  # the common case, a run not in the registry yet: one statement
+                inserted = session.connection().execute(insert, claim)
+                session.commit()
+                if inserted.rowcount == 1:
+                    return None
             for _ in range(20):  # each round another process changed the row first: bounded, never a loop forever
                 row = session.get(RunRecord, run.key, populate_existing=True)
                 if row is None:
@@ -797,10 +860,85 @@ class Registry:
         self.close()
 
 
+_UPSERT = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}  # dialects with INSERT ... ON CONFLICT
+
+
+# File systems on which SQLite's write-ahead log must not be used: it needs memory shared between the processes that
+# open the database, which a network file system cannot give (https://www.sqlite.org/wal.html).
+_NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs",
+                         "fuse.sshfs", "fuse.glusterfs", "fuse.cephfs", "beegfs", "ocfs2", "gfs2"})
+
+
+def _on_network_fs(path: Path) -> bool:
+    """Whether ``path`` lies on a network or cluster file system, by Linux's /proc/mounts (False where unknown)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    target = str(path.resolve())
+    best, fstype = -1, ""
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, fstype = len(point), fields[2]
+    return fstype in _NETWORK_FS
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any, *, wal: bool) -> None:
+    """Make a SQLite commit cheap without making it unsafe: in write-ahead-log mode with ``synchronous=NORMAL`` a
+    commit appends to the log and does not wait for the disk (the log is synced when it is copied back into the
+    database), so recording a run costs a fraction of a millisecond instead of tens (two fsyncs per commit in
+    SQLite's default mode). A committed row survives the death of any process, the sweep's included; only a crash
+    of the operating system or a power cut may lose the last commits, and what they recorded is in run folders,
+    from which the next sweep records it again. Where the log cannot be used (an in-memory database, a network file
+    system) the defaults stay."""
+    if not wal:
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        (mode,) = cursor.fetchone()
+        if str(mode).lower() == "wal":
+            cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 def _merge(session: Session, run: RunRecord) -> RunRecord:
-    stored = session.merge(run)
+    """Insert or replace the row of ``run.key``: one ``INSERT ... ON CONFLICT DO UPDATE`` statement where the
+    database has it (SQLite, PostgreSQL), else the ORM's merge (a look-up, then an insert or an update)."""
+    statement = _upsert_statement(session.get_bind().dialect.name)
+    if statement is None:
+        stored = session.merge(run)
+        session.commit()
+        return stored
+    session.connection().execute(statement, {column.name: getattr(run, column.name)
+                                             for column in RunRecord.__table__.columns})
     session.commit()
-    return stored
+    return run.model_copy()
+
+
+@functools.cache
+def _insert_new_statement(dialect: str) -> Any:
+    """The insert of a whole ``runs`` row that does nothing if the key is there already, or None."""
+    if dialect not in _UPSERT:
+        return None
+    return _UPSERT[dialect](RunRecord.__table__).on_conflict_do_nothing(index_elements=[RunRecord.__table__.c.key])
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """The upsert of a whole ``runs`` row in ``dialect``, built once (its compiled form is then cached), or None."""
+    if dialect not in _UPSERT:
+        return None
+    table = RunRecord.__table__
+    statement = _UPSERT[dialect](table)
+    return statement.on_conflict_do_update(index_elements=[table.c.key], set_={
+        column.name: statement.excluded[column.name] for column in table.columns if column.name != "key"})
 
 
 def _execute_update(session: Session, query: Any) -> int:

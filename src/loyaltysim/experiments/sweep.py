@@ -9,7 +9,10 @@ Runs execute behind the :class:`concurrent.futures.Executor` interface (a proces
 "spawn" start method, which is safe whatever threads the coordinator runs). A worker gets a small picklable
 :class:`Task`, simulates, computes the outcomes, writes the run directory itself (atomically) and returns only
 a small dict; only the coordinating process writes the registry, one row per finished run, as the runs finish.
-At most ``4 x workers`` runs are in flight, so a sweep of thousands of runs holds only a few futures.
+At most ``4 x workers`` runs are in flight (4 per slot of an executor that tells its own, e.g. a Dask cluster's
+threads: :mod:`loyaltysim.experiments.cluster`), so a sweep of thousands of runs holds only a few futures. A worker
+refuses a run planned under other code than its own, or under an output root it does not see (a cluster's machines
+must share it), and the coordinator records a run done only once it sees the run's folder.
 
 A sweep is resumable: a run whose registry row is ``done`` and whose run directory is intact is skipped, and a run
 whose directory was written but never recorded (its coordinator died, or lost its database) is recorded from it. On
@@ -27,19 +30,29 @@ as stored, those whose claimant has gone it runs itself, and the rest are report
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import multiprocessing
 import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    CancelledError,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +67,8 @@ from loyaltysim.experiments.storage import (
     RunRecord,
     StorageError,
     code_identity,
+    code_mismatch,
+    host_tag,
     open_results,
     owner_alive,
     pid_alive,
@@ -63,8 +78,10 @@ from loyaltysim.experiments.storage import (
     run_key,
 )
 
-# write_run_dir's temporary and moved-aside directories: .<key16>.tmp-<pid>-<hex>, .<key16>.old-<pid>-<hex>
-_TEMP_DIR = re.compile(r"^\.[0-9a-f]{16}\.(?:tmp|old)-(\d+)-[0-9a-f]+$")
+# write_run_dir's temporary and moved-aside directories: .<key16>.tmp-<pid>-<hex>.<host> and .<key16>.old-...
+# (<host>: storage.host_tag of the writer's host; folders of earlier versions have none and count as this host's)
+_TEMP_DIR = re.compile(r"^\.[0-9a-f]{16}\.(?:tmp|old)-(\d+)-[0-9a-f]+(?:\.([0-9a-f]{8}))?$")
+FOREIGN_TEMP_DIR_S = 24 * 3600.0  # a temporary folder of another host's writer is stale this long after its change
 IN_FLIGHT_PER_WORKER = 4
 
 
@@ -131,28 +148,46 @@ def _init_worker(coordinator: int | None = None) -> None:
 def run_task(task: Task) -> dict[str, Any]:
     """Simulate one run, compute its outcomes and write its run directory; return a small result dict.
 
-    A failure is returned, not raised, so that the coordinator records it and the sweep goes on.
+    A failure is returned, not raised, so that the coordinator records it and the sweep goes on. A worker that runs
+    other code than the coordinator that planned the task (another source, package or numeric library version: the
+    run key would not name what it computes), or that does not see the output root, refuses the run.
     """
-    from loyaltysim.experiments.run import build_manifest, simulate, with_outcomes
+    from loyaltysim.experiments.run import build_manifest, label_tables, simulate, with_outcomes
     from loyaltysim.experiments.storage import write_run_dir
     from loyaltysim.scenario import scenario_from_dict
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     base = {"key": task.key, "started_at": started.isoformat()}
+    refusal = code_mismatch(task.code) or _missing_output_root(task)
+    if refusal is not None:
+        return {**base, "status": "failed", "error": refusal, "finished_at": datetime.now(UTC).isoformat(),
+                "duration_s": time.perf_counter() - t0}
     try:
         scenario = scenario_from_dict(task.scenario, source=f"run {task.key[:16]}")
         result = simulate(scenario, seed=task.seed, spawn_key=task.spawn_key)
         summary = with_outcomes(result, task.outcomes, task.extra())
         fields = {**task.extra(), "outcomes": summary.get("outcomes", {})}
-        manifest = build_manifest(task.key, task.scenario, result, task.code, started, summary, fields)
-        write_run_dir(Path(task.out_root), task.key, manifest, result.tables)
+        tables, label_columns = label_tables(result.tables, task.key, task.extra())
+        manifest = build_manifest(task.key, task.scenario, result, task.code, started, summary,
+                                  {**fields, "label_columns": label_columns})
+        write_run_dir(Path(task.out_root), task.key, manifest, tables)
     except Exception as err:
         text = f"{type(err).__name__}: {err}".strip()
         return {**base, "status": "failed", "error": f"{text}\n\n{traceback.format_exc()}",
                 "finished_at": datetime.now(UTC).isoformat(), "duration_s": time.perf_counter() - t0}
     return {**base, "status": "done", "summary": summary, "finished_at": datetime.now(UTC).isoformat(),
             "duration_s": sum(result.timings.values())}
+
+
+def _missing_output_root(task: Task) -> str | None:
+    """Why this worker cannot write under the task's output root, or None. The coordinator creates ``runs/`` under
+    it before any run starts, so a worker that does not find it runs on a machine that does not share it."""
+    if (Path(task.out_root) / "runs").is_dir():
+        return None
+    return (f"the output root '{task.out_root}' does not exist on this worker ({socket.gethostname()}): on a "
+            "cluster of several machines the output root must be shared storage, mounted at the same path on "
+            "every machine")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,15 +252,27 @@ class SweepResult:
 def remove_stale_temp_dirs(out_root: Path | str) -> int:
     """Remove temporary run directories left by writers that no longer exist (a run killed mid-write).
 
-    Temporary directories carry their writer's process id; those of live processes (e.g. a concurrent sweep
-    into the same output root) are kept.
+    Temporary directories carry their writer's process id and host; those of live processes of this host (e.g. a
+    concurrent sweep into the same output root) are kept. A process of another host (a cluster's worker writing to
+    a shared output root) cannot be seen from here: its folders are kept for :data:`FOREIGN_TEMP_DIR_S` after
+    they last changed.
     """
     runs = Path(out_root) / "runs"
     removed = 0
+    here = host_tag()
     with contextlib.suppress(FileNotFoundError):
         for entry in runs.iterdir():
             m = _TEMP_DIR.match(entry.name)
-            if m and entry.is_dir() and not pid_alive(int(m.group(1))):
+            if not m or not entry.is_dir():
+                continue
+            if m.group(2) in (None, here):
+                stale = not pid_alive(int(m.group(1)))
+            else:
+                try:
+                    stale = time.time() - entry.stat().st_mtime > FOREIGN_TEMP_DIR_S
+                except OSError:
+                    continue
+            if stale:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += not entry.exists()
     return removed
@@ -337,7 +384,7 @@ def _stop_executor(executor: Executor) -> None:
     processes = list((getattr(executor, "_processes", None) or {}).values())  # a ProcessPoolExecutor's workers
     results = getattr(executor, "_result_queue", None)
     manager = getattr(executor, "_executor_manager_thread", None)
-    executor.shutdown(wait=False, cancel_futures=True)
+    _shutdown(executor, wait=False, cancel=True)
     for p in processes:
         with contextlib.suppress(Exception):
             p.terminate()
@@ -352,6 +399,24 @@ def _stop_executor(executor: Executor) -> None:
             results._writer.close()
     if manager is not None:
         manager.join(10)
+
+
+def _shutdown(executor: Executor, *, wait: bool, cancel: bool) -> None:
+    """``executor.shutdown``, cancelling what is queued if ``cancel``: with ``cancel_futures`` where the executor takes
+    it, else (e.g. Dask's ``ClientExecutor``, whose ``shutdown(wait=False)`` cancels every future itself) by
+    cancelling each future the caller holds, as :func:`_execute` does, and shutting down without it."""
+    if not cancel:
+        executor.shutdown(wait=wait)
+        return
+    try:
+        parameters = inspect.signature(executor.shutdown).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    takes = "cancel_futures" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    if takes:
+        executor.shutdown(wait=wait, cancel_futures=True)
+    else:
+        executor.shutdown(wait=wait)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a polite request to stop (kill, a scheduler)
@@ -514,10 +579,15 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
         """Record one finished future; return the pool's breakage instead of recording it."""
         try:
             outcome = fut.result()
-        except BrokenExecutor as err:
-            return err
+        except (BrokenExecutor, CancelledError) as err:  # cancelled, not by this sweep: e.g. a cluster's scheduler
+            return err if str(err) else CancelledError("the executor cancelled a run (a cluster's scheduler gone?)")
         except Exception as err:  # the task could not even be run (e.g. not picklable)
             outcome = {"key": task.key, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+        if outcome["status"] == "done" and not (run_dir_for(out_root, task.key) / "manifest.json").is_file():
+            outcome = {**outcome, "status": "failed", "error": (
+                f"the worker wrote its run folder, but not where this process sees it "
+                f"({run_dir_for(out_root, task.key)}): on a cluster of several machines the output root must be "
+                "shared storage, mounted at the same path on every machine")}
         error = outcome.get("error", "")
         _record(registry, task, outcome, claims.owner)
         if outcome["status"] == "done":
@@ -551,7 +621,7 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
         registry.give_up = lambda: stop.requested  # Ctrl-C is not kept waiting by a database outage
         try:
             while not stop.requested:
-                while broken is None and len(in_flight) < max_in_flight:
+                while broken is None and len(in_flight) < _capacity(executor, max_in_flight):
                     task = next(pending, None)
                     if task is None:
                         break
@@ -589,7 +659,7 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
                 _release(claims)
             raise SweepInterrupted(result.reused + result.stored, result.total)
     if broken is not None:
-        executor.shutdown(wait=True, cancel_futures=True)
+        _shutdown(executor, wait=True, cancel=True)
         remove_stale_temp_dirs(out_root)
         _release(claims)
         reason = " ".join(str(broken).split()) or type(broken).__name__
@@ -597,6 +667,15 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
     executor.shutdown(wait=True)
     result.elsewhere = {key: who for key, (_, who) in left.items()}
     result.elsewhere_runs = sum(copies[key] for key in left)
+
+
+def _capacity(executor: Executor, default: int) -> int:
+    """How many runs to keep in flight: :data:`IN_FLIGHT_PER_WORKER` per slot of an executor that tells how many runs
+    it computes at once (``worker_slots()``, e.g. a Dask cluster's threads, which change as workers come and go),
+    else ``default``."""
+    slots = getattr(executor, "worker_slots", None)
+    count = slots() if callable(slots) else 0
+    return IN_FLIGHT_PER_WORKER * count if count > 0 else default
 
 
 RELEASE_RETRY_S = 5.0  # a stopped sweep does not wait long for its database to release its claims
