@@ -496,6 +496,11 @@ def calibrate(
                                            "OUT/<targets name>/.")] = Path("results"),
     db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
                                                 "sqlite:///OUT/registry.sqlite).")] = None,
+    executor: Annotated[ExecutorChoice | None, typer.Option(
+        help="Where the runs are computed, as for sweep: 'local' (a process pool) or 'dask' (a local Dask cluster, or "
+             "the one at --scheduler).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Address of a running Dask scheduler; the output root must then be shared storage.")] = None,
 ) -> None:
     """Fit a scenario's uncertain parameters to a firm's targets by the simulated method of moments.
 
@@ -510,17 +515,33 @@ def calibrate(
     from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted
     from loyaltysim.scenario import ScenarioError
 
+    kind = executor.value if executor is not None else ("dask" if scheduler else "local")
+    if scheduler and kind != "dask":
+        _fail("--scheduler names a Dask scheduler: use it with --executor dask (or without --executor)")
+    if scheduler and workers is not None:
+        _fail("--workers sizes a local pool or cluster; with --scheduler the runs go to the scheduler's workers")
     try:
         cal = load_targets(targets, scenario)
     except ScenarioError as err:
         _fail(str(err))
     db_url = resolve_db_url(db, out.resolve())
+    runner = None
+    if kind == "dask":
+        try:
+            from loyaltysim.experiments import cluster
+        except ImportError as err:
+            _fail(f"--executor dask needs the 'distributed' package ({err}): pip install 'loyaltysim[dask]'")
+        try:
+            runner = cluster.connect(scheduler) if scheduler else cluster.local_cluster(workers or os.cpu_count() or 1)
+        except cluster.ClusterError as err:
+            _fail(str(err))
+        workers = max(1, runner.worker_slots())
     k, r = len(cal.spec.parameters), cal.spec.replications
     typer.echo(f"calibrate {cal.name}: {k} parameter(s) to {len(cal.target)} moment(s); {cal.spec.search.initial} "
                f"initial points, up to {cal.spec.search.local} local, {2 * k} for the standard errors, each x {r} "
                "replication(s)", err=True)
     try:
-        fit = fit_targets(cal, out, db_url, workers=workers, stream=sys.stderr)
+        fit = fit_targets(cal, out, db_url, workers=workers, executor=runner, stream=sys.stderr)
     except StorageError as err:
         _fail(str(err))
     except SweepInterrupted:

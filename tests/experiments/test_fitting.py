@@ -269,3 +269,20 @@ def test_the_shipped_cdnow_calibration_runs_end_to_end_at_a_tiny_size(cdnow_fold
     curve = pd.read_csv(tmp_path / "report" / "tracking.csv", index_col="week")
     assert len(curve) == 78 and curve["observed"].iloc[-1] == pytest.approx(44_021 / 23_570, rel=1e-3)
     assert "## Beside the BG/NBD" in (tmp_path / "report" / "fit.md").read_text()
+
+
+def test_a_calibration_on_a_dask_cluster_finds_what_the_local_pool_finds(observed, tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from loyaltysim.experiments.cluster import DaskExecutor
+
+    targets = write_targets(tmp_path / "targets.toml", observed, [SWITCHING], name="on_dask", replications=1,
+                            initial=2, local=2, sizes={"population": 300, "horizon": "30 weeks", "warmup": "4 weeks"})
+    cal = load_targets(targets, BASELINE)
+    local = calibrate(cal, tmp_path / "local", f"sqlite:///{tmp_path / 'local' / 'registry.sqlite'}", workers=2)
+    client = Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None)
+    on_dask = calibrate(cal, tmp_path / "dask", f"sqlite:///{tmp_path / 'dask' / 'registry.sqlite'}",
+                        executor=DaskExecutor(client))
+    assert on_dask.estimate == local.estimate
+    assert [e.distance for e in on_dask.evaluations] == [e.distance for e in local.evaluations]

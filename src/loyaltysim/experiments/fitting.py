@@ -426,12 +426,15 @@ class Evaluation:
         return self.moments.mean(axis=0)
 
 
-class _KeptPool(Executor):
-    """One process pool for every evaluation: a sweep's end does not end it (start-up costs seconds a pool); a
-    stop (Ctrl-C) does."""
+class Kept(Executor):
+    """One executor for every evaluation of a calibration (a process pool, a Dask cluster): a sweep's end does not
+    end it (starting one costs seconds); a stop (Ctrl-C) does, and :meth:`close` at the end."""
 
-    def __init__(self, workers: int):
-        self.inner = sweeps.default_executor_factory(workers)()
+    def __init__(self, inner: Executor):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:  # what the sweep asks an executor (e.g. a cluster's worker slots)
+        return getattr(self.inner, name)
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
         return self.inner.submit(fn, *args, **kwargs)
@@ -599,12 +602,15 @@ class Fit:
 
 
 def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: int | None = None,
-              executor_factory: Callable[[], Executor] | None = None, stream: TextIO | None = None) -> Fit:
+              executor_factory: Callable[[], Executor] | None = None, executor: Executor | None = None,
+              stream: TextIO | None = None) -> Fit:
     """Fit the parameters (see the module's docstring): the initial design, the local search, the standard errors.
 
-    Raises what :func:`~loyaltysim.experiments.sweep.run_sweep` raises (a stop, a lost database, a broken worker;
-    every evaluation stored until then is kept, and the same call resumes) and :class:`CalibrationFailed` when a run
-    fails.
+    The runs go to ``executor`` (e.g. a Dask cluster's, :mod:`loyaltysim.experiments.cluster`), kept for every
+    evaluation and closed at the end, or to a new executor from ``executor_factory`` for each evaluation, or by
+    default to one process pool of ``workers`` processes. Raises what :func:`~loyaltysim.experiments.sweep.run_sweep`
+    raises (a stop, a lost database, a broken worker; every evaluation stored until then is kept, and the same call
+    resumes) and :class:`CalibrationFailed` when a run fails.
     """
     import os
 
@@ -614,7 +620,7 @@ def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: i
     workers = workers or os.cpu_count() or 1
     pool = None
     if executor_factory is None:
-        pool = _KeptPool(workers)
+        pool = Kept(executor if executor is not None else sweeps.default_executor_factory(workers)())
         executor_factory = lambda: pool  # noqa: E731
     ev = Evaluator(cal, Path(out_root), db_url, workers, executor_factory, stream)
     search = cal.spec.search
