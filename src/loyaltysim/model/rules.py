@@ -84,16 +84,22 @@ def weighted_response(weights: np.ndarray, gap: np.ndarray, kano: np.ndarray, lo
 
     Sums here and in :func:`quality_index` add attribute by attribute in order, so a customer stepped alone gets
     the numbers it gets in a crowd (no BLAS, no pairwise summation)."""
+    return attribute_sum(weights.T, gap.T, kano, loss_aversion, kano_class)
+
+
+def attribute_sum(weights: np.ndarray, gap: np.ndarray, kano: np.ndarray, loss_aversion: float,
+                  kano_class: int | None = None) -> np.ndarray:
+    """:func:`weighted_response` of attribute-major weights and gaps ([A, m]: one row per attribute)."""
     total = None
-    for a in range(gap.shape[1]):
+    for a in range(gap.shape[0]):
         if kano_class is None or kano[a] == kano_class:
-            term = attribute_response(gap[:, a], int(kano[a]), loss_aversion)
-            term *= weights[:, a]
+            term = attribute_response(gap[a], int(kano[a]), loss_aversion)
+            term *= weights[a]
             if total is None:
                 total = term
             else:
                 total += term
-    return np.zeros(gap.shape[0]) if total is None else total
+    return np.zeros(gap.shape[1]) if total is None else total
 
 
 def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
@@ -107,8 +113,13 @@ def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarr
     what it exceeds the expectation by (Kano et al. 1984; Anderson & Sullivan 1993). Summed attribute by attribute
     over [m, F] arrays, in the order of :func:`weighted_response`.
     """
+    return judged_quality(firm_major(weights), levels, firm_major(expectation), kano, loss_aversion).T
+
+
+def judged_quality(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
+                   loss_aversion: float) -> np.ndarray:
+    """:func:`quality_index` firm-major ([F, m]), of attribute-major weights and expectations ([A, m])."""
     total = None
-    expectation, weights = firm_major(expectation), firm_major(weights)  # attribute-major rows
     for a in range(levels.shape[1]):  # firm-major [F, m] inside: broadcasting over customers is fast
         e = expectation[a]
         judged = attribute_response(levels[:, a, None] - e, int(kano[a]), loss_aversion)
@@ -118,7 +129,7 @@ def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarr
             total = judged
         else:
             total += judged
-    return total.T
+    return total
 
 
 def logit_choice(utility: np.ndarray, gumbel: np.ndarray, noise: float) -> np.ndarray:
@@ -173,16 +184,22 @@ def update_expectation(expectation: np.ndarray, offered: np.ndarray, buying: np.
     levels ``market`` [A] (:mod:`~loyaltysim.model.mechanisms.market_expectations`), move toward them both ways.
     Latent needs (attractive attributes) are not expected until met, so they adapt only to the customer's own
     experience, and slowly."""
+    return adapt_expectations(firm_major(expectation), firm_major(offered), buying, present, best, kano, p, market).T
+
+
+def adapt_expectations(expectation: np.ndarray, offered: np.ndarray, buying: np.ndarray, present: np.ndarray,
+                       best: np.ndarray, kano: np.ndarray, p: Params, market: np.ndarray | None = None) -> np.ndarray:
+    """:func:`update_expectation` of attribute-major expectations and offers ([A, m]), returned attribute-major."""
     out = np.empty_like(expectation)
-    for a in range(out.shape[1]):
-        col = np.ascontiguousarray(expectation[:, a])  # each attribute's column, worked on contiguous
+    for a in range(out.shape[0]):
+        col = expectation[a]
         latent = kano[a] == ATTRACTIVE
         alpha = p.latent_alpha if latent else p.expect_alpha
-        col = select(buying, col + alpha * (offered[:, a] - col), col)
+        col = select(buying, col + alpha * (offered[a] - col), col)
         if not latent:
             pull = np.maximum(best[a] - col, 0.0) if market is None else market[a] - col
             col = select(present, col + p.competitor_alpha * pull, col)
-        out[:, a] = col
+        out[a] = col
     return out
 
 
@@ -293,18 +310,25 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     perceived = firm_major(st.perceived[rows])
     perceived = perceived + p.wom_influence * (firm_major(sh.wom_pos[rows]) * (1.0 - perceived)
                                                - firm_major(sh.wom_neg[rows]) * perceived)
-    weights = st.weights[rows]
-    quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion).T
+    # expectations and attribute weights attribute-major ([A, m]), like the offers below: each attribute's row is
+    # contiguous for the judged quality, the experience and the expectations' update
+    weights = firm_major(st.weights[rows])
+    expectation = firm_major(st.expectation[rows])
+    quality = judged_quality(weights, sh.levels, expectation, sh.kano, p.loss_aversion)
     u_market = firm_major(v.u_market[rows])
     exposed = (u_market < sh.reach[:, None]) & present & available
-    perceived = select(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
+    # few customers meet a firm's marketing in a step: their beliefs are updated where they met it
+    met = np.flatnonzero(exposed)
+    belief = pick(perceived, met)
+    place(perceived, met, belief + p.marketing_effect * (pick(quality, met) - belief))
     rival_offer = (exposed & (firm_ids != cur)).any(axis=0)
     # a contact offering a service upgrade (a guarantee that removes that share of failures) restores that share
     # of the gap between the customer's belief and the firm's true offer: it repairs what failures taught the
     # customer. A discount alone says nothing about quality: it acts through price.
     upgrade = st.offer_upgrade[rows]
-    informed = offered_here & (contacted & (upgrade > 0) & present) & available
-    perceived = select(informed, perceived + upgrade * (quality - perceived), perceived)
+    informed = np.flatnonzero(offered_here & (contacted & (upgrade > 0) & present) & available)
+    belief = pick(perceived, informed)
+    place(perceived, informed, belief + upgrade[informed % m] * (pick(quality, informed) - belief))
     if p.reliability_choice:  # what the neighbours say about each firm's reliability
         rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.rel_share[rows]),
                                               firm_major(sh.rel_said[rows]), p.reliability_wom)
@@ -363,16 +387,21 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     changed = new != cur
     left = had & changed
     recent = p.attribution_steps
-    cheaper = sh.price[np.where(new >= 0, new, 0)] < sh.price[cur_safe]
-    cause = np.where(left, defection_cause(
-        leave,
-        (t - st.manager_lost[rows]) <= recent,
-        sh.breached[cur_safe],
-        dissatisfied,
-        (t - st.last_failure[rows]) <= recent,
-        sh.price_rose[cur_safe],
-        sh.shocked & cheaper,
-    ), Cause.NONE).astype(np.int8)
+    # the cause of each departure, worked out for the few who left
+    cause = np.full(m, Cause.NONE, np.int8)
+    gone = np.flatnonzero(left)
+    if gone.size:
+        was, now = cur_safe[gone], new[gone]
+        cheaper = sh.price[np.where(now >= 0, now, 0)] < sh.price[was]
+        cause[gone] = defection_cause(
+            leave[gone],
+            (t - st.manager_lost[rows][gone]) <= recent,
+            sh.breached[was],
+            dissatisfied[gone],
+            (t - st.last_failure[rows][gone]) <= recent,
+            sh.price_rose[was],
+            sh.shocked & cheaper,
+        )
 
     # 4. purchase at the (new) current firm, or elsewhere for variety
     has_new = new >= 0
@@ -413,10 +442,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     damage = experience_damage(failed, complained, recovered, p)
     if perks is not None:  # members forgive part of a failure
         damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
-    offered = np.take(sh.levels, at, axis=0)
+    offered = np.take(np.ascontiguousarray(sh.levels.T), at, axis=1)  # [A, m]
     price_at = pick(price, at_firm)
-    expectation = st.expectation[rows]
-    experienced = weighted_response(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
+    experienced = attribute_sum(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
     if p.reference_price:  # value for money: the price paid, personal and member discounts off, against the reference
         paid = price_at if perks is None else price_at * (1.0 - pick(member_off, at_firm))
         reference = st.ref_price[rows]
@@ -424,7 +452,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
     old = pick_at(satisfaction)
     place(satisfaction, at_row[satisfaction.shape[1]], select(buying, old + p.sat_alpha * (experienced - old), old))
-    expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
+    expectation = adapt_expectations(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
                                      sh.market_levels)
     if p.reliability_choice:
         place(rel_belief, at_firm, reliability_beliefs.learn(pick(rel_belief, at_firm), failed, recovered, buying,
@@ -486,7 +514,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.attitude[rows] = attitude
     st.club[rows] = st.club[rows] & ~changed
     st.manager[rows] = manager
-    st.expectation[rows] = expectation
+    st.expectation[rows] = expectation.T
     if p.reference_price:
         st.ref_price[rows] = ref_price
     if p.reliability_choice:
