@@ -350,40 +350,59 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     prompted = ((rival_offer & (v.u_attention[rows] < p.offer_attention * (1.0 - attitude))) | lost_manager_now
                 | approached)
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
+    # a customer who does not search keeps its firm (none if it left the market)
+    new = np.where(leave, NO_FIRM, cur).astype(np.int32)
+    # consideration sets (model.mechanisms.consideration): choose among the firms known
+    choosable = (available if sh.considered is None
+                 else considered_firms(firm_major(sh.considered[rows]), firm_ids == cur, available))
+    if p.contractual:
+        wander = None
+        scored = search
+    else:  # a variety trip: a buyer who did not search may buy elsewhere
+        wander = (present & (new >= 0) & (k > 0) & ~search & (v.u_variety[rows] < st.variety[rows])
+                  & (sh.available.sum() > 1))
+        if sh.considered is not None:  # it needs another store the customer knows
+            wander &= (choosable & (firm_ids != new)).any(axis=0)
+        scored = search | wander
+    # only the customers who choose a firm in this step (a few in a step) need the firms' utilities: they are
+    # scored alone, column by column of the [F, m] arrays, by the same elementwise arithmetic
+    who = np.flatnonzero(scored)
     perks = sh.perks
     # programmes: members pay less, count rewards as a price cut, and feel points pressure
     # (the perks are column-major [n, S]: their firm-major views need no copy)
     member_off = None if perks is None else firm_major(perks.discount[rows])
     priority = None if perks is None else firm_major(perks.priority[rows])
-    felt = price if perks is None else price * (1.0 - member_off) * (1.0 - firm_major(perks.value[rows]))
-    # against the market's average starting price, or (perceived value) the customer's own reference price
-    relative_price = felt / (st.ref_price[rows] if p.reference_price else sh.price_ref) - 1.0
-    base = p.quality_weight * perceived - (sh.price_factor * st.price_sensitivity[rows]) * relative_price
+    felt = price[:, who]
     if perks is not None:
-        base = base + firm_major(perks.pressure[rows])
+        felt = felt * (1.0 - member_off[:, who]) * (1.0 - firm_major(perks.value[rows])[:, who])
+    # against the market's average starting price, or (perceived value) the customer's own reference price
+    relative_price = felt / (st.ref_price[rows][who] if p.reference_price else sh.price_ref) - 1.0
+    base = p.quality_weight * perceived[:, who] - (sh.price_factor * st.price_sensitivity[rows][who]) * relative_price
+    if perks is not None:
+        base = base + firm_major(perks.pressure[rows])[:, who]
     if p.reliability_choice:  # the reliability expected, with an offer's upgrade or priority service it holds
-        removed = select(offered_here, st.offer_upgrade[rows], 0.0)
+        removed = select(offered_here[:, who], st.offer_upgrade[rows][who], 0.0)
         if perks is not None:
-            removed = 1.0 - (1.0 - removed) * (1.0 - priority)
-        base = base + p.reliability_weight * (reliability_beliefs.expected(rel_belief, removed) - 1.0)
+            removed = 1.0 - (1.0 - removed) * (1.0 - priority[:, who])
+        base = base + p.reliability_weight * (reliability_beliefs.expected(rel_belief[:, who], removed) - 1.0)
     if sh.taste is not None:  # persistent brand tastes (model.mechanisms.tastes)
-        base = base + firm_major(sh.taste[rows])
-    # consideration sets (model.mechanisms.consideration): choose among the firms known
-    choosable = (available if sh.considered is None
-                 else considered_firms(firm_major(sh.considered[rows]), firm_ids == cur, available))
+        base = base + firm_major(sh.taste[rows])[:, who]
     if sh.considered is not None or not sh.available.all():  # (every firm choosable: base as it is)
-        base = np.where(choosable, base, -np.inf)
-    hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
-    hold = hold + p.relationship_premium * attitude
-    shock = p.choice_noise * firm_major(v.gumbel[rows])  # logit choice by the Gumbel-max rule (see logit_choice)
+        base = np.where(choosable if choosable.shape[1] == 1 else choosable[:, who], base, -np.inf)
+    hold = switching_cost(sh.switching_cost, st.financial_cost[rows][who], tenure[who], manager[who] >= 0,
+                          st.club[rows][who], p)
+    hold = hold + p.relationship_premium * attitude[who]
+    # logit choice by the Gumbel-max rule (see logit_choice)
+    shock = p.choice_noise * firm_major(v.gumbel[rows][who])
     # the current firm's score of a customer who stays in the market gains what holding it is worth
     score = base.copy()
-    stays = np.flatnonzero(staying)
-    own = flat_index(cur_safe[stays], stays, m)
+    stays = np.flatnonzero(staying[who])
+    own = flat_index(cur_safe[who][stays], stays, who.size)
     place(score, own, pick(base, own) + hold[stays])
     score += shock
     choice = first_best(score)
-    new = np.where(search, choice, np.where(leave, NO_FIRM, cur)).astype(np.int32)
+    searching = search[who]
+    new[who[searching]] = choice[searching]
     changed = new != cur
     left = had & changed
     recent = p.attribution_steps
@@ -410,13 +429,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     if p.contractual:
         at = new_safe
     else:
-        wander = buying & ~search & (v.u_variety[rows] < st.variety[rows]) & (sh.available.sum() > 1)
-        if sh.considered is not None:  # a variety trip needs another store the customer knows
-            wander &= (choosable & (firm_ids != new)).any(axis=0)
-        score = np.where(firm_ids == new, -np.inf, base)
+        score = np.where(firm_ids == new[who], -np.inf, base)
         score += shock
         other = first_best(score)
-        at = np.where(wander, other, new_safe).astype(np.int32)
+        at = new_safe.copy()
+        wanders = wander[who]
+        at[who[wanders]] = other[wanders]
     purchases = select(buying, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
     # the elements at the firm bought from, of [m, S] (customer-major) and [F, m] (firm-major) arrays
