@@ -132,6 +132,42 @@ def judged_quality(weights: np.ndarray, levels: np.ndarray, expectation: np.ndar
     return total
 
 
+def judged_levels(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
+                  loss_aversion: float) -> np.ndarray:
+    """:func:`quality_index` of one offer per element: attribute-major weights, offered levels and expectations
+    ([A, s]) give [s] judged qualities, by the arithmetic of :func:`judged_quality`."""
+    total = None
+    for a in range(levels.shape[0]):
+        e = expectation[a]
+        judged = attribute_response(levels[a] - e, int(kano[a]), loss_aversion)
+        judged += e
+        judged *= weights[a]
+        if total is None:
+            total = judged
+        else:
+            total += judged
+    return total
+
+
+def judged_offer(weights: np.ndarray, gap: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
+                 loss_aversion: float) -> tuple[np.ndarray, np.ndarray]:
+    """(:func:`attribute_sum`, :func:`judged_levels`) of one offer per customer, from attribute-major weights, gaps
+    (offer - expectation) and expectations ([A, m]): how the offer meets expectations and how good it is judged,
+    from the same Kano responses."""
+    met = judged = None
+    for a in range(gap.shape[0]):
+        response = attribute_response(gap[a], int(kano[a]), loss_aversion)
+        term = response * weights[a]
+        response += expectation[a]
+        response *= weights[a]
+        if met is None:
+            met, judged = term, response
+        else:
+            met += term
+            judged += response
+    return met, judged
+
+
 def logit_choice(utility: np.ndarray, gumbel: np.ndarray, noise: float) -> np.ndarray:
     """Multinomial logit choice by the Gumbel-max rule: argmax of utility plus scaled Gumbel shocks.
 
@@ -300,7 +336,6 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     offer_firm = st.offer_firm[rows]
     offer_on = (offer_firm >= 0) & (t <= st.offer_until[rows])
     offered_here = (firm_ids == offer_firm) & offer_on  # [F, m]
-    price = sh.price[:, None] * (1.0 - select(offered_here, st.offer_discount[rows], 0.0))
     contacted = st.contacted_at[rows] == t
     # a win-back offer (from a firm other than the customer's own) makes it look around; a save offer from its own
     # firm does not: it changes what staying is worth if it does look
@@ -314,13 +349,19 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # contiguous for the judged quality, the experience and the expectations' update
     weights = firm_major(st.weights[rows])
     expectation = firm_major(st.expectation[rows])
-    quality = judged_quality(weights, sh.levels, expectation, sh.kano, p.loss_aversion)
+    levels = np.ascontiguousarray(sh.levels.T)  # [A, F]
+
+    def quality(flat: np.ndarray) -> np.ndarray:
+        """The judged quality (:func:`judged_quality`) at flat positions of the [F, m] arrays."""
+        firm, row = np.divmod(flat, m)
+        return judged_levels(weights[:, row], levels[:, firm], expectation[:, row], sh.kano, p.loss_aversion)
+
     u_market = firm_major(v.u_market[rows])
     exposed = (u_market < sh.reach[:, None]) & present & available
     # few customers meet a firm's marketing in a step: their beliefs are updated where they met it
     met = np.flatnonzero(exposed)
     belief = pick(perceived, met)
-    place(perceived, met, belief + p.marketing_effect * (pick(quality, met) - belief))
+    place(perceived, met, belief + p.marketing_effect * (quality(met) - belief))
     rival_offer = (exposed & (firm_ids != cur)).any(axis=0)
     # a contact offering a service upgrade (a guarantee that removes that share of failures) restores that share
     # of the gap between the customer's belief and the firm's true offer: it repairs what failures taught the
@@ -328,7 +369,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     upgrade = st.offer_upgrade[rows]
     informed = np.flatnonzero(offered_here & (contacted & (upgrade > 0) & present) & available)
     belief = pick(perceived, informed)
-    place(perceived, informed, belief + upgrade[informed % m] * (pick(quality, informed) - belief))
+    place(perceived, informed, belief + upgrade[informed % m] * (quality(informed) - belief))
     if p.reliability_choice:  # what the neighbours say about each firm's reliability
         rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.rel_share[rows]),
                                               firm_major(sh.rel_said[rows]), p.reliability_wom)
@@ -372,7 +413,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # (the perks are column-major [n, S]: their firm-major views need no copy)
     member_off = None if perks is None else firm_major(perks.discount[rows])
     priority = None if perks is None else firm_major(perks.priority[rows])
-    felt = price[:, who]
+    felt = sh.price[:, None] * (1.0 - select(offered_here[:, who], st.offer_discount[rows][who], 0.0))
     if perks is not None:
         felt = felt * (1.0 - member_off[:, who]) * (1.0 - firm_major(perks.value[rows])[:, who])
     # against the market's average starting price, or (perceived value) the customer's own reference price
@@ -460,9 +501,11 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     damage = experience_damage(failed, complained, recovered, p)
     if perks is not None:  # members forgive part of a failure
         damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
-    offered = np.take(np.ascontiguousarray(sh.levels.T), at, axis=1)  # [A, m]
-    price_at = pick(price, at_firm)
-    experienced = attribute_sum(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
+    offered = np.take(levels, at, axis=1)  # [A, m]
+    list_price = sh.price[at]
+    price_at = list_price * (1.0 - select(offer_applies, st.offer_discount[rows], 0.0))
+    experienced, quality_at = judged_offer(weights, offered - expectation, expectation, sh.kano, p.loss_aversion)
+    experienced -= damage
     if p.reference_price:  # value for money: the price paid, personal and member discounts off, against the reference
         paid = price_at if perks is None else price_at * (1.0 - pick(member_off, at_firm))
         reference = st.ref_price[rows]
@@ -476,7 +519,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         place(rel_belief, at_firm, reliability_beliefs.learn(pick(rel_belief, at_firm), failed, recovered, buying,
                                                              p.reliability_alpha, p.recovery_credit))
     belief = pick(perceived, at_firm)
-    target = np.clip(pick(quality, at_firm) - p.failure_belief * damage, 0.0, 1.0)
+    target = np.clip(quality_at - p.failure_belief * damage, 0.0, 1.0)
     place(perceived, at_firm, select(buying, belief + p.learn_alpha * (target - belief), belief))
     last_buy = st.last_buy[rows]  # a view: updated in place below
     buyers = np.flatnonzero(buying)
@@ -490,7 +533,6 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         gained = np.where(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
-    list_price = sh.price[at]
     discount = np.where(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
     margin = units * (list_price - sh.unit_cost[at]) - discount
     if perks is not None:
