@@ -61,7 +61,7 @@ class CustomerState:
     tenure: np.ndarray  # i4[n] steps with the current firm
     relationship_purchases: np.ndarray  # i4[n] occasions with the current firm in this relationship
     expectation: np.ndarray  # f8[n, A] expected attribute levels
-    perceived: np.ndarray  # f8[n, F] perceived quality of each firm, 0..1
+    perceived: np.ndarray  # f8[n, F] perceived quality of each firm, 0..1 (column-major: see allocate)
     satisfaction: np.ndarray  # f8[n, F] smoothed satisfaction with each firm (0: expectations just met)
     attitude: np.ndarray  # f8[n] attitudinal loyalty to the current firm, 0..1
     financial_cost: np.ndarray  # f8[n] financial switching cost (balances, status), utility units
@@ -76,7 +76,8 @@ class CustomerState:
     last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
     scores: np.ndarray  # i1[n, F] last 1-5 survey answer about each firm (0: never asked about it)
     ref_price: np.ndarray  # f8[n] reference price, money per unit (used when the reference-price mechanism is on)
-    rel_belief: np.ndarray  # f8[n, F] belief in each firm's service reliability (used when reliability-in-choice is on)
+    rel_belief: np.ndarray  # f8[n, F] belief in each firm's service reliability (used when reliability-in-choice is on;
+    # column-major like perceived)
     # relationships and campaigns
     relationship_value: np.ndarray  # f8[n] margin earned by the current firm in this relationship
     relationship_revenue: np.ndarray  # f8[n] revenue it earned in this relationship (after personal discounts)
@@ -109,6 +110,8 @@ class CustomerState:
 
     @classmethod
     def allocate(cls, n: int, n_firms: int, n_attributes: int) -> CustomerState:
+        """Every array at its starting value. The beliefs about each firm (``perceived``, ``rel_belief``) are stored
+        column-major: the customer step reads and writes them whole, firm by firm ([F, n]), with no transpose."""
         f8, i4 = np.float64, np.int32
         return cls(
             segment=np.zeros(n, np.int8),
@@ -125,7 +128,7 @@ class CustomerState:
             tenure=np.zeros(n, i4),
             relationship_purchases=np.zeros(n, i4),
             expectation=np.zeros((n, n_attributes), f8),
-            perceived=np.zeros((n, n_firms), f8),
+            perceived=np.zeros((n, n_firms), f8, order="F"),
             satisfaction=np.zeros((n, n_firms), f8),
             attitude=np.zeros(n, f8),
             financial_cost=np.zeros(n, f8),
@@ -140,7 +143,7 @@ class CustomerState:
             last_score=np.zeros(n, np.int8),
             scores=np.zeros((n, n_firms), np.int8),
             ref_price=np.zeros(n, f8),
-            rel_belief=np.zeros((n, n_firms), f8),
+            rel_belief=np.zeros((n, n_firms), f8, order="F"),
             step_firm=np.full(n, NO_FIRM, i4),
             step_purchases=np.zeros(n, i4),
             step_units=np.zeros(n, f8),
