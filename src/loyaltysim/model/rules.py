@@ -242,8 +242,8 @@ def adapt_expectations(expectation: np.ndarray, offered: np.ndarray, buying: np.
 def experience_damage(failed: np.ndarray, complained: np.ndarray, recovered: np.ndarray, p: Params) -> np.ndarray:
     """Satisfaction lost to a service failure: full severity if silent, more if a complaint is handled
     badly, and a small gain if it is resolved well (the recovery paradox)."""
-    hurt = p.failure_severity * np.where(complained, p.unresolved_factor, 1.0)
-    return np.where(failed, np.where(recovered, -p.recovery_paradox, hurt), 0.0)
+    hurt = p.failure_severity * select(complained, p.unresolved_factor, 1.0)
+    return select(failed, select(recovered, -p.recovery_paradox, hurt), 0.0)
 
 
 def defection_cause(
@@ -330,7 +330,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # 1. life events
     leave, enter, present = life_events(active, v.u_life[rows], p, None if sh.p_leave is None else sh.p_leave[rows])
     had = cur >= 0
-    cur_safe = np.where(had, cur, 0)
+    cur_safe = select(had, cur, 0)
 
     # a personal offer (a campaign's) changes one firm's price and service for this customer
     offer_firm = st.offer_firm[rows]
@@ -380,10 +380,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     attitude = st.attitude[rows]
     tenure = st.tenure[rows]
     manager = st.manager[rows]
-    sat_current = np.where(had, pick(satisfaction, flat_index(idx, cur_safe, satisfaction.shape[1])), 0.0)
+    sat_current = select(had, pick(satisfaction, flat_index(idx, cur_safe, satisfaction.shape[1])), 0.0)
     threshold = st.threshold[rows]
     dissatisfied = had & (sat_current < threshold)
-    p_search = np.where(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
+    p_search = select(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
     lost_manager_now = st.manager_lost[rows] == t
     staying = present & had & ~leave
     can_choose = present if p.contractual else present & (k > 0)
@@ -392,7 +392,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
                 | approached)
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
     # a customer who does not search keeps its firm (none if it left the market)
-    new = np.where(leave, NO_FIRM, cur).astype(np.int32)
+    new = select(leave, NO_FIRM, cur).astype(np.int32, copy=False)
     # consideration sets (model.mechanisms.consideration): choose among the firms known
     choosable = (available if sh.considered is None
                  else considered_firms(firm_major(sh.considered[rows]), firm_ids == cur, available))
@@ -465,7 +465,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     # 4. purchase at the (new) current firm, or elsewhere for variety
     has_new = new >= 0
-    new_safe = np.where(has_new, new, 0)
+    new_safe = select(has_new, new, 0)
     buying = present & has_new & (k > 0)
     if p.contractual:
         at = new_safe
@@ -488,21 +488,21 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     at_firm = flat_index(at, idx, m)
     offer_applies = pick(offered_here, at_firm)  # the offer is from the firm bought from
-    reliability_at = sh.reliability[at]
-    reliability = np.where(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
+    reliability_at = np.take(sh.reliability, at)
+    reliability = select(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
                            reliability_at)
     if perks is not None:  # priority service removes a share of the failures left
         reliability = 1.0 - (1.0 - reliability) * (1.0 - pick(priority, at_firm))
     failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
-    complained = failed & (v.u_complain[rows] < np.where(dissatisfied, p.complaint_rate_dissatisfied,
+    complained = failed & (v.u_complain[rows] < select(dissatisfied, p.complaint_rate_dissatisfied,
                                                            p.complaint_rate))
-    recovered = complained & (v.u_recover[rows] < sh.recovery[at])
+    recovered = complained & (v.u_recover[rows] < np.take(sh.recovery, at))
     damage = experience_damage(failed, complained, recovered, p)
     if perks is not None:  # members forgive part of a failure
         damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
     offered = np.take(levels, at, axis=1)  # [A, m]
-    list_price = sh.price[at]
+    list_price = np.take(sh.price, at)
     price_at = list_price * (1.0 - select(offer_applies, st.offer_discount[rows], 0.0))
     experienced, quality_at = judged_offer(weights, offered - expectation, expectation, sh.kano, p.loss_aversion)
     experienced -= damage
@@ -527,14 +527,14 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     bought = flat_index(buyers, at[buyers], wallet.shape[1])  # (one element per buyer)
     place(wallet, bought, pick(wallet, bought) + units[buyers])
     if p.contractual:
-        gained = np.where(changed & has_new, new, NO_FIRM)
+        gained = select(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
         previous_buy = pick_at(last_buy)
-        gained = np.where(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
+        gained = select(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
-    discount = np.where(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
-    margin = units * (list_price - sh.unit_cost[at]) - discount
+    discount = select(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
+    margin = units * (list_price - np.take(sh.unit_cost, at)) - discount
     if perks is not None:
         member_discount = units * price_at * pick(member_off, at_firm)
         margin = margin - member_discount
@@ -543,8 +543,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         member_discount = 0.0
         discount_all = discount
     here = buying & (at == new)
-    value = np.where(changed, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
-    revenue = (np.where(changed, 0.0, st.relationship_revenue[rows])
+    value = select(changed, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
+    revenue = (select(changed, 0.0, st.relationship_revenue[rows])
                + select(here, units * list_price - discount_all, 0.0))
     # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
     # does not make its return a regain)
@@ -552,14 +552,17 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
                 & (st.lost_at[rows] < st.contacted_at[rows]))
 
     # 5. attitude toward the current firm, relationship bookkeeping
-    attitude = np.where(changed, 0.0, attitude)
+    attitude = select(changed, 0.0, attitude)
     sat_new = pick(satisfaction, at_row[satisfaction.shape[1]] if at is new_safe
                    else flat_index(idx, new_safe, satisfaction.shape[1]))
-    attitude = np.where(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
-    high_value = st.value_tier[rows] == 2
-    managers = sh.managers[new_safe]
-    assigned = np.where(high_value & (managers > 0), row_ids % np.maximum(managers, 1), NO_FIRM)
-    manager = np.where(changed, np.where(has_new, assigned, NO_FIRM), manager)
+    attitude = select(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
+    # a customer who changed firm gets a manager at its new firm if it is of high value and the firm has managers
+    moved = np.flatnonzero(changed)
+    managers = np.take(sh.managers, new_safe[moved])
+    assigned = np.where((st.value_tier[rows][moved] == 2) & (managers > 0),
+                        row_ids[moved] % np.maximum(managers, 1), NO_FIRM)
+    manager = manager.copy()
+    manager[moved] = np.where(has_new[moved], assigned, NO_FIRM)
 
     # write back (``st.x[rows]`` is a view: copyto writes in place)
     st.active[rows] = present
@@ -567,8 +570,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # a customer coming back into the market starts afresh, as a prospect
     np.copyto(st.previous[rows], NO_FIRM, where=enter)
     np.copyto(st.previous[rows], cur, where=left)
-    st.tenure[rows] = np.where(has_new, np.where(changed, 1, tenure + 1), 0)
-    st.relationship_purchases[rows] = (np.where(changed, 0, st.relationship_purchases[rows])
+    st.tenure[rows] = select(has_new, select(changed, 1, tenure + 1), 0)
+    st.relationship_purchases[rows] = (select(changed, 0, st.relationship_purchases[rows])
                                        + select(here, purchases, 0))
     st.perceived[rows] = perceived.T
     st.attitude[rows] = attitude
@@ -591,14 +594,14 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.step_failed[rows] = failed
     st.step_complained[rows] = complained
     st.step_recovered[rows] = recovered
-    st.step_left[rows] = np.where(left, cur, NO_FIRM)
+    st.step_left[rows] = select(left, cur, NO_FIRM)
     st.step_cause[rows] = cause
     st.step_gained[rows] = gained
     st.step_discount[rows] = discount
     st.step_member_discount[rows] = member_discount
     st.step_regained[rows] = regained
-    st.step_lifetime_value[rows] = np.where(left, st.relationship_value[rows], 0.0)
-    st.step_lifetime_revenue[rows] = np.where(left, st.relationship_revenue[rows], 0.0)
+    st.step_lifetime_value[rows] = select(left, st.relationship_value[rows], 0.0)
+    st.step_lifetime_revenue[rows] = select(left, st.relationship_revenue[rows], 0.0)
     st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
     np.copyto(st.lost_value[rows], st.relationship_value[rows], where=left)
     np.copyto(st.lost_at[rows], t, where=left)
