@@ -71,5 +71,5 @@ def learn(belief: np.ndarray, failed: np.ndarray, recovered: np.ndarray, buying:
           recovery_credit: float) -> np.ndarray:
     """After a step's purchases: the belief moves a share ``alpha`` of the way to the outcome, 1 without a failure, 0
     after one, ``recovery_credit`` after one whose complaint was resolved well; unchanged without a purchase."""
-    outcome = np.where(failed, np.where(recovered, recovery_credit, 0.0), 1.0)
+    outcome = select(failed, select(recovered, recovery_credit, 0.0), 1.0)
     return select(buying, belief + alpha * (outcome - belief), belief)

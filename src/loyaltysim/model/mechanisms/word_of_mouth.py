@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from loyaltysim.model.arrays import flat_index, pick
+from loyaltysim.model.arrays import flat_index, pick, select
 from loyaltysim.model.state import CustomerState
 
 
@@ -38,14 +38,14 @@ class WordOfMouth:
         n = len(st)
         u_talk = self.rng.random(n)
         has = st.current >= 0
-        cur = np.where(has, st.current, 0)
+        cur = select(has, st.current, 0)
         sat = pick(st.satisfaction, flat_index(np.arange(n), cur, st.satisfaction.shape[1]))
         p_talk = self.p_talk if talk_factor is None else self.p_talk * talk_factor
         talk = st.active & has & (u_talk < p_talk)
         recommend = talk & (sat > self.advocate_level)
         left = st.step_left >= 0
         warn = (u_talk < p_talk) & (left | (talk & (sat < st.threshold)))
-        about = np.where(left, st.step_left, cur)
+        about = select(left, st.step_left, cur)
         self.spoken = (recommend, cur, warn, about)
         return self.heard(recommend, cur, n_firms), self.heard(warn, about, n_firms)
 

@@ -103,14 +103,14 @@ class PointsLedger(Ledger):
         above = np.searchsorted(self.reward_points, balance, side="right")
         has_next = above < self.reward_points.size
         nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
-        prev = np.where(above > 0, self.reward_points[np.maximum(above - 1, 0)], 0.0)
+        prev = select(above > 0, self.reward_points[np.maximum(above - 1, 0)], 0.0)
         return np.divide(balance - prev, nxt - prev, out=np.ones(balance.shape), where=has_next)
 
     def to_next(self, balance: np.ndarray) -> np.ndarray:
         """The points still needed for the next reward above the balance (0 once the balance reaches the largest)."""
         above = np.searchsorted(self.reward_points, balance, side="right")
         nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
-        return np.where(above < self.reward_points.size, nxt - balance, 0.0)
+        return select(above < self.reward_points.size, nxt - balance, 0.0)
 
     def reach(self, points_year: np.ndarray, year: int) -> np.ndarray:
         """The share of the smallest reward a customer earning ``points_year`` points a year expects to collect
@@ -178,7 +178,7 @@ class PointsLedger(Ledger):
             active = member & among(cur, in_market)
             outlook.pull = np.maximum(outlook.pull, select(active, outlook.goal_pull(g), 0.0))
         here = member & (cur >= 0) & among(cur, in_market)
-        at_cur = np.where(here, cur, 0)
+        at_cur = select(here, cur, 0)
         value = balance * self.value_per_point
         spend_here = sum(select(at_cur == j, spend[j], 0.0) for j in in_market)
         outlook.financial += select(here, book.money_to_utility(st, value, spend_here), 0.0)
@@ -212,14 +212,14 @@ class PointsLedger(Ledger):
         for j, rate in self.earn_at.items():
             here = np.zeros(self.n)
             for at, money, _ in sales.views:
-                here += np.where((at == j) & member, money, 0.0)
+                here += select((at == j) & member, money, 0.0)
             points = here * rate * mult * (1.0 + bonus)
             self.by_seller[j]["issued"] = float(points.sum())
             earned += points
         active = earned > 0
         for kind, _start, _every, _duration, _m, _d, pts in self.bonuses:
             if kind == "birthday":
-                gift = np.where(member & (sales.book.birthday == t % self.year), pts, 0.0)
+                gift = select(member & (sales.book.birthday == t % self.year), pts, 0.0)
                 self.by_seller[self.firm]["issued"] += float(gift.sum())
                 earned = earned + gift
         return earned, active
@@ -251,7 +251,7 @@ class PointsLedger(Ledger):
             wants |= self.expiring_soon(sales.t)
         redeem = can & wants
         self.step_redeemed = redeem
-        cost_points, reward_cost = self.spend_down(np.where(redeem, balance, 0.0), totals)
+        cost_points, reward_cost = self.spend_down(select(redeem, balance, 0.0), totals)
         self.step_points_redeemed = cost_points
         who = np.flatnonzero(redeem)
         self.take_oldest_first(who, cost_points[who], slot)
