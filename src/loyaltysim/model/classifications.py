@@ -131,8 +131,11 @@ def ladder_stage(st: CustomerState, d: Definitions, sat: np.ndarray | None = Non
     return select(has, with_firm, select(never, 0, 5)).astype(np.int8)
 
 
-def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes: int) -> np.ndarray:
-    """[F, K] counts of each code among each firm's current customers."""
-    has = current >= 0
-    flat = np.bincount(current[has] * n_codes + codes[has], minlength=n_firms * n_codes)
+def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes: int,
+                   holders: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """[F, K] counts of each code among each firm's current customers (``holders``: the customers with a firm and
+    their firms, if already found)."""
+    who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
+    firm = np.take(current, who) if firm is None else firm
+    flat = np.bincount(firm * n_codes + np.take(codes, who), minlength=n_firms * n_codes)
     return flat.reshape(n_firms, n_codes)
