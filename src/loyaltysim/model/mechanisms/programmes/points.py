@@ -97,18 +97,24 @@ class PointsLedger(Ledger):
                 discount = max(discount, d) if kind == "member_day" else discount
         return mult, discount
 
-    def progress(self, balance: np.ndarray) -> np.ndarray:
+    def above(self, balance: np.ndarray) -> np.ndarray:
+        """How many rewards' thresholds each balance reaches (the index of the next reward above it)."""
+        return np.searchsorted(self.reward_points, balance, side="right")
+
+    def progress(self, balance: np.ndarray, above: np.ndarray | None = None) -> np.ndarray:
         """Progress toward the next reward above the balance: 0 just after a threshold, 1 at the next one; 1 once
-        the balance reaches the largest reward (the goal is reached, and the pull lasts until it is redeemed)."""
-        above = np.searchsorted(self.reward_points, balance, side="right")
+        the balance reaches the largest reward (the goal is reached, and the pull lasts until it is redeemed).
+        ``above``: :meth:`above` of the balance, if known."""
+        above = self.above(balance) if above is None else above
         has_next = above < self.reward_points.size
         nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
         prev = select(above > 0, self.reward_points[np.maximum(above - 1, 0)], 0.0)
         return np.divide(balance - prev, nxt - prev, out=np.ones(balance.shape), where=has_next)
 
-    def to_next(self, balance: np.ndarray) -> np.ndarray:
-        """The points still needed for the next reward above the balance (0 once the balance reaches the largest)."""
-        above = np.searchsorted(self.reward_points, balance, side="right")
+    def to_next(self, balance: np.ndarray, above: np.ndarray | None = None) -> np.ndarray:
+        """The points still needed for the next reward above the balance (0 once the balance reaches the largest;
+        ``above``: :meth:`above` of the balance, if known)."""
+        above = self.above(balance) if above is None else above
         nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
         return select(above < self.reward_points.size, nxt - balance, 0.0)
 
@@ -160,10 +166,11 @@ class PointsLedger(Ledger):
         itself bounds the extra usage."""
         book, st, member, perks = outlook.book, outlook.st, self.member, outlook.perks
         balance = self.balance()
-        g = self.progress(balance) ** 2
+        above = self.above(balance)
+        g = self.progress(balance, above) ** 2
         if book.attainable:
             life = None if self.life is None or self.spec.expire_on == "inactivity" else self.life
-            g = g * attainability(self.to_next(balance), points_year, life, book.year)
+            g = g * attainability(self.to_next(balance, above), points_year, life, book.year)
         press = select(member, outlook.pressure(g), 0.0)
         for j in self.earn_at:
             # headroom where pressure moves purchases between sellers: a repertoire market, a category's outlets
@@ -191,9 +198,15 @@ class PointsLedger(Ledger):
         earned, active = self.issue(sales)
         slots = self.points.shape[1]
         slot = ((t - 1) // self.bucket) % slots
+        kept = self._balance  # the balances since the last settlement, if known
         self._balance = None  # points move below
         expired = self.expire(t, active)
         self.points[:, slot] += earned
+        if kept is not None:  # only balances that earned or expired points are summed again (the same row sums)
+            moved = np.flatnonzero((earned != 0.0) | (expired != 0.0))
+            kept = kept.copy()
+            kept[moved] = self.points[moved].sum(axis=1)
+            self._balance = kept
         totals["issued"] = float(earned.sum())
         totals["expired"] = float(expired.sum())
         redeem = self.redeem(sales, u_redeem, slot, totals)
