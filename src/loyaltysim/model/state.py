@@ -52,7 +52,7 @@ class CustomerState:
     basket: np.ndarray  # f8[n] units bought per occasion
     variety: np.ndarray  # f8[n] chance an occasion goes to another firm (repertoire)
     price_sensitivity: np.ndarray  # f8[n]
-    weights: np.ndarray  # f8[n, A] attribute importance, rows sum to 1
+    weights: np.ndarray  # f8[n, A] attribute importance, rows sum to 1 (column-major: see allocate)
     threshold: np.ndarray  # f8[n] satisfaction threshold
     # dynamic
     active: np.ndarray  # bool[n] in the market
@@ -60,7 +60,7 @@ class CustomerState:
     previous: np.ndarray  # i4[n] the firm last left; -1 none
     tenure: np.ndarray  # i4[n] steps with the current firm
     relationship_purchases: np.ndarray  # i4[n] occasions with the current firm in this relationship
-    expectation: np.ndarray  # f8[n, A] expected attribute levels
+    expectation: np.ndarray  # f8[n, A] expected attribute levels (column-major: see allocate)
     perceived: np.ndarray  # f8[n, F] perceived quality of each firm, 0..1 (column-major: see allocate)
     satisfaction: np.ndarray  # f8[n, F] smoothed satisfaction with each firm (0: expectations just met)
     attitude: np.ndarray  # f8[n] attitudinal loyalty to the current firm, 0..1
@@ -110,8 +110,9 @@ class CustomerState:
 
     @classmethod
     def allocate(cls, n: int, n_firms: int, n_attributes: int) -> CustomerState:
-        """Every array at its starting value. The beliefs about each firm (``perceived``, ``rel_belief``) are stored
-        column-major: the customer step reads and writes them whole, firm by firm ([F, n]), with no transpose."""
+        """Every array at its starting value. The beliefs about each firm (``perceived``, ``rel_belief``), the
+        attribute weights and the expectations are stored column-major: the customer step reads and writes them
+        whole, firm by firm ([F, n]) or attribute by attribute ([A, n]), with no transpose."""
         f8, i4 = np.float64, np.int32
         return cls(
             segment=np.zeros(n, np.int8),
@@ -120,14 +121,14 @@ class CustomerState:
             basket=np.ones(n, f8),
             variety=np.zeros(n, f8),
             price_sensitivity=np.zeros(n, f8),
-            weights=np.zeros((n, n_attributes), f8),
+            weights=np.zeros((n, n_attributes), f8, order="F"),
             threshold=np.zeros(n, f8),
             active=np.ones(n, bool),
             current=np.full(n, NO_FIRM, i4),
             previous=np.full(n, NO_FIRM, i4),
             tenure=np.zeros(n, i4),
             relationship_purchases=np.zeros(n, i4),
-            expectation=np.zeros((n, n_attributes), f8),
+            expectation=np.zeros((n, n_attributes), f8, order="F"),
             perceived=np.zeros((n, n_firms), f8, order="F"),
             satisfaction=np.zeros((n, n_firms), f8),
             attitude=np.zeros(n, f8),
