@@ -166,11 +166,17 @@ class PointsLedger(Ledger):
         itself bounds the extra usage."""
         book, st, member, perks = outlook.book, outlook.st, self.member, outlook.perks
         balance = self.balance()
-        above = self.above(balance)
-        g = self.progress(balance, above) ** 2
+        # progress only matters to members (every use below is a member's): worked out for them alone
+        members = np.flatnonzero(member)
+        held = np.take(balance, members)
+        above = self.above(held)
+        progress = self.progress(held, above) ** 2
         if book.attainable:
             life = None if self.life is None or self.spec.expire_on == "inactivity" else self.life
-            g = g * attainability(self.to_next(balance, above), points_year, life, book.year)
+            progress = progress * attainability(self.to_next(held, above), np.take(points_year, members), life,
+                                                book.year)
+        g = np.zeros(self.n)
+        g[members] = progress
         press = select(member, outlook.pressure(g), 0.0)
         for j in self.earn_at:
             # headroom where pressure moves purchases between sellers: a repertoire market, a category's outlets
