@@ -480,15 +480,16 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     units = purchases * st.basket[rows]
     # the elements at the firm bought from, of [m, S] (customer-major) and [F, m] (firm-major) arrays
     at_row = {}
+    at_index = at.astype(np.int64)  # (indices as np.take uses them: converted once)
 
     def pick_at(x: np.ndarray) -> np.ndarray:
         if x.shape[1] not in at_row:
-            at_row[x.shape[1]] = flat_index(idx, at, x.shape[1])
+            at_row[x.shape[1]] = flat_index(idx, at_index, x.shape[1])
         return pick(x, at_row[x.shape[1]])
 
-    at_firm = flat_index(at, idx, m)
+    at_firm = flat_index(at_index, idx, m)
     offer_applies = pick(offered_here, at_firm)  # the offer is from the firm bought from
-    reliability_at = np.take(sh.reliability, at)
+    reliability_at = np.take(sh.reliability, at_index)
     reliability = select(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
                            reliability_at)
     if perks is not None:  # priority service removes a share of the failures left
@@ -497,17 +498,18 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # below the zone of tolerance a customer is quicker to complain
     complained = failed & (v.u_complain[rows] < select(dissatisfied, p.complaint_rate_dissatisfied,
                                                            p.complaint_rate))
-    recovered = complained & (v.u_recover[rows] < np.take(sh.recovery, at))
+    recovered = complained & (v.u_recover[rows] < np.take(sh.recovery, at_index))
     damage = experience_damage(failed, complained, recovered, p)
     if perks is not None:  # members forgive part of a failure
         damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
-    offered = np.take(levels, at, axis=1)  # [A, m]
-    list_price = np.take(sh.price, at)
+    offered = np.take(levels, at_index, axis=1)  # [A, m]
+    list_price = np.take(sh.price, at_index)
+    member_at = None if perks is None else pick(member_off, at_firm)  # a member's share off there
     price_at = list_price * (1.0 - select(offer_applies, st.offer_discount[rows], 0.0))
     experienced, quality_at = judged_offer(weights, offered - expectation, expectation, sh.kano, p.loss_aversion)
     experienced -= damage
     if p.reference_price:  # value for money: the price paid, personal and member discounts off, against the reference
-        paid = price_at if perks is None else price_at * (1.0 - pick(member_off, at_firm))
+        paid = price_at if perks is None else price_at * (1.0 - member_at)
         reference = st.ref_price[rows]
         experienced += reference_price.value_response(paid, reference, p.value_weight, p.price_loss_aversion)
         ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
@@ -524,8 +526,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     last_buy = st.last_buy[rows]  # a view: updated in place below
     buyers = np.flatnonzero(buying)
     wallet = p.wallet_decay * st.wallet[rows]
-    bought = flat_index(buyers, at[buyers], wallet.shape[1])  # (one element per buyer)
-    place(wallet, bought, pick(wallet, bought) + units[buyers])
+    bought = flat_index(buyers, np.take(at_index, buyers), wallet.shape[1])  # (one element per buyer, of [m, F])
+    place(wallet, bought, pick(wallet, bought) + np.take(units, buyers))
     if p.contractual:
         gained = select(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
@@ -534,9 +536,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
     discount = select(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
-    margin = units * (list_price - np.take(sh.unit_cost, at)) - discount
+    margin = units * (list_price - np.take(sh.unit_cost, at_index)) - discount
     if perks is not None:
-        member_discount = units * price_at * pick(member_off, at_firm)
+        member_discount = units * price_at * member_at
         margin = margin - member_discount
         discount_all = discount + member_discount
     else:
@@ -583,7 +585,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     if p.reliability_choice:
         st.rel_belief[rows] = rel_belief.T
     st.wallet[rows] = wallet
-    place(last_buy, flat_index(buyers, at[buyers], last_buy.shape[1]), t)
+    place(last_buy, bought, t)
     won = np.flatnonzero(gained >= 0)
     st.since[rows][won, gained[won]] = t
     np.copyto(st.last_failure[rows], t, where=failed)
