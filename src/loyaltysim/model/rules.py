@@ -566,12 +566,13 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     manager = manager.copy()
     manager[moved] = np.where(has_new[moved], assigned, NO_FIRM)
 
-    # write back (``st.x[rows]`` is a view: copyto writes in place)
+    # write back (``st.x[rows]`` is a view: indexed assignments write in place; the few who entered, left, failed
+    # or were won back are written by position)
     st.active[rows] = present
     st.current[rows] = new
     # a customer coming back into the market starts afresh, as a prospect
-    np.copyto(st.previous[rows], NO_FIRM, where=enter)
-    np.copyto(st.previous[rows], cur, where=left)
+    st.previous[rows][np.flatnonzero(enter)] = NO_FIRM
+    st.previous[rows][gone] = cur[gone]
     st.tenure[rows] = select(has_new, select(changed, 1, tenure + 1), 0)
     st.relationship_purchases[rows] = (select(changed, 0, st.relationship_purchases[rows])
                                        + select(here, purchases, 0))
@@ -588,8 +589,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     place(last_buy, bought, t)
     won = np.flatnonzero(gained >= 0)
     st.since[rows][won, gained[won]] = t
-    np.copyto(st.last_failure[rows], t, where=failed)
-    np.copyto(st.switch_cause[rows], cause, where=left)
+    st.last_failure[rows][np.flatnonzero(failed)] = t
+    st.switch_cause[rows][gone] = cause[gone]
     st.step_firm[rows] = select(buying, at, NO_FIRM)
     st.step_purchases[rows] = purchases
     st.step_units[rows] = units
@@ -605,10 +606,11 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.step_lifetime_value[rows] = select(left, st.relationship_value[rows], 0.0)
     st.step_lifetime_revenue[rows] = select(left, st.relationship_revenue[rows], 0.0)
     st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
-    np.copyto(st.lost_value[rows], st.relationship_value[rows], where=left)
-    np.copyto(st.lost_at[rows], t, where=left)
+    st.lost_value[rows][gone] = st.relationship_value[rows][gone]
+    st.lost_at[rows][gone] = t
     st.relationship_value[rows] = value
     st.relationship_revenue[rows] = revenue
-    np.copyto(st.regained_by[rows], NO_FIRM, where=changed)
-    np.copyto(st.regained_by[rows], new, where=regained)
-    np.copyto(st.regained_at[rows], t, where=regained)
+    st.regained_by[rows][moved] = NO_FIRM
+    won_back = np.flatnonzero(regained)
+    st.regained_by[rows][won_back] = new[won_back]
+    st.regained_at[rows][won_back] = t
