@@ -57,7 +57,7 @@ class Membership:
         """(customer, firm) for each firm's customers, in customer order."""
         if self.contractual:
             who = np.flatnonzero(st.current >= 0)
-            return who, st.current[who]
+            return who, np.take(st.current, who)
         return np.nonzero((t - st.last_buy) < self.lapse_steps)
 
     def departures(self, st: CustomerState, t: int) -> dict[str, np.ndarray]:
@@ -203,7 +203,7 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
     own = flat_index(who, firm, n_firms)  # each pair's element of the [n, F] arrays
     won_back = st.step_regained
     has = np.flatnonzero(st.current >= 0)
-    held = st.current[has]
+    held = np.take(st.current, has)
     components = satisfaction_components(st, firms, kano, loss_aversion, has)
     sums = {
         "purchases": sales(st.step_purchases),
@@ -217,16 +217,16 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
         "offer_costs": by_firm(st.current[won_back], st.offer_cost[won_back]),
         "defections": by_firm(departures["firm"]),
         "satisfaction": by_firm(firm, pick(st.satisfaction, own)),
-        "attitude": by_firm(held, st.attitude[has]),
+        "attitude": by_firm(held, np.take(st.attitude, has)),
         "holders": by_firm(held),
         **{f"satisfaction_{kind}": by_firm(held, c)
            for kind, c in zip(("basic", "performance", "latent"), components, strict=True)},
         "wallet_own": by_firm(firm, pick(st.wallet, own)),
-        "wallet_all": by_firm(firm, rules.row_total(st.wallet)[who]),
+        "wallet_all": by_firm(firm, np.take(rules.row_total(st.wallet), who)),
         "member_discounts": sales(st.step_member_discount),
     }
     for kind, names in classifications.NAMES.items():
-        sums[kind] = classifications.counts_by_firm(st.current, classify_codes(kind), n_firms, len(names))
+        sums[kind] = classifications.counts_by_firm(st.current, classify_codes(kind), n_firms, len(names), (has, held))
     return sums
 
 
@@ -275,5 +275,5 @@ def satisfaction_components(st: CustomerState, firms: list[Firm], kano: np.ndarr
     each kind of need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
     levels = np.array([f.levels for f in firms])
     gap = np.take(levels, np.maximum(st.current, 0), axis=0) - st.expectation
-    return [rules.weighted_response(st.weights, gap, kano, loss_aversion, c)[who]
+    return [np.take(rules.weighted_response(st.weights, gap, kano, loss_aversion, c), who)
             for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]

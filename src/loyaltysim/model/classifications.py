@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loyaltysim.model.arrays import flat_index, pick
+from loyaltysim.model.arrays import flat_index, pick, select
 from loyaltysim.model.rules import row_total
 from loyaltysim.model.state import NO_FIRM, CustomerState
 
@@ -68,15 +68,15 @@ class Classifier:
 
 def _current_satisfaction(st: CustomerState) -> np.ndarray:
     has = st.current >= 0
-    cur = np.where(has, st.current, 0)
-    return np.where(has, pick(st.satisfaction, flat_index(np.arange(len(st)), cur, st.satisfaction.shape[1])), 0.0)
+    cur = select(has, st.current, 0)
+    return select(has, pick(st.satisfaction, flat_index(np.arange(len(st)), cur, st.satisfaction.shape[1])), 0.0)
 
 
 def behavioural_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
     has = st.current >= 0
     if d.contractual:
         return has & (st.tenure >= d.repeat_steps)
-    own = pick(st.wallet, flat_index(np.arange(len(st)), np.where(has, st.current, 0), st.wallet.shape[1]))
+    own = pick(st.wallet, flat_index(np.arange(len(st)), select(has, st.current, 0), st.wallet.shape[1]))
     total = row_total(st.wallet)
     share = np.divide(own, total, out=np.zeros_like(own), where=total > 0)
     return has & (share >= d.repeat_share) & (st.relationship_purchases >= 2)
@@ -128,11 +128,14 @@ def ladder_stage(st: CustomerState, d: Definitions, sat: np.ndarray | None = Non
     # with a firm: first-time (1), repeat (2), client (3), advocate (4; every advocate is a client, every client a
     # repeat buyer); without one: prospect (0) or lapsed (5)
     with_firm = 1 + np.maximum(st.relationship_purchases >= 2, 2 * client) + advocate
-    return np.where(has, with_firm, np.where(never, 0, 5)).astype(np.int8)
+    return select(has, with_firm, select(never, 0, 5)).astype(np.int8)
 
 
-def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes: int) -> np.ndarray:
-    """[F, K] counts of each code among each firm's current customers."""
-    has = current >= 0
-    flat = np.bincount(current[has] * n_codes + codes[has], minlength=n_firms * n_codes)
+def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes: int,
+                   holders: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """[F, K] counts of each code among each firm's current customers (``holders``: the customers with a firm and
+    their firms, if already found)."""
+    who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
+    firm = np.take(current, who) if firm is None else firm
+    flat = np.bincount(firm * n_codes + np.take(codes, who), minlength=n_firms * n_codes)
     return flat.reshape(n_firms, n_codes)

@@ -84,16 +84,22 @@ def weighted_response(weights: np.ndarray, gap: np.ndarray, kano: np.ndarray, lo
 
     Sums here and in :func:`quality_index` add attribute by attribute in order, so a customer stepped alone gets
     the numbers it gets in a crowd (no BLAS, no pairwise summation)."""
+    return attribute_sum(weights.T, gap.T, kano, loss_aversion, kano_class)
+
+
+def attribute_sum(weights: np.ndarray, gap: np.ndarray, kano: np.ndarray, loss_aversion: float,
+                  kano_class: int | None = None) -> np.ndarray:
+    """:func:`weighted_response` of attribute-major weights and gaps ([A, m]: one row per attribute)."""
     total = None
-    for a in range(gap.shape[1]):
+    for a in range(gap.shape[0]):
         if kano_class is None or kano[a] == kano_class:
-            term = attribute_response(gap[:, a], int(kano[a]), loss_aversion)
-            term *= weights[:, a]
+            term = attribute_response(gap[a], int(kano[a]), loss_aversion)
+            term *= weights[a]
             if total is None:
                 total = term
             else:
                 total += term
-    return np.zeros(gap.shape[0]) if total is None else total
+    return np.zeros(gap.shape[1]) if total is None else total
 
 
 def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
@@ -107,8 +113,13 @@ def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarr
     what it exceeds the expectation by (Kano et al. 1984; Anderson & Sullivan 1993). Summed attribute by attribute
     over [m, F] arrays, in the order of :func:`weighted_response`.
     """
+    return judged_quality(firm_major(weights), levels, firm_major(expectation), kano, loss_aversion).T
+
+
+def judged_quality(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
+                   loss_aversion: float) -> np.ndarray:
+    """:func:`quality_index` firm-major ([F, m]), of attribute-major weights and expectations ([A, m])."""
     total = None
-    expectation, weights = firm_major(expectation), firm_major(weights)  # attribute-major rows
     for a in range(levels.shape[1]):  # firm-major [F, m] inside: broadcasting over customers is fast
         e = expectation[a]
         judged = attribute_response(levels[:, a, None] - e, int(kano[a]), loss_aversion)
@@ -118,7 +129,43 @@ def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarr
             total = judged
         else:
             total += judged
-    return total.T
+    return total
+
+
+def judged_levels(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
+                  loss_aversion: float) -> np.ndarray:
+    """:func:`quality_index` of one offer per element: attribute-major weights, offered levels and expectations
+    ([A, s]) give [s] judged qualities, by the arithmetic of :func:`judged_quality`."""
+    total = None
+    for a in range(levels.shape[0]):
+        e = expectation[a]
+        judged = attribute_response(levels[a] - e, int(kano[a]), loss_aversion)
+        judged += e
+        judged *= weights[a]
+        if total is None:
+            total = judged
+        else:
+            total += judged
+    return total
+
+
+def judged_offer(weights: np.ndarray, gap: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
+                 loss_aversion: float) -> tuple[np.ndarray, np.ndarray]:
+    """(:func:`attribute_sum`, :func:`judged_levels`) of one offer per customer, from attribute-major weights, gaps
+    (offer - expectation) and expectations ([A, m]): how the offer meets expectations and how good it is judged,
+    from the same Kano responses."""
+    met = judged = None
+    for a in range(gap.shape[0]):
+        response = attribute_response(gap[a], int(kano[a]), loss_aversion)
+        term = response * weights[a]
+        response += expectation[a]
+        response *= weights[a]
+        if met is None:
+            met, judged = term, response
+        else:
+            met += term
+            judged += response
+    return met, judged
 
 
 def logit_choice(utility: np.ndarray, gumbel: np.ndarray, noise: float) -> np.ndarray:
@@ -173,24 +220,30 @@ def update_expectation(expectation: np.ndarray, offered: np.ndarray, buying: np.
     levels ``market`` [A] (:mod:`~loyaltysim.model.mechanisms.market_expectations`), move toward them both ways.
     Latent needs (attractive attributes) are not expected until met, so they adapt only to the customer's own
     experience, and slowly."""
+    return adapt_expectations(firm_major(expectation), firm_major(offered), buying, present, best, kano, p, market).T
+
+
+def adapt_expectations(expectation: np.ndarray, offered: np.ndarray, buying: np.ndarray, present: np.ndarray,
+                       best: np.ndarray, kano: np.ndarray, p: Params, market: np.ndarray | None = None) -> np.ndarray:
+    """:func:`update_expectation` of attribute-major expectations and offers ([A, m]), returned attribute-major."""
     out = np.empty_like(expectation)
-    for a in range(out.shape[1]):
-        col = np.ascontiguousarray(expectation[:, a])  # each attribute's column, worked on contiguous
+    for a in range(out.shape[0]):
+        col = expectation[a]
         latent = kano[a] == ATTRACTIVE
         alpha = p.latent_alpha if latent else p.expect_alpha
-        col = select(buying, col + alpha * (offered[:, a] - col), col)
+        col = select(buying, col + alpha * (offered[a] - col), col)
         if not latent:
             pull = np.maximum(best[a] - col, 0.0) if market is None else market[a] - col
             col = select(present, col + p.competitor_alpha * pull, col)
-        out[:, a] = col
+        out[a] = col
     return out
 
 
 def experience_damage(failed: np.ndarray, complained: np.ndarray, recovered: np.ndarray, p: Params) -> np.ndarray:
     """Satisfaction lost to a service failure: full severity if silent, more if a complaint is handled
     badly, and a small gain if it is resolved well (the recovery paradox)."""
-    hurt = p.failure_severity * np.where(complained, p.unresolved_factor, 1.0)
-    return np.where(failed, np.where(recovered, -p.recovery_paradox, hurt), 0.0)
+    hurt = p.failure_severity * select(complained, p.unresolved_factor, 1.0)
+    return select(failed, select(recovered, -p.recovery_paradox, hurt), 0.0)
 
 
 def defection_cause(
@@ -279,13 +332,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     leave, enter, present = life_events(active, v.u_life[rows], p, None if sh.p_leave is None else sh.p_leave[rows],
                                         None if sh.p_enter is None else sh.p_enter[rows])  # (arrivals over time)
     had = cur >= 0
-    cur_safe = np.where(had, cur, 0)
+    cur_safe = select(had, cur, 0)
 
     # a personal offer (a campaign's) changes one firm's price and service for this customer
     offer_firm = st.offer_firm[rows]
     offer_on = (offer_firm >= 0) & (t <= st.offer_until[rows])
     offered_here = (firm_ids == offer_firm) & offer_on  # [F, m]
-    price = sh.price[:, None] * (1.0 - select(offered_here, st.offer_discount[rows], 0.0))
     contacted = st.contacted_at[rows] == t
     # a win-back offer (from a firm other than the customer's own) makes it look around; a save offer from its own
     # firm does not: it changes what staying is worth if it does look
@@ -295,18 +347,31 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     perceived = firm_major(st.perceived[rows])
     perceived = perceived + p.wom_influence * (firm_major(sh.wom_pos[rows]) * (1.0 - perceived)
                                                - firm_major(sh.wom_neg[rows]) * perceived)
-    weights = st.weights[rows]
-    quality = quality_index(weights, sh.levels, st.expectation[rows], sh.kano, p.loss_aversion).T
+    # expectations and attribute weights attribute-major ([A, m]), like the offers below: each attribute's row is
+    # contiguous for the judged quality, the experience and the expectations' update
+    weights = firm_major(st.weights[rows])
+    expectation = firm_major(st.expectation[rows])
+    levels = np.ascontiguousarray(sh.levels.T)  # [A, F]
+
+    def quality(flat: np.ndarray) -> np.ndarray:
+        """The judged quality (:func:`judged_quality`) at flat positions of the [F, m] arrays."""
+        firm, row = np.divmod(flat, m)
+        return judged_levels(weights[:, row], levels[:, firm], expectation[:, row], sh.kano, p.loss_aversion)
+
     u_market = firm_major(v.u_market[rows])
     exposed = (u_market < sh.reach[:, None]) & present & available
-    perceived = select(exposed, perceived + p.marketing_effect * (quality - perceived), perceived)
+    # few customers meet a firm's marketing in a step: their beliefs are updated where they met it
+    met = np.flatnonzero(exposed)
+    belief = pick(perceived, met)
+    place(perceived, met, belief + p.marketing_effect * (quality(met) - belief))
     rival_offer = (exposed & (firm_ids != cur)).any(axis=0)
     # a contact offering a service upgrade (a guarantee that removes that share of failures) restores that share
     # of the gap between the customer's belief and the firm's true offer: it repairs what failures taught the
     # customer. A discount alone says nothing about quality: it acts through price.
     upgrade = st.offer_upgrade[rows]
-    informed = offered_here & (contacted & (upgrade > 0) & present) & available
-    perceived = select(informed, perceived + upgrade * (quality - perceived), perceived)
+    informed = np.flatnonzero(offered_here & (contacted & (upgrade > 0) & present) & available)
+    belief = pick(perceived, informed)
+    place(perceived, informed, belief + upgrade[informed % m] * (quality(informed) - belief))
     if p.reliability_choice:  # what the neighbours say about each firm's reliability
         rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.rel_share[rows]),
                                               firm_major(sh.rel_said[rows]), p.reliability_wom)
@@ -317,10 +382,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     attitude = st.attitude[rows]
     tenure = st.tenure[rows]
     manager = st.manager[rows]
-    sat_current = np.where(had, pick(satisfaction, flat_index(idx, cur_safe, satisfaction.shape[1])), 0.0)
+    sat_current = select(had, pick(satisfaction, flat_index(idx, cur_safe, satisfaction.shape[1])), 0.0)
     threshold = st.threshold[rows]
     dissatisfied = had & (sat_current < threshold)
-    p_search = np.where(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
+    p_search = select(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
     lost_manager_now = st.manager_lost[rows] == t
     staying = present & had & ~leave
     can_choose = present if p.contractual else present & (k > 0)
@@ -328,139 +393,164 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     prompted = ((rival_offer & (v.u_attention[rows] < p.offer_attention * (1.0 - attitude))) | lost_manager_now
                 | approached)
     search = can_choose & (~staying | (v.u_search[rows] < p_search) | prompted)
+    # a customer who does not search keeps its firm (none if it left the market)
+    new = select(leave, NO_FIRM, cur).astype(np.int32, copy=False)
+    # consideration sets (model.mechanisms.consideration): choose among the firms known
+    choosable = (available if sh.considered is None
+                 else considered_firms(firm_major(sh.considered[rows]), firm_ids == cur, available))
+    if p.contractual:
+        wander = None
+        scored = search
+    else:  # a variety trip: a buyer who did not search may buy elsewhere
+        wander = (present & (new >= 0) & (k > 0) & ~search & (v.u_variety[rows] < st.variety[rows])
+                  & (sh.available.sum() > 1))
+        if sh.considered is not None:  # it needs another store the customer knows
+            wander &= (choosable & (firm_ids != new)).any(axis=0)
+        scored = search | wander
+    # only the customers who choose a firm in this step (a few in a step) need the firms' utilities: they are
+    # scored alone, column by column of the [F, m] arrays, by the same elementwise arithmetic
+    who = np.flatnonzero(scored)
     perks = sh.perks
     # programmes: members pay less, count rewards as a price cut, and feel points pressure
     # (the perks are column-major [n, S]: their firm-major views need no copy)
     member_off = None if perks is None else firm_major(perks.discount[rows])
     priority = None if perks is None else firm_major(perks.priority[rows])
-    felt = price if perks is None else price * (1.0 - member_off) * (1.0 - firm_major(perks.value[rows]))
-    # against the market's average starting price, or (perceived value) the customer's own reference price
-    relative_price = felt / (st.ref_price[rows] if p.reference_price else sh.price_ref) - 1.0
-    base = p.quality_weight * perceived - (sh.price_factor * st.price_sensitivity[rows]) * relative_price
+    felt = sh.price[:, None] * (1.0 - select(offered_here[:, who], st.offer_discount[rows][who], 0.0))
     if perks is not None:
-        base = base + firm_major(perks.pressure[rows])
+        felt = felt * (1.0 - member_off[:, who]) * (1.0 - firm_major(perks.value[rows])[:, who])
+    # against the market's average starting price, or (perceived value) the customer's own reference price
+    relative_price = felt / (st.ref_price[rows][who] if p.reference_price else sh.price_ref) - 1.0
+    base = p.quality_weight * perceived[:, who] - (sh.price_factor * st.price_sensitivity[rows][who]) * relative_price
+    if perks is not None:
+        base = base + firm_major(perks.pressure[rows])[:, who]
     if p.reliability_choice:  # the reliability expected, with an offer's upgrade or priority service it holds
-        removed = select(offered_here, st.offer_upgrade[rows], 0.0)
+        removed = select(offered_here[:, who], st.offer_upgrade[rows][who], 0.0)
         if perks is not None:
-            removed = 1.0 - (1.0 - removed) * (1.0 - priority)
-        base = base + p.reliability_weight * (reliability_beliefs.expected(rel_belief, removed) - 1.0)
+            removed = 1.0 - (1.0 - removed) * (1.0 - priority[:, who])
+        base = base + p.reliability_weight * (reliability_beliefs.expected(rel_belief[:, who], removed) - 1.0)
     if sh.taste is not None:  # persistent brand tastes (model.mechanisms.tastes)
-        base = base + firm_major(sh.taste[rows])
-    # consideration sets (model.mechanisms.consideration): choose among the firms known
-    choosable = (available if sh.considered is None
-                 else considered_firms(firm_major(sh.considered[rows]), firm_ids == cur, available))
+        base = base + firm_major(sh.taste[rows])[:, who]
     if sh.considered is not None or not sh.available.all():  # (every firm choosable: base as it is)
-        base = np.where(choosable, base, -np.inf)
-    hold = switching_cost(sh.switching_cost, st.financial_cost[rows], tenure, manager >= 0, st.club[rows], p)
-    hold = hold + p.relationship_premium * attitude
-    shock = p.choice_noise * firm_major(v.gumbel[rows])  # logit choice by the Gumbel-max rule (see logit_choice)
+        base = np.where(choosable if choosable.shape[1] == 1 else choosable[:, who], base, -np.inf)
+    hold = switching_cost(sh.switching_cost, st.financial_cost[rows][who], tenure[who], manager[who] >= 0,
+                          st.club[rows][who], p)
+    hold = hold + p.relationship_premium * attitude[who]
+    # logit choice by the Gumbel-max rule (see logit_choice)
+    shock = p.choice_noise * firm_major(v.gumbel[rows][who])
     # the current firm's score of a customer who stays in the market gains what holding it is worth
     score = base.copy()
-    stays = np.flatnonzero(staying)
-    own = flat_index(cur_safe[stays], stays, m)
+    stays = np.flatnonzero(staying[who])
+    own = flat_index(cur_safe[who][stays], stays, who.size)
     place(score, own, pick(base, own) + hold[stays])
     score += shock
     choice = first_best(score)
     if sh.outside is not None:  # buying elsewhere (model.mechanisms.outside_option): no firm chosen
-        choice = outside_option.choose(score, choice, sh.outside[rows])
-    new = np.where(search, choice, np.where(leave, NO_FIRM, cur)).astype(np.int32)
+        choice = outside_option.choose(score, choice, sh.outside[rows][who])
+    searching = search[who]
+    new[who[searching]] = choice[searching]
     changed = new != cur
     left = had & changed
     recent = p.attribution_steps
-    cheaper = sh.price[np.where(new >= 0, new, 0)] < sh.price[cur_safe]
-    cause = np.where(left, defection_cause(
-        leave,
-        (t - st.manager_lost[rows]) <= recent,
-        sh.breached[cur_safe],
-        dissatisfied,
-        (t - st.last_failure[rows]) <= recent,
-        sh.price_rose[cur_safe],
-        sh.shocked & cheaper,
-    ), Cause.NONE).astype(np.int8)
+    # the cause of each departure, worked out for the few who left
+    cause = np.full(m, Cause.NONE, np.int8)
+    gone = np.flatnonzero(left)
+    if gone.size:
+        was, now = cur_safe[gone], new[gone]
+        cheaper = sh.price[np.where(now >= 0, now, 0)] < sh.price[was]
+        cause[gone] = defection_cause(
+            leave[gone],
+            (t - st.manager_lost[rows][gone]) <= recent,
+            sh.breached[was],
+            dissatisfied[gone],
+            (t - st.last_failure[rows][gone]) <= recent,
+            sh.price_rose[was],
+            sh.shocked & cheaper,
+        )
 
     # 4. purchase at the (new) current firm, or elsewhere for variety
     has_new = new >= 0
-    new_safe = np.where(has_new, new, 0)
+    new_safe = select(has_new, new, 0)
     buying = present & has_new & (k > 0)
     if p.contractual:
         at = new_safe
     else:
-        wander = buying & ~search & (v.u_variety[rows] < st.variety[rows]) & (sh.available.sum() > 1)
-        if sh.considered is not None:  # a variety trip needs another store the customer knows
-            wander &= (choosable & (firm_ids != new)).any(axis=0)
-        score = np.where(firm_ids == new, -np.inf, base)
+        score = np.where(firm_ids == new[who], -np.inf, base)
         score += shock
         other = first_best(score)
-        at = np.where(wander, other, new_safe).astype(np.int32)
+        at = new_safe.copy()
+        wanders = wander[who]
+        at[who[wanders]] = other[wanders]
     purchases = select(buying, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
     # the elements at the firm bought from, of [m, S] (customer-major) and [F, m] (firm-major) arrays
     at_row = {}
+    at_index = at.astype(np.int64)  # (indices as np.take uses them: converted once)
 
     def pick_at(x: np.ndarray) -> np.ndarray:
         if x.shape[1] not in at_row:
-            at_row[x.shape[1]] = flat_index(idx, at, x.shape[1])
+            at_row[x.shape[1]] = flat_index(idx, at_index, x.shape[1])
         return pick(x, at_row[x.shape[1]])
 
-    at_firm = flat_index(at, idx, m)
+    at_firm = flat_index(at_index, idx, m)
     offer_applies = pick(offered_here, at_firm)  # the offer is from the firm bought from
-    reliability_at = sh.reliability[at]
-    reliability = np.where(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
+    reliability_at = np.take(sh.reliability, at_index)
+    reliability = select(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
                            reliability_at)
     if perks is not None:  # priority service removes a share of the failures left
         reliability = 1.0 - (1.0 - reliability) * (1.0 - pick(priority, at_firm))
     failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
-    complained = failed & (v.u_complain[rows] < np.where(dissatisfied, p.complaint_rate_dissatisfied,
+    complained = failed & (v.u_complain[rows] < select(dissatisfied, p.complaint_rate_dissatisfied,
                                                            p.complaint_rate))
-    recovered = complained & (v.u_recover[rows] < sh.recovery[at])
+    recovered = complained & (v.u_recover[rows] < np.take(sh.recovery, at_index))
     damage = experience_damage(failed, complained, recovered, p)
     if perks is not None:  # members forgive part of a failure
         damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
-    offered = np.take(sh.levels, at, axis=0)
-    price_at = pick(price, at_firm)
-    expectation = st.expectation[rows]
-    experienced = weighted_response(weights, offered - expectation, sh.kano, p.loss_aversion) - damage
+    offered = np.take(levels, at_index, axis=1)  # [A, m]
+    list_price = np.take(sh.price, at_index)
+    member_at = None if perks is None else pick(member_off, at_firm)  # a member's share off there
+    price_at = list_price * (1.0 - select(offer_applies, st.offer_discount[rows], 0.0))
+    experienced, quality_at = judged_offer(weights, offered - expectation, expectation, sh.kano, p.loss_aversion)
+    experienced -= damage
     if p.reference_price:  # value for money: the price paid, personal and member discounts off, against the reference
-        paid = price_at if perks is None else price_at * (1.0 - pick(member_off, at_firm))
+        paid = price_at if perks is None else price_at * (1.0 - member_at)
         reference = st.ref_price[rows]
         experienced += reference_price.value_response(paid, reference, p.value_weight, p.price_loss_aversion)
         ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
     old = pick_at(satisfaction)
     place(satisfaction, at_row[satisfaction.shape[1]], select(buying, old + p.sat_alpha * (experienced - old), old))
-    expectation = update_expectation(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
+    expectation = adapt_expectations(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
                                      sh.market_levels)
     if p.reliability_choice:
         place(rel_belief, at_firm, reliability_beliefs.learn(pick(rel_belief, at_firm), failed, recovered, buying,
                                                              p.reliability_alpha, p.recovery_credit))
     belief = pick(perceived, at_firm)
-    target = np.clip(pick(quality, at_firm) - p.failure_belief * damage, 0.0, 1.0)
+    target = np.clip(quality_at - p.failure_belief * damage, 0.0, 1.0)
     place(perceived, at_firm, select(buying, belief + p.learn_alpha * (target - belief), belief))
     last_buy = st.last_buy[rows]  # a view: updated in place below
     buyers = np.flatnonzero(buying)
     wallet = p.wallet_decay * st.wallet[rows]
-    bought = flat_index(buyers, at[buyers], wallet.shape[1])  # (one element per buyer)
-    place(wallet, bought, pick(wallet, bought) + units[buyers])
+    bought = flat_index(buyers, np.take(at_index, buyers), wallet.shape[1])  # (one element per buyer, of [m, F])
+    place(wallet, bought, pick(wallet, bought) + np.take(units, buyers))
     if p.contractual:
-        gained = np.where(changed & has_new, new, NO_FIRM)
+        gained = select(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
         previous_buy = pick_at(last_buy)
-        gained = np.where(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
+        gained = select(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
-    list_price = sh.price[at]
-    discount = np.where(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
-    margin = units * (list_price - sh.unit_cost[at]) - discount
+    discount = select(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
+    margin = units * (list_price - np.take(sh.unit_cost, at_index)) - discount
     if perks is not None:
-        member_discount = units * price_at * pick(member_off, at_firm)
+        member_discount = units * price_at * member_at
         margin = margin - member_discount
         discount_all = discount + member_discount
     else:
         member_discount = 0.0
         discount_all = discount
     here = buying & (at == new)
-    value = np.where(changed, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
-    revenue = (np.where(changed, 0.0, st.relationship_revenue[rows])
+    value = select(changed, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
+    revenue = (select(changed, 0.0, st.relationship_revenue[rows])
                + select(here, units * list_price - discount_all, 0.0))
     # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
     # does not make its return a regain)
@@ -468,58 +558,63 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
                 & (st.lost_at[rows] < st.contacted_at[rows]))
 
     # 5. attitude toward the current firm, relationship bookkeeping
-    attitude = np.where(changed, 0.0, attitude)
+    attitude = select(changed, 0.0, attitude)
     sat_new = pick(satisfaction, at_row[satisfaction.shape[1]] if at is new_safe
                    else flat_index(idx, new_safe, satisfaction.shape[1]))
-    attitude = np.where(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
-    high_value = st.value_tier[rows] == 2
-    managers = sh.managers[new_safe]
-    assigned = np.where(high_value & (managers > 0), row_ids % np.maximum(managers, 1), NO_FIRM)
-    manager = np.where(changed, np.where(has_new, assigned, NO_FIRM), manager)
+    attitude = select(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
+    # a customer who changed firm gets a manager at its new firm if it is of high value and the firm has managers
+    moved = np.flatnonzero(changed)
+    managers = np.take(sh.managers, new_safe[moved])
+    assigned = np.where((st.value_tier[rows][moved] == 2) & (managers > 0),
+                        row_ids[moved] % np.maximum(managers, 1), NO_FIRM)
+    manager = manager.copy()
+    manager[moved] = np.where(has_new[moved], assigned, NO_FIRM)
 
-    # write back (``st.x[rows]`` is a view: copyto writes in place)
+    # write back (``st.x[rows]`` is a view: indexed assignments write in place; the few who entered, left, failed
+    # or were won back are written by position)
     st.active[rows] = present
     st.current[rows] = new
     # a customer coming back into the market starts afresh, as a prospect
-    np.copyto(st.previous[rows], NO_FIRM, where=enter)
-    np.copyto(st.previous[rows], cur, where=left)
-    st.tenure[rows] = np.where(has_new, np.where(changed, 1, tenure + 1), 0)
-    st.relationship_purchases[rows] = (np.where(changed, 0, st.relationship_purchases[rows])
+    st.previous[rows][np.flatnonzero(enter)] = NO_FIRM
+    st.previous[rows][gone] = cur[gone]
+    st.tenure[rows] = select(has_new, select(changed, 1, tenure + 1), 0)
+    st.relationship_purchases[rows] = (select(changed, 0, st.relationship_purchases[rows])
                                        + select(here, purchases, 0))
     st.perceived[rows] = perceived.T
     st.attitude[rows] = attitude
     st.club[rows] = st.club[rows] & ~changed
     st.manager[rows] = manager
-    st.expectation[rows] = expectation
+    st.expectation[rows] = expectation.T
     if p.reference_price:
         st.ref_price[rows] = ref_price
     if p.reliability_choice:
         st.rel_belief[rows] = rel_belief.T
     st.wallet[rows] = wallet
-    place(last_buy, flat_index(buyers, at[buyers], last_buy.shape[1]), t)
+    place(last_buy, bought, t)
     won = np.flatnonzero(gained >= 0)
     st.since[rows][won, gained[won]] = t
-    np.copyto(st.last_failure[rows], t, where=failed)
-    np.copyto(st.switch_cause[rows], cause, where=left)
+    st.last_failure[rows][np.flatnonzero(failed)] = t
+    st.switch_cause[rows][gone] = cause[gone]
     st.step_firm[rows] = select(buying, at, NO_FIRM)
     st.step_purchases[rows] = purchases
     st.step_units[rows] = units
     st.step_failed[rows] = failed
     st.step_complained[rows] = complained
     st.step_recovered[rows] = recovered
-    st.step_left[rows] = np.where(left, cur, NO_FIRM)
+    st.step_left[rows] = select(left, cur, NO_FIRM)
     st.step_cause[rows] = cause
     st.step_gained[rows] = gained
     st.step_discount[rows] = discount
     st.step_member_discount[rows] = member_discount
     st.step_regained[rows] = regained
-    st.step_lifetime_value[rows] = np.where(left, st.relationship_value[rows], 0.0)
-    st.step_lifetime_revenue[rows] = np.where(left, st.relationship_revenue[rows], 0.0)
+    st.step_lifetime_value[rows] = select(left, st.relationship_value[rows], 0.0)
+    st.step_lifetime_revenue[rows] = select(left, st.relationship_revenue[rows], 0.0)
     st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
-    np.copyto(st.lost_value[rows], st.relationship_value[rows], where=left)
-    np.copyto(st.lost_at[rows], t, where=left)
+    st.lost_value[rows][gone] = st.relationship_value[rows][gone]
+    st.lost_at[rows][gone] = t
     st.relationship_value[rows] = value
     st.relationship_revenue[rows] = revenue
-    np.copyto(st.regained_by[rows], NO_FIRM, where=changed)
-    np.copyto(st.regained_by[rows], new, where=regained)
-    np.copyto(st.regained_at[rows], t, where=regained)
+    st.regained_by[rows][moved] = NO_FIRM
+    won_back = np.flatnonzero(regained)
+    st.regained_by[rows][won_back] = new[won_back]
+    st.regained_at[rows][won_back] = t

@@ -52,7 +52,7 @@ class CustomerState:
     basket: np.ndarray  # f8[n] units bought per occasion
     variety: np.ndarray  # f8[n] chance an occasion goes to another firm (repertoire)
     price_sensitivity: np.ndarray  # f8[n]
-    weights: np.ndarray  # f8[n, A] attribute importance, rows sum to 1
+    weights: np.ndarray  # f8[n, A] attribute importance, rows sum to 1 (column-major: see allocate)
     threshold: np.ndarray  # f8[n] satisfaction threshold
     # dynamic
     active: np.ndarray  # bool[n] in the market
@@ -60,8 +60,8 @@ class CustomerState:
     previous: np.ndarray  # i4[n] the firm last left; -1 none
     tenure: np.ndarray  # i4[n] steps with the current firm
     relationship_purchases: np.ndarray  # i4[n] occasions with the current firm in this relationship
-    expectation: np.ndarray  # f8[n, A] expected attribute levels
-    perceived: np.ndarray  # f8[n, F] perceived quality of each firm, 0..1
+    expectation: np.ndarray  # f8[n, A] expected attribute levels (column-major: see allocate)
+    perceived: np.ndarray  # f8[n, F] perceived quality of each firm, 0..1 (column-major: see allocate)
     satisfaction: np.ndarray  # f8[n, F] smoothed satisfaction with each firm (0: expectations just met)
     attitude: np.ndarray  # f8[n] attitudinal loyalty to the current firm, 0..1
     financial_cost: np.ndarray  # f8[n] financial switching cost (balances, status), utility units
@@ -76,7 +76,8 @@ class CustomerState:
     last_score: np.ndarray  # i1[n] last 1-5 survey answer (0: never asked)
     scores: np.ndarray  # i1[n, F] last 1-5 survey answer about each firm (0: never asked about it)
     ref_price: np.ndarray  # f8[n] reference price, money per unit (used when the reference-price mechanism is on)
-    rel_belief: np.ndarray  # f8[n, F] belief in each firm's service reliability (used when reliability-in-choice is on)
+    rel_belief: np.ndarray  # f8[n, F] belief in each firm's service reliability (used when reliability-in-choice is on;
+    # column-major like perceived)
     # relationships and campaigns
     relationship_value: np.ndarray  # f8[n] margin earned by the current firm in this relationship
     relationship_revenue: np.ndarray  # f8[n] revenue it earned in this relationship (after personal discounts)
@@ -109,6 +110,9 @@ class CustomerState:
 
     @classmethod
     def allocate(cls, n: int, n_firms: int, n_attributes: int) -> CustomerState:
+        """Every array at its starting value. The beliefs about each firm (``perceived``, ``rel_belief``), the
+        attribute weights and the expectations are stored column-major: the customer step reads and writes them
+        whole, firm by firm ([F, n]) or attribute by attribute ([A, n]), with no transpose."""
         f8, i4 = np.float64, np.int32
         return cls(
             segment=np.zeros(n, np.int8),
@@ -117,15 +121,15 @@ class CustomerState:
             basket=np.ones(n, f8),
             variety=np.zeros(n, f8),
             price_sensitivity=np.zeros(n, f8),
-            weights=np.zeros((n, n_attributes), f8),
+            weights=np.zeros((n, n_attributes), f8, order="F"),
             threshold=np.zeros(n, f8),
             active=np.ones(n, bool),
             current=np.full(n, NO_FIRM, i4),
             previous=np.full(n, NO_FIRM, i4),
             tenure=np.zeros(n, i4),
             relationship_purchases=np.zeros(n, i4),
-            expectation=np.zeros((n, n_attributes), f8),
-            perceived=np.zeros((n, n_firms), f8),
+            expectation=np.zeros((n, n_attributes), f8, order="F"),
+            perceived=np.zeros((n, n_firms), f8, order="F"),
             satisfaction=np.zeros((n, n_firms), f8),
             attitude=np.zeros(n, f8),
             financial_cost=np.zeros(n, f8),
@@ -140,7 +144,7 @@ class CustomerState:
             last_score=np.zeros(n, np.int8),
             scores=np.zeros((n, n_firms), np.int8),
             ref_price=np.zeros(n, f8),
-            rel_belief=np.zeros((n, n_firms), f8),
+            rel_belief=np.zeros((n, n_firms), f8, order="F"),
             step_firm=np.full(n, NO_FIRM, i4),
             step_purchases=np.zeros(n, i4),
             step_units=np.zeros(n, f8),

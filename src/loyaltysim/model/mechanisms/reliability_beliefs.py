@@ -47,9 +47,9 @@ def told(wom: WordOfMouth, st: CustomerState, n_firms: int) -> np.ndarray:
     firm, which :func:`hear` also needs, is word of mouth's recommending plus warning shares."""
     recommend, cur, warn, about = wom.spoken
     rows = np.arange(len(st))
-    columns = st.rel_belief.shape[1]
-    return (wom.heard(recommend, cur, n_firms, pick(st.rel_belief, flat_index(rows, cur, columns)))
-            + wom.heard(warn, about, n_firms, pick(st.rel_belief, flat_index(rows, about, columns))))
+    belief = st.rel_belief.T  # [F, n]: the state keeps the beliefs column-major
+    return (wom.heard(recommend, cur, n_firms, pick(belief, flat_index(cur, rows, len(st))))
+            + wom.heard(warn, about, n_firms, pick(belief, flat_index(about, rows, len(st)))))
 
 
 def hear(belief: np.ndarray, share: np.ndarray, said: np.ndarray, influence: float) -> np.ndarray:
@@ -71,5 +71,5 @@ def learn(belief: np.ndarray, failed: np.ndarray, recovered: np.ndarray, buying:
           recovery_credit: float) -> np.ndarray:
     """After a step's purchases: the belief moves a share ``alpha`` of the way to the outcome, 1 without a failure, 0
     after one, ``recovery_credit`` after one whose complaint was resolved well; unchanged without a purchase."""
-    outcome = np.where(failed, np.where(recovered, recovery_credit, 0.0), 1.0)
+    outcome = select(failed, select(recovered, recovery_credit, 0.0), 1.0)
     return select(buying, belief + alpha * (outcome - belief), belief)

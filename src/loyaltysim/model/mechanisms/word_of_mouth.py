@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from loyaltysim.model.arrays import flat_index, pick
+from loyaltysim.model.arrays import flat_index, pick, select
 from loyaltysim.model.state import CustomerState
 
 
@@ -30,6 +30,8 @@ class WordOfMouth:
         self.p_talk = spec.talk.per_step(unit)
         self.advocate_level = spec.advocate_level
         self.rng = rng
+        self.spoken = None
+        self._ties: list = []  # the step's speakers and their ties, for what else they tell (reliability_beliefs.told)
 
     def signals(self, st: CustomerState, n_firms: int, talk_factor: np.ndarray | float | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -38,15 +40,16 @@ class WordOfMouth:
         n = len(st)
         u_talk = self.rng.random(n)
         has = st.current >= 0
-        cur = np.where(has, st.current, 0)
+        cur = select(has, st.current, 0)
         sat = pick(st.satisfaction, flat_index(np.arange(n), cur, st.satisfaction.shape[1]))
         p_talk = self.p_talk if talk_factor is None else self.p_talk * talk_factor
         talk = st.active & has & (u_talk < p_talk)
         recommend = talk & (sat > self.advocate_level)
         left = st.step_left >= 0
         warn = (u_talk < p_talk) & (left | (talk & (sat < st.threshold)))
-        about = np.where(left, st.step_left, cur)
+        about = select(left, st.step_left, cur)
         self.spoken = (recommend, cur, warn, about)
+        self._ties = []
         return self.heard(recommend, cur, n_firms), self.heard(warn, about, n_firms)
 
     def heard(self, speakers: np.ndarray, about: np.ndarray, n_firms: int,
@@ -56,13 +59,23 @@ class WordOfMouth:
         over the speakers (whole counts either way), at a cost that grows with the speakers' ties rather than all
         ties. With ``weights`` [n], each speaker counts its weight instead of 1 (what it told, e.g. a belief)."""
         n = self.network.shape[0]
+        who, per_speaker, heard_at = self._reach(speakers, about, n)
+        told = None if weights is None else np.repeat(np.take(weights, who), per_speaker)
+        heard = np.bincount(heard_at, told, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
+        return (heard * self.inv_degree).T
+
+    def _reach(self, speakers: np.ndarray, about: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(speakers, ties per speaker, flat [F, n] position of each tie's listener and firm spoken of), kept for the
+        step's speakers (the same arrays, told again with weights: found by identity)."""
+        for key, value in self._ties:
+            if key[0] is speakers and key[1] is about:
+                return value
         who = np.flatnonzero(speakers)
         ties = self.network[who]
         per_speaker = np.diff(ties.indptr)
-        spoken = np.repeat(about[who], per_speaker)
-        told = None if weights is None else np.repeat(weights[who], per_speaker)
-        heard = np.bincount(spoken * n + ties.indices, told, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
-        return (heard * self.inv_degree).T
+        value = (who, per_speaker, np.repeat(np.take(about, who), per_speaker) * n + ties.indices)
+        self._ties.append(((speakers, about), value))
+        return value
 
 
 def small_world(n: int, degree: int, rewire: float, rng: np.random.Generator) -> sp.csr_matrix:

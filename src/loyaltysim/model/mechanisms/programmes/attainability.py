@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from loyaltysim.model.arrays import select
+
 
 def attainability(need: np.ndarray, points_year: np.ndarray, life: int | None, year: int) -> np.ndarray:
     """[n] how attainable the next reward is, 0..1: the points a member expects to earn from its own spending within a
     point's life (``life`` steps; ``None``: points never expire while the member keeps buying) over the points it
     still ``need``s, capped at 1. A member that needs nothing more (at or beyond its reward) has it within reach; one
     that earns nothing has no reward within reach."""
-    earns = np.where(points_year > 0, np.inf, 0.0) if life is None else points_year * life / year
+    earns = select(points_year > 0, np.inf, 0.0) if life is None else points_year * life / year
     return np.minimum(np.divide(earns, need, out=np.ones(need.shape), where=need > 0), 1.0)
 
 

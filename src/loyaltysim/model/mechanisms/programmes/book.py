@@ -198,7 +198,10 @@ class Book:
         st.financial_cost[:] = outlook.financial
         st.club[:] = outlook.club
         u = self.rng.random(n)  # drawn every step, whatever the state
-        extra = (u < -np.expm1(-st.purchase_rate * outlook.pull)).astype(np.int64)
+        # an extra occasion's chance is zero without a pull: worked out where there is one
+        pulled = np.flatnonzero(outlook.pull)
+        extra = np.zeros(n, np.int64)
+        extra[pulled] = u[pulled] < -np.expm1(-st.purchase_rate[pulled] * outlook.pull[pulled])
         return perks, extra
 
     # --- after the customers step ------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class Ledger:
         for j, d in self.discount_now.items():
             outlook.keep[:, j] *= 1.0 - d
         perks.forgive[:, self.firm] = np.maximum(perks.forgive[:, self.firm],
-                                                 np.where(member, self.spec.forgiveness, 0.0))
+                                                 select(member, self.spec.forgiveness, 0.0))
 
     def perceive(self, outlook: Outlook, at_firm: np.ndarray,
                  discount: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
@@ -135,7 +135,7 @@ class Ledger:
         a non-member's at ``programme_attention`` if the programme is open to it (not invitation only, or its value
         tier invited)."""
         open_to = np.ones(self.n, bool) if self.invited is None else among(outlook.st.value_tier, self.invited)
-        seen = select(self.member, outlook.weaken, np.where(open_to, outlook.book.attention, 0.0))
+        seen = select(self.member, outlook.weaken, select(open_to, outlook.book.attention, 0.0))
         for j, w in worth.items():
             outlook.perks.value[:, j] += w * seen
 

@@ -97,20 +97,26 @@ class PointsLedger(Ledger):
                 discount = max(discount, d) if kind == "member_day" else discount
         return mult, discount
 
-    def progress(self, balance: np.ndarray) -> np.ndarray:
+    def above(self, balance: np.ndarray) -> np.ndarray:
+        """How many rewards' thresholds each balance reaches (the index of the next reward above it)."""
+        return np.searchsorted(self.reward_points, balance, side="right")
+
+    def progress(self, balance: np.ndarray, above: np.ndarray | None = None) -> np.ndarray:
         """Progress toward the next reward above the balance: 0 just after a threshold, 1 at the next one; 1 once
-        the balance reaches the largest reward (the goal is reached, and the pull lasts until it is redeemed)."""
-        above = np.searchsorted(self.reward_points, balance, side="right")
+        the balance reaches the largest reward (the goal is reached, and the pull lasts until it is redeemed).
+        ``above``: :meth:`above` of the balance, if known."""
+        above = self.above(balance) if above is None else above
         has_next = above < self.reward_points.size
         nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
-        prev = np.where(above > 0, self.reward_points[np.maximum(above - 1, 0)], 0.0)
+        prev = select(above > 0, self.reward_points[np.maximum(above - 1, 0)], 0.0)
         return np.divide(balance - prev, nxt - prev, out=np.ones(balance.shape), where=has_next)
 
-    def to_next(self, balance: np.ndarray) -> np.ndarray:
-        """The points still needed for the next reward above the balance (0 once the balance reaches the largest)."""
-        above = np.searchsorted(self.reward_points, balance, side="right")
+    def to_next(self, balance: np.ndarray, above: np.ndarray | None = None) -> np.ndarray:
+        """The points still needed for the next reward above the balance (0 once the balance reaches the largest;
+        ``above``: :meth:`above` of the balance, if known)."""
+        above = self.above(balance) if above is None else above
         nxt = self.reward_points[np.minimum(above, self.reward_points.size - 1)]
-        return np.where(above < self.reward_points.size, nxt - balance, 0.0)
+        return select(above < self.reward_points.size, nxt - balance, 0.0)
 
     def reach(self, points_year: np.ndarray, year: int) -> np.ndarray:
         """The share of the smallest reward a customer earning ``points_year`` points a year expects to collect
@@ -160,10 +166,17 @@ class PointsLedger(Ledger):
         itself bounds the extra usage."""
         book, st, member, perks = outlook.book, outlook.st, self.member, outlook.perks
         balance = self.balance()
-        g = self.progress(balance) ** 2
+        # progress only matters to members (every use below is a member's): worked out for them alone
+        members = np.flatnonzero(member)
+        held = np.take(balance, members)
+        above = self.above(held)
+        progress = self.progress(held, above) ** 2
         if book.attainable:
             life = None if self.life is None or self.spec.expire_on == "inactivity" else self.life
-            g = g * attainability(self.to_next(balance), points_year, life, book.year)
+            progress = progress * attainability(self.to_next(held, above), np.take(points_year, members), life,
+                                                book.year)
+        g = np.zeros(self.n)
+        g[members] = progress
         press = select(member, outlook.pressure(g), 0.0)
         for j in self.earn_at:
             # headroom where pressure moves purchases between sellers: a repertoire market, a category's outlets
@@ -178,7 +191,7 @@ class PointsLedger(Ledger):
             active = member & among(cur, in_market)
             outlook.pull = np.maximum(outlook.pull, select(active, outlook.goal_pull(g), 0.0))
         here = member & (cur >= 0) & among(cur, in_market)
-        at_cur = np.where(here, cur, 0)
+        at_cur = select(here, cur, 0)
         value = balance * self.value_per_point
         spend_here = sum(select(at_cur == j, spend[j], 0.0) for j in in_market)
         outlook.financial += select(here, book.money_to_utility(st, value, spend_here), 0.0)
@@ -191,9 +204,15 @@ class PointsLedger(Ledger):
         earned, active = self.issue(sales)
         slots = self.points.shape[1]
         slot = ((t - 1) // self.bucket) % slots
+        kept = self._balance  # the balances since the last settlement, if known
         self._balance = None  # points move below
         expired = self.expire(t, active)
         self.points[:, slot] += earned
+        if kept is not None:  # only balances that earned or expired points are summed again (the same row sums)
+            moved = np.flatnonzero((earned != 0.0) | (expired != 0.0))
+            kept = kept.copy()
+            kept[moved] = self.points[moved].sum(axis=1)
+            self._balance = kept
         totals["issued"] = float(earned.sum())
         totals["expired"] = float(expired.sum())
         redeem = self.redeem(sales, u_redeem, slot, totals)
@@ -212,14 +231,14 @@ class PointsLedger(Ledger):
         for j, rate in self.earn_at.items():
             here = np.zeros(self.n)
             for at, money, _ in sales.views:
-                here += np.where((at == j) & member, money, 0.0)
+                here += select((at == j) & member, money, 0.0)
             points = here * rate * mult * (1.0 + bonus)
             self.by_seller[j]["issued"] = float(points.sum())
             earned += points
         active = earned > 0
         for kind, _start, _every, _duration, _m, _d, pts in self.bonuses:
             if kind == "birthday":
-                gift = np.where(member & (sales.book.birthday == t % self.year), pts, 0.0)
+                gift = select(member & (sales.book.birthday == t % self.year), pts, 0.0)
                 self.by_seller[self.firm]["issued"] += float(gift.sum())
                 earned = earned + gift
         return earned, active
@@ -251,7 +270,7 @@ class PointsLedger(Ledger):
             wants |= self.expiring_soon(sales.t)
         redeem = can & wants
         self.step_redeemed = redeem
-        cost_points, reward_cost = self.spend_down(np.where(redeem, balance, 0.0), totals)
+        cost_points, reward_cost = self.spend_down(select(redeem, balance, 0.0), totals)
         self.step_points_redeemed = cost_points
         who = np.flatnonzero(redeem)
         self.take_oldest_first(who, cost_points[who], slot)
