@@ -38,7 +38,7 @@ def calibrated_scenario(fit: Fit) -> str:
     data = read_toml(cal.scenario_path, "a scenario file (.toml)")
     for p in cal.spec.parameters:
         set_path(data, p.path, p.factor().written(fit.estimate[p.name]))
-    head = [f"# {cal.scenario_path.name} calibrated to {cal.path.name} by loyaltysim calibrate",
+    head = [f"# {_where(cal.scenario_path)} calibrated to {_where(cal.path)} by loyaltysim calibrate",
             "# (simulated method of moments; fit.md beside this file gives the fit and the intervals):"]
     head += [f"#   {p.path} = {fit.estimate[p.name]!r}" for p in cal.spec.parameters]
     return "\n".join(head) + "\n\n" + tomli_w.dumps(data)
@@ -79,6 +79,14 @@ def tracking(fit: Fit, bench: bgnbd.Benchmark | None = None) -> pd.DataFrame | N
         size = tr.cohort(cal.observed, cal.window.cohort_weeks)["customer"].nunique()
         curve["bgnbd"] = bench.tracking["bgnbd"].to_numpy() / size
     return curve
+
+
+def _where(path: Path) -> str:
+    """A file as the command was given it: relative to the working folder when it is under it, else its full path."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _fmt(x: float) -> str:
@@ -129,7 +137,8 @@ def markdown(fit: Fit, curve: pd.DataFrame | None, bench: bgnbd.Benchmark | None
     params = fit.parameters()
     targets = fit.targets()
     lines = [f"# Calibration {cal.name}", "",
-             f"Scenario `{cal.scenario_path.name}` fitted to `{cal.path.name}` by the simulated method of moments: "
+             f"Scenario `{_where(cal.scenario_path)}` fitted to `{_where(cal.path)}` by the simulated method of "
+             "moments: "
              f"{len(fit.evaluations)} points evaluated ({sum(e.stage == 'initial' for e in fit.evaluations)} of a "
              f"Sobol' design, {sum(e.stage == 'local' for e in fit.evaluations)} of a Nelder-Mead search, "
              f"{sum(e.stage == 'jacobian' for e in fit.evaluations)} for the derivatives), each over "
