@@ -118,24 +118,15 @@ def quality_index(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarr
 
 def judged_quality(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
                    loss_aversion: float) -> np.ndarray:
-    """:func:`quality_index` firm-major ([F, m]), of attribute-major weights and expectations ([A, m])."""
-    total = None
-    for a in range(levels.shape[1]):  # firm-major [F, m] inside: broadcasting over customers is fast
-        e = expectation[a]
-        judged = attribute_response(levels[:, a, None] - e, int(kano[a]), loss_aversion)
-        judged += e
-        judged *= weights[a]
-        if total is None:
-            total = judged
-        else:
-            total += judged
-    return total
+    """:func:`quality_index` firm-major ([F, m]), of attribute-major weights and expectations ([A, m]): every firm's
+    offer ([F, A] levels, as [A, F, 1]) judged by :func:`judged_levels` against each customer's expectations."""
+    return judged_levels(weights, levels.T[:, :, None], expectation, kano, loss_aversion)
 
 
 def judged_levels(weights: np.ndarray, levels: np.ndarray, expectation: np.ndarray, kano: np.ndarray,
                   loss_aversion: float) -> np.ndarray:
-    """:func:`quality_index` of one offer per element: attribute-major weights, offered levels and expectations
-    ([A, s]) give [s] judged qualities, by the arithmetic of :func:`judged_quality`."""
+    """:func:`quality_index` of offers: attribute-major weights, offered levels and expectations ([A, ...],
+    broadcasting together) give the judged qualities, attribute by attribute."""
     total = None
     for a in range(levels.shape[0]):
         e = expectation[a]
