@@ -200,6 +200,8 @@ def test_a_stopped_calibration_keeps_its_evaluations_and_the_same_command_resume
     (lambda t: t.replace("bounds = [0.2, 2.0]", "bounds = [2.0, 0.2]"), "lower bound must be below", False),
     (lambda t: t.replace("bounds = [0.2, 2.0]", "bounds = [-1.0, 2.0]"), "parameters[0].bounds[0]", False),
     (lambda t: t.replace('outcome = "market.annual_churn"', 'outcome = "market.churn"'), "unknown outcome", False),
+    (lambda t: t.replace('outcome = "market.annual_churn"', 'outcome = "market.annual_churn[segment=heavy]"'),
+     "names unknown segment 'heavy'; the market declares no segments", False),
     (lambda t: t.replace("sd = ", "sd = -"), "moments[0].sd", False),
     (lambda t: t.replace("[search]", "[search]\nsteps = 3"), "search.steps", False),
     (lambda t: t + '\n[transactions]\nfile = "missing.csv"\nweeks = 10\nmoments = ["spend"]\n',

@@ -127,7 +127,7 @@ def _catalogue_names() -> set[str]:
 
 
 # names in the catalogue that are not measures: tables, columns and parameters it mentions
-NOT_MEASURES = {"acquisition_cost", "categories", "horizon", "programmes", "settlement", "warnings"}
+NOT_MEASURES = {"acquisition_cost", "categories", "horizon", "programmes", "segments", "settlement", "warnings"}
 
 
 def test_the_catalogue_names_every_declared_measure_and_nothing_else():
@@ -231,3 +231,57 @@ def test_a_firms_purchase_rate_and_score_distribution_are_read_off_its_records(s
     for run in runs.values():
         assert sum(run[f"market.score_share_{s}"] for s in range(1, 6)) == pytest.approx(1.0)
         assert sum(run[f"focal.score_share_{s}"] for s in range(1, 6)) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------ churn by segment
+
+SEGMENTS = [{"name": "light", "share": 0.6, "price_sensitivity": {"mean": 0.5, "sd": 0.2, "min": 0.0}},
+            {"name": "keen", "share": 0.4, "price_sensitivity": {"mean": 3.0, "sd": 0.5, "min": 0.0}}]
+
+
+def test_churn_by_segment_is_each_segments_share_of_the_firms_churn(make_scenario):
+    scenario = make_scenario(market__customers__population=600, market__customers__segments=SEGMENTS)
+    result = simulate(scenario, seed=5)
+    counts = result.tables["segments"]
+    firms = result.tables["firms"]
+    # the exposure: every firm's customers at every step, split by segment
+    total = counts.groupby(["step", "firm"], observed=True)["customers"].sum()
+    assert total.to_dict() == firms.set_index(["step", "firm"])["customers"].to_dict()
+    names = [f"{who}.annual_churn{tail}" for who in ("focal", "firm[Rival A]", "market")
+             for tail in ("", "[segment=light]", "[segment=keen]")]
+    values = outcomes.compute(names, scenario, result.tables, result.summary)
+    warm = scenario.warmup_steps()
+    reported = counts[counts["step"] > warm]
+    for who, firm in (("focal", "Focal"), ("firm[Rival A]", "Rival A"), ("market", None)):
+        mine = reported if firm is None else reported[reported["firm"] == firm]
+        exposure = {s: mine[mine["segment"] == s].groupby("step")["customers"].sum().mean() for s in ("light", "keen")}
+        # churn is defections over exposure: the segments' defections add up to the firm's
+        weighted = sum(values[f"{who}.annual_churn[segment={s}]"] * exposure[s] for s in exposure)
+        assert weighted == pytest.approx(values[f"{who}.annual_churn"] * sum(exposure.values()), rel=1e-9)
+        assert values[f"{who}.annual_churn[segment=light]"] != values[f"{who}.annual_churn[segment=keen]"]
+    # by hand for one firm and segment
+    dep = result.tables["defections"]
+    dep = dep[(dep["step"] > warm) & (dep["firm"] == "Focal")]
+    keen = set(result.tables["customers"].query("segment == 'keen'")["customer"])
+    years = (scenario.steps() - warm) * 7 / 365.25
+    by_hand = dep["customer"].isin(keen).sum() / exposure_of(reported, "Focal", "keen") / years
+    assert values["focal.annual_churn[segment=keen]"] == pytest.approx(by_hand, rel=1e-12)
+
+
+def exposure_of(counts, firm, segment):
+    mine = counts[(counts["firm"] == firm) & (counts["segment"] == segment)]
+    return mine["customers"].mean()
+
+
+def test_a_market_of_one_segment_keeps_no_segments_table_and_names_are_checked(scenario):
+    result = simulate(scenario, seed=3)
+    assert "segments" not in result.tables
+    outcomes.check_name("focal.annual_churn[segment=keen]")  # the measure may be split; the market is not known
+    with pytest.raises(outcomes.OutcomeError, match="declares no segments"):
+        outcomes.check_name("focal.annual_churn[segment=keen]", segments=[])
+    with pytest.raises(outcomes.OutcomeError, match=r"unknown segment 'kean'; known: \['light', 'keen'\]"):
+        outcomes.check_name("market.annual_churn[segment=kean]", segments=["light", "keen"])
+    with pytest.raises(outcomes.OutcomeError, match="not measured by segment; measures by segment: annual_churn"):
+        outcomes.check_name("focal.npv[segment=keen]")
+    with pytest.raises(outcomes.OutcomeError, match="declares no segments"):
+        outcomes.compute(["focal.annual_churn[segment=keen]"], scenario, result.tables, result.summary)

@@ -789,10 +789,11 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
             names += [f"{p.name} operator" for f in scenario.effective_firms() for p in f.programmes
                       if p.kind == "coalition"]
             firms += [x for x in names if x not in firms]
+        segments = [s.name for s in base.market.customers.segments]
         for i, name in enumerate(as_list(data.get("outcomes"))):
             if isinstance(name, str):
                 try:
-                    check_name(name, firms)
+                    check_name(name, firms, segments)
                 except OutcomeError as err:
                     problems.append(f"outcomes[{i}]: {err}")
     if problems:

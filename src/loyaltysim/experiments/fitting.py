@@ -247,7 +247,7 @@ def _problems(data: dict, scenario: LoyaltyScenario | None) -> list[str]:
             firms = [f.name for f in scenario.market.firms] + [o.name for c in scenario.market.categories
                                                               for o in c.outlets]
             try:
-                check_name(m["outcome"], firms)
+                check_name(m["outcome"], firms, [s.name for s in scenario.market.customers.segments])
             except OutcomeError as err:
                 problems.append(f"moments[{i}].outcome: {err}")
     if not moments and not isinstance(data.get("transactions"), dict):

@@ -69,6 +69,11 @@ catalogue below describes them (a test checks that it names every declared measu
   ``retention_step_4_to_5`` is retention at 5 minus retention at 4 and ``retention_rise_to_4`` is retention at 4
   minus the lowest retention at scores 1-3 (Jones & Sasser: in competitive markets the step exceeds the rise).
 
+By segment, in a market that declares segments (``market.customers.segments``; firm and market):
+``annual_churn[segment=<name>]``, e.g. ``focal.annual_churn[segment=heavy]``, the annual churn among that segment's
+customers (defections of the segment's customers over its mean number of customers, from the run's ``segments``
+table): churn by segment, as a firm's records give it, for calibration targets.
+
 A firm that ran no campaign or programme gets 0 for counts, costs and values of it and NaN for rates and ratios
 (each measure's ``absent``).
 
@@ -400,6 +405,34 @@ def _market_churn(run: RunData, who: str | None, measure: str) -> float:
     return run.summary["market"]["defections"] / customers / _years(run.scenario) if customers else math.nan
 
 
+def _segment_churn(run: RunData, who: str | None, segment: str) -> float:
+    """Annual churn of the firm ``who`` (every firm's, for None) among the customers of ``segment``: their
+    defections after the warm-up over the segment's mean number of the firm's customers and the years, as
+    ``annual_churn`` is for all customers (the exposure is the ``segments`` table)."""
+    warm = run.scenario.warmup_steps()
+    counts = run.tables.get("segments")
+    if counts is None:
+        raise OutcomeError(f"segment '{segment}': the run has no segments table (a run of a market with one "
+                           "segment, or written before the table was kept)")
+    counts = counts[(counts["step"] > warm) & (counts["segment"] == segment)]
+    if who is not None:
+        counts = counts[counts["firm"] == who]
+    customers = counts.groupby("step")["customers"].sum().mean() if len(counts) else 0.0
+    dep = run.tables["defections"]
+    dep = dep[dep["step"] > warm]
+    if who is not None:
+        dep = dep[dep["firm"] == who]
+    in_segment = run.tables["customers"].set_index("customer")["segment"]
+    defections = int((in_segment.reindex(dep["customer"]).to_numpy() == segment).sum())
+    return defections / customers / _years(run.scenario) if customers else math.nan
+
+
+BY_SEGMENT: dict[str, Callable[[RunData, str | None, str], float]] = {"annual_churn": _segment_churn}
+"""Measures that can be restricted to one segment of the market's customers (``market.customers.segments``),
+written ``<who>.<measure>[segment=<name>]``; each computes the measure for the firm or the market from the
+run's ``segments`` table."""
+
+
 def _curve(run: RunData) -> pd.Series:
     return retention_by_score(run.scenario, run.tables)["retention"]
 
@@ -546,33 +579,38 @@ def describe_measure(measure: str) -> str:
 # Names
 # --------------------------------------------------------------------------------------------------
 
-_NAME = re.compile(r"^(?P<who>focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)$")
+_NAME = re.compile(r"^(?P<who>focal|market|firm\[(?P<firm>[^\]]+)\])\.(?P<measure>[a-z0-9_]+)"
+                   r"(?:\[segment=(?P<segment>[^\]]+)\])?$")
 
 
 @dataclass(frozen=True)
 class OutcomeName:
-    """A parsed ``<who>.<measure>``: ``who`` is ``focal``, ``market`` or ``firm`` (then ``firm`` is its name)."""
+    """A parsed ``<who>.<measure>``: ``who`` is ``focal``, ``market`` or ``firm`` (then ``firm`` is its name);
+    ``segment`` names a segment of the market's customers for the measures of :data:`BY_SEGMENT`."""
 
     who: str
     firm: str | None
     measure: str
+    segment: str | None = None
 
 
 def parse_name(name: str) -> OutcomeName | None:
-    """``firm[Rival A].npv`` -> ``OutcomeName("firm", "Rival A", "npv")``; None if it is not of that form (the
-    measure is not checked: see :func:`check_name`)."""
+    """``firm[Rival A].npv`` -> ``OutcomeName("firm", "Rival A", "npv")``; ``focal.annual_churn[segment=heavy]`` ->
+    ``OutcomeName("focal", None, "annual_churn", "heavy")``; None if it is not of that form (the measure is not
+    checked: see :func:`check_name`)."""
     m = _NAME.match(name)
     if not m:
         return None
     who = m["who"] if m["firm"] is None else "firm"
-    return OutcomeName(who, m["firm"], m["measure"])
+    return OutcomeName(who, m["firm"], m["measure"], m["segment"])
 
 
-def check_name(name: str, firms: list[str] | None = None) -> None:
-    """Raise :class:`OutcomeError` naming what is allowed if ``name`` is not a known outcome."""
+def check_name(name: str, firms: list[str] | None = None, segments: list[str] | None = None) -> None:
+    """Raise :class:`OutcomeError` naming what is allowed if ``name`` is not a known outcome (``firms`` and
+    ``segments``: the names the market knows, checked when given)."""
     if " - " in name:
         for part in name.split(" - ", 1):
-            check_name(part.strip(), firms)
+            check_name(part.strip(), firms, segments)
         return
     parsed = parse_name(name)
     allowed = ("focal.<measure>, firm[<name>].<measure> or market.<measure>; firm measures: "
@@ -585,6 +623,14 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
         raise OutcomeError(f"unknown outcome '{name}'; use {allowed}")
     if parsed.firm is not None and firms is not None and parsed.firm not in firms:
         raise OutcomeError(f"outcome '{name}' names unknown firm '{parsed.firm}'; known: {firms}")
+    if parsed.segment is not None:
+        if parsed.measure not in BY_SEGMENT:
+            raise OutcomeError(f"outcome '{name}': '{parsed.measure}' is not measured by segment; measures by "
+                               f"segment: {', '.join(BY_SEGMENT)}")
+        if segments is not None and parsed.segment not in segments:
+            known = (f"known: {segments}" if len(segments) > 1 else
+                     "the market declares no segments (market.customers.segments)")
+            raise OutcomeError(f"outcome '{name}' names unknown segment '{parsed.segment}'; {known}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -593,12 +639,20 @@ def check_name(name: str, firms: list[str] | None = None) -> None:
 
 
 def measure_value(measure: str, who: str | None, scenario: LoyaltyScenario, tables: dict[str, pd.DataFrame],
-                  summary: dict | None = None) -> float:
+                  summary: dict | None = None, segment: str | None = None) -> float:
     """One measure of the firm, category outlet or coalition operator called ``who``, or of the market (``who``
-    None)."""
+    None); of the customers of ``segment`` only, for the measures of :data:`BY_SEGMENT`."""
     declared = MEASURES.get(measure)
     if declared is None:
         raise OutcomeError(f"unknown measure '{measure}'; use one of {', '.join(MEASURES)}")
+    if segment is not None:
+        if measure not in BY_SEGMENT:
+            raise OutcomeError(f"'{measure}' is not measured by segment; use one of {', '.join(BY_SEGMENT)}")
+        names = [s.name for s in scenario.market.customers.segments]
+        if segment not in names:
+            raise OutcomeError(f"unknown segment '{segment}'; known: {names}" if names else
+                               f"segment '{segment}': the market declares no segments (market.customers.segments)")
+        return BY_SEGMENT[measure](RunData(scenario, tables, summary if summary is not None else {}), who, segment)
     if who is None:
         kind = "market"
     elif who in {f.name for f in scenario.market.firms}:
@@ -628,5 +682,5 @@ def compute(names: list[str], scenario: LoyaltyScenario, tables: dict[str, pd.Da
         parsed = parse_name(name)
         assert parsed is not None
         who = {"market": None, "focal": scenario.policy.firm}.get(parsed.who, parsed.firm)
-        out[name] = measure_value(parsed.measure, who, scenario, tables, summary)
+        out[name] = measure_value(parsed.measure, who, scenario, tables, summary, parsed.segment)
     return out

@@ -1,7 +1,8 @@
 """A run's tables, as pandas DataFrames: what the data collector recorded (``firms``, ``market``), the customers at
 the end (``customers``), and what each mechanism logged (``defections``, ``surveys``, and when they ran:
-``contacts``, ``warnings``, ``programmes``, ``settlement``, ``categories``, ``panel``, and the event logs asked for in
-``outputs.event_logs``: ``purchases``, ``service``)."""
+``contacts``, ``warnings``, ``programmes``, ``settlement``, ``categories``, ``panel``, ``segments`` (each firm's
+customers by segment, in a market of several segments), and the event logs asked for in ``outputs.event_logs``:
+``purchases``, ``service``)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
         tables["categories"] = categories
     if model.panel.rows:
         tables["panel"] = model.panel.table()
+    tables.update(model.segment_log.tables())
     tables.update(model.event_logs.tables(firm_names))
     return tables
 

@@ -57,6 +57,7 @@ from loyaltysim.model.mechanisms.word_of_mouth import WordOfMouth
 from loyaltysim.model.memory import reuse_freed_memory
 from loyaltysim.model.panel import Panel
 from loyaltysim.model.population import populate
+from loyaltysim.model.segment_log import SegmentLog
 from loyaltysim.model.rules import life_events, step_customers
 from loyaltysim.model.state import KANO_CODES, KANO_NAMES, CustomerState, Params, Shared, Variates
 from loyaltysim.model.streams import Streams
@@ -155,6 +156,7 @@ class LoyaltyMarket(Model):
                                             self.params.wallet_decay, streams.child("categories", k)))
             base += len(spec.outlets)
         self.category_log: list[dict] = []
+        self.segment_log = SegmentLog(self.firm_names, self.segment_names)
         has_programmes = any(f.spec.programmes for f in self.firms)
         self.programmes = (Book(self.firms, self.categories, n, unit, c, streams["programmes"]) if has_programmes
                            else None)
@@ -230,6 +232,7 @@ class LoyaltyMarket(Model):
                              self.surveys.answers_at(t), self.programmes.firm_totals if self.programmes else None)
         self.campaigns.record_regains(st, t)
         self.panel.record(st, t, self.classify_codes)
+        self.segment_log.record(st, t)
         if t == self._warmup_steps:
             self.firm_after_warmup = st.current.copy()
         elif self.arrivals is not None and t > self._warmup_steps:  # a customer arriving after the warm-up: the

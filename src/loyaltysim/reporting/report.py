@@ -328,7 +328,8 @@ def describe_outcome(name: str) -> str:
     if parsed is None:
         return name
     who = {"focal": "focal firm", "market": "market"}.get(parsed.who, parsed.firm)
-    return f"{who}: {describe_measure(parsed.measure)}"
+    among = f", segment {parsed.segment}" if parsed.segment is not None else ""
+    return f"{who}{among}: {describe_measure(parsed.measure)}"
 
 
 def figure_file_name(outcome: str) -> str:
