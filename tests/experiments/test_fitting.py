@@ -288,3 +288,50 @@ def test_a_calibration_on_a_dask_cluster_finds_what_the_local_pool_finds(observe
                         executor=DaskExecutor(client))
     assert on_dask.estimate == local.estimate
     assert [e.distance for e in on_dask.evaluations] == [e.distance for e in local.evaluations]
+
+
+def test_several_local_searches_and_a_bootstrap_of_the_estimate(observed, tmp_path):
+    """With ``starts = 2`` a second Nelder-Mead search starts from the second-best initial point, and the estimate is
+    the best point of both; with a bootstrap, each replicate refits to redrawn targets on seeds of its own, and the
+    intervals are the replicates' percentiles (the sandwich kept beside them)."""
+    moments = {k: observed[k] for k in ("churn", "focal_churn")}
+    extra = "\n[uncertainty]\nmethod = \"bootstrap\"\nreplicates = 3\nlocal = 3\nseed = 2\n"
+    targets = write_targets(tmp_path / "targets.toml", moments, [SWITCHING], name="starts", replications=1,
+                            initial=4, local=4, extra=extra,
+                            sizes={"population": 500, "horizon": "40 weeks", "warmup": "4 weeks"})
+    targets.write_text(targets.read_text().replace("local = 4", "local = 4\nstarts = 2"))
+    cal = load_targets(targets, BASELINE)
+    db = f"sqlite:///{tmp_path / 'out' / 'registry.sqlite'}"
+    fit = calibrate(cal, tmp_path / "out", db, workers=2)
+    table = fit.evaluation_table()
+    local = table[table["stage"] == "local"]
+    assert set(local["start"]) == {1, 2}
+    initial = sorted((e for e in fit.evaluations if e.stage == "initial"), key=lambda e: e.distance)
+    # the second search's simplex is built around the second-best initial point
+    second = [e for e in fit.evaluations if e.stage == "local" and e.start == 1]
+    assert min(abs(e.unit[0] - initial[1].unit[0]) for e in second) <= 0.1 + 1e-12
+    assert fit.best.distance == min(e.distance for e in fit.evaluations if e.stage != "jacobian")
+
+    boot = fit.bootstrap
+    assert list(boot["replicate"]) == [1, 2, 3] and boot["switching_cost"].nunique() > 1
+    row = fit.parameters().loc["switching_cost"]
+    assert row["se"] == pytest.approx(boot["switching_cost"].std(ddof=1))
+    assert row["low"] == pytest.approx(np.quantile(boot["switching_cost"], 0.025))
+    assert row["high"] == pytest.approx(np.quantile(boot["switching_cost"], 0.975))
+    assert row["method"] == "bootstrap (3 replicates)" and row["se_sandwich"] > 0
+    # the replicates are runs of their own, stored: the same command replays everything
+    again = calibrate(cal, tmp_path / "out", db, workers=2)
+    assert again.new_runs == 0 and again.reused_runs == fit.new_runs
+    pd.testing.assert_frame_equal(again.bootstrap, boot)
+    write_fit(fit, tmp_path / "report")
+    assert len(pd.read_csv(tmp_path / "report" / "bootstrap.csv")) == 3
+    text = (tmp_path / "report" / "fit.md").read_text()
+    assert "2 Nelder-Mead searches from its best points" in text and "bootstrap of the estimate: 3" in text
+
+
+def test_more_local_searches_than_initial_points_are_refused(tmp_path):
+    path = write_targets(tmp_path / "t.toml", {"churn": ("market.annual_churn", 0.13, 0.01)}, [SWITCHING],
+                         initial=2)
+    path.write_text(path.read_text().replace("local = 14", "local = 14\nstarts = 3"))
+    with pytest.raises(CalibrationError, match=r"search.starts: 3 local searches need as many initial points"):
+        load_targets(path, BASELINE)

@@ -14,7 +14,13 @@ file (TOML, unknown keys are errors)::
     seed = 11                          # the initial design's seed
     initial = 16                       # a scrambled Sobol' design of this many points over the bounds
     local = 40                         # then at most this many evaluations of a Nelder-Mead search from the best
-    step = 0.05                        # finite-difference step for the standard errors (share of each range)
+    starts = 1                         # local searches, from the best, second best, ... initial points
+    step = 0.05                        # finite-difference step for the derivatives (share of each range)
+
+    [uncertainty]                      # optional: how the parameters' intervals are computed
+    method = "sandwich"                # or "bootstrap": refit on redrawn targets and fresh seeds
+    replicates = 50                    # bootstrap replicates
+    # local = 40 ; seed = 0            (each replicate's search budget, default the search's; the draws' seed)
 
     [[parameters]]                     # the uncertain parameters, each uniform between its bounds
     name = "switching_cost"
@@ -45,13 +51,26 @@ not their luck.
 
 **The search**: a scrambled Sobol' design of ``initial`` points (:mod:`scipy.stats.qmc`), its points run together as
 one sweep, then a bounded Nelder-Mead search (:func:`scipy.optimize.minimize`) from the best of them, each of its
-points a sweep of the replications; the estimate is the best point evaluated.
+points a sweep of the replications; with ``starts`` > 1, one such search from each of the ``starts`` best initial
+points, so that a search stuck in a poorer local minimum (or on a ridge) is not the last word. The estimate is the
+best point evaluated. Nothing guarantees the global minimum: more initial points and starts make missing it less
+likely, and ``evaluations.csv`` shows where each search went.
 
 **The uncertainty**: the simulated method of moments' sandwich (McFadden 1989; Gourieroux & Monfort 1996) with the
 diagonal weights W = diag(1 / s²): V = (GᵀWG)⁻¹ GᵀW (Ω + Σ/R) WG (GᵀWG)⁻¹, G the moments' derivatives at the estimate
 (central differences of ``step`` of each range, on the same seeds), Ω the targets' covariance (the bootstrap's for a
 transaction log, diag(s²) for summary moments) and Σ the replications' covariance of the simulated moments. A
-parameter the moments barely move gets a wide interval, one they do not move at all none ("not identified").
+parameter the moments barely move gets a wide interval, one they do not move at all none ("not identified"). These
+intervals are asymptotic: they assume the moments are close to linear in the parameters over the interval.
+
+With ``[uncertainty] method = "bootstrap"``, the intervals come from a bootstrap of the estimate instead: each of
+``replicates`` replicates redraws the targets (a transaction log's moments from a resample of its customers, as for
+Ω; a summary moment from a normal with its standard error) and runs its replications on seeds of its own (an
+experiment named ``<name>.bootstrap`` in the registry), then refits by a local Nelder-Mead search from the estimate;
+the standard error is the replicates' standard deviation and the interval their 2.5th-97.5th percentiles, so both
+the targets' sampling error and the simulation's noise enter, without linearising. It costs ``replicates`` x
+(``local`` + 1) x ``replications`` runs, and as the refits start at the estimate it does not see another minimum
+far from it. The sandwich is still computed and kept beside it (``se_sandwich``).
 
 **Every evaluation is a stored run.** Each point's runs are a sweep of an experiment named after the targets file
 (run keys hash the effective scenario and the seed, as for any sweep), so the registry holds every evaluation, and
@@ -161,6 +180,14 @@ class Search(_FileSpec):
     initial: Annotated[int, Strict(), Field(ge=2, le=4096)] = 16
     local: Annotated[int, Strict(), Field(ge=0, le=10_000)] = 40
     step: Annotated[float, Field(gt=0.0, le=0.25)] = 0.05
+    starts: Annotated[int, Strict(), Field(ge=1, le=64)] = 1
+
+
+class Uncertainty(_FileSpec):
+    method: Literal["sandwich", "bootstrap"] = "sandwich"
+    replicates: Annotated[int, Strict(), Field(ge=2, le=1000)] = 50
+    local: Annotated[int, Strict(), Field(ge=1, le=10_000)] | None = None  # default: the search's
+    seed: Annotated[int, Strict(), Field(ge=0, lt=2**63)] = 0
 
 
 class TargetsSpec(_FileSpec):
@@ -176,6 +203,7 @@ class TargetsSpec(_FileSpec):
     parameters: Annotated[list[Parameter], Field(min_length=1)]
     moments: list[Moment] = []
     transactions: Transactions | None = None
+    uncertainty: Uncertainty = Uncertainty()
 
 
 @dataclass
@@ -250,6 +278,11 @@ def _problems(data: dict, scenario: LoyaltyScenario | None) -> list[str]:
                 check_name(m["outcome"], firms, [s.name for s in scenario.market.customers.segments])
             except OutcomeError as err:
                 problems.append(f"moments[{i}].outcome: {err}")
+    search = data.get("search")
+    counts = [search.get(k, d) for k, d in (("starts", 1), ("initial", 16))] if isinstance(search, dict) else []
+    if counts and all(isinstance(c, int) for c in counts) and counts[0] > counts[1]:
+        problems.append(f"search.starts: {counts[0]} local searches need as many initial points; initial is "
+                        f"{counts[1]}")
     if not moments and not isinstance(data.get("transactions"), dict):
         problems.append("targets: give [[moments]] or [transactions] (or both): there is nothing to fit to")
     t = data.get("transactions")
@@ -377,19 +410,21 @@ def _transaction_problems(t: Transactions, spec: TargetsSpec, scenario: LoyaltyS
     return problems
 
 
-def _experiment_spec(cal: Calibration, points: int) -> designs.ExperimentSpec:
+def _experiment_spec(cal: Calibration, points: int, root_seed: int | None = None,
+                     name: str | None = None) -> designs.ExperimentSpec:
     s = cal.spec
     outcomes = [m.outcome for m in s.moments] or ["market.annual_churn"]
     return designs.ExperimentSpec(
-        name=s.name, description=s.description or f"calibration of {cal.scenario_path.name}",
-        scenario=str(cal.scenario_path), replications=s.replications, root_seed=s.root_seed, horizon=s.horizon,
+        name=name or s.name, description=s.description or f"calibration of {cal.scenario_path.name}",
+        scenario=str(cal.scenario_path), replications=s.replications,
+        root_seed=s.root_seed if root_seed is None else root_seed, horizon=s.horizon,
         warmup=s.warmup, population=s.population, outcomes=list(dict.fromkeys(outcomes)), factors=cal.factors,
         design=designs.DesignSpec(kind="sobol", seed=s.search.seed, samples=max(points, 2)))
 
 
-def _build(cal: Calibration, unit: np.ndarray) -> tuple[designs.ExperimentSpec, list[designs.DesignPoint],
-                                                        list[str]]:
-    spec = _experiment_spec(cal, len(unit))
+def _build(cal: Calibration, unit: np.ndarray, root_seed: int | None = None,
+           name: str | None = None) -> tuple[designs.ExperimentSpec, list[designs.DesignPoint], list[str]]:
+    spec = _experiment_spec(cal, len(unit), root_seed, name)
     sampling = designs.Sampling("sobol", cal.spec.search.seed, tuple(cal.factors), np.atleast_2d(unit))
     points, problems = designs.build_design(spec, cal.base, sampling)
     return spec, points, problems
@@ -420,6 +455,7 @@ class Evaluation:
     distance: float
     reused: bool
     run_dirs: list[Path] = field(default_factory=list)  # the replications' run folders
+    start: int = 0  # which local search (from the best, second best, ... initial point) evaluated it
 
     @property
     def mean(self) -> pd.Series:
@@ -452,8 +488,13 @@ class Evaluator:
     a point evaluated before is not run again."""
 
     def __init__(self, cal: Calibration, out_root: Path, db_url: str, workers: int,
-                 executor_factory: Callable[[], Executor] | None, stream: TextIO | None):
+                 executor_factory: Callable[[], Executor] | None, stream: TextIO | None, *,
+                 target: pd.Series | None = None, root_seed: int | None = None, name: str | None = None):
         self.cal = cal
+        self.target = cal.target if target is None else target  # a bootstrap replicate's own targets
+        self.root_seed = root_seed  # and its own replications' seeds, as an experiment of its own name
+        self.name = name
+        self.start = 0
         self.out_root = Path(out_root)
         self.db_url = db_url
         self.workers = workers
@@ -470,7 +511,7 @@ class Evaluator:
         todo = [u for u in unit if self._key(u) not in self._seen]
         todo = list({self._key(u): u for u in todo}.values())
         if todo:
-            spec, points, problems = _build(self.cal, np.array(todo))
+            spec, points, problems = _build(self.cal, np.array(todo), self.root_seed, self.name)
             if problems:
                 raise CalibrationError(str(self.cal.path), problems)
             experiment = designs.Experiment(spec, self.cal.path, self.cal.base, points)
@@ -491,7 +532,7 @@ class Evaluator:
                 warmup = point.scenario.warmup_steps()
                 frame = pd.DataFrame([self.moments(d, warmup) for d in dirs]).reset_index(drop=True)
                 ev = Evaluation(len(self.evaluations), stage, u, dict(point.values), frame,
-                                self.distance(frame.mean(axis=0)), result.stored == 0, dirs)
+                                self.distance(frame.mean(axis=0)), result.stored == 0, dirs, self.start)
                 self.evaluations.append(ev)
                 self._seen[self._key(u)] = ev
                 self._say(ev)
@@ -520,7 +561,7 @@ class Evaluator:
         return values.reindex(cal.target.index)
 
     def distance(self, mean: pd.Series) -> float:
-        z = (mean - self.cal.target) / self.cal.sd
+        z = (mean - self.target) / self.cal.sd
         return PENALTY if z.isna().any() else float((z ** 2).sum())
 
     def _say(self, ev: Evaluation) -> None:
@@ -560,21 +601,31 @@ class Fit:
     new_runs: int
     reused_runs: int
     identified: dict[str, bool] = field(default_factory=dict)
+    bootstrap: pd.DataFrame | None = None  # one row per bootstrap replicate: its estimate and distance
 
     @property
     def estimate(self) -> dict[str, float | int]:
         return dict(self.best.values)
 
     def parameters(self) -> pd.DataFrame:
-        """Each parameter's estimate, standard error and 95% interval (clipped to its bounds)."""
+        """Each parameter's estimate, standard error and 95% interval: the sandwich's (clipped to the bounds), or
+        with a bootstrap the replicates' standard deviation and 2.5th-97.5th percentiles (``se_sandwich`` keeps
+        the sandwich's standard error beside them)."""
         rows = []
+        boot = self.bootstrap
         for p in self.calibration.spec.parameters:
             se = math.sqrt(self.covariance.loc[p.name, p.name]) if self.identified.get(p.name) else math.nan
             value = float(self.best.values[p.name])
             low, high = p.bounds
-            rows.append({"parameter": p.name, "path": p.path, "estimate": value, "se": se,
-                         "low": max(low, value - 1.96 * se) if se == se else math.nan,
-                         "high": min(high, value + 1.96 * se) if se == se else math.nan,
+            interval = ((max(low, value - 1.96 * se), min(high, value + 1.96 * se)) if se == se
+                        else (math.nan, math.nan))
+            row = {"parameter": p.name, "path": p.path, "estimate": value, "se": se, "se_sandwich": se}
+            if boot is not None:
+                draws = boot[p.name].to_numpy(dtype=np.float64)
+                row["se"] = float(draws.std(ddof=1))
+                interval = (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)))
+            rows.append({**row, "low": interval[0], "high": interval[1],
+                         "method": "sandwich" if boot is None else f"bootstrap ({len(boot)} replicates)",
                          "lower_bound": low, "upper_bound": high,
                          "at_bound": bool(np.isclose(value, low) or np.isclose(value, high)),
                          "identified": bool(self.identified.get(p.name)), "unit": p.unit or ""})
@@ -596,7 +647,8 @@ class Fit:
     def evaluation_table(self) -> pd.DataFrame:
         rows = []
         for ev in self.evaluations:
-            rows.append({"evaluation": ev.index + 1, "stage": ev.stage, **ev.values, "distance": ev.distance,
+            rows.append({"evaluation": ev.index + 1, "stage": ev.stage, "start": ev.start + 1, **ev.values,
+                         "distance": ev.distance,
                          **{f"moment.{k}": v for k, v in ev.mean.items()}})
         return pd.DataFrame(rows)
 
@@ -614,7 +666,6 @@ def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: i
     """
     import os
 
-    from scipy import optimize
     from scipy.stats import qmc
 
     workers = workers or os.cpu_count() or 1
@@ -625,26 +676,90 @@ def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: i
     ev = Evaluator(cal, Path(out_root), db_url, workers, executor_factory, stream)
     search = cal.spec.search
     k = len(cal.factors)
+    boot = None
     try:
         engine = qmc.Sobol(d=k, scramble=True, rng=np.random.default_rng(search.seed))
         first = ev.run(engine.random(search.initial), "initial")
-        start = min(first, key=lambda e: e.distance)
-        if search.local > 0:
-            step = 0.1  # the first simplex spans a tenth of each range, toward the inside of the box
-            simplex = [start.unit]
-            for j in range(k):
-                v = start.unit.copy()
-                v[j] = v[j] + step if v[j] + step <= 1.0 else v[j] - step
-                simplex.append(v)
-            optimize.minimize(ev, start.unit, method="Nelder-Mead", bounds=[(0.0, 1.0)] * k,
-                              options={"maxfev": search.local, "initial_simplex": np.array(simplex),
-                                       "xatol": 1e-3, "fatol": 1e-3})
+        # the best initial points, each a local search's start (distinct points: the design's are)
+        for n, start in enumerate(sorted(first, key=lambda e: e.distance)[:search.starts]):
+            ev.start = n
+            if search.local > 0:
+                _local_search(ev, start.unit, search.local)
         best = min((e for e in ev.evaluations if e.stage != "jacobian"), key=lambda e: e.distance)
         jacobian, covariance, identified = _uncertainty(cal, ev, best)
+        new, reused = ev.new_runs, ev.reused_runs
+        if cal.spec.uncertainty.method == "bootstrap":
+            boot, boot_new, boot_reused = _bootstrap(cal, best, covariance, Path(out_root), db_url, workers,
+                                                     executor_factory, stream)
+            new, reused = new + boot_new, reused + boot_reused
     finally:
         if pool is not None:
             pool.close()
-    return Fit(cal, best, list(ev.evaluations), jacobian, covariance, ev.new_runs, ev.reused_runs, identified)
+    return Fit(cal, best, list(ev.evaluations), jacobian, covariance, new, reused, identified, boot)
+
+
+def _local_search(ev: Evaluator, unit: np.ndarray, budget: int, step: np.ndarray | None = None) -> None:
+    """A bounded Nelder-Mead search of at most ``budget`` evaluations from ``unit`` (a point of the unit cube); the
+    first simplex spans ``step`` of each range (default a tenth), toward the inside of the box."""
+    from scipy import optimize
+
+    k = unit.size
+    steps = np.full(k, 0.1) if step is None else step
+    simplex = [unit]
+    for j in range(k):
+        v = unit.copy()
+        v[j] = v[j] + steps[j] if v[j] + steps[j] <= 1.0 else v[j] - steps[j]
+        simplex.append(v)
+    optimize.minimize(ev, unit, method="Nelder-Mead", bounds=[(0.0, 1.0)] * k,
+                      options={"maxfev": budget, "initial_simplex": np.array(simplex), "xatol": 1e-3, "fatol": 1e-3})
+
+
+def replicate_seed(root_seed: int, seed: int, replicate: int) -> int:
+    """The root seed of bootstrap replicate ``replicate``'s runs: drawn from (root seed, bootstrap seed, replicate),
+    so that no replicate shares the fit's seeds or another replicate's."""
+    state = np.random.SeedSequence([root_seed, seed, replicate + 1]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def _bootstrap(cal: Calibration, best: Evaluation, covariance: pd.DataFrame, out_root: Path, db_url: str,
+               workers: int, executor_factory: Callable[[], Executor],
+               stream: TextIO | None) -> tuple[pd.DataFrame, int, int]:
+    """The bootstrap of the estimate (see the module's docstring): each replicate's targets redrawn and its runs on
+    seeds of its own, refitted by a local search from the estimate whose first simplex spans two of the sandwich's
+    standard errors (between 0.5% and 10% of each range; 10% where there is none). Returns the replicates'
+    estimates and the runs made and found stored."""
+    u = cal.spec.uncertainty
+    span = np.array([f.bounds[1] - f.bounds[0] for f in cal.factors], dtype=np.float64)
+    se = np.sqrt(np.diag(covariance.to_numpy())) / span
+    step = np.where(np.isfinite(se), np.clip(2.0 * se, 0.005, 0.1), 0.1)
+    rng = np.random.default_rng(u.seed)
+    summary = [m.name for m in cal.spec.moments]
+    shocks = rng.standard_normal((u.replicates, len(summary)))
+    t = cal.spec.transactions
+    data = None
+    if t is not None:
+        assert cal.observed is not None and cal.window is not None
+        data = mom.resampled(cal.observed, t.moments, cal.window, u.replicates, rng)
+    rows, new, reused = [], 0, 0
+    for b in range(u.replicates):
+        target = cal.target.copy()
+        target[summary] = cal.target[summary].to_numpy() + cal.sd[summary].to_numpy() * shocks[b]
+        if data is not None:
+            target[data.columns] = data.iloc[b].to_numpy()
+        ev = Evaluator(cal, out_root, db_url, workers, executor_factory, None, target=target,
+                       root_seed=replicate_seed(cal.spec.root_seed, u.seed, b), name=f"{cal.name}.bootstrap")
+        ev.run(best.unit[None, :], "local")
+        _local_search(ev, best.unit, u.local or max(cal.spec.search.local, 1), step)
+        found = min(ev.evaluations, key=lambda e: e.distance)
+        rows.append({"replicate": b + 1, **found.values, "distance": found.distance,
+                     "evaluations": len(ev.evaluations)})
+        new, reused = new + ev.new_runs, reused + ev.reused_runs
+        if stream is not None:
+            values = ", ".join(f"{k}={v:.4g}" for k, v in found.values.items())
+            stream.write(f"  bootstrap {b + 1}/{u.replicates}: {values} (distance {found.distance:.4g}, "
+                         f"{len(ev.evaluations)} points)\n")
+            stream.flush()
+    return pd.DataFrame(rows), new, reused
 
 
 def _uncertainty(cal: Calibration, ev: Evaluator, best: Evaluation) -> tuple[pd.DataFrame, pd.DataFrame,

@@ -101,6 +101,16 @@ def bootstrap(frame: pd.DataFrame, kinds: tuple[str, ...] | list[str], window: W
               rng: np.random.Generator) -> pd.DataFrame:
     """The moments' covariance over ``resamples`` bootstrap resamples of the cohort's customers (drawn with
     replacement, each resampled customer keeping all its transactions under a new id)."""
+    draws = resampled(frame, kinds, window, resamples, rng).to_numpy()
+    moments = names(kinds, window)
+    return pd.DataFrame(np.cov(draws, rowvar=False).reshape(len(moments), len(moments)),
+                        index=moments, columns=moments)
+
+
+def resampled(frame: pd.DataFrame, kinds: tuple[str, ...] | list[str], window: Window, resamples: int,
+              rng: np.random.Generator) -> pd.DataFrame:
+    """The moments of ``resamples`` bootstrap resamples of the cohort's customers, one row each (see
+    :func:`bootstrap`)."""
     cohort = tr.cohort(frame, window.cohort_weeks)
     cohort = cohort[cohort["time"] < window.weeks]
     codes, customers = pd.factorize(cohort["customer"], sort=True)
@@ -117,6 +127,4 @@ def bootstrap(frame: pd.DataFrame, kinds: tuple[str, ...] | list[str], window: W
         sample = pd.DataFrame({"customer": np.repeat(np.arange(chosen.size), lengths), "time": time[rows],
                                "amount": amount[rows]})
         draws.append(compute(sample, kinds, window).to_numpy())
-    moments = names(kinds, window)
-    return pd.DataFrame(np.cov(np.array(draws), rowvar=False).reshape(len(moments), len(moments)),
-                        index=moments, columns=moments)
+    return pd.DataFrame(np.array(draws).reshape(resamples, -1), columns=names(kinds, window))

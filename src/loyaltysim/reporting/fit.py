@@ -8,7 +8,8 @@ evaluation, and figures.
 * ``fit.md``: the parameters (estimate, standard error, 95% interval, whether the estimate sits on a bound or the
   targets cannot identify it) and every target beside its simulated value at the estimate;
 * ``parameters.csv``, ``targets.csv``, ``jacobian.csv`` (each moment's derivative by each parameter at the estimate)
-  and ``evaluations.csv`` (every point evaluated: stage, values, distance, mean moments);
+  and ``evaluations.csv`` (every point evaluated: stage, which local search, values, distance, mean moments); with
+  a bootstrap of the estimate, ``bootstrap.csv`` (each replicate's estimate and distance);
 * ``figures/fit.png``: each moment's gap to its target in the target's standard errors, with the simulated value's
   95% interval; with a transaction log also ``figures/tracking.png``: the cohort's cumulative repeat transactions
   per customer week by week, observed and simulated at the estimate, through the held-out weeks;
@@ -136,11 +137,13 @@ def markdown(fit: Fit, curve: pd.DataFrame | None, bench: bgnbd.Benchmark | None
     cal = fit.calibration
     params = fit.parameters()
     targets = fit.targets()
+    searches = (f"{cal.spec.search.starts} Nelder-Mead searches from its best points" if cal.spec.search.starts > 1
+                else "a Nelder-Mead search")
     lines = [f"# Calibration {cal.name}", "",
              f"Scenario `{_where(cal.scenario_path)}` fitted to `{_where(cal.path)}` by the simulated method of "
              "moments: "
              f"{len(fit.evaluations)} points evaluated ({sum(e.stage == 'initial' for e in fit.evaluations)} of a "
-             f"Sobol' design, {sum(e.stage == 'local' for e in fit.evaluations)} of a Nelder-Mead search, "
+             f"Sobol' design, {sum(e.stage == 'local' for e in fit.evaluations)} of {searches}, "
              f"{sum(e.stage == 'jacobian' for e in fit.evaluations)} for the derivatives), each over "
              f"{cal.spec.replications} replication(s) on the same seeds (root seed {cal.spec.root_seed}); "
              f"{fit.new_runs} runs made, {fit.reused_runs} found stored. Distance at the estimate "
@@ -159,10 +162,22 @@ def markdown(fit: Fit, curve: pd.DataFrame | None, bench: bgnbd.Benchmark | None
         lines.append(f"| {name} (`{row['path']}`) | {_fmt(row['estimate'])}{unit} | {_fmt(row['se'])} | "
                      f"[{_fmt(row['low'])}, {_fmt(row['high'])}] | [{_fmt(row['lower_bound'])}, "
                      f"{_fmt(row['upper_bound'])}] | {'; '.join(note)} |")
-    lines += ["", "The standard errors are the simulated method of moments' sandwich: the targets' sampling error "
-              "(their given standard errors; a bootstrap of the log's customers for a transaction log) and the "
-              "simulation's noise over the replications, through the moments' derivatives at the estimate.", "",
-              "## Targets", "",
+    if fit.bootstrap is None:
+        lines += ["", "The standard errors are the simulated method of moments' sandwich: the targets' sampling "
+                  "error (their given standard errors; a bootstrap of the log's customers for a transaction log) and "
+                  "the simulation's noise over the replications, through the moments' derivatives at the estimate. "
+                  "They are asymptotic (the moments taken as linear in the parameters near the estimate)."]
+    else:
+        boot = fit.bootstrap
+        sandwich = ", ".join(f"{name} {_fmt(row['se_sandwich'])}" for name, row in params.iterrows())
+        lines += ["", f"The standard errors and intervals are a bootstrap of the estimate: {len(boot)} replicates, "
+                  "each refitted (a local search from the estimate) to targets redrawn from their sampling "
+                  "distribution (the log's customers resampled; summary moments drawn with their standard errors) "
+                  "on replications of its own seeds; the standard error is the replicates' standard deviation and "
+                  "the interval their 2.5th-97.5th percentiles. "
+                  f"Replicates' distances: median {boot['distance'].median():.4g}, largest "
+                  f"{boot['distance'].max():.4g}. The sandwich's standard errors, for comparison: {sandwich}."]
+    lines += ["", "## Targets", "",
               "| moment | target | 95% interval | simulated | 95% interval (replications) | gap (SE) |",
               "|---|---:|---|---:|---|---:|"]
     for name, row in targets.iterrows():
@@ -272,6 +287,8 @@ def write_fit(fit: Fit, folder: Path | str) -> list[Path]:
     put("targets.csv", fit.targets().to_csv())
     put("jacobian.csv", fit.jacobian.to_csv())
     put("evaluations.csv", fit.evaluation_table().to_csv(index=False))
+    if fit.bootstrap is not None:
+        put("bootstrap.csv", fit.bootstrap.to_csv(index=False))
     if curve is not None:
         put("tracking.csv", curve.to_csv())
     if bench is not None:
