@@ -110,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
                                       "se": float(row["se"]), "low": float(row["low"]), "high": float(row["high"]),
                                       "covered": covered}
     z = fit.targets()["z"]
-    print(f"distance {fit.best.distance:.3g}; {int((z.abs() <= 1.96).sum())} of {len(z)} moments within 1.96 "
+    print(f"distance {fit.best.score:.3g}; {int((z.abs() <= 1.96).sum())} of {len(z)} moments within 1.96 "
           f"standard errors; {len(fit.evaluations)} points, {fit.new_runs} runs in {took / 60:.1f} min (targets: "
           f"{made / 60:.1f} min)")
-    result.update({"distance": fit.best.distance, "points": len(fit.evaluations), "runs": fit.new_runs,
+    result.update({"distance": fit.best.score, "points": len(fit.evaluations), "runs": fit.new_runs,
                    "calibration_s": took, "targets_s": made})
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -509,8 +509,9 @@ def calibrate(
     standard errors and intervals, every evaluation and figures under OUT/<targets name>/. Exits 1 if a run
     failed or a worker died, 130 when interrupted.
     """
-    from loyaltysim.experiments.fitting import CalibrationFailed, load_targets
     from loyaltysim.experiments.fitting import calibrate as fit_targets
+    from loyaltysim.experiments.fitting import load_targets
+    from loyaltysim.experiments.search import SearchFailed
     from loyaltysim.experiments.storage import StorageError, resolve_db_url
     from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted
     from loyaltysim.scenario import ScenarioError
@@ -548,7 +549,7 @@ def calibrate(
         typer.echo(f"calibrate {cal.name}: interrupted; every evaluation finished so far is stored, and the same "
                    "command resumes from there", err=True)
         raise typer.Exit(130) from None
-    except (SweepBroken, SweepDatabaseLost, CalibrationFailed) as err:
+    except (SweepBroken, SweepDatabaseLost, SearchFailed) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
 

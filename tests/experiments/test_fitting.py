@@ -84,9 +84,9 @@ def test_the_fit_recovers_the_parameters_that_made_the_targets(recovered):
     stages = [e.stage for e in fit.evaluations]
     assert stages.count("initial") == 8 and stages.count("jacobian") == 4 and 0 < stages.count("local") <= 14
     # the estimate is the best point evaluated, and much better than the initial design's best
-    searched = [e.distance for e in fit.evaluations if e.stage != "jacobian"]
-    assert fit.best.distance == min(searched)
-    assert fit.best.distance < 0.5 * min(e.distance for e in fit.evaluations if e.stage == "initial")
+    searched = [e.score for e in fit.evaluations if e.stage != "jacobian"]
+    assert fit.best.score == min(searched)
+    assert fit.best.score < 0.5 * min(e.score for e in fit.evaluations if e.stage == "initial")
 
 
 def test_the_outputs_hold_the_calibrated_scenario_the_fit_and_every_evaluation(recovered):
@@ -287,7 +287,7 @@ def test_a_calibration_on_a_dask_cluster_finds_what_the_local_pool_finds(observe
     on_dask = calibrate(cal, tmp_path / "dask", f"sqlite:///{tmp_path / 'dask' / 'registry.sqlite'}",
                         executor=DaskExecutor(client))
     assert on_dask.estimate == local.estimate
-    assert [e.distance for e in on_dask.evaluations] == [e.distance for e in local.evaluations]
+    assert [e.score for e in on_dask.evaluations] == [e.score for e in local.evaluations]
 
 
 def test_several_local_searches_and_a_bootstrap_of_the_estimate(observed, tmp_path):
@@ -306,11 +306,11 @@ def test_several_local_searches_and_a_bootstrap_of_the_estimate(observed, tmp_pa
     table = fit.evaluation_table()
     local = table[table["stage"] == "local"]
     assert set(local["start"]) == {1, 2}
-    initial = sorted((e for e in fit.evaluations if e.stage == "initial"), key=lambda e: e.distance)
+    initial = sorted((e for e in fit.evaluations if e.stage == "initial"), key=lambda e: e.score)
     # the second search's simplex is built around the second-best initial point
     second = [e for e in fit.evaluations if e.stage == "local" and e.start == 1]
     assert min(abs(e.unit[0] - initial[1].unit[0]) for e in second) <= 0.1 + 1e-12
-    assert fit.best.distance == min(e.distance for e in fit.evaluations if e.stage != "jacobian")
+    assert fit.best.score == min(e.score for e in fit.evaluations if e.stage != "jacobian")
 
     boot = fit.bootstrap
     assert list(boot["replicate"]) == [1, 2, 3] and boot["switching_cost"].nunique() > 1

@@ -84,7 +84,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
@@ -94,8 +94,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from loyaltysim.experiments import design as designs
+from loyaltysim.experiments import search as points
 from loyaltysim.experiments import sweep as sweeps
-from loyaltysim.experiments.storage import run_dir_for
+from loyaltysim.experiments.search import Evaluation
 from loyaltysim.measures import moments as mom
 from loyaltysim.measures import transactions as tr
 from loyaltysim.measures.outcomes import OutcomeError, check_name
@@ -119,10 +120,6 @@ PERIOD_WEEKS = {"week": 1.0, "day": tr.DAY}
 
 class CalibrationError(ScenarioError):
     """A targets file (or the scenario with it) that cannot be used; the message lists every problem."""
-
-
-class CalibrationFailed(Exception):
-    """A run of an evaluation failed; the message gives its first error."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,108 +440,31 @@ def _check_bounds(cal: Calibration) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Evaluation:
-    """One evaluated point: its place in the search, its values, the replications' moments and its distance."""
+class Evaluator(points.Evaluator):
+    """Evaluates points of a calibration: each run's simulated moments, each point's distance to the targets."""
 
-    index: int
-    stage: str  # "initial", "local" or "jacobian"
-    unit: np.ndarray
-    values: dict[str, float | int]
-    moments: pd.DataFrame  # one row per replication, one column per moment
-    distance: float
-    reused: bool
-    run_dirs: list[Path] = field(default_factory=list)  # the replications' run folders
-    start: int = 0  # which local search (from the best, second best, ... initial point) evaluated it
-
-    @property
-    def mean(self) -> pd.Series:
-        return self.moments.mean(axis=0)
-
-
-class Kept(Executor):
-    """One executor for every evaluation of a calibration (a process pool, a Dask cluster): a sweep's end does not
-    end it (starting one costs seconds); a stop (Ctrl-C) does, and :meth:`close` at the end."""
-
-    def __init__(self, inner: Executor):
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:  # what the sweep asks an executor (e.g. a cluster's worker slots)
-        return getattr(self.inner, name)
-
-    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
-        return self.inner.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if cancel_futures:
-            sweeps._stop_executor(self.inner)
-
-    def close(self) -> None:
-        self.inner.shutdown(wait=True)
-
-
-class Evaluator:
-    """Runs points as sweeps (each point's replications on the same seeds) and computes their moments and distance;
-    a point evaluated before is not run again."""
+    score_name = "distance"
 
     def __init__(self, cal: Calibration, out_root: Path, db_url: str, workers: int,
                  executor_factory: Callable[[], Executor] | None, stream: TextIO | None, *,
                  target: pd.Series | None = None, root_seed: int | None = None, name: str | None = None):
+        super().__init__(self._experiment, out_root, db_url, workers, executor_factory, stream)
         self.cal = cal
         self.target = cal.target if target is None else target  # a bootstrap replicate's own targets
         self.root_seed = root_seed  # and its own replications' seeds, as an experiment of its own name
         self.name = name
-        self.start = 0
-        self.out_root = Path(out_root)
-        self.db_url = db_url
-        self.workers = workers
-        self.factory = executor_factory
-        self.stream = stream
-        self.evaluations: list[Evaluation] = []
-        self._seen: dict[tuple, Evaluation] = {}
-        self.new_runs = 0
-        self.reused_runs = 0
 
-    def run(self, unit: np.ndarray, stage: str) -> list[Evaluation]:
-        """Evaluate the points (rows of ``unit``, in [0, 1]) in one sweep."""
-        unit = np.clip(np.atleast_2d(np.asarray(unit, dtype=np.float64)), 0.0, 1.0)
-        todo = [u for u in unit if self._key(u) not in self._seen]
-        todo = list({self._key(u): u for u in todo}.values())
-        if todo:
-            spec, points, problems = _build(self.cal, np.array(todo), self.root_seed, self.name)
-            if problems:
-                raise CalibrationError(str(self.cal.path), problems)
-            experiment = designs.Experiment(spec, self.cal.path, self.cal.base, points)
-            result = sweeps.run_sweep(experiment, self.out_root, self.db_url, workers=self.workers,
-                                      executor_factory=self.factory, progress=False)
-            if result.failed:
-                first = result.failed[0].error.splitlines()[0] if result.failed[0].error else "?"
-                raise CalibrationFailed(f"{len(result.failed)} run(s) of the evaluation failed (recorded in the "
-                                        f"registry); first error: {first}")
-            if result.elsewhere:
-                raise CalibrationFailed(f"{result.elsewhere_runs} run(s) are being computed by another sweep on the "
-                                        "same registry; run the same command when it has finished")
-            self.new_runs += result.stored
-            self.reused_runs += result.reused
-            tasks = sweeps.plan(experiment, self.out_root)
-            for point, u in zip(points, todo, strict=True):
-                dirs = [run_dir_for(self.out_root, t.key) for t in tasks if t.design_index == point.index]
-                warmup = point.scenario.warmup_steps()
-                frame = pd.DataFrame([self.moments(d, warmup) for d in dirs]).reset_index(drop=True)
-                ev = Evaluation(len(self.evaluations), stage, u, dict(point.values), frame,
-                                self.distance(frame.mean(axis=0)), result.stored == 0, dirs, self.start)
-                self.evaluations.append(ev)
-                self._seen[self._key(u)] = ev
-                self._say(ev)
-        return [self._seen[self._key(u)] for u in unit]
+    def _experiment(self, unit: np.ndarray) -> designs.Experiment:
+        spec, design, problems = _build(self.cal, unit, self.root_seed, self.name)
+        if problems:
+            raise CalibrationError(str(self.cal.path), problems)
+        return designs.Experiment(spec, self.cal.path, self.cal.base, design)
 
-    def __call__(self, u: np.ndarray) -> float:
-        """The distance at one point (Nelder-Mead's objective)."""
-        return self.run(np.asarray(u)[None, :], "local")[0].distance
+    def read(self, run_dir: Path, point: designs.DesignPoint) -> pd.Series:
+        return self.moments(run_dir, point.scenario.warmup_steps())
 
-    @staticmethod
-    def _key(u: np.ndarray) -> tuple:
-        return tuple(np.round(u, 12))
+    def score(self, outputs: pd.DataFrame) -> float:
+        return self.distance(outputs.mean(axis=0))
 
     def moments(self, run_dir: Path, warmup: int) -> pd.Series:
         """One run's simulated moments, read from its folder (``warmup``: the run's warm-up steps)."""
@@ -563,16 +483,6 @@ class Evaluator:
     def distance(self, mean: pd.Series) -> float:
         z = (mean - self.target) / self.cal.sd
         return PENALTY if z.isna().any() else float((z ** 2).sum())
-
-    def _say(self, ev: Evaluation) -> None:
-        if self.stream is None:
-            return
-        values = ", ".join(f"{k}={v:.4g}" for k, v in ev.values.items())
-        best = min(e.distance for e in self.evaluations)
-        self.stream.write(f"  {ev.index + 1:>3} {ev.stage:<8} {values}: distance {ev.distance:.4g}"
-                          f"{' (best so far)' if ev.distance == best and ev.stage != 'jacobian' else ''}"
-                          f"{' (stored before)' if ev.reused else ''}\n")
-        self.stream.flush()
 
 
 def simulated_log(run_dir: Path, firm: str, warmup: int, period: float) -> pd.DataFrame:
@@ -635,7 +545,7 @@ class Fit:
         """Each moment: target and its 95% interval, the simulated mean at the estimate and its 95% interval over
         the replications, and the gap in the target's standard errors."""
         cal = self.calibration
-        sims = self.best.moments
+        sims = self.best.outputs
         r = len(sims)
         mean = sims.mean(axis=0)
         half = (1.96 * sims.std(axis=0, ddof=1) / math.sqrt(r)) if r > 1 else pd.Series(np.nan, index=mean.index)
@@ -648,7 +558,7 @@ class Fit:
         rows = []
         for ev in self.evaluations:
             rows.append({"evaluation": ev.index + 1, "stage": ev.stage, "start": ev.start + 1, **ev.values,
-                         "distance": ev.distance,
+                         "distance": ev.score,
                          **{f"moment.{k}": v for k, v in ev.mean.items()}})
         return pd.DataFrame(rows)
 
@@ -662,30 +572,20 @@ def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: i
     evaluation and closed at the end, or to a new executor from ``executor_factory`` for each evaluation, or by
     default to one process pool of ``workers`` processes. Raises what :func:`~loyaltysim.experiments.sweep.run_sweep`
     raises (a stop, a lost database, a broken worker; every evaluation stored until then is kept, and the same call
-    resumes) and :class:`CalibrationFailed` when a run fails.
+    resumes) and :class:`~loyaltysim.experiments.search.SearchFailed` when a run fails.
     """
     import os
-
-    from scipy.stats import qmc
 
     workers = workers or os.cpu_count() or 1
     pool = None
     if executor_factory is None:
-        pool = Kept(executor if executor is not None else sweeps.default_executor_factory(workers)())
+        pool = points.Kept(executor if executor is not None else sweeps.default_executor_factory(workers)())
         executor_factory = lambda: pool  # noqa: E731
     ev = Evaluator(cal, Path(out_root), db_url, workers, executor_factory, stream)
     search = cal.spec.search
-    k = len(cal.factors)
     boot = None
     try:
-        engine = qmc.Sobol(d=k, scramble=True, rng=np.random.default_rng(search.seed))
-        first = ev.run(engine.random(search.initial), "initial")
-        # the best initial points, each a local search's start (distinct points: the design's are)
-        for n, start in enumerate(sorted(first, key=lambda e: e.distance)[:search.starts]):
-            ev.start = n
-            if search.local > 0:
-                _local_search(ev, start.unit, search.local)
-        best = min((e for e in ev.evaluations if e.stage != "jacobian"), key=lambda e: e.distance)
+        best = points.search(ev, len(cal.factors), search.seed, search.initial, search.local, search.starts)
         jacobian, covariance, identified = _uncertainty(cal, ev, best)
         new, reused = ev.new_runs, ev.reused_runs
         if cal.spec.uncertainty.method == "bootstrap":
@@ -696,22 +596,6 @@ def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: i
         if pool is not None:
             pool.close()
     return Fit(cal, best, list(ev.evaluations), jacobian, covariance, new, reused, identified, boot)
-
-
-def _local_search(ev: Evaluator, unit: np.ndarray, budget: int, step: np.ndarray | None = None) -> None:
-    """A bounded Nelder-Mead search of at most ``budget`` evaluations from ``unit`` (a point of the unit cube); the
-    first simplex spans ``step`` of each range (default a tenth), toward the inside of the box."""
-    from scipy import optimize
-
-    k = unit.size
-    steps = np.full(k, 0.1) if step is None else step
-    simplex = [unit]
-    for j in range(k):
-        v = unit.copy()
-        v[j] = v[j] + steps[j] if v[j] + steps[j] <= 1.0 else v[j] - steps[j]
-        simplex.append(v)
-    optimize.minimize(ev, unit, method="Nelder-Mead", bounds=[(0.0, 1.0)] * k,
-                      options={"maxfev": budget, "initial_simplex": np.array(simplex), "xatol": 1e-3, "fatol": 1e-3})
 
 
 def replicate_seed(root_seed: int, seed: int, replicate: int) -> int:
@@ -749,14 +633,14 @@ def _bootstrap(cal: Calibration, best: Evaluation, covariance: pd.DataFrame, out
         ev = Evaluator(cal, out_root, db_url, workers, executor_factory, None, target=target,
                        root_seed=replicate_seed(cal.spec.root_seed, u.seed, b), name=f"{cal.name}.bootstrap")
         ev.run(best.unit[None, :], "local")
-        _local_search(ev, best.unit, u.local or max(cal.spec.search.local, 1), step)
-        found = min(ev.evaluations, key=lambda e: e.distance)
-        rows.append({"replicate": b + 1, **found.values, "distance": found.distance,
+        points.local_search(ev, best.unit, u.local or max(cal.spec.search.local, 1), step)
+        found = min(ev.evaluations, key=lambda e: e.score)
+        rows.append({"replicate": b + 1, **found.values, "distance": found.score,
                      "evaluations": len(ev.evaluations)})
         new, reused = new + ev.new_runs, reused + ev.reused_runs
         if stream is not None:
             values = ", ".join(f"{k}={v:.4g}" for k, v in found.values.items())
-            stream.write(f"  bootstrap {b + 1}/{u.replicates}: {values} (distance {found.distance:.4g}, "
+            stream.write(f"  bootstrap {b + 1}/{u.replicates}: {values} (distance {found.score:.4g}, "
                          f"{len(ev.evaluations)} points)\n")
             stream.flush()
     return pd.DataFrame(rows), new, reused
@@ -784,7 +668,7 @@ def _uncertainty(cal: Calibration, ev: Evaluator, best: Evaluation) -> tuple[pd.
         dv = float(hi.values[names[j]]) - float(lo.values[names[j]])
         g[:, j] = (hi.mean - lo.mean).to_numpy() / dv if dv != 0 else 0.0
     w = np.diag(1.0 / cal.sd.to_numpy() ** 2)
-    sims = best.moments.to_numpy()
+    sims = best.outputs.to_numpy()
     sigma = np.cov(sims, rowvar=False) / len(sims) if len(sims) > 1 else np.zeros((len(cal.target),) * 2)
     sigma = np.atleast_2d(sigma)
     omega = cal.omega.to_numpy() + sigma

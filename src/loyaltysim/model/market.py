@@ -57,8 +57,8 @@ from loyaltysim.model.mechanisms.word_of_mouth import WordOfMouth
 from loyaltysim.model.memory import reuse_freed_memory
 from loyaltysim.model.panel import Panel
 from loyaltysim.model.population import populate
-from loyaltysim.model.segment_log import SegmentLog
 from loyaltysim.model.rules import life_events, step_customers
+from loyaltysim.model.segment_log import SegmentLog
 from loyaltysim.model.state import KANO_CODES, KANO_NAMES, CustomerState, Params, Shared, Variates
 from loyaltysim.model.streams import Streams
 from loyaltysim.scenario import LoyaltyScenario

@@ -147,7 +147,7 @@ def markdown(fit: Fit, curve: pd.DataFrame | None, bench: bgnbd.Benchmark | None
              f"{sum(e.stage == 'jacobian' for e in fit.evaluations)} for the derivatives), each over "
              f"{cal.spec.replications} replication(s) on the same seeds (root seed {cal.spec.root_seed}); "
              f"{fit.new_runs} runs made, {fit.reused_runs} found stored. Distance at the estimate "
-             f"{fit.best.distance:.4g} (the sum of squared gaps in the targets' standard errors, over "
+             f"{fit.best.score:.4g} (the sum of squared gaps in the targets' standard errors, over "
              f"{len(cal.target)} moments).", "",
              "## Parameters", "",
              "| parameter | estimate | standard error | 95% interval | bounds | note |",
