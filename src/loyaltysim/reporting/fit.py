@@ -31,18 +31,25 @@ from loyaltysim.measures import transactions as tr
 from loyaltysim.scenario import read_toml, set_path
 
 
-def calibrated_scenario(fit: Fit) -> str:
-    """The scenario file's text with each parameter set to its estimate."""
+def scenario_text(scenario_path: Path, settings: dict[str, object], head: list[str]) -> str:
+    """A scenario file's text with the ``settings`` (path: value as written in a scenario) set, under the comment
+    lines ``head`` (each listed setting follows them as a comment)."""
     import tomli_w
 
+    data = read_toml(scenario_path, "a scenario file (.toml)")
+    for path, value in settings.items():
+        set_path(data, path, value)
+    return "\n".join(head) + "\n\n" + tomli_w.dumps(data)
+
+
+def calibrated_scenario(fit: Fit) -> str:
+    """The scenario file's text with each parameter set to its estimate."""
     cal = fit.calibration
-    data = read_toml(cal.scenario_path, "a scenario file (.toml)")
-    for p in cal.spec.parameters:
-        set_path(data, p.path, p.factor().written(fit.estimate[p.name]))
-    head = [f"# {_where(cal.scenario_path)} calibrated to {_where(cal.path)} by loyaltysim calibrate",
+    head = [f"# {shown_path(cal.scenario_path)} calibrated to {shown_path(cal.path)} by loyaltysim calibrate",
             "# (simulated method of moments; fit.md beside this file gives the fit and the intervals):"]
     head += [f"#   {p.path} = {fit.estimate[p.name]!r}" for p in cal.spec.parameters]
-    return "\n".join(head) + "\n\n" + tomli_w.dumps(data)
+    return scenario_text(cal.scenario_path, {p.path: p.factor().written(fit.estimate[p.name])
+                                             for p in cal.spec.parameters}, head)
 
 
 def benchmark(fit: Fit) -> bgnbd.Benchmark | None:
@@ -82,7 +89,7 @@ def tracking(fit: Fit, bench: bgnbd.Benchmark | None = None) -> pd.DataFrame | N
     return curve
 
 
-def _where(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """A file as the command was given it: relative to the working folder when it is under it, else its full path."""
     try:
         return path.relative_to(Path.cwd()).as_posix()
@@ -140,8 +147,8 @@ def markdown(fit: Fit, curve: pd.DataFrame | None, bench: bgnbd.Benchmark | None
     searches = (f"{cal.spec.search.starts} Nelder-Mead searches from its best points" if cal.spec.search.starts > 1
                 else "a Nelder-Mead search")
     lines = [f"# Calibration {cal.name}", "",
-             f"Scenario `{_where(cal.scenario_path)}` fitted to `{_where(cal.path)}` by the simulated method of "
-             "moments: "
+             f"Scenario `{shown_path(cal.scenario_path)}` fitted to `{shown_path(cal.path)}` by the simulated "
+             "method of moments: "
              f"{len(fit.evaluations)} points evaluated ({sum(e.stage == 'initial' for e in fit.evaluations)} of a "
              f"Sobol' design, {sum(e.stage == 'local' for e in fit.evaluations)} of {searches}, "
              f"{sum(e.stage == 'jacobian' for e in fit.evaluations)} for the derivatives), each over "

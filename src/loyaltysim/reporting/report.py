@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from loyaltysim.experiments import registry
+from loyaltysim.measures.intervals import CONFIDENCE, interval
 from loyaltysim.measures.outcomes import describe_measure, parse_name
 from loyaltysim.reporting.sensitivity import (
     MAIN_INDEX,
@@ -76,7 +77,6 @@ FIGURE_MODULES: list[str] = [
 ]
 _F = TypeVar("_F", bound=FigureFunction)
 
-CONFIDENCE = 0.95
 STAT_COLUMNS = ("n", "mean", "sd", "ci_low", "ci_high")
 RISK_COLUMNS = ("p05", "p95", "p_negative")
 
@@ -160,25 +160,6 @@ def load_figures() -> dict[str, FigureFunction]:
 # --------------------------------------------------------------------------------------------------
 # Statistics
 # --------------------------------------------------------------------------------------------------
-
-
-def interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> dict[str, float]:
-    """n (non-NaN values), mean, sd and the t-distribution confidence interval of the mean.
-
-    With one value the sd and interval are NaN; with none, everything but n.
-    """
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    n = int(v.size)
-    mean = float(v.mean()) if n else math.nan
-    if n >= 2:
-        sd = float(v.std(ddof=1))
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    else:
-        sd = half = math.nan
-    return {"n": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
 
 
 def _t_errorbar(values: pd.Series) -> tuple[float, float]:

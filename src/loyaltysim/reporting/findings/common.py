@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from loyaltysim.reporting.report import interval
+from loyaltysim.measures.intervals import interval
 
 
 def values(results: pd.DataFrame, outcome: str, **labels: str) -> np.ndarray:
