@@ -485,6 +485,33 @@ def calibrate_check(
         raise typer.Exit(1)
 
 
+def _check_executor(executor: ExecutorChoice | None, scheduler: str | None, workers: int | None) -> None:
+    """Refuse option combinations that cannot mean anything (before any file is read)."""
+    kind = executor.value if executor is not None else ("dask" if scheduler else "local")
+    if scheduler and kind != "dask":
+        _fail("--scheduler names a Dask scheduler: use it with --executor dask (or without --executor)")
+    if scheduler and workers is not None:
+        _fail("--workers sizes a local pool or cluster; with --scheduler the runs go to the scheduler's workers "
+              f"(start them with `dask worker {scheduler} --nthreads 1`)")
+
+
+def _runner(executor: ExecutorChoice | None, scheduler: str | None, workers: int | None):
+    """The executor a search keeps for all its runs (a Dask cluster's; None: a local process pool) and the number
+    of runs it computes at once."""
+    kind = executor.value if executor is not None else ("dask" if scheduler else "local")
+    if kind != "dask":
+        return None, workers
+    try:
+        from loyaltysim.experiments import cluster
+    except ImportError as err:
+        _fail(f"--executor dask needs the 'distributed' package ({err}): pip install 'loyaltysim[dask]'")
+    try:
+        runner = cluster.connect(scheduler) if scheduler else cluster.local_cluster(workers or os.cpu_count() or 1)
+    except cluster.ClusterError as err:
+        _fail(str(err))
+    return runner, max(1, runner.worker_slots())
+
+
 @app.command()
 def calibrate(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML) whose uncertain parameters are fitted.")],
@@ -516,27 +543,13 @@ def calibrate(
     from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted
     from loyaltysim.scenario import ScenarioError
 
-    kind = executor.value if executor is not None else ("dask" if scheduler else "local")
-    if scheduler and kind != "dask":
-        _fail("--scheduler names a Dask scheduler: use it with --executor dask (or without --executor)")
-    if scheduler and workers is not None:
-        _fail("--workers sizes a local pool or cluster; with --scheduler the runs go to the scheduler's workers")
+    _check_executor(executor, scheduler, workers)
     try:
         cal = load_targets(targets, scenario)
     except ScenarioError as err:
         _fail(str(err))
     db_url = resolve_db_url(db, out.resolve())
-    runner = None
-    if kind == "dask":
-        try:
-            from loyaltysim.experiments import cluster
-        except ImportError as err:
-            _fail(f"--executor dask needs the 'distributed' package ({err}): pip install 'loyaltysim[dask]'")
-        try:
-            runner = cluster.connect(scheduler) if scheduler else cluster.local_cluster(workers or os.cpu_count() or 1)
-        except cluster.ClusterError as err:
-            _fail(str(err))
-        workers = max(1, runner.worker_slots())
+    runner, workers = _runner(executor, scheduler, workers)
     k, r = len(cal.spec.parameters), cal.spec.replications
     typer.echo(f"calibrate {cal.name}: {k} parameter(s) to {len(cal.target)} moment(s); {cal.spec.search.initial} "
                f"initial points, up to {cal.spec.search.local} local, {2 * k} for the standard errors, each x {r} "
@@ -566,6 +579,76 @@ def calibrate(
     typer.echo(f"{int((z.abs() <= 1.96).sum())} of {len(z)} moments within 1.96 standard errors of their targets; "
                f"{fit.new_runs} runs made, {fit.reused_runs} found stored")
     typer.echo(f"wrote {', '.join(p.name for p in written)} under {folder}")
+
+
+@app.command()
+def optimise(
+    policy_file: Annotated[Path, typer.Argument(metavar="POLICY", help="Policy file (TOML): the scenario, the "
+                                                "levers with their bounds, the objective, the risk limit, the "
+                                                "search.")],
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes [default: the number of CPUs].")]
+    = None,
+    out: Annotated[Path, typer.Option(help="Output root: run folders go under OUT/runs/, the result under "
+                                           "OUT/<policy name>/.")] = Path("results"),
+    db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
+                                                "sqlite:///OUT/registry.sqlite).")] = None,
+    executor: Annotated[ExecutorChoice | None, typer.Option(
+        help="Where the runs are computed, as for sweep: 'local' (a process pool) or 'dask' (a local Dask cluster, or "
+             "the one at --scheduler).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Address of a running Dask scheduler; the output root must then be shared storage.")] = None,
+) -> None:
+    """Search a firm's levers for the best expected objective (e.g. NPV) within a risk limit.
+
+    Every candidate runs the reference policy's seeds (common random numbers); the chosen policy is re-run with the
+    reference on fresh seeds for its interval. Every run is stored in the registry, so a stopped search resumes
+    when the same command runs again. Writes the chosen policy as a scenario, the evidence, every candidate and a
+    figure under OUT/<policy name>/. Exits 1 if a run failed or a worker died, 130 when interrupted.
+    """
+    from loyaltysim.experiments.optimise import load_policy
+    from loyaltysim.experiments.optimise import optimise as search_policy
+    from loyaltysim.experiments.search import SearchFailed
+    from loyaltysim.experiments.storage import StorageError, resolve_db_url
+    from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted
+    from loyaltysim.scenario import ScenarioError
+
+    _check_executor(executor, scheduler, workers)
+    try:
+        policy = load_policy(policy_file)
+    except ScenarioError as err:
+        _fail(str(err))
+    db_url = resolve_db_url(db, out.resolve())
+    runner, workers = _runner(executor, scheduler, workers)
+    s = policy.spec
+    typer.echo(f"optimise {policy.name}: {len(s.levers)} lever(s) for the {'lowest' if s.minimise else 'highest'} "
+               f"mean {s.objective}; {s.search.initial} initial candidates, up to {s.search.local} local in each of "
+               f"{s.search.starts} search(es), each x {s.replications} replication(s); {s.confirm} confirmation "
+               "run(s)", err=True)
+    try:
+        opt = search_policy(policy, out, db_url, workers=workers, executor=runner, stream=sys.stderr)
+    except StorageError as err:
+        _fail(str(err))
+    except SweepInterrupted:
+        typer.echo(f"optimise {policy.name}: interrupted; every candidate finished so far is stored, and the same "
+                   "command resumes from there", err=True)
+        raise typer.Exit(130) from None
+    except (SweepBroken, SweepDatabaseLost, SearchFailed) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+    from loyaltysim.reporting.policy import write_optimum
+
+    folder = out / policy.name
+    written = write_optimum(opt, folder)
+    levers = ", ".join(f"{k} = {v:.4g}" for k, v in opt.levers.items())
+    summary = opt.summary()
+    row = summary.iloc[-1]
+    typer.echo(f"chosen: {levers}" + ("" if opt.admissible(opt.best) else " (no candidate was within the risk limit)"))
+    typer.echo(f"{s.objective}: {row['objective']:.6g} against the reference's {row['reference']:.6g}; difference "
+               f"{row['difference']:.6g} [{row['difference_low']:.6g}, {row['difference_high']:.6g}], P(worse) "
+               f"{row['p_worse']:.2f} ({summary.index[-1]} seeds, {row['replications']:.0f} runs)")
+    typer.echo(f"{opt.new_runs} runs made, {opt.reused_runs} found stored; wrote "
+               f"{', '.join(p.name for p in written)} under {folder}")
 
 
 def _dirichlet_table(check, step: str):
