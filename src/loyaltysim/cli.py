@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -485,6 +486,17 @@ def calibrate_check(
         raise typer.Exit(1)
 
 
+# the options of the commands that run stored searches (calibrate, optimise)
+WorkersOption = Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the number of CPUs).")]
+DbOption = Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
+                                                   "sqlite:///OUT/registry.sqlite).")]
+SearchExecutorOption = Annotated[ExecutorChoice | None, typer.Option(
+    help="Where the runs are computed, as for sweep: 'local' (a process pool) or 'dask' (a local Dask cluster, or "
+         "the one at --scheduler).")]
+SchedulerOption = Annotated[str | None, typer.Option(
+    help="Address of a running Dask scheduler; the output root must then be shared storage.")]
+
+
 def _check_executor(executor: ExecutorChoice | None, scheduler: str | None, workers: int | None) -> None:
     """Refuse option combinations that cannot mean anything (before any file is read)."""
     kind = executor.value if executor is not None else ("dask" if scheduler else "local")
@@ -512,22 +524,38 @@ def _runner(executor: ExecutorChoice | None, scheduler: str | None, workers: int
     return runner, max(1, runner.worker_slots())
 
 
+@contextmanager
+def _stored_search(label: str, unit: str):
+    """A search of stored runs (a calibration, a policy search) as a command ends it: a storage problem is one error
+    line (exit 2), Ctrl-C says what is kept (exit 130), a failed run or a dead worker is one line (exit 1)."""
+    from loyaltysim.experiments.search import SearchFailed
+    from loyaltysim.experiments.storage import StorageError
+    from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted
+
+    try:
+        yield
+    except StorageError as err:
+        _fail(str(err))
+    except SweepInterrupted:
+        typer.echo(f"{label}: interrupted; every {unit} finished so far is stored, and the same command resumes "
+                   "from there", err=True)
+        raise typer.Exit(130) from None
+    except (SweepBroken, SweepDatabaseLost, SearchFailed) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def calibrate(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML) whose uncertain parameters are fitted.")],
     targets: Annotated[Path, typer.Option(help="Targets file (TOML): the parameters with their bounds, the "
                                                "summary moments and/or the transaction log to fit to, the search.")],
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes [default: the number of CPUs].")]
-    = None,
+    workers: WorkersOption = None,
     out: Annotated[Path, typer.Option(help="Output root: run folders go under OUT/runs/, the fit under "
                                            "OUT/<targets name>/.")] = Path("results"),
-    db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
-                                                "sqlite:///OUT/registry.sqlite).")] = None,
-    executor: Annotated[ExecutorChoice | None, typer.Option(
-        help="Where the runs are computed, as for sweep: 'local' (a process pool) or 'dask' (a local Dask cluster, or "
-             "the one at --scheduler).")] = None,
-    scheduler: Annotated[str | None, typer.Option(
-        help="Address of a running Dask scheduler; the output root must then be shared storage.")] = None,
+    db: DbOption = None,
+    executor: SearchExecutorOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Fit a scenario's uncertain parameters to a firm's targets by the simulated method of moments.
 
@@ -538,9 +566,7 @@ def calibrate(
     """
     from loyaltysim.experiments.fitting import calibrate as fit_targets
     from loyaltysim.experiments.fitting import load_targets
-    from loyaltysim.experiments.search import SearchFailed
-    from loyaltysim.experiments.storage import StorageError, resolve_db_url
-    from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted
+    from loyaltysim.experiments.storage import resolve_db_url
     from loyaltysim.scenario import ScenarioError
 
     _check_executor(executor, scheduler, workers)
@@ -554,17 +580,8 @@ def calibrate(
     typer.echo(f"calibrate {cal.name}: {k} parameter(s) to {len(cal.target)} moment(s); {cal.spec.search.initial} "
                f"initial points, up to {cal.spec.search.local} local, {2 * k} for the standard errors, each x {r} "
                "replication(s)", err=True)
-    try:
+    with _stored_search(f"calibrate {cal.name}", "evaluation"):
         fit = fit_targets(cal, out, db_url, workers=workers, executor=runner, stream=sys.stderr)
-    except StorageError as err:
-        _fail(str(err))
-    except SweepInterrupted:
-        typer.echo(f"calibrate {cal.name}: interrupted; every evaluation finished so far is stored, and the same "
-                   "command resumes from there", err=True)
-        raise typer.Exit(130) from None
-    except (SweepBroken, SweepDatabaseLost, SearchFailed) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
 
     from loyaltysim.reporting.fit import write_fit
 
@@ -586,17 +603,12 @@ def optimise(
     policy_file: Annotated[Path, typer.Argument(metavar="POLICY", help="Policy file (TOML): the scenario, the "
                                                 "levers with their bounds, the objective, the risk limit, the "
                                                 "search.")],
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes [default: the number of CPUs].")]
-    = None,
+    workers: WorkersOption = None,
     out: Annotated[Path, typer.Option(help="Output root: run folders go under OUT/runs/, the result under "
                                            "OUT/<policy name>/.")] = Path("results"),
-    db: Annotated[str | None, typer.Option(help="Registry database URL (default: $LOYALTYSIM_DB, else "
-                                                "sqlite:///OUT/registry.sqlite).")] = None,
-    executor: Annotated[ExecutorChoice | None, typer.Option(
-        help="Where the runs are computed, as for sweep: 'local' (a process pool) or 'dask' (a local Dask cluster, or "
-             "the one at --scheduler).")] = None,
-    scheduler: Annotated[str | None, typer.Option(
-        help="Address of a running Dask scheduler; the output root must then be shared storage.")] = None,
+    db: DbOption = None,
+    executor: SearchExecutorOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Search a firm's levers for the best expected objective (e.g. NPV) within a risk limit.
 
@@ -607,9 +619,7 @@ def optimise(
     """
     from loyaltysim.experiments.optimise import load_policy
     from loyaltysim.experiments.optimise import optimise as search_policy
-    from loyaltysim.experiments.search import SearchFailed
-    from loyaltysim.experiments.storage import StorageError, resolve_db_url
-    from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted
+    from loyaltysim.experiments.storage import resolve_db_url
     from loyaltysim.scenario import ScenarioError
 
     _check_executor(executor, scheduler, workers)
@@ -624,17 +634,8 @@ def optimise(
                f"mean {s.objective}; {s.search.initial} initial candidates, up to {s.search.local} local in each of "
                f"{s.search.starts} search(es), each x {s.replications} replication(s); {s.confirm} confirmation "
                "run(s)", err=True)
-    try:
+    with _stored_search(f"optimise {policy.name}", "candidate"):
         opt = search_policy(policy, out, db_url, workers=workers, executor=runner, stream=sys.stderr)
-    except StorageError as err:
-        _fail(str(err))
-    except SweepInterrupted:
-        typer.echo(f"optimise {policy.name}: interrupted; every candidate finished so far is stored, and the same "
-                   "command resumes from there", err=True)
-        raise typer.Exit(130) from None
-    except (SweepBroken, SweepDatabaseLost, SearchFailed) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
 
     from loyaltysim.reporting.policy import write_optimum
 

@@ -131,17 +131,8 @@ class _FileSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class Parameter(_FileSpec):
+class Parameter(points.Bounded):
     """An uncertain parameter: a scenario path and the bounds it is searched within."""
-
-    name: str
-    path: str
-    bounds: Annotated[list[Annotated[float, Strict()]], Field(min_length=2, max_length=2)]
-    type: Literal["float", "integer"] = "float"
-    unit: Annotated[str, Field(min_length=1)] | None = None
-
-    def factor(self) -> designs.Factor:
-        return designs.Factor(name=self.name, path=self.path, bounds=self.bounds, type=self.type, unit=self.unit)
 
 
 class Moment(_FileSpec):

@@ -89,17 +89,10 @@ class _FileSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class Lever(_FileSpec):
+class Lever(points.Bounded):
     """A decision the firm makes: a scenario path and the bounds it is searched within."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    path: str
-    bounds: Annotated[list[Annotated[float, Strict()]], Field(min_length=2, max_length=2)]
-    type: Literal["float", "integer"] = "float"
-    unit: Annotated[str, Field(min_length=1)] | None = None
-
-    def factor(self) -> designs.Factor:
-        return designs.Factor(name=self.name, path=self.path, bounds=self.bounds, type=self.type, unit=self.unit)
 
 
 class PolicySearch(_FileSpec):

@@ -21,14 +21,35 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from loyaltysim.experiments import design as designs
 from loyaltysim.experiments import sweep as sweeps
 from loyaltysim.experiments.storage import run_dir_for
+
+
+class FileSpec(BaseModel):
+    """A search file's table: unknown keys, NaN and infinity are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Bounded(FileSpec):
+    """A searched quantity: a scenario path and the bounds it is searched within (a calibration's parameter, a
+    policy's lever), as a sampled design's factor."""
+
+    name: str
+    path: str
+    bounds: Annotated[list[Annotated[float, Strict()]], Field(min_length=2, max_length=2)]
+    type: Literal["float", "integer"] = "float"
+    unit: Annotated[str, Field(min_length=1)] | None = None
+
+    def factor(self) -> designs.Factor:
+        return designs.Factor(name=self.name, path=self.path, bounds=self.bounds, type=self.type, unit=self.unit)
 
 
 class SearchFailed(Exception):

@@ -273,13 +273,9 @@ def figures(fit: Fit, curve: pd.DataFrame | None, folder: Path) -> list[Path]:
     return out
 
 
-def write_fit(fit: Fit, folder: Path | str) -> list[Path]:
-    """Write every output of a calibration into ``folder`` (see the module's docstring); return the files."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    bench = benchmark(fit)
-    curve = tracking(fit, bench)
-    written = []
+def text_writer(folder: Path, written: list[Path]):
+    """``put(name, text)``: write a text file into ``folder`` whole or not at all (a temporary file renamed over
+    it), and append its path to ``written``."""
 
     def put(name: str, text: str) -> None:
         path = folder / name
@@ -288,6 +284,17 @@ def write_fit(fit: Fit, folder: Path | str) -> list[Path]:
         tmp.replace(path)
         written.append(path)
 
+    return put
+
+
+def write_fit(fit: Fit, folder: Path | str) -> list[Path]:
+    """Write every output of a calibration into ``folder`` (see the module's docstring); return the files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bench = benchmark(fit)
+    curve = tracking(fit, bench)
+    written: list[Path] = []
+    put = text_writer(folder, written)
     put("calibrated.toml", calibrated_scenario(fit))
     put("fit.md", markdown(fit, curve, bench))
     put("parameters.csv", fit.parameters().to_csv())

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from loyaltysim.experiments.optimise import Optimum
-from loyaltysim.reporting.fit import scenario_text, shown_path
+from loyaltysim.reporting.fit import scenario_text, shown_path, text_writer
 from loyaltysim.reporting.report import describe_outcome
 
 
@@ -134,15 +134,8 @@ def write_optimum(opt: Optimum, folder: Path | str) -> list[Path]:
     """Write every output of a policy search into ``folder`` (see the module's docstring); return the files."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    def put(name: str, text: str) -> None:
-        path = folder / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-        written.append(path)
-
+    written: list[Path] = []
+    put = text_writer(folder, written)
     put("policy.toml", policy_scenario(opt))
     put("optimise.md", markdown(opt))
     put("summary.csv", opt.summary().to_csv())
