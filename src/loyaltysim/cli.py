@@ -116,6 +116,47 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario or experime
                f"{s.market.customers.population} customers, {s.steps()} {s.time.step}s)")
 
 
+@app.command()
+def diff(
+    base: Annotated[Path, typer.Argument(help="The market compared against (a scenario file), e.g. the baseline.")],
+    other: Annotated[Path, typer.Argument(help="A scenario file, or an experiment file (each of its design "
+                                                "points is compared).")],
+) -> None:
+    """List every setting in which OTHER's market differs from BASE's (defaults written out on both sides).
+
+    For an experiment, the differences all its design points share come first, then each point's own.
+    """
+    from rich.table import Table
+
+    from loyaltysim.experiments.differences import common_differences, differences, experiment_differences, shown
+
+    reference = _load(base)
+    console = _console()
+
+    def show(title: str, diffs: list) -> None:
+        if not diffs:
+            console.print(f"{title}: no differences", overflow="fold")
+            return
+        table = Table(title=title, title_justify="left", expand=True)
+        table.add_column("setting", overflow="fold", ratio=3)
+        table.add_column("base", overflow="fold", ratio=2)
+        table.add_column("other", overflow="fold", ratio=2)
+        for d in diffs:
+            table.add_row(d.label, shown(d.base), shown(d.other))
+        console.print(table)
+
+    if not _is_experiment(other):
+        show(f"{other} (other) against {base} (base)", differences(reference, _load(other)))
+        return
+    by_point = experiment_differences(reference, _load_experiment(other))
+    shared = common_differences(by_point)
+    show(f"every design point of {other} (other) against {base} (base)", shared)
+    keys = {(d.path, repr(d.base), repr(d.other)) for d in shared}
+    if len(by_point) > 1:
+        for label, diffs in by_point.items():
+            show(f"{label}: besides those", [d for d in diffs if (d.path, repr(d.base), repr(d.other)) not in keys])
+
+
 def _is_experiment(path: Path) -> bool:
     """Whether a file reads as an experiment (it names a base scenario and has no market of its own); a file that
     cannot be read is left to the scenario check to report."""
