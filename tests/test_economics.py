@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "experiments" / "scenarios" / "baseline.toml"
 SMALL, BIG = 1000, 5000  # customers: the big run is five times the small one
 # Profit per customer of the small run may differ from the big run's by this share of the big run's revenue per
-# customer (sampling noise of 1,000 customers over 39 reported weeks; measured: under 1%).
-TOLERANCE = 0.05
+# customer: for the whole market (measured at seed 1: 0.3%) and for each firm, whose share of 1,000 customers is
+# noisier (measured: up to 4.3%, the focal firm's revenue per customer itself 11% lower in the small run).
+MARKET_TOLERANCE, FIRM_TOLERANCE = 0.02, 0.10
 
 
 def _baseline(**changes) -> dict:
@@ -148,19 +149,22 @@ def _per_customer(reference: int | None) -> dict[int, dict[str, float]]:
 
 def test_a_run_five_times_smaller_has_the_same_profit_per_customer_when_money_scales():
     """Baseline's costs are stated for its 10,000 customers: run at 1,000 and 5,000 with that reference, profit per
-    customer agrees within TOLERANCE of revenue per customer, for every firm and for the market; without the
-    reference, the small run's fixed costs and marketing per customer are five times the big run's and its profit
-    per customer is far lower (negative for every firm)."""
+    customer agrees within MARKET_TOLERANCE of revenue per customer for the market and FIRM_TOLERANCE for each
+    firm; without the reference, the small run's fixed costs and marketing per customer are five times the big
+    run's, and its profit per customer is lower by more than half the revenue per customer (negative for every
+    firm)."""
+    whom = {"Focal": FIRM_TOLERANCE, "Rival A": FIRM_TOLERANCE, "Rival B": FIRM_TOLERANCE,
+            "market": MARKET_TOLERANCE}
     scaled = _per_customer(10000)
-    for who in ("Focal", "Rival A", "Rival B", "market"):
+    for who, tolerance in whom.items():
         small, big = scaled[SMALL][f"{who} profit"], scaled[BIG][f"{who} profit"]
-        allowed = TOLERANCE * scaled[BIG][f"{who} revenue"]
+        allowed = tolerance * scaled[BIG][f"{who} revenue"]
         assert abs(small - big) <= allowed, (who, small, big, allowed)
-        assert big > 0, who
+        assert small > 0 and big > 0, who
     unscaled = _per_customer(None)
-    for who in ("Focal", "Rival A", "Rival B", "market"):
+    for who in whom:
         small, big = unscaled[SMALL][f"{who} profit"], unscaled[BIG][f"{who} profit"]
-        assert big - small > 10 * TOLERANCE * unscaled[BIG][f"{who} revenue"], (who, small, big)
+        assert big - small > 0.5 * unscaled[BIG][f"{who} revenue"], (who, small, big)
         assert small < 0, who
 
 
