@@ -418,6 +418,69 @@ def test_validate_checks_an_experiment_file_and_what_its_findings_read(tmp_path)
                        "['market.retention_by_score_4']; add them to outcomes")
 
 
+SHIPPED_EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_EXPERIMENTS, ids=lambda p: p.name)
+def test_validate_checks_every_shipped_experiment_as_an_experiment(path):
+    from typer.testing import CliRunner
+
+    from loyaltysim.cli import app
+    from loyaltysim.experiments.design import load_experiment
+
+    experiment = load_experiment(path)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{path}: valid (experiment '{experiment.name}', {len(experiment.design)} "
+                                    f"design point(s) x {experiment.replications} replication(s)")
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda text: re.sub(r'(?m)^scenario = .*$', "", text), "scenario: required key is missing"),
+    (lambda text: text.replace("replications = ", "replications = -", 1), "replications: Input should be greater"),
+    (lambda text: text.replace('"policy.campaigns[0].offer.discount" = 0.1', '"policy.campaigns[0].ofer" = 0.1', 1),
+     "has no key 'ofer'; did you mean 'offer'?"),
+], ids=["no scenario", "negative replications", "misspelt path"])
+def test_validate_reports_a_broken_experiment_as_an_experiment(tmp_path, change, problem):
+    """An experiment file with a problem gets the experiment's problems, not a scenario's about a missing market."""
+    from typer.testing import CliRunner
+
+    from loyaltysim.cli import app
+
+    shipped = REPO / "experiments" / "winback.toml"
+    broken = tmp_path / "broken.toml"
+    broken.write_text(change(shipped.read_text(encoding="utf-8"))
+                      .replace('scenario = "scenarios/', f'scenario = "{shipped.parent}/scenarios/'), encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", str(broken)])
+    assert result.exit_code == 2, result.output
+    assert problem in result.output, result.output
+    assert "market: required key is missing" not in result.output and "unknown key" not in result.output
+
+
+def test_validate_names_a_calibration_targets_file():
+    from typer.testing import CliRunner
+
+    from loyaltysim.cli import app
+
+    targets = REPO / "experiments" / "targets" / "cdnow.toml"
+    result = CliRunner().invoke(app, ["validate", str(targets)])
+    assert result.exit_code == 2, result.output
+    assert "a calibration targets file" in result.output and "--targets" in result.output
+    assert "required key is missing" not in result.output
+
+
+def test_the_run_summary_labels_money_with_the_currency_and_says_what_it_scaled(tmp_path, scenario_data):
+    data = scenario_data(**SMALL)
+    data["economics"] = {**data.get("economics", {}), "currency": "EUR", "reference_population": 1500}
+    path = write_scenario(tmp_path / "eur.toml", data)
+    proc = ok(cli("run", path, "--out", tmp_path / "out", cwd=tmp_path))
+    for label in ("revenue (EUR)", "profit (EUR)", "NPV (EUR)"):
+        assert label in proc.stdout
+    assert "scaled x0.2: 300 customers, stated for 1,500 (economics.reference_population)" in \
+        " ".join(proc.stdout.split())
+    assert max(len(line) for line in proc.stdout.splitlines()[:-1]) <= 80
+
+
 def test_an_unreadable_file_is_one_error_line_not_a_usage_box(runs, tmp_path, monkeypatch):
     """Opening a file without read permission raises PermissionError (the tests may run as root, who can read
     anything, so the refusal is made here): every command that reads a file says so in one line, exit 2."""

@@ -103,12 +103,27 @@ def _load(path: Path):
 
 
 @app.command()
-def validate(scenario: Annotated[Path, typer.Argument(help="Scenario or experiment file (TOML).")]) -> None:
-    """Check a scenario file, or an experiment file (and its scenario), and list every problem found."""
-    if _is_experiment(scenario):
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario, experiment or policy file (TOML).")]) -> None:
+    """Check a scenario file, or an experiment or policy file (and its scenario), and list every problem found."""
+    kind = _file_kind(scenario)
+    if kind == "targets":
+        _fail(f"{scenario}: a calibration targets file, not a scenario or an experiment: it is checked against its "
+              f"scenario when `loyaltysim calibrate SCENARIO --targets {scenario}` starts")
+    if kind == "policy":
+        from loyaltysim.experiments.optimise import load_policy
+        from loyaltysim.scenario import ScenarioError
+
+        try:
+            policy = load_policy(scenario)
+        except ScenarioError as err:
+            _fail(str(err))
+        typer.echo(f"{scenario}: valid (policy search '{policy.name}', {len(policy.spec.levers)} lever(s), "
+                   f"objective {policy.spec.objective}; scenario {policy.spec.scenario})")
+        return
+    if kind == "experiment":
         e = _load_experiment(scenario)
         typer.echo(f"{scenario}: valid (experiment '{e.name}', {len(e.design)} design point(s) x "
-                   f"{e.replications} replication(s), {len(e.outcomes)} outcome(s))")
+                   f"{e.replications} replication(s), {len(e.outcomes)} outcome(s); scenario {e.spec.scenario})")
         return
     s = _load(scenario)
     firms = len(s.market.firms)
@@ -145,7 +160,7 @@ def diff(
             table.add_row(d.label, shown(d.base), shown(d.other))
         console.print(table)
 
-    if not _is_experiment(other):
+    if _file_kind(other) != "experiment":
         show(f"{other} (other) against {base} (base)", differences(reference, _load(other)))
         return
     by_point = experiment_differences(reference, _load_experiment(other))
@@ -157,16 +172,30 @@ def diff(
             show(f"{label}: besides those", [d for d in diffs if (d.path, repr(d.base), repr(d.other)) not in keys])
 
 
-def _is_experiment(path: Path) -> bool:
-    """Whether a file reads as an experiment (it names a base scenario and has no market of its own); a file that
-    cannot be read is left to the scenario check to report."""
+# top-level keys that only an experiment file has, and those of a calibration targets file (a scenario has neither)
+EXPERIMENT_KEYS = ("scenario", "outcomes", "factors", "design", "reference", "risk", "figures", "findings",
+                   "replications", "root_seed", "population", "horizon", "warmup")
+TARGETS_KEYS = ("parameters", "search", "moments", "transactions")
+POLICY_KEYS = ("levers", "objective", "risk_limit", "confirm")
+
+
+def _file_kind(path: Path) -> str:
+    """What a file reads as: "experiment" (experiment keys and no market or policy of its own), "targets" (a
+    calibration targets file), "policy" (a policy search's file) or "scenario" (anything else; a file that cannot
+    be read is left to the scenario check to report)."""
     from .scenario import read_toml
 
     try:
         data = read_toml(path, "a scenario or experiment file (.toml)")
     except ValueError:
-        return False
-    return isinstance(data.get("scenario"), str) and "market" not in data
+        return "scenario"
+    if "market" in data or "policy" in data:
+        return "scenario"
+    if any(k in data for k in POLICY_KEYS):
+        return "policy"
+    if any(k in data for k in TARGETS_KEYS):
+        return "targets"
+    return "experiment" if any(k in data for k in EXPERIMENT_KEYS) else "scenario"
 
 
 @dataclass
@@ -269,7 +298,7 @@ def run(
         typer.echo(json.dumps({"run_key": stored.key, "run_dir": str(stored.run_dir), **stored.summary},
                               indent=2))
         return
-    _print_summary(stored)
+    _print_summary(stored, spec)
 
 
 def _load_experiment(path: Path):
@@ -731,14 +760,19 @@ SUMMARY_ROWS = (  # the run summary's measures of each firm: label, summary fiel
     ("mean survey score", "score_mean", ".2f"), ("NPS", "nps_mean", "+.0f"),
     ("satisfied defectors", "satisfied_defector_share", ".0%"), ("revenue", "revenue", ",.0f"),
     ("profit", "profit", ",.0f"), ("NPV", "npv", ",.0f"))
+MONEY_ROWS = ("revenue", "profit", "npv")  # labelled with the scenario's currency when it names one
 FIRMS_PER_TABLE = 3  # a measure column and three firms fit 80 columns
 
 
-def _print_summary(stored) -> None:
-    """The run summary: one row per measure, one column per firm (three firms a table), so it fits 80 columns."""
+def _print_summary(stored, scenario) -> None:
+    """The run summary: one row per measure, one column per firm (three firms a table), so it fits 80 columns;
+    money in the scenario's currency when it names one."""
     from rich.table import Table
 
+    from .economics import size_factor
+
     s = stored.summary
+    currency = scenario.economics.currency
     console = _console()
     title = (f"{s['scenario']}: {s['steps'] - s['warmup_steps']} {s['step']}s reported "
              f"(after {s['warmup_steps']} of warm-up)")
@@ -750,8 +784,15 @@ def _print_summary(stored) -> None:
         for f in part:
             table.add_column(f["firm"] + (" (focal)" if f["focal"] else ""), justify="right")
         for label, key, spec in SUMMARY_ROWS:
+            if currency and key in MONEY_ROWS:
+                label = f"{label} ({currency})"
             table.add_row(label, *(_fmt(f[key], spec) for f in part))
         console.print(table)
+    factor = size_factor(scenario)
+    if factor != 1.0:
+        console.print(f"size-dependent money (fixed costs, marketing, investments, launch costs, campaign budgets) "
+                      f"scaled x{factor:.4g}: {scenario.market.customers.population:,} customers, stated for "
+                      f"{scenario.economics.reference_population:,} (economics.reference_population)")
     m = s["market"]
     causes = ", ".join(f"{k} {v}" for k, v in m["defection_causes"].items() if v)
     console.print(f"defections: {m['defections']} ({causes}); satisfied defectors (last score >= 4): "

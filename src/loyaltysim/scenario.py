@@ -939,8 +939,18 @@ class Outputs(_Spec):
         return v
 
 
+CurrencyLabel = Annotated[str, Field(min_length=1, max_length=12, pattern=r"^[^\s\x00-\x1f()][^\x00-\x1f()]*$")]
+
+
 class Economics(_Spec):
+    """Discounting, the currency money is labelled with, and how money that depends on the market's size scales."""
+
     discount_rate: RateField = "8% per year"  # for NPV: scaled to a yearly rate, compounded yearly (pro rata)
+    currency: CurrencyLabel | None = None  # the label of money in reports, e.g. "EUR" or "$"; none: "money"
+    # the number of customers the market's size-dependent money is stated for (fixed costs, marketing spend,
+    # investment budgets and attribute costs, programme launch costs, campaign budgets): each scales by
+    # market.customers.population / reference_population (see loyaltysim.economics); none: not scaled
+    reference_population: Annotated[int, Strict(), Field(ge=1, le=20_000_000)] | None = None
 
 
 class LoyaltyScenario(_Spec):

@@ -426,3 +426,27 @@ def test_every_pair_of_design_points_is_compared_on_request(canned_experiment, t
     assert "comparisons" in pd.read_excel(tmp_path / "tiny_price.xlsx", sheet_name=None)
     res = CliRunner().invoke(app, ["report", str(TINY), "--compare", "some", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "the only comparison on request is 'all'" in res.stderr
+
+
+def test_money_is_labelled_with_the_scenarios_currency(canned_experiment, tmp_path):
+    """A scenario naming its currency has money headed and labelled with it in the workbook and the figures; one
+    that does not keeps "money"."""
+    import dataclasses
+
+    tidy = canned().replace({"outcome": {"focal.share_end": "focal.npv"}})
+    plain = dataclasses.replace(canned_experiment, spec=canned_experiment.spec.model_copy(
+        update={"outcomes": ["focal.npv", "market.annual_churn"]}))
+    euro = dataclasses.replace(plain, base=plain.base.with_changes({"economics.currency": "EUR"}))
+    for experiment, label in ((plain, "money"), (euro, "EUR")):
+        folder = tmp_path / label
+        write_report_files(tidy, experiment, folder, xlsx=True)
+        summary = pd.read_excel(folder / "tiny_price.xlsx", sheet_name="summary")
+        assert f"focal.npv: mean ({label})" in summary.columns
+        assert "market.annual_churn: mean (defections per customer-year)" in summary.columns
+    assert describe_outcome("focal.npv", "EUR") == "focal firm: NPV of profit at the end of the warm-up (EUR)"
+    assert describe_outcome("focal.npv") == "focal firm: NPV of profit at the end of the warm-up (money)"
+    assert describe_outcome("focal.npv - focal.profit", "EUR").startswith(
+        "difference within the run: focal firm: NPV of profit at the end of the warm-up (EUR)")
+    diffs = paired_differences(tidy, ["price", "market"], {"price": "30"}, risk=True)
+    chart = report.decision_chart(diffs, "focal.npv", ["price", "market"], currency="EUR")
+    assert "(EUR)" in chart._suptitle.get_text()

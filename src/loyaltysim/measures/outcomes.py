@@ -7,7 +7,9 @@ catalogue below describes them (a test checks that it names every declared measu
 
 * firm measures over the reported period (after the warm-up), as in the run summary: ``share_end``, ``share_mean``,
   ``annual_churn``, ``revenue``, ``profit``, ``npv``, ``satisfaction_mean``, ``score_mean``, ``nps_mean``,
-  ``satisfied_defector_share``; and the means over the period of the firm's time series: ``attitude_mean``,
+  ``satisfied_defector_share``; ``profit_per_customer`` and ``npv_per_customer`` (profit and NPV over
+  ``market.customers.population``, the customers of the whole market: the economics that compare across market
+  sizes, see :mod:`loyaltysim.economics`); and the means over the period of the firm's time series: ``attitude_mean``,
   ``satisfaction_basic_mean``, ``satisfaction_performance_mean``, ``satisfaction_latent_mean``,
   ``retention_mean`` (retention per step) and ``share_of_wallet_mean``;
 * totals over the reported period: ``investment_cost_total``, ``acquisition_cost_total``, ``defections_total``;
@@ -147,8 +149,19 @@ class Measure:
     @property
     def description(self) -> str:
         """The label with its unit, e.g. ``mean market share (fraction)``."""
+        return self.described()
+
+    def unit_in(self, currency: str | None = None) -> str:
+        """The unit, with money named in ``currency`` (e.g. ``EUR per customer``); as declared without one."""
+        if currency and self.unit in MONEY_UNITS:
+            return currency + self.unit.removeprefix(MONEY)
+        return self.unit
+
+    def described(self, currency: str | None = None) -> str:
+        """The label with its unit, money in ``currency`` when one is given: ``NPV of profit ... (EUR)``."""
         text = self.label or self.name.replace("_", " ")
-        return f"{text} ({self.unit})" if self.unit else text
+        unit = self.unit_in(currency)
+        return f"{text} ({unit})" if unit else text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -165,6 +178,11 @@ def _summary(run: RunData, firm: str | None, measure: str) -> float:
     row = next(f for f in run.summary["firms"] if f["firm"] == firm)
     value = row[measure]
     return math.nan if value is None else float(value)
+
+
+def _per_customer(run: RunData, firm: str | None, measure: str) -> float:
+    """A firm's measure of the run summary over the market's population."""
+    return _summary(run, firm, measure.removesuffix("_per_customer")) / run.scenario.market.customers.population
 
 
 def _reported(run: RunData, firm: str | None) -> pd.DataFrame:
@@ -465,6 +483,8 @@ def _defection_ratio(run: RunData, who: str | None, measure: str) -> float:
 # --------------------------------------------------------------------------------------------------
 
 MONEY, FRACTION = "money", "fraction"
+MONEY_PER_CUSTOMER = "money per customer"
+MONEY_UNITS = (MONEY, MONEY_PER_CUSTOMER)  # amounts of money: labelled with the scenario's currency in reports
 _DECLARED = (
     # the run summary's measures of a firm (two of them also of the market)
     Measure("share_end", "summary", "market share at the end", FRACTION, firm=_summary),
@@ -474,6 +494,10 @@ _DECLARED = (
     Measure("revenue", "summary", "revenue after the warm-up", MONEY, firm=_summary, party=_party),
     Measure("profit", "summary", "profit after the warm-up", MONEY, firm=_summary, party=_party),
     Measure("npv", "summary", "NPV of profit at the end of the warm-up", MONEY, firm=_summary),
+    Measure("profit_per_customer", "summary", "profit after the warm-up per customer of the market",
+            MONEY_PER_CUSTOMER, firm=_per_customer),
+    Measure("npv_per_customer", "summary", "NPV of profit per customer of the market", MONEY_PER_CUSTOMER,
+            firm=_per_customer),
     Measure("satisfaction_mean", "summary", "mean satisfaction", "0 = expectations met", firm=_summary),
     Measure("score_mean", "summary", "mean survey score", "1-5", firm=_summary),
     Measure("nps_mean", "summary", "mean NPS", "points, -100 to 100", firm=_summary),
@@ -569,10 +593,10 @@ def measure_names(kind: str, section: str | None = None) -> tuple[str, ...]:
                  if m.function(kind) is not None and (section is None or m.section == section))
 
 
-def describe_measure(measure: str) -> str:
-    """The label of a measure with its unit; an unknown name in words."""
+def describe_measure(measure: str, currency: str | None = None) -> str:
+    """The label of a measure with its unit (money in ``currency`` when one is given); an unknown name in words."""
     declared = MEASURES.get(measure)
-    return declared.description if declared is not None else measure.replace("_", " ")
+    return declared.described(currency) if declared is not None else measure.replace("_", " ")
 
 
 # --------------------------------------------------------------------------------------------------

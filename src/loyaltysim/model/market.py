@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 from mesa import DataCollector, Model
 
+from loyaltysim.economics import at_market_size
 from loyaltysim.model import classifications
 from loyaltysim.model.accounts import FIRM_METRICS, Accounts, Membership
 from loyaltysim.model.agents import Customer, Firm, OfferHistory
@@ -82,7 +83,8 @@ class LoyaltyMarket(Model):
         reuse_freed_memory()  # a step's large temporaries reuse freed memory (see loyaltysim.model.memory)
         streams = Streams.from_seed(seed)
         super().__init__(rng=streams["mesa"])
-        self.config = scenario
+        self.config = scenario  # as declared; the model runs it with its size-dependent money at its size
+        scenario = at_market_size(scenario)
         self.streams = streams
         self.one_at_a_time = one_at_a_time
         self.step_unit = unit = scenario.time.step

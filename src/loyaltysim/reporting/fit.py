@@ -264,7 +264,7 @@ def figures(fit: Fit, curve: pd.DataFrame | None, folder: Path) -> list[Path]:
         ax.set_xlabel("week")
         ax.set_ylabel("cumulative repeat transactions per customer")
         ax.set_title(f"Calibration {fit.calibration.name}: tracking the cohort's repeat purchases")
-        ax.legend(loc="upper left", frameon=False)
+        ax.legend(loc="lower right", frameon=False)  # the curves rise from the lower left: that corner is free
         fig.tight_layout()
         path = folder / "tracking.png"
         fig.savefig(path, dpi=120)

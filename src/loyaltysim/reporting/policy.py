@@ -42,13 +42,14 @@ def policy_scenario(opt: Optimum) -> str:
 
 def markdown(opt: Optimum) -> str:
     s = opt.policy.spec
+    currency = opt.policy.base.economics.currency
     summary = opt.summary()
     table = opt.evaluation_table()
     goal = "lowest" if s.minimise else "highest"
     reference = (", ".join(f"`{k}` = {v!r}" for k, v in s.reference.items()) if s.reference
                  else "the scenario as written")
     lines = [f"# Policy search {s.name}", "",
-             f"The {goal} mean `{s.objective}` ({describe_outcome(s.objective)}) over the levers' bounds, in "
+             f"The {goal} mean `{s.objective}` ({describe_outcome(s.objective, currency)}) over the levers' bounds, in "
              f"`{shown_path((opt.policy.path.parent / s.scenario).resolve())}`, against the reference ({reference}); "
              f"each candidate over {s.replications} replications on the reference's seeds (root seed "
              f"{s.root_seed}); {len(opt.evaluations)} candidates evaluated "
@@ -111,7 +112,7 @@ def figure(opt: Optimum, folder: Path) -> Path:
     ax.scatter([opt.best.index + 1], [opt.best.mean["objective"]], s=110, facecolors="none", edgecolors="k",
                zorder=3, label="chosen")
     ax.set_xlabel("candidate, in the order evaluated")
-    ax.set_ylabel(f"mean over replications:\n{describe_outcome(s.objective)}")
+    ax.set_ylabel(f"mean over replications:\n{describe_outcome(s.objective, opt.policy.base.economics.currency)}")
     ax.set_title("Search history", fontsize="medium")
     ax.legend(fontsize="small", frameon=False)
     for j, lever in enumerate(s.levers):

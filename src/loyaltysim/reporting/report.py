@@ -299,18 +299,18 @@ def markdown_table(frame: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def describe_outcome(name: str) -> str:
+def describe_outcome(name: str, currency: str | None = None) -> str:
     """A readable axis label for an outcome name, with its unit where known (from the measure's declaration in
-    :data:`loyaltysim.measures.outcomes.MEASURES`)."""
+    :data:`loyaltysim.measures.outcomes.MEASURES`; money in ``currency`` when one is given)."""
     if " - " in name:  # a difference of two outcomes of the same run
         first, second = (part.strip() for part in name.split(" - ", 1))
-        return f"difference within the run: {describe_outcome(first)} minus {second}"
+        return f"difference within the run: {describe_outcome(first, currency)} minus {second}"
     parsed = parse_name(name)
     if parsed is None:
         return name
     who = {"focal": "focal firm", "market": "market"}.get(parsed.who, parsed.firm)
     among = f", segment {parsed.segment}" if parsed.segment is not None else ""
-    return f"{who}{among}: {describe_measure(parsed.measure)}"
+    return f"{who}{among}: {describe_measure(parsed.measure, currency)}"
 
 
 def figure_file_name(outcome: str) -> str:
@@ -319,8 +319,9 @@ def figure_file_name(outcome: str) -> str:
 
 
 def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path,
-                   title: str = "") -> Path:
-    """Mean and 95% CI (t distribution, as in the summary) of one outcome by design point, as a PNG.
+                   title: str = "", currency: str | None = None) -> Path:
+    """Mean and 95% CI (t distribution, as in the summary) of one outcome by design point, as a PNG (money labelled
+    in ``currency`` when one is given).
 
     The first factor is on the x axis, the second is the hue, and each combination of further factors gets a
     panel of its own.
@@ -341,10 +342,13 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
     hue_order = list(tidy[hue].cat.categories) if hue else None
     combos = [()] if not panels else list(dict.fromkeys(map(tuple, tidy[panels].astype(str).to_numpy())))
     n_reps = tidy["replication"].nunique() if "replication" in tidy else 0
-    long_labels = sum(len(str(v)) for v in x_order) > 36 or max(len(str(v)) for v in x_order) > 12
+    longest = max(len(str(v)) for v in x_order)
+    long_labels = sum(len(str(v)) for v in x_order) > 36 or longest > 12
     width = min(5.5, 1.6 + 0.9 * len(x_order) * (1 + 0.3 * len(hue_order or []))) * len(combos)
+    # slanted labels take height from the panel: give it back, so that the y label still fits beside the panel
+    height = 4.6 + (0.045 * longest if long_labels else 0.0)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
-        fig = Figure(figsize=(max(width + (2.0 if hue else 0.0), 5.0), 4.6), layout="constrained")
+        fig = Figure(figsize=(max(width + (2.0 if hue else 0.0), 5.0), height), layout="constrained")
         axes = fig.subplots(1, len(combos), sharey=True, squeeze=False)[0]
         palette = sns.color_palette("colorblind", len(hue_order or [0]))
         for i, (ax, combo) in enumerate(zip(axes, combos, strict=True)):
@@ -363,7 +367,7 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
                               errorbar=_t_errorbar, dodge=0.3 if hue else False, capsize=0.08,
                               palette=palette if hue else None, color=None if hue else palette[0], ax=ax)
             ax.set_xlabel(x if factors else "")
-            ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome), 42)) if i == 0 else "")
+            ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome, currency), 42)) if i == 0 else "")
             if not data.empty and data["value"].abs().max() >= 1e4:  # money: whole numbers, thousands separated
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
             if long_labels:
@@ -387,24 +391,25 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
 
 def is_money(outcome: str) -> bool:
     """Whether an outcome (or the first term of a difference) is measured in money."""
-    from loyaltysim.measures.outcomes import MEASURES
+    from loyaltysim.measures.outcomes import MEASURES, MONEY_UNITS
 
     parsed = parse_name(outcome.split(" - ", 1)[0].strip())
     declared = MEASURES.get(parsed.measure) if parsed is not None else None
-    return declared is not None and declared.unit == "money"
+    return declared is not None and declared.unit in MONEY_UNITS
 
 
 def decision_figure(differences: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path,
-                    title: str = "") -> Path:
+                    title: str = "", currency: str | None = None) -> Path:
     """The decision chart of one outcome (:func:`decision_chart`) as a PNG."""
-    fig = decision_chart(differences, outcome, factors, title)
+    fig = decision_chart(differences, outcome, factors, title, currency)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
 
 
-def decision_chart(differences: pd.DataFrame, outcome: str, factors: Sequence[str], title: str = ""):
+def decision_chart(differences: pd.DataFrame, outcome: str, factors: Sequence[str], title: str = "",
+                   currency: str | None = None):
     """The decision chart of one outcome (a matplotlib Figure): for each design point against its reference, the
     mean paired difference, its 95% confidence interval (thick), the 5th-95th percentiles of the replications'
     differences (thin), a zero line, and the probability that the difference is below zero (for money, of a loss).
@@ -444,16 +449,18 @@ def decision_chart(differences: pd.DataFrame, outcome: str, factors: Sequence[st
             fig.legend(loc="outside lower center", ncol=3, frameon=False, fontsize="small")
         else:
             ax.text(0.5, 0.5, "no pair has a value", ha="center", va="center", transform=ax.transAxes)
-        heading = f"{title + ': ' if title else ''}{describe_outcome(outcome)}"
+        heading = f"{title + ': ' if title else ''}{describe_outcome(outcome, currency)}"
         fig.suptitle("\n".join(textwrap.wrap(heading, 80)), fontsize="medium")
     return fig
 
 
-def scatter_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path, title: str = "") -> Path:
+def scatter_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path, title: str = "",
+                   currency: str | None = None) -> Path:
     """A sampled design's outcome against each factor: one panel per factor, one dot per design point (the mean
     over its replications, the value the sensitivity analysis reads), as a PNG."""
     import seaborn as sns
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     factors = list(factors)
     data = tidy[tidy["outcome"] == outcome].groupby("design", observed=True).agg(
@@ -466,8 +473,10 @@ def scatter_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
         color = sns.color_palette("colorblind", 1)[0]
         for i, (ax, factor) in enumerate(zip(axes, factors, strict=False)):
             ax.scatter(data[factor], data["value"], s=12, alpha=0.7, color=color, edgecolors="none")
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # a narrow panel: few ticks, so their labels fit
             ax.set_xlabel(factor)
-            ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome), 36)) if i % columns == 0 else "")
+            ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome, currency), 36)) if i % columns == 0
+                          else "")
         for ax in axes[len(factors):]:
             ax.set_visible(False)
         fig.suptitle(f"{title + ': ' if title else ''}{outcome}\nmean over replications at each of {len(data)} "
@@ -615,6 +624,7 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
     except OSError as exc:
         raise ReportError(f"cannot create report folder '{folder}': {exc.strerror or exc}") from exc
     factors = experiment.factors
+    currency = experiment.base.economics.currency  # money's label (None: "money")
     reps = tidy["replication"].nunique()
     paths = []
     tidy.to_csv(folder / "results.csv", index=False)
@@ -651,7 +661,8 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
         paths.append(_write(folder / "differences.md", text))
     for outcome in experiment.outcomes:
         draw = scatter_figure if sampled else outcome_figure
-        paths.append(draw(tidy, outcome, factors, figures / figure_file_name(outcome), title=experiment.name))
+        paths.append(draw(tidy, outcome, factors, figures / figure_file_name(outcome), title=experiment.name,
+                          currency=currency))
     if compare_all:
         if sampled:
             raise ReportError("--compare all compares labelled design points; a sampled design's points are "
@@ -672,7 +683,7 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
             if is_money(outcome):
                 paths.append(decision_figure(risky, outcome, factors,
                                              figures / ("decision_" + figure_file_name(outcome)),
-                                             title=experiment.name))
+                                             title=experiment.name, currency=currency))
     if experiment.sampling is not None:
         paths += write_sensitivity(tidy, experiment, folder)
     load_figures()
@@ -751,7 +762,7 @@ def sensitivity_text(results: Sequence[OutcomeSensitivity], experiment: Experime
     main = MAIN_INDEX[kind]
     for r in results:
         lines.append(f"## {r.outcome}\n")
-        lines.append(f"{describe_outcome(r.outcome)}.\n")
+        lines.append(f"{describe_outcome(r.outcome, experiment.base.economics.currency)}.\n")
         if r.note:
             lines.append(r.note + "\n")
             continue

@@ -12,7 +12,8 @@ One file, ``OUT/<experiment>/<experiment>.xlsx`` (written with openpyxl through 
 * ``runs``: one row per run (design labels, replication, run key), one column per outcome;
 * ``about``: the experiment, its replications and seed, the reference, the package's version.
 
-Every outcome column's header carries the outcome's unit, e.g. ``focal.npv: mean (money)``.
+Every outcome column's header carries the outcome's unit, e.g. ``focal.npv: mean (money)``, money named in the
+scenario's ``economics.currency`` when it has one (``focal.npv: mean (EUR)``).
 """
 
 from __future__ import annotations
@@ -26,27 +27,28 @@ from loyaltysim.measures.outcomes import MEASURES, parse_name
 from loyaltysim.version import __version__
 
 
-def unit(outcome: str) -> str:
-    """The outcome's unit as declared with its measure (of the first term of a difference); "" if none."""
+def unit(outcome: str, currency: str | None = None) -> str:
+    """The outcome's unit as declared with its measure (of the first term of a difference), money in ``currency``
+    when one is given; "" if none."""
     first = outcome.split(" - ", 1)[0].strip()
     parsed = parse_name(first)
     declared = MEASURES.get(parsed.measure) if parsed is not None else None
-    return declared.unit if declared is not None else ""
+    return declared.unit_in(currency) if declared is not None else ""
 
 
-def header(outcome: str, what: str) -> str:
-    u = unit(outcome)
+def header(outcome: str, what: str, currency: str | None = None) -> str:
+    u = unit(outcome, currency)
     return f"{outcome}: {what}" + (f" ({u})" if u else "")
 
 
-def _wide(frame: pd.DataFrame, keys: list[str], stats: dict[str, str]) -> pd.DataFrame:
+def _wide(frame: pd.DataFrame, keys: list[str], stats: dict[str, str], currency: str | None = None) -> pd.DataFrame:
     """One row per ``keys``; per outcome (in their order) one column per statistic, headed with its unit."""
     rows: dict[tuple, dict] = {}
     for record in frame.to_dict("records"):
         key = tuple(str(record[k]) for k in keys)
         row = rows.setdefault(key, dict(zip(keys, key, strict=True)))
         for column, what in stats.items():
-            row[header(str(record["outcome"]), what)] = record[column]
+            row[header(str(record["outcome"]), what, currency)] = record[column]
     return pd.DataFrame(list(rows.values()))
 
 
@@ -61,22 +63,23 @@ def write_workbook(tidy: pd.DataFrame, experiment: Experiment, folder: Path | st
     summary = summary.copy()
     if "design" in keys and "design" not in summary:
         summary["design"] = 0
+    currency = experiment.base.economics.currency
     sheets = {"summary": _wide(summary, keys, {"mean": "mean", "ci_low": "95% CI low", "ci_high": "95% CI high",
-                                              "n": "n"})}
+                                              "n": "n"}, currency)}
     if differences is not None and len(differences):
         stats = {"mean": "mean difference", "ci_low": "95% CI low", "ci_high": "95% CI high"}
         if "p_negative" in differences:
             stats.update(p05="5th percentile", p95="95th percentile", p_negative="P(difference < 0)")
         stats["n"] = "n"
-        sheets["differences"] = _wide(differences, [*experiment.factors, "reference"], stats)
+        sheets["differences"] = _wide(differences, [*experiment.factors, "reference"], stats, currency)
     if comparisons is not None and len(comparisons):
         sheets["comparisons"] = _wide(comparisons, ["a", "b"], {
             "mean": "mean of b - a", "ci_low": "95% CI low", "ci_high": "95% CI high", "p05": "5th percentile",
-            "p95": "95th percentile", "p_negative": "P(b below a)", "n": "n"})
+            "p95": "95th percentile", "p_negative": "P(b below a)", "n": "n"}, currency)
     runs, run_keys = tidy, [*experiment.factors, "design", "replication"]
     if "key" in tidy:
         runs, run_keys = tidy.assign(run=tidy["key"].str[:16]), [*run_keys, "run"]
-    sheets["runs"] = _wide(runs, run_keys, {"value": "value"})
+    sheets["runs"] = _wide(runs, run_keys, {"value": "value"}, currency)
     about = [("experiment", experiment.name), ("description", experiment.description),
              ("replications", experiment.replications), ("root seed", experiment.root_seed),
              ("reference", ", ".join(f"{k}={v}" for k, v in (experiment.reference or {}).items()) or "(none)"),

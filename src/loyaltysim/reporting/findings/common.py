@@ -78,6 +78,27 @@ def money_text(diffs: np.ndarray) -> str:
     return f"{c['mean']:+,.0f} [{c['ci_low']:+,.0f}, {c['ci_high']:+,.0f}]"
 
 
+def thousands(experiment) -> str:
+    """How an axis of money in thousands says so: "thousands", or "thousands of EUR" when the experiment's scenario
+    names its currency."""
+    currency = experiment.base.economics.currency
+    return f"thousands of {currency}" if currency else "thousands"
+
+
+def drop_crowded_labels(fig, labels: list) -> None:
+    """Hide each of ``labels`` (annotations, most important first) that would cover one kept before it, once the
+    figure is laid out: points close together keep the label of the first."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    kept = []
+    for label in labels:
+        box = label.get_window_extent(renderer).padded(2.0)
+        if any(box.overlaps(other) for other in kept):
+            label.set_visible(False)
+        else:
+            kept.append(box)
+
+
 def style():
     """pyplot and seaborn, set up for the findings' figures (Agg backend, white grid)."""
     import matplotlib

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loyaltysim.reporting.findings.common import above_zero, below_zero, mean, money_text, paired, style
+from loyaltysim.reporting.findings.common import above_zero, below_zero, mean, money_text, paired, style, thousands
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 FACTOR = "programme"
@@ -115,7 +115,7 @@ def programme_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
     plt, _ = style()
     designs = _designs(results)
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
-    panels = ((NPV, 1e-3, "NPV with the design minus without (thousands)", "Incremental value"),
+    panels = ((NPV, 1e-3, f"NPV with the design minus without ({thousands(experiment)})", "Incremental value"),
               (WALLET, 100.0, "share of wallet, change (points)", "Share of wallet"),
               ("focal.cohort_retention", 100.0, "customers kept to the end, change (points)", "Retention"))
     for ax, (outcome, scale, ylabel, title) in zip(axes, panels, strict=True):

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from loyaltysim.experiments.registry import ATTITUDE_GAP, RETENTION_GAP
-from loyaltysim.reporting.findings.common import levels, mean, robustness, style, values
+from loyaltysim.reporting.findings.common import drop_crowded_labels, levels, mean, robustness, style, values
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 BASIC_TOLERANCE = {RETENTION_GAP: 0.02, ATTITUDE_GAP: 0.05}
@@ -98,14 +98,19 @@ def robustness_trap_findings(results: pd.DataFrame, experiment) -> list[dict]:
 @register_figure("trap")
 def trap_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
     """Loyalty against basic satisfaction for both strategies; dashed, the average-loyalty level measured in
-    the same runs (the Average firm's loyalty)."""
+    the same runs (the Average firm's loyalty). Each focal point is labelled with its budget, unless the label
+    would cover another (the no-investment and the highest budget are labelled first)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt, _ = style()
     budgets = levels(results, "budget")
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.6), layout="constrained")
     panels = [("focal.cohort_retention_annual", "firm[Average].cohort_retention_annual",
                "cohort retention per year", "Retention of the customers held when investment began"),
               ("focal.cohort_attitude", "firm[Average].cohort_attitude", "cohort attitudinal loyalty (0-1)",
                "Their attitudinal loyalty")]
+    first = [budgets[0], budgets[-1], *budgets[1:-1]]  # the order in which budget labels are kept
+    labels = {b: [] for b in first}
     for ax, (own, average, label, title) in zip(axes, panels, strict=True):
         for strategy, colour, marker in (("basic", "C0", "o"), ("latent", "C3", "s")):
             xs = [mean(results, "focal.satisfaction_basic_mean", strategy=strategy, budget=b) for b in budgets]
@@ -116,15 +121,16 @@ def trap_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
             ax.plot(xs, [c["mean"] for c in level], ls="--", color=colour, marker=marker, mfc="none", alpha=0.8,
                     label=f"average-loyalty level in the same runs ({strategy})")
             for x, c, b in zip(xs, focal, budgets, strict=True):
-                ax.annotate(b, (x, c["mean"]), textcoords="offset points", xytext=(5, -10), fontsize=8,
-                            color=colour)
-        ax.set(xlabel="basic-expectation satisfaction of the focal firm's customers (0 = met)", ylabel=label,
-               title=title)
+                labels[b].append(ax.annotate(b, (x, c["mean"]), textcoords="offset points", xytext=(5, -10),
+                                             fontsize=8, color=colour))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.set(xlabel="basic-expectation satisfaction of the focal firm's\ncustomers (0 = expectations met)",
+               ylabel=label, title=title)
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(f"The satisfaction trap: one budget (0 to {budgets[-1]} a year) on a basic or a latent attribute "
                  "(mean, 95% CI)")
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    drop_crowded_labels(fig, [a for b in first for a in labels[b]])
     path = Path(folder) / "trap.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -34,6 +34,7 @@ from loyaltysim.reporting.findings.common import (
     money_text,
     paired,
     style,
+    thousands,
     values,
 )
 from loyaltysim.reporting.report import interval, register_figure, register_findings
@@ -152,7 +153,8 @@ def winback_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
             axes[3].scatter(np.full(diff.size, j) + 0.15, diff, s=8, color="k", alpha=0.5)
     axes[3].axhline(0, color="k", lw=0.8)
     axes[3].set_xticks(range(len(arms)), ["every leaver", "most valuable\nleavers"], fontsize=8)
-    axes[3].set(ylabel="NPV with campaign minus without (thousands)", title="Incremental value of the campaign")
+    axes[3].set(ylabel=f"NPV with campaign minus without ({thousands(experiment)})",
+                title="Incremental value of the campaign")
     fig.suptitle(f"The value of win-back campaigns (mean and 95% CI over {experiment.replications} replications)")
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     path = Path(folder) / "winback.png"
