@@ -286,6 +286,28 @@ def test_the_calibration_figures_are_legible(saved, tmp_path):
     assert_legible(saved, "calibration")
 
 
+def test_the_policy_search_figure_is_legible(saved, tmp_path):
+    """search.png of a two-lever search with money in a named currency, from a synthetic history (some candidates
+    over the risk limit)."""
+    from loyaltysim.reporting import policy as policy_report
+
+    rng = np.random.default_rng(3)
+    n = 30
+    table = pd.DataFrame({"evaluation": np.arange(1, n + 1), "cashback_rate": rng.uniform(0.0, 0.03, n),
+                          "reward_threshold_points": rng.uniform(500, 5000, n),
+                          "objective": rng.normal(1.2e6, 4e4, n), "admissible": rng.random(n) > 0.3})
+    levers = [SimpleNamespace(name="cashback_rate", unit=None), SimpleNamespace(name="reward_threshold_points",
+                                                                                unit=None)]
+    spec = SimpleNamespace(name="cashback_and_threshold", objective="focal.npv - firm[Rival A].npv", levers=levers)
+    policy = SimpleNamespace(spec=spec, base=SimpleNamespace(economics=SimpleNamespace(currency="EUR")))
+    best = table["objective"].idxmax()
+    opt = SimpleNamespace(policy=policy, evaluation_table=lambda: table, reference=np.full(8, 1.15e6),
+                          best=SimpleNamespace(index=int(best), mean={"objective": table["objective"][best]}),
+                          levers={lv.name: table[lv.name][best] for lv in levers})
+    assert policy_report.figure(opt, tmp_path).name == "search.png"
+    assert_legible(saved, "policy search")
+
+
 def test_the_checker_finds_a_clipped_title_and_covered_labels():
     """The check itself: a title wider than its figure, and two annotations at one point, are found."""
     fig = Figure(figsize=(3, 2))

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,8 @@ def figure(opt: Optimum, folder: Path) -> Path:
     ax.scatter([opt.best.index + 1], [opt.best.mean["objective"]], s=110, facecolors="none", edgecolors="k",
                zorder=3, label="chosen")
     ax.set_xlabel("candidate, in the order evaluated")
-    ax.set_ylabel(f"mean over replications:\n{describe_outcome(s.objective, opt.policy.base.economics.currency)}")
+    label = describe_outcome(s.objective, opt.policy.base.economics.currency)
+    ax.set_ylabel(textwrap.fill(f"mean over replications of {label}", 40), fontsize="small")
     ax.set_title("Search history", fontsize="medium")
     ax.legend(fontsize="small", frameon=False)
     for j, lever in enumerate(s.levers):
