@@ -124,7 +124,7 @@ def figure(opt: Optimum, folder: Path) -> Path:
             ax.scatter(table[lever.name][~ok], table["objective"][~ok], color="C3", marker="x", s=22)
         ax.axvline(float(opt.levers[lever.name]), color="k", lw=0.8, ls="--")
         ax.set_xlabel(f"{lever.name}" + (f" ({lever.unit})" if lever.unit else ""))
-        ax.set_title(f"Candidates by {lever.name}", fontsize="medium")
+        ax.set_title(textwrap.fill(f"Candidates by {lever.name}", 28), fontsize="medium")
     fig.suptitle(f"Policy search {s.name}", fontsize="large")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "search.png"

@@ -324,7 +324,8 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
     in ``currency`` when one is given).
 
     The first factor is on the x axis, the second is the hue, and each combination of further factors gets a
-    panel of its own.
+    panel of its own. Design points are joined by lines only when the first factor's levels are all numbers (a
+    quantity varied in steps); arms that are categories (designs, strategies, markets) are points.
     """
     import seaborn as sns
     from matplotlib.figure import Figure
@@ -339,6 +340,7 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
     hue = factors[1] if len(factors) >= 2 else None
     panels = factors[2:]
     x_order = list(tidy[x].cat.categories) if factors else ["all runs"]
+    quantity = all(_is_number_text(v) for v in x_order) and len(x_order) > 1
     hue_order = list(tidy[hue].cat.categories) if hue else None
     combos = [()] if not panels else list(dict.fromkeys(map(tuple, tidy[panels].astype(str).to_numpy())))
     n_reps = tidy["replication"].nunique() if "replication" in tidy else 0
@@ -365,7 +367,8 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
             else:
                 sns.pointplot(data=sub, x=x, y="value", hue=hue, order=x_order, hue_order=hue_order,
                               errorbar=_t_errorbar, dodge=0.3 if hue else False, capsize=0.08,
-                              palette=palette if hue else None, color=None if hue else palette[0], ax=ax)
+                              palette=palette if hue else None, color=None if hue else palette[0], ax=ax,
+                              linestyle="-" if quantity else "none")
             ax.set_xlabel(x if factors else "")
             ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome, currency), 42)) if i == 0 else "")
             if not data.empty and data["value"].abs().max() >= 1e4:  # money: whole numbers, thousands separated
@@ -381,12 +384,22 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
                 else:
                     legend.remove()
         reps = f" over {n_reps} replications" if n_reps else ""
-        fig.suptitle(f"{title + ': ' if title else ''}{outcome}\nmean and 95% confidence interval{reps}",
-                     fontsize="medium")
+        heading = textwrap.fill(f"{title + ': ' if title else ''}{describe_outcome(outcome, currency)}",
+                                max(30, int(12 * fig.get_figwidth())))
+        fig.suptitle(f"{heading}\nmean and 95% confidence interval{reps}", fontsize="medium")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     return path
+
+
+def _is_number_text(label: object) -> bool:
+    """Whether a design label reads as a number (``"0.5"``, ``"40000"``; not ``"40k"`` or ``"basic"``)."""
+    try:
+        float(str(label))
+    except ValueError:
+        return False
+    return True
 
 
 def is_money(outcome: str) -> bool:
