@@ -27,7 +27,7 @@ from loyaltysim.reporting.report import describe_outcome
 def _fmt(x: float) -> str:
     if x != x:
         return "n/a"
-    return f"{x:,.0f}" if abs(x) >= 1e4 else f"{x:.4g}"
+    return f"{x:,.0f}" if abs(x) >= 1e3 else f"{x:.4g}"
 
 
 def policy_scenario(opt: Optimum) -> str:
@@ -66,7 +66,9 @@ def markdown(opt: Optimum) -> str:
         lines.append(f"| {lever.name} (`{lever.path}`) | {_fmt(float(opt.levers[lever.name]))}{unit} | "
                      f"[{_fmt(lever.bounds[0])}, {_fmt(lever.bounds[1])}] |")
     if not opt.admissible(opt.best):
-        lines += ["", "**No candidate was within the risk limit**: this is the least risky one found."]
+        lines += ["", "**No candidate was within the risk limit**, so the limit says: keep the reference. This is the "
+                  "least risky candidate found (more replications make the risk estimate finer: with "
+                  f"{s.replications}, a candidate's risk moves in steps of {1 / s.replications:.0%})."]
     lines += ["", "| seeds | runs | objective (95% interval) | reference | difference (95% interval) | "
               "5th-95th percentile | P(worse) |", "|---|---:|---|---:|---|---|---:|"]
     for label, row in summary.iterrows():
