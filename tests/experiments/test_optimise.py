@@ -134,6 +134,8 @@ def test_the_command_refuses_a_bad_file_with_one_message_and_writes_nothing(mark
     assert not (tmp_path / "out").exists()
 
 
-def test_the_shipped_policy_file_is_valid():
+def test_the_shipped_policy_file_is_valid(tmp_path):
     policy = load_policy(ROOT / "experiments" / "policies" / "focal_price.toml")
     assert policy.reference.policy.price == 30.0 and policy.spec.risk_limit == 0.25
+    proc = finish(start("validate", ROOT / "experiments" / "policies" / "focal_price.toml", cwd=tmp_path))
+    assert proc.returncode == 0 and "valid (policy search 'focal_price', 1 lever(s)" in proc.stdout
