@@ -224,9 +224,10 @@ def code_mismatch(expected: CodeIdentity) -> str | None:
             "every worker and restart the workers")
 
 
-def _canonical_json(obj: Any) -> str:
+def canonical_json(obj: Any) -> str:
     """Deterministic JSON: sorted keys, no whitespace, floats as their shortest exact ``repr``."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
 
 
 def run_key(
@@ -239,15 +240,23 @@ def run_key(
     as what can change a result: the package's source digest and version and the numeric libraries' versions
     (see :class:`CodeIdentity`), so the same source reproduces keys across machines, installs and commits.
     """
-    payload: dict[str, Any] = {
-        "scenario": effective_scenario,
-        "seed_entropy": operator.index(seed_entropy),
-        "spawn_key": [operator.index(k) for k in spawn_key],
-        "version": code.version,
-        "source_digest": code.source_digest,
-        "dependencies": dict(code.dependencies),
-    }
-    return hashlib.sha256(_canonical_json(payload).encode("utf-8")).hexdigest()
+    return run_key_of_canonical(canonical_json(effective_scenario), seed_entropy, spawn_key, code)
+
+
+def run_key_of_canonical(scenario_json: str, seed_entropy: int, spawn_key: tuple[int, ...],
+                         code: CodeIdentity) -> str:
+    """:func:`run_key` of a scenario given as its canonical JSON (:func:`canonical_json`), which a sweep's plan
+    reuses for every replication of a design point instead of writing it out again for each.
+
+    The key hashes the canonical JSON of ``{"scenario": ..., "seed_entropy": ..., "spawn_key": ..., "version": ...,
+    "source_digest": ..., "dependencies": ...}``, assembled here in its sorted key order."""
+    parts = (("dependencies", canonical_json(dict(code.dependencies))), ("scenario", scenario_json),
+             ("seed_entropy", canonical_json(operator.index(seed_entropy))),
+             ("source_digest", canonical_json(code.source_digest)),
+             ("spawn_key", canonical_json([operator.index(k) for k in spawn_key])),
+             ("version", canonical_json(code.version)))
+    text = "{" + ",".join(f"{canonical_json(name)}:{value}" for name, value in parts) + "}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
@@ -75,7 +76,7 @@ from loyaltysim.experiments.storage import (
     record_run_dir,
     run_dir_for,
     run_dir_problem,
-    run_key,
+    run_key_of_canonical,
 )
 
 # write_run_dir's temporary and moved-aside directories: .<key16>.tmp-<pid>-<hex>.<host> and .<key16>.old-...
@@ -90,7 +91,7 @@ class Task:
     """One run of a sweep: all a worker needs, small and picklable."""
 
     key: str
-    scenario: dict[str, Any]  # the effective scenario (canonical form)
+    packed_scenario: bytes  # the effective scenario as canonical JSON, compressed (DesignPoint.packed)
     seed: int
     spawn_key: tuple[int, ...]
     code: CodeIdentity
@@ -100,6 +101,11 @@ class Task:
     design: dict[str, str]
     design_index: int
     replication: int
+
+    @property
+    def scenario(self) -> dict[str, Any]:
+        """The effective scenario (canonical form; a new dict at each call)."""
+        return json.loads(zlib.decompress(self.packed_scenario))
 
     def extra(self) -> dict[str, Any]:
         """Fields added to the run's summary and manifest."""
@@ -111,17 +117,21 @@ class Task:
 
 
 def plan(experiment: Experiment, out_root: Path | str, code: CodeIdentity | None = None) -> list[Task]:
-    """Every run of the experiment, replication by replication, each with its run key."""
+    """Every run of the experiment, replication by replication, each with its run key.
+
+    A task holds its design point's compressed scenario (shared by the point's replications), so the plan of a
+    sweep of 10,000 runs takes a few tens of megabytes."""
     code = code or code_identity()
     out = str(Path(out_root).resolve())
-    tasks = []
-    for r in range(experiment.replications):
-        for point in experiment.design:
-            spawn_key = (r,)
-            key = run_key(point.effective, experiment.root_seed, spawn_key, code)
-            tasks.append(Task(key, point.effective, experiment.root_seed, spawn_key, code, out,
-                              tuple(experiment.outcomes), experiment.name, dict(point.labels), point.index, r))
-    return tasks
+    outcomes = tuple(experiment.outcomes)
+    replications = range(experiment.replications)
+    keys = []  # per design point, its runs' keys by replication
+    for point in experiment.design:
+        text = point.canonical
+        keys.append([run_key_of_canonical(text, experiment.root_seed, (r,), code) for r in replications])
+    return [Task(keys[i][r], point.packed, experiment.root_seed, (r,), code, out, outcomes, experiment.name,
+                 point.labels, point.index, r)
+            for r in replications for i, point in enumerate(experiment.design)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,12 +174,13 @@ def run_task(task: Task) -> dict[str, Any]:
         return {**base, "status": "failed", "error": refusal, "finished_at": datetime.now(UTC).isoformat(),
                 "duration_s": time.perf_counter() - t0}
     try:
-        scenario = scenario_from_dict(task.scenario, source=f"run {task.key[:16]}")
+        effective = task.scenario
+        scenario = scenario_from_dict(effective, source=f"run {task.key[:16]}")
         result = simulate(scenario, seed=task.seed, spawn_key=task.spawn_key)
         summary = with_outcomes(result, task.outcomes, task.extra())
         fields = {**task.extra(), "outcomes": summary.get("outcomes", {})}
         tables, label_columns = label_tables(result.tables, task.key, task.extra())
-        manifest = build_manifest(task.key, task.scenario, result, task.code, started, summary,
+        manifest = build_manifest(task.key, effective, result, task.code, started, summary,
                                   {**fields, "label_columns": label_columns})
         write_run_dir(Path(task.out_root), task.key, manifest, tables)
     except Exception as err:
