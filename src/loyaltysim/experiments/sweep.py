@@ -10,7 +10,9 @@ Runs execute behind the :class:`concurrent.futures.Executor` interface (a proces
 :class:`Task`, simulates, computes the outcomes, writes the run directory itself (atomically) and returns only
 a small dict; only the coordinating process writes the registry, one row per finished run, as the runs finish.
 At most ``4 x workers`` runs are in flight (4 per slot of an executor that tells its own, e.g. a Dask cluster's
-threads: :mod:`loyaltysim.experiments.cluster`), so a sweep of thousands of runs holds only a few futures. A worker
+threads: :mod:`loyaltysim.experiments.cluster`), so a sweep of thousands of runs holds only a few futures; the
+coordinator keeps the plan (a few kB a run: its key, labels and its design point's compressed scenario, shared by the
+point's replications) and counts, never the runs' results, so its memory stays flat however many runs finish. A worker
 refuses a run planned under other code than its own, or under an output root it does not see (a cluster's machines
 must share it), and the coordinator records a run done only once it sees the run's folder.
 
