@@ -61,6 +61,8 @@ def test_a_design_point_keeps_its_scenario_compact_and_gives_it_back_the_same():
         assert point.scenario.to_dict() == point.effective
         assert point.effective is not point.effective  # a new dict each time: callers may change it
     assert [t.scenario for t in plan(exp, "out")][: len(exp.design)] == [p.effective for p in exp.design]
+    again = load_experiment(TINY).design
+    assert again == exp.design and again[0] != exp.design[1]  # compared by index, labels, values and scenario
 
 
 def test_a_sampled_design_and_its_plan_take_a_few_kilobytes_a_run(tmp_path):

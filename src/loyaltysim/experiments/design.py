@@ -548,6 +548,15 @@ class DesignPoint:
     def __repr__(self) -> str:
         return f"DesignPoint({self.index}, {self.labels!r}, values={self.values!r})"
 
+    def __eq__(self, other: object) -> bool:
+        """The same index, labels, values and effective scenario."""
+        if not isinstance(other, DesignPoint):
+            return NotImplemented
+        return ((self.index, self.labels, self.values) == (other.index, other.labels, other.values)
+                and (self.packed == other.packed or self.canonical == other.canonical))
+
+    __hash__ = None  # type: ignore[assignment]  (mutable, as the dataclass it replaces)
+
     @property
     def canonical(self) -> str:
         """The effective scenario as canonical JSON (sorted keys, no whitespace): what the run key hashes."""
