@@ -52,12 +52,92 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class LogLevel(StrEnum):
+    """How much of what a command does is logged (``--log-level``)."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str | None = None, verbose: int = 0, log_file: Path | None = None) -> int:
+    """Send the package's log records (``logging.getLogger("loyaltysim")`` and below) to stderr, and to ``log_file``
+    if given; return the level. The level is ``level`` if given, else INFO with one ``-v`` and DEBUG with two, else
+    WARNING (what a command prints already is not repeated). A log file holds at least INFO (a long sweep's runs,
+    rate and stops, to follow and diagnose it afterwards). On a terminal stderr gets a rich handler. Only the
+    command configures logging: the library logs to its loggers and leaves handlers to the program using it."""
+    import logging
+
+    chosen = (getattr(logging, level.upper()) if level else
+              logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
+    logger = logging.getLogger("loyaltysim")
+    for handler in [h for h in logger.handlers if getattr(h, "_loyaltysim_cli", False)]:
+        logger.removeHandler(handler)
+        handler.close()
+    handlers: list[logging.Handler] = []
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        console = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)
+    else:
+        console = _stderr_handler()
+        console.setFormatter(logging.Formatter(LOG_FORMAT))
+    console.setLevel(chosen)
+    handlers.append(console)
+    if log_file is not None:
+        try:
+            to_file = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as err:
+            _fail(f"cannot write the log file '{log_file}': {err.strerror or err}")
+        to_file.setFormatter(logging.Formatter(LOG_FORMAT))
+        to_file.setLevel(min(chosen, logging.INFO))
+        handlers.append(to_file)
+    for handler in handlers:
+        handler._loyaltysim_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(min(h.level for h in handlers))
+    return chosen
+
+
+def _stderr_handler():
+    """A stream handler writing to whatever ``sys.stderr`` is when a record is emitted (a test's capture, say);
+    defined when first used, so that ``--help`` does not import logging."""
+    import logging
+
+    class StderrHandler(logging.StreamHandler):
+        def __init__(self) -> None:
+            super().__init__()
+
+        @property
+        def stream(self):  # type: ignore[override]
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value) -> None:
+            pass
+
+    return StderrHandler()
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=(
+        "Log what the command does on stderr: -v what a sweep or calibration does (runs submitted, finished, "
+        "failed, resumed; rate and time per run; the code version workers must run), -vv every run."))] = 0,
+    log_level: Annotated[LogLevel | None, typer.Option(
+        "--log-level", case_sensitive=False, help="Log from this level up (overrides -v). Default: warning.")] = None,
+    log_file: Annotated[Path | None, typer.Option(
+        "--log-file", dir_okay=False, help="Also append the log to this file (at least from info up).")] = None,
 ) -> None:
     """Agent-based simulation of customer loyalty, loyalty programmes and win-back, on Mesa."""
+    configure_logging(log_level.value if log_level else None, verbose, log_file)
 
 
 class _StepBar:

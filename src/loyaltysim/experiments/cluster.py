@@ -44,6 +44,8 @@ CONNECT_TIMEOUT_S = 10.0  # how long connecting to a scheduler may take
 WORKERS_WAIT_S = 60.0  # how long a sweep on a scheduler waits for its first worker
 SLOTS_REFRESH_S = 2.0  # how often the cluster's thread count is looked up again
 
+log = logging.getLogger(__name__)
+
 
 class ClusterError(Exception):
     """The Dask cluster cannot be used (no scheduler at the address, no worker joined); one readable line."""
@@ -128,6 +130,8 @@ def local_cluster(workers: int) -> DaskExecutor:
     except BaseException:
         cluster.close()
         raise
+    log.info("local Dask cluster started: %d worker process(es) of one thread, scheduler %s", workers,
+             cluster.scheduler_address)
     return DaskExecutor(client, cluster)
 
 
@@ -146,4 +150,6 @@ def connect(address: str, wait_s: float | None = None) -> DaskExecutor:
         client.close()
         raise ClusterError(f"no worker joined the Dask scheduler at '{address}' within {wait_s:g} s; start workers "
                            f"with `dask worker {address} --nthreads 1`") from err
-    return DaskExecutor(client)
+    executor = DaskExecutor(client)
+    log.info("connected to the Dask scheduler at %s: %d worker thread(s) now", address, executor.worker_slots())
+    return executor

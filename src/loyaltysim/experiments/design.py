@@ -70,11 +70,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import re
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -82,6 +83,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from loyaltysim.experiments import registry
+from loyaltysim.experiments.storage import canonical_json
 from loyaltysim.measures.outcomes import OutcomeError, check_name
 from loyaltysim.scenario import (
     PATH,
@@ -523,23 +525,63 @@ def draw_sampling(design: DesignSpec, factors: Sequence[Factor]) -> Sampling:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
 class DesignPoint:
     """One design point: its index in the design, its labels and its validated scenario; in a sampled design also
-    its factor values (its labels are then the values as text)."""
+    its factor values (its labels are then the values as text).
 
-    index: int
-    labels: dict[str, str]
-    scenario: LoyaltyScenario
-    values: dict[str, float | int] = field(default_factory=dict)
+    A point keeps its scenario in canonical form only (:attr:`canonical`: the effective scenario as canonical JSON,
+    compressed, about 2 kB), not as a validated model (about 40 kB), so that a design of 10,000 points costs tens of
+    megabytes, not hundreds: :attr:`effective` and :attr:`scenario` are built from it when asked for (the scenario
+    is what a sweep's worker builds from the same form).
+    """
 
-    @cached_property
+    __slots__ = ("index", "labels", "measurable", "packed", "values")
+
+    def __init__(self, index: int, labels: dict[str, str], scenario: LoyaltyScenario,
+                 values: dict[str, float | int] | None = None):
+        self.index = index
+        self.labels = labels
+        self.values = {} if values is None else values
+        self.packed = zlib.compress(canonical_json(scenario.to_dict()).encode("utf-8"))
+        self.measurable = measurable_names(scenario)
+
+    def __repr__(self) -> str:
+        return f"DesignPoint({self.index}, {self.labels!r}, values={self.values!r})"
+
+    def __eq__(self, other: object) -> bool:
+        """The same index, labels, values and effective scenario."""
+        if not isinstance(other, DesignPoint):
+            return NotImplemented
+        return ((self.index, self.labels, self.values) == (other.index, other.labels, other.values)
+                and (self.packed == other.packed or self.canonical == other.canonical))
+
+    __hash__ = None  # type: ignore[assignment]  (mutable, as the dataclass it replaces)
+
+    @property
+    def canonical(self) -> str:
+        """The effective scenario as canonical JSON (sorted keys, no whitespace): what the run key hashes."""
+        return zlib.decompress(self.packed).decode("utf-8")
+
+    @property
     def effective(self) -> dict[str, Any]:
-        """The scenario's canonical form: what the run key hashes and the manifest records."""
-        return self.scenario.to_dict()
+        """The scenario's canonical form (a new dict at each call): what the run key hashes and the manifest
+        records."""
+        return json.loads(self.canonical)
+
+    @property
+    def scenario(self) -> LoyaltyScenario:
+        """The validated scenario (built again from :attr:`effective` at each call)."""
+        return scenario_from_dict(self.effective, source=f"design point {self.index}")
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.labels.items()) or "(the only design point)"
+
+
+def measurable_names(scenario: LoyaltyScenario) -> list[str]:
+    """Who can be measured in a scenario: its firms, category outlets, and the operators of its coalitions."""
+    names = [f.name for f in scenario.market.firms] + [o.name for c in scenario.market.categories for o in c.outlets]
+    names += [f"{p.name} operator" for f in scenario.effective_firms() for p in f.programmes if p.kind == "coalition"]
+    return list(dict.fromkeys(names))
 
 
 @dataclass
@@ -783,11 +825,7 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
     if base is not None:
         # who can be measured: the market's firms, category outlets, and the operators of coalitions any design runs
         firms: list[str] = []
-        for scenario in [base, *(point.scenario for point in design)]:
-            names = [f.name for f in scenario.market.firms] + [o.name for c in scenario.market.categories
-                                                              for o in c.outlets]
-            names += [f"{p.name} operator" for f in scenario.effective_firms() for p in f.programmes
-                      if p.kind == "coalition"]
+        for names in [measurable_names(base), *(point.measurable for point in design)]:
             firms += [x for x in names if x not in firms]
         segments = [s.name for s in base.market.customers.segments]
         for i, name in enumerate(as_list(data.get("outcomes"))):

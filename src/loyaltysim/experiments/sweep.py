@@ -10,7 +10,9 @@ Runs execute behind the :class:`concurrent.futures.Executor` interface (a proces
 :class:`Task`, simulates, computes the outcomes, writes the run directory itself (atomically) and returns only
 a small dict; only the coordinating process writes the registry, one row per finished run, as the runs finish.
 At most ``4 x workers`` runs are in flight (4 per slot of an executor that tells its own, e.g. a Dask cluster's
-threads: :mod:`loyaltysim.experiments.cluster`), so a sweep of thousands of runs holds only a few futures. A worker
+threads: :mod:`loyaltysim.experiments.cluster`), so a sweep of thousands of runs holds only a few futures; the
+coordinator keeps the plan (a few kB a run: its key, labels and its design point's compressed scenario, shared by the
+point's replications) and counts, never the runs' results, so its memory stays flat however many runs finish. A worker
 refuses a run planned under other code than its own, or under an output root it does not see (a cluster's machines
 must share it), and the coordinator records a run done only once it sees the run's folder.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -42,6 +45,7 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
@@ -75,7 +79,7 @@ from loyaltysim.experiments.storage import (
     record_run_dir,
     run_dir_for,
     run_dir_problem,
-    run_key,
+    run_key_of_canonical,
 )
 
 # write_run_dir's temporary and moved-aside directories: .<key16>.tmp-<pid>-<hex>.<host> and .<key16>.old-...
@@ -83,6 +87,9 @@ from loyaltysim.experiments.storage import (
 _TEMP_DIR = re.compile(r"^\.[0-9a-f]{16}\.(?:tmp|old)-(\d+)-[0-9a-f]+(?:\.([0-9a-f]{8}))?$")
 FOREIGN_TEMP_DIR_S = 24 * 3600.0  # a temporary folder of another host's writer is stale this long after its change
 IN_FLIGHT_PER_WORKER = 4
+LOG_EVERY_S = 30.0  # a running sweep logs its progress (runs done, rate) at most this often, and at every 10%
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class Task:
     """One run of a sweep: all a worker needs, small and picklable."""
 
     key: str
-    scenario: dict[str, Any]  # the effective scenario (canonical form)
+    packed_scenario: bytes  # the effective scenario as canonical JSON, compressed (DesignPoint.packed)
     seed: int
     spawn_key: tuple[int, ...]
     code: CodeIdentity
@@ -100,6 +107,11 @@ class Task:
     design: dict[str, str]
     design_index: int
     replication: int
+
+    @property
+    def scenario(self) -> dict[str, Any]:
+        """The effective scenario (canonical form; a new dict at each call)."""
+        return json.loads(zlib.decompress(self.packed_scenario))
 
     def extra(self) -> dict[str, Any]:
         """Fields added to the run's summary and manifest."""
@@ -111,17 +123,21 @@ class Task:
 
 
 def plan(experiment: Experiment, out_root: Path | str, code: CodeIdentity | None = None) -> list[Task]:
-    """Every run of the experiment, replication by replication, each with its run key."""
+    """Every run of the experiment, replication by replication, each with its run key.
+
+    A task holds its design point's compressed scenario (shared by the point's replications), so the plan of a
+    sweep of 10,000 runs takes a few tens of megabytes."""
     code = code or code_identity()
     out = str(Path(out_root).resolve())
-    tasks = []
-    for r in range(experiment.replications):
-        for point in experiment.design:
-            spawn_key = (r,)
-            key = run_key(point.effective, experiment.root_seed, spawn_key, code)
-            tasks.append(Task(key, point.effective, experiment.root_seed, spawn_key, code, out,
-                              tuple(experiment.outcomes), experiment.name, dict(point.labels), point.index, r))
-    return tasks
+    outcomes = tuple(experiment.outcomes)
+    replications = range(experiment.replications)
+    keys = []  # per design point, its runs' keys by replication
+    for point in experiment.design:
+        text = point.canonical
+        keys.append([run_key_of_canonical(text, experiment.root_seed, (r,), code) for r in replications])
+    return [Task(keys[i][r], point.packed, experiment.root_seed, (r,), code, out, outcomes, experiment.name,
+                 point.labels, point.index, r)
+            for r in replications for i, point in enumerate(experiment.design)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,12 +180,13 @@ def run_task(task: Task) -> dict[str, Any]:
         return {**base, "status": "failed", "error": refusal, "finished_at": datetime.now(UTC).isoformat(),
                 "duration_s": time.perf_counter() - t0}
     try:
-        scenario = scenario_from_dict(task.scenario, source=f"run {task.key[:16]}")
+        effective = task.scenario
+        scenario = scenario_from_dict(effective, source=f"run {task.key[:16]}")
         result = simulate(scenario, seed=task.seed, spawn_key=task.spawn_key)
         summary = with_outcomes(result, task.outcomes, task.extra())
         fields = {**task.extra(), "outcomes": summary.get("outcomes", {})}
         tables, label_columns = label_tables(result.tables, task.key, task.extra())
-        manifest = build_manifest(task.key, task.scenario, result, task.code, started, summary,
+        manifest = build_manifest(task.key, effective, result, task.code, started, summary,
                                   {**fields, "label_columns": label_columns})
         write_run_dir(Path(task.out_root), task.key, manifest, tables)
     except Exception as err:
@@ -283,15 +300,12 @@ def _stored_keys(registry: Registry, experiment: Experiment, tasks: list[Task],
     """Keys of tasks already done (registry row ``done`` and an intact run directory: its manifest and every table,
     matching their digests), keys recorded done whose directory is damaged or incomplete (run again), and how
     many runs not recorded done were found written, complete and intact, and recorded now."""
-    rows = {r.key: r.status for r in registry.runs(experiment.name)}
+    rows = registry.runs_by_key((t.key for t in tasks), ["status"])  # of any experiment name: the same run
     done, damaged, adopted = set(), set(), 0
     for t in tasks:
         if t.key in done or t.key in damaged:
             continue
-        status = rows.get(t.key)
-        if status is None:  # stored under another experiment name (same run), or not at all
-            row = registry.get_run(t.key)
-            status = row.status if row is not None else None
+        status = rows.get(t.key, (None,))[0]
         run_dir = run_dir_for(out_root, t.key)
         if status == "done":
             (done if run_dir_problem(run_dir) is None else damaged).add(t.key)
@@ -551,6 +565,15 @@ def _sweep(experiment: Experiment, out_root: Path, db_url: str, registry: Regist
             todo.append(t)
     result = SweepResult(experiment.name, len(tasks), sum(copies[k] for k in done), 0, out_root=out_root,
                          db_url=db_url, removed_temp_dirs=removed, adopted=adopted)
+    code = tasks[0].code if tasks else None
+    log.info("sweep %s: %d runs (%d design point(s) x %d replication(s)); %d already stored (%d recorded from "
+             "folders written but not recorded), %d stored but damaged or incomplete, %d to run; %d stale temporary "
+             "folder(s) removed; output root %s", experiment.name, len(tasks), len(experiment.design),
+             experiment.replications, result.reused, adopted, len(damaged), len(todo), removed, out_root)
+    if code is not None:
+        log.info("sweep %s: code loyaltysim %s, source digest %s, commit %s%s; workers refuse runs of other code",
+                 experiment.name, code.version, code.source_digest[:12], (code.commit or "unknown")[:12],
+                 " (uncommitted changes)" if code.dirty else "")
     with _Progress(experiment.name, len(tasks), result.reused, stream) as bar:
         bar.print(f"sweep {experiment.name}: {len(tasks)} runs ({len(experiment.design)} design point(s) x "
                   f"{experiment.replications} replication(s)), {result.reused} already stored"
@@ -561,7 +584,53 @@ def _sweep(experiment: Experiment, out_root: Path, db_url: str, registry: Regist
             factory = executor_factory or default_executor_factory(min(workers, len(todo)))
             _execute(factory, todo, _Claims(registry, out_root, owner), result, bar,
                      IN_FLIGHT_PER_WORKER * workers, copies)
+    elapsed = time.monotonic() - bar.t0
+    log.info("sweep %s finished: %d of %d runs stored (%d new, %d already stored), %d failed, %d left to another "
+             "sweep; %s, %.2f new runs/s", experiment.name, result.reused + result.stored, result.total,
+             result.stored, result.reused, len(result.failed), result.elsewhere_runs, _fmt_duration(elapsed),
+             result.stored / elapsed if elapsed > 0 else 0.0)
     return result
+
+
+class _RunLog:
+    """What a running sweep logs of its runs: each run at DEBUG (submitted, stored, with its time), a failed run at
+    INFO, and the sweep's progress at INFO every 10% of its runs or every :data:`LOG_EVERY_S` seconds (runs stored,
+    failed, rate, mean worker time a run, time left). It keeps counts only, never the runs."""
+
+    def __init__(self, name: str, todo: int):
+        self.name, self.todo = name, todo
+        self.t0 = self.last = time.monotonic()
+        self.finished = self.failed = self.submitted = 0
+        self.worker_s = 0.0
+        self.step = max(1, -(-todo // 10))
+        self.next_at = self.step
+
+    def submitted_run(self, task: Task, in_flight: int) -> None:
+        self.submitted += 1
+        log.debug("%s submitted (%d in flight)", task.describe(), in_flight)
+
+    def finished_run(self, task: Task, outcome: dict[str, Any]) -> None:
+        self.finished += 1
+        duration = outcome.get("duration_s")
+        self.worker_s += duration or 0.0
+        if outcome["status"] == "done":
+            log.debug("%s stored (%.3f s)", task.describe(), duration or 0.0)
+        else:
+            self.failed += 1
+            error = outcome.get("error") or "?"
+            log.info("%s failed: %s", task.describe(), error.splitlines()[0])
+            log.debug("%s failed:\n%s", task.describe(), error)
+        now = time.monotonic()
+        if self.finished >= self.next_at or now - self.last >= LOG_EVERY_S:
+            while self.next_at <= self.finished:
+                self.next_at += self.step
+            self.last = now
+            elapsed = now - self.t0
+            rate = self.finished / elapsed if elapsed > 0 else 0.0
+            left = (self.todo - self.finished) / rate if rate > 0 else 0.0
+            log.info("sweep %s: %d of %d runs finished (%d failed), %.2f runs/s, %.3f s simulating a run (on a "
+                     "worker), %s elapsed, ~%s left", self.name, self.finished, self.todo, self.failed, rate,
+                     self.worker_s / self.finished, _fmt_duration(elapsed), _fmt_duration(left))
 
 
 def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims, result: SweepResult,
@@ -574,6 +643,7 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
     looked_again = False
     executor: Executor | None = None
     registry, out_root = claims.registry, Path(todo[0].out_root)
+    runs = _RunLog(todo[0].experiment, len(todo))
 
     def take(fut: Future, task: Task) -> BaseException | None:
         """Record one finished future; return the pool's breakage instead of recording it."""
@@ -590,6 +660,7 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
                 "shared storage, mounted at the same path on every machine")}
         error = outcome.get("error", "")
         _record(registry, task, outcome, claims.owner)
+        runs.finished_run(task, outcome)
         if outcome["status"] == "done":
             result.stored += copies[task.key]
         else:
@@ -608,9 +679,11 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
             left.pop(task.key, None)
             result.reused += copies[task.key]
             bar.advance(copies[task.key])
+            log.debug("%s was stored by another sweep meanwhile", task.describe())
         else:
             other = Owner.of(row)
             left[task.key] = (task, other.describe() if other else "?")
+            log.debug("%s is being computed by another sweep (%s): left to it", task.describe(), left[task.key][1])
         return False
 
     broken: BaseException | None = None
@@ -618,10 +691,18 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
     database_failed = False
     with _StopRequests() as stop:
         executor = factory()
+        capacity = _capacity(executor, max_in_flight)
+        log.info("sweep %s: %d run(s) to compute on %s, at most %d in flight", todo[0].experiment, len(todo),
+                 type(executor).__name__, capacity)
         registry.give_up = lambda: stop.requested  # Ctrl-C is not kept waiting by a database outage
         try:
             while not stop.requested:
-                while broken is None and len(in_flight) < _capacity(executor, max_in_flight):
+                now = _capacity(executor, max_in_flight)
+                if now != capacity:
+                    log.info("sweep %s: at most %d runs in flight now (was %d): the cluster's workers changed",
+                             todo[0].experiment, now, capacity)
+                    capacity = now
+                while broken is None and len(in_flight) < capacity:
                     task = next(pending, None)
                     if task is None:
                         break
@@ -631,9 +712,13 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
                         in_flight[executor.submit(run_task, task)] = task
                     except BrokenExecutor as err:  # the pool broke since the last results came in
                         broken = err
+                    else:
+                        runs.submitted_run(task, len(in_flight))
                 if not in_flight:
                     if left and not looked_again and broken is None:
                         looked_again = True  # once more: stored since, or given up by a claimant that is gone?
+                        log.info("sweep %s: looking again at %d run(s) another sweep had claimed",
+                                 todo[0].experiment, len(left))
                         pending = iter([task for task, _ in left.values()])
                         continue
                     break
@@ -649,6 +734,9 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
             lost = None if stop.requested else err
             database_failed = True
         if stop.requested or lost is not None:
+            log.info("sweep %s stopping (%s): %d run(s) in flight cancelled", todo[0].experiment,
+                     f"signal {signal.Signals(stop.signum).name}" if stop.signum is not None
+                     else f"the registry stayed unusable: {lost}", len(in_flight))
             for fut in in_flight:
                 fut.cancel()
             _stop_executor(executor)
@@ -659,6 +747,7 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
                 _release(claims)
             raise SweepInterrupted(result.reused + result.stored, result.total)
     if broken is not None:
+        log.info("sweep %s stopping: the executor broke (%s)", todo[0].experiment, " ".join(str(broken).split()))
         _shutdown(executor, wait=True, cancel=True)
         remove_stale_temp_dirs(out_root)
         _release(claims)

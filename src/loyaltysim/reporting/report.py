@@ -578,12 +578,12 @@ def collect_results(experiment: Experiment, registry: Registry, out_root: Path |
 
     out_root = Path(out_root).resolve()
     tasks = plan(experiment, out_root)
-    known = {r.key: r for r in registry.runs(experiment.name)}
+    known = registry.runs_by_key(t.key for t in tasks)  # a few queries, whatever experiment name stored them
     factor_values = {point.index: point.values for point in experiment.design}  # a sampled design's factors
     records: list[dict[str, Any]] = []
     missing = 0
     for t in tasks:
-        row = known.get(t.key) or registry.get_run(t.key)
+        row = known.get(t.key)
         if row is None or row.status != "done":
             missing += 1
             continue
@@ -617,7 +617,7 @@ def other_version_runs(experiment: Experiment, registry: Registry, out_root: Pat
     from loyaltysim.experiments.sweep import plan
 
     keys = {t.key for t in plan(experiment, Path(out_root).resolve())}
-    return sum(1 for r in registry.runs(experiment.name) if r.status == "done" and r.key not in keys)
+    return sum(1 for key in registry.keys(experiment.name, status="done") if key not in keys)
 
 
 def _write(path: Path, text: str) -> Path:
