@@ -415,12 +415,8 @@ def sweep(
     another sweep that is still computing them; 130 when interrupted.
     """
     exp = _load_experiment(experiment)  # a bad file is reported before anything starts
+    _check_executor(executor, scheduler, workers)
     kind = executor.value if executor is not None else ("dask" if scheduler else "local")
-    if scheduler and kind != "dask":
-        _fail("--scheduler names a Dask scheduler: use it with --executor dask (or without --executor)")
-    if scheduler and workers is not None:
-        _fail("--workers sizes a local pool or cluster; with --scheduler the runs go to the scheduler's workers "
-              f"(start them with `dask worker {scheduler} --nthreads 1`)")
 
     from loyaltysim.experiments.storage import StorageError, resolve_db_url
     from loyaltysim.experiments.sweep import SweepBroken, SweepDatabaseLost, SweepInterrupted, run_sweep
