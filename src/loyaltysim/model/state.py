@@ -353,8 +353,9 @@ def gumbel_of(u: np.ndarray) -> np.ndarray:
     :func:`loyaltysim.model.streams.gumbel_uniforms`), bit for bit: its arithmetic, ``0 - 1 * log(-log(1 - u))``, with
     the C library's ``log`` that it calls (``math.log``; numpy's vectorised ``np.log`` may round differently in the
     last bit). Element by element, so meant for the few customers who choose in a step."""
-    one_minus = (1.0 - u).ravel().tolist()
-    return np.array([0.0 - log(-log(x)) for x in one_minus], dtype=np.float64).reshape(u.shape)
+    inner = np.fromiter(map(log, (1.0 - u).ravel().tolist()), np.float64, u.size)  # log(1 - u)
+    outer = np.fromiter(map(log, np.negative(inner).tolist()), np.float64, u.size)  # log(-log(1 - u))
+    return np.subtract(0.0, outer).reshape(u.shape)
 
 
 def half_life_weight(half_life_steps: int) -> float:

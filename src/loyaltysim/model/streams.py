@@ -116,7 +116,7 @@ def gumbel_uniforms(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[st
     "u_gumbel": None}``."""
     before = rng.bit_generator.state
     u = rng.random(shape)
-    if u.all():
+    if u.min() > 0.0:
         return {"gumbel": None, "u_gumbel": u}
     rng.bit_generator.state = before
     return {"gumbel": rng.gumbel(size=shape), "u_gumbel": None}
