@@ -273,7 +273,8 @@ def satisfaction_components(st: CustomerState, firms: list[Firm], kano: np.ndarr
     """For customers ``who`` (who have a firm): the current firm's offer against their expectations, summed over
     the attributes of each Kano class (must-be, one-dimensional, attractive), weighted by importance: how far
     each kind of need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
-    levels = np.array([f.levels for f in firms])
-    gap = np.take(levels, np.maximum(st.current, 0), axis=0) - st.expectation
-    return [np.take(rules.weighted_response(st.weights, gap, kano, loss_aversion, c), who)
+    levels = np.ascontiguousarray(np.array([f.levels for f in firms]).T)  # [A, F]
+    # attribute-major ([A, n]), as the state keeps weights and expectations: each attribute's row is contiguous
+    gap = np.take(levels, np.maximum(st.current, 0), axis=1) - st.expectation.T
+    return [np.take(rules.attribute_sum(st.weights.T, gap, kano, loss_aversion, c), who)
             for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
