@@ -225,8 +225,8 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
         "wallet_all": by_firm(firm, np.take(rules.row_total(st.wallet), who)),
         "member_discounts": sales(st.step_member_discount),
     }
-    for kind, names in classifications.NAMES.items():
-        sums[kind] = classifications.counts_by_firm(st.current, classify_codes(kind), n_firms, len(names), (has, held))
+    codes = {kind: classify_codes(kind) for kind in classifications.NAMES}
+    sums.update(classifications.all_counts_by_firm(st.current, codes, n_firms, (has, held)))  # each kind's [F, K]
     return sums
 
 
