@@ -64,7 +64,11 @@ class WordOfMouth:
         who, per_speaker, heard_at = self._reach(speakers, about, n)
         told = None if weights is None else np.repeat(np.take(weights, who), per_speaker)
         heard = np.bincount(heard_at, told, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
-        return (heard * self.inv_degree).T
+        if heard.dtype == np.float64:  # weighted sums: a fresh float array, scaled in place
+            heard *= self.inv_degree
+        else:  # whole counts (np.bincount gives counts, too, of no ties): the shares are a new, float array
+            heard = heard * self.inv_degree
+        return heard.T
 
     def _reach(self, speakers: np.ndarray, about: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(speakers, ties per speaker, flat [F, n] position of each tie's listener and firm spoken of), kept for the
