@@ -191,8 +191,10 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
     counts of each loyalty class. Every sum runs in customer order, as a masked column sum would."""
     n_firms = len(firms)
     who, firm = pairs
+    firm = firm.astype(np.intp, copy=False)
     # sales by firm: non-buyers are counted in an extra bin, dropped (the same sums, without gathering buyers)
-    sold_at = select(st.step_firm >= 0, st.step_firm, n_firms)
+    # (bin indices as np.bincount counts them, intp: converted once for the sums that share them)
+    sold_at = select(st.step_firm >= 0, st.step_firm, n_firms).astype(np.intp)
 
     def sales(x: np.ndarray) -> np.ndarray:
         return np.bincount(sold_at, weights=x, minlength=n_firms + 1)[:n_firms]
@@ -203,7 +205,7 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
     own = flat_index(who, firm, n_firms)  # each pair's element of the [n, F] arrays
     won_back = st.step_regained
     has = np.flatnonzero(st.current >= 0)
-    held = np.take(st.current, has)
+    held = np.take(st.current, has).astype(np.intp)
     components = satisfaction_components(st, firms, kano, loss_aversion, has)
     sums = {
         "purchases": sales(st.step_purchases),
