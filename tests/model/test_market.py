@@ -10,13 +10,13 @@ from mesa import DataCollector
 
 from loyaltysim.model.agents import Customer, Firm
 from loyaltysim.model.market import FIRM_METRICS, LoyaltyMarket
-from loyaltysim.model.state import NEVER, NO_FIRM, Cause
-from loyaltysim.model.streams import STREAM_NAMES, Streams
+from loyaltysim.model.state import NEVER, NO_FIRM, Cause, Variates, gumbel_of
+from loyaltysim.model.streams import STREAM_NAMES, Streams, gumbel_uniforms
 from loyaltysim.scenario import SECOND_PASS_SWITCHES
 from same_state import assert_same_arrays
 
 MARKETS = ("contractual", "repertoire")
-VARIATE_NAMES = ("occasions", "u_search", "gumbel", "u_fail", "u_market", "u_life")
+VARIATE_NAMES = ("occasions", "u_search", "u_gumbel", "u_fail", "u_market", "u_life")
 TRAITS = ("purchase_rate", "price_sensitivity", "weights", "threshold")
 COUNTS = ("customers", "gained", "defections", "purchases", "failures", "surveyed",
           "score_1", "score_2", "score_3", "score_4", "score_5")
@@ -475,6 +475,44 @@ def test_a_policy_change_leaves_the_population_and_untouched_draws_alone(make_sc
     # the policy did change what happened
     assert (a.customers.current != b.customers.current).any()
     assert metric(firm_frame(b), "customers")[-1, 0] < metric(firm_frame(a), "customers")[-1, 0]
+
+
+def test_gumbel_shocks_from_their_uniforms_are_generator_gumbel_bit_for_bit():
+    """The step draws the Gumbel shocks' uniforms and works out the shocks of those who choose: the numbers
+    Generator.gumbel gives, bit for bit, with the stream left where it leaves it."""
+    for seed in range(3):
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        shocks = a.gumbel(size=(20_000, 3))
+        drawn = gumbel_uniforms(b, (20_000, 3))
+        assert drawn["gumbel"] is None
+        v = Variates(**dict.fromkeys(("occasions", "u_search", "u_attention", "u_variety", "u_fail", "u_complain",
+                                      "u_recover", "u_market", "u_life")), **drawn)
+        who = np.array([0, 7, 19_999, 12_345])
+        np.testing.assert_array_equal(v.shocks(slice(None), who).view(np.int64), shocks[who].view(np.int64))
+        np.testing.assert_array_equal(gumbel_of(drawn["u_gumbel"]).view(np.int64), shocks.view(np.int64))
+        np.testing.assert_array_equal(v.shocks(slice(5, 6), np.array([0])), shocks[5:6])
+        assert a.random() == b.random()
+
+
+def test_a_uniform_of_exactly_zero_falls_back_to_generator_gumbel():
+    """Generator.gumbel draws again for a uniform of 0: the stream is set back and the shocks drawn by it."""
+
+    class Zeroed:
+        def __init__(self, seed):
+            self.rng = np.random.default_rng(seed)
+            self.bit_generator = self.rng.bit_generator
+
+        def random(self, shape):
+            u = self.rng.random(shape)
+            u[1, 2] = 0.0
+            return u
+
+        def gumbel(self, size):
+            return self.rng.gumbel(size=size)
+
+    drawn = gumbel_uniforms(Zeroed(5), (4, 3))
+    assert drawn["u_gumbel"] is None
+    np.testing.assert_array_equal(drawn["gumbel"], np.random.default_rng(5).gumbel(size=(4, 3)))
 
 
 def test_streams_same_name_same_sequence():

@@ -185,7 +185,7 @@ def test_switched_off_the_mechanisms_take_no_part_and_switched_on_draw_only_from
     off.step()
     on.step()
     assert off.shared.taste is None and off.shared.considered is None
-    for name in ("occasions", "u_search", "u_variety", "gumbel", "u_market", "u_life"):
+    for name in ("occasions", "u_search", "u_variety", "u_gumbel", "u_market", "u_life"):
         np.testing.assert_array_equal(getattr(on.variates, name), getattr(off.variates, name), err_msg=name)
 
 

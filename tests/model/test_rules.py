@@ -476,7 +476,8 @@ def test_a_step_of_some_rows_leaves_the_others_alone():
         getattr(st, name)[:] = value
     before = {k: v.copy() for k, v in st.arrays().items()}
     v = variates(u_search=[0.01, 0.01, 0.01])
-    v = Variates(**{f.name: np.repeat(getattr(v, f.name), 3, axis=0) for f in dataclasses.fields(Variates)})
+    v = Variates(**{f.name: None if getattr(v, f.name) is None else np.repeat(getattr(v, f.name), 3, axis=0)
+                    for f in dataclasses.fields(Variates)})
     sh = shared(switching_cost=0.0, wom_pos=np.zeros((3, 2)), wom_neg=np.zeros((3, 2)))
     step_customers(st, slice(1, 2), v, sh, PARAMS)
     for name, arr in st.arrays().items():

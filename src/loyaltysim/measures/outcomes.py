@@ -92,7 +92,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from loyaltysim.measures.value import return_on_regain
 from loyaltysim.scenario import LoyaltyScenario
@@ -263,6 +262,8 @@ def median_lifetime(length: np.ndarray, ended: np.ndarray) -> float:
     lifetimes or while the survival stays above 0.5 (more than half still running)."""
     if length.size == 0:
         return math.nan
+    from scipy import stats  # (imported here: a run that asks for no median lifetime does without scipy.stats)
+
     data = stats.CensoredData(uncensored=length[ended], right=length[~ended])
     survival = stats.ecdf(data).sf
     below = np.flatnonzero(survival.probabilities <= 0.5)

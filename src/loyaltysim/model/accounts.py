@@ -191,8 +191,10 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
     counts of each loyalty class. Every sum runs in customer order, as a masked column sum would."""
     n_firms = len(firms)
     who, firm = pairs
+    firm = firm.astype(np.intp, copy=False)
     # sales by firm: non-buyers are counted in an extra bin, dropped (the same sums, without gathering buyers)
-    sold_at = select(st.step_firm >= 0, st.step_firm, n_firms)
+    # (bin indices as np.bincount counts them, intp: converted once for the sums that share them)
+    sold_at = select(st.step_firm >= 0, st.step_firm, n_firms).astype(np.intp)
 
     def sales(x: np.ndarray) -> np.ndarray:
         return np.bincount(sold_at, weights=x, minlength=n_firms + 1)[:n_firms]
@@ -203,7 +205,7 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
     own = flat_index(who, firm, n_firms)  # each pair's element of the [n, F] arrays
     won_back = st.step_regained
     has = np.flatnonzero(st.current >= 0)
-    held = np.take(st.current, has)
+    held = np.take(st.current, has).astype(np.intp)
     components = satisfaction_components(st, firms, kano, loss_aversion, has)
     sums = {
         "purchases": sales(st.step_purchases),
@@ -225,8 +227,8 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
         "wallet_all": by_firm(firm, np.take(rules.row_total(st.wallet), who)),
         "member_discounts": sales(st.step_member_discount),
     }
-    for kind, names in classifications.NAMES.items():
-        sums[kind] = classifications.counts_by_firm(st.current, classify_codes(kind), n_firms, len(names), (has, held))
+    codes = {kind: classify_codes(kind) for kind in classifications.NAMES}
+    sums.update(classifications.all_counts_by_firm(st.current, codes, n_firms, (has, held)))  # each kind's [F, K]
     return sums
 
 
@@ -273,7 +275,8 @@ def satisfaction_components(st: CustomerState, firms: list[Firm], kano: np.ndarr
     """For customers ``who`` (who have a firm): the current firm's offer against their expectations, summed over
     the attributes of each Kano class (must-be, one-dimensional, attractive), weighted by importance: how far
     each kind of need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
-    levels = np.array([f.levels for f in firms])
-    gap = np.take(levels, np.maximum(st.current, 0), axis=0) - st.expectation
-    return [np.take(rules.weighted_response(st.weights, gap, kano, loss_aversion, c), who)
+    levels = np.ascontiguousarray(np.array([f.levels for f in firms]).T)  # [A, F]
+    # attribute-major ([A, n]), as the state keeps weights and expectations: each attribute's row is contiguous
+    gap = np.take(levels, np.maximum(st.current, 0), axis=1) - st.expectation.T
+    return [np.take(rules.attribute_sum(st.weights.T, gap, kano, loss_aversion, c), who)
             for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]

@@ -39,7 +39,7 @@ def select(mask: np.ndarray, a, b) -> np.ndarray:
     if a.ndim == 0 and not a_bits:
         return np.bitwise_and(b_bits, _all_bits(~mask, bits)).view(dtype)
     out = np.bitwise_xor(a_bits, b_bits)  # a ^ b where mask, 0 elsewhere, then ^ b
-    if out.shape != np.broadcast_shapes(out.shape, mask.shape):
+    if out.shape != mask.shape and out.shape != np.broadcast_shapes(out.shape, mask.shape):
         out = np.broadcast_to(out, np.broadcast_shapes(out.shape, mask.shape)).copy()
     out &= _all_bits(mask, bits)
     out ^= b_bits

@@ -139,3 +139,20 @@ def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes
     firm = np.take(current, who) if firm is None else firm
     flat = np.bincount(firm * n_codes + np.take(codes, who), minlength=n_firms * n_codes)
     return flat.reshape(n_firms, n_codes)
+
+
+def all_counts_by_firm(current: np.ndarray, codes: dict[str, np.ndarray], n_firms: int,
+                       holders: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """:func:`counts_by_firm` of each kind in ``codes`` (kind: codes, as :meth:`Classifier.codes` gives them), counted
+    at once: each holder's firm and classes as one combined code, and each kind's [F, K] counts summed out of the
+    joint counts (whole numbers: the same counts)."""
+    who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
+    firm = np.take(current, who) if firm is None else firm
+    sizes = [len(NAMES[kind]) for kind in codes]
+    combined = firm.astype(np.int64)
+    for kind, size in zip(codes, sizes, strict=True):
+        combined *= size
+        combined += np.take(codes[kind], who)
+    joint = np.bincount(combined, minlength=n_firms * int(np.prod(sizes))).reshape(n_firms, *sizes)
+    axes = range(1, len(sizes) + 1)
+    return {kind: joint.sum(axis=tuple(a for a in axes if a != k)) for k, kind in zip(axes, codes, strict=True)}

@@ -427,7 +427,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
                           st.club[rows][who], p)
     hold = hold + p.relationship_premium * attitude[who]
     # logit choice by the Gumbel-max rule (see logit_choice)
-    shock = p.choice_noise * firm_major(v.gumbel[rows][who])
+    shock = p.choice_noise * firm_major(v.shocks(rows, who))
     # the current firm's score of a customer who stays in the market gains what holding it is worth
     score = base.copy()
     stays = np.flatnonzero(staying[who])

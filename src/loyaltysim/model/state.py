@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from enum import IntEnum
+from math import log
 from typing import Any
 
 import numpy as np
@@ -325,18 +326,36 @@ class Shared:
 
 @dataclass
 class Variates:
-    """The random numbers of one step, drawn for the whole population whatever happens."""
+    """The random numbers of one step, drawn for the whole population whatever happens.
+
+    The choice's Gumbel shocks are given (``gumbel``) or drawn as their uniforms (``u_gumbel``, the model's way: only
+    the customers who choose need theirs, :meth:`shocks`)."""
 
     occasions: np.ndarray  # i8[n]
     u_search: np.ndarray  # f8[n]
     u_attention: np.ndarray  # f8[n]
     u_variety: np.ndarray  # f8[n]
-    gumbel: np.ndarray  # f8[n, F]
+    gumbel: np.ndarray | None  # f8[n, F] Gumbel shocks of the logit choice (None: from u_gumbel where used)
     u_fail: np.ndarray  # f8[n]
     u_complain: np.ndarray  # f8[n]
     u_recover: np.ndarray  # f8[n]
     u_market: np.ndarray  # f8[n, F]
     u_life: np.ndarray  # f8[n]
+    u_gumbel: np.ndarray | None = None  # f8[n, F] the uniforms behind the shocks (streams.gumbel_uniforms)
+
+    def shocks(self, rows: slice, who: np.ndarray) -> np.ndarray:
+        """[k, F] the Gumbel shocks of customers ``who`` (positions within ``rows``)."""
+        return self.gumbel[rows][who] if self.gumbel is not None else gumbel_of(self.u_gumbel[rows][who])
+
+
+def gumbel_of(u: np.ndarray) -> np.ndarray:
+    """The Gumbel shocks ``Generator.gumbel`` makes of uniforms ``u`` (see
+    :func:`loyaltysim.model.streams.gumbel_uniforms`), bit for bit: its arithmetic, ``0 - 1 * log(-log(1 - u))``, with
+    the C library's ``log`` that it calls (``math.log``; numpy's vectorised ``np.log`` may round differently in the
+    last bit). Element by element, so meant for the few customers who choose in a step."""
+    inner = np.fromiter(map(log, (1.0 - u).ravel().tolist()), np.float64, u.size)  # log(1 - u)
+    outer = np.fromiter(map(log, np.negative(inner).tolist()), np.float64, u.size)  # log(-log(1 - u))
+    return np.subtract(0.0, outer).reshape(u.shape)
 
 
 def half_life_weight(half_life_steps: int) -> float:

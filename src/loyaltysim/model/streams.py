@@ -7,7 +7,9 @@ touch (common random numbers). New streams are only ever appended to :data:`STRE
 so existing streams keep their numbers.
 
 The step's random numbers (ODD 3.3.6) are drawn by :meth:`Streams.step_variates`, full-size whatever the state, so
-that runs which differ in what happens still draw the same numbers for the same customers.
+that runs which differ in what happens still draw the same numbers for the same customers. The choice's Gumbel shocks
+are drawn as the uniforms ``Generator.gumbel`` transforms (:func:`gumbel_uniforms`), and only the few customers who
+choose in a step have theirs worked out (``Variates.shocks``): the same numbers, from the same draws.
 """
 
 from __future__ import annotations
@@ -95,10 +97,26 @@ class Streams:
             u_search=choice.random(n),
             u_attention=choice.random(n),
             u_variety=choice.random(n),
-            gumbel=choice.gumbel(size=(n, n_firms)),
+            **gumbel_uniforms(choice, (n, n_firms)),
             u_fail=service.random(n),
             u_complain=service.random(n),
             u_recover=service.random(n),
             u_market=self["marketing"].random((n, n_firms)),
             u_life=self["life_events"].random(n),
         )
+
+
+def gumbel_uniforms(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray | None]:
+    """``rng.gumbel(size=shape)``'s draws, as ``{"u_gumbel": uniforms, "gumbel": None}`` (the shocks worked out where
+    used, by :func:`~loyaltysim.model.state.gumbel_of`), leaving the stream where ``rng.gumbel`` leaves it.
+
+    ``Generator.gumbel`` draws one uniform ``u`` per shock (``next_double``, as ``Generator.random`` does) and returns
+    ``0 - 1 * log(-log(1 - u))``, drawing again for ``u == 0``. Should a uniform be exactly 0 (a chance of 2**-53
+    each), the stream is set back and the shocks are drawn by ``rng.gumbel`` itself: ``{"gumbel": shocks,
+    "u_gumbel": None}``."""
+    before = rng.bit_generator.state
+    u = rng.random(shape)
+    if u.min() > 0.0:
+        return {"gumbel": None, "u_gumbel": u}
+    rng.bit_generator.state = before
+    return {"gumbel": rng.gumbel(size=shape), "u_gumbel": None}

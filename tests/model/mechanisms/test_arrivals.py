@@ -130,7 +130,7 @@ def test_arrivals_off_or_on_leave_every_other_stream_alone(make_scenario):
     for _ in range(3):
         plain.step()
         arriving.step()
-        for name in ("u_search", "gumbel", "u_fail", "u_market", "u_life"):
+        for name in ("u_search", "u_gumbel", "u_fail", "u_market", "u_life"):
             np.testing.assert_array_equal(getattr(plain.variates, name), getattr(arriving.variates, name), name)
 
 

@@ -118,7 +118,7 @@ def test_switching_lifetimes_on_shifts_no_other_draw(make_scenario):
         np.testing.assert_array_equal(getattr(off.customers, name), getattr(on.customers, name))
     off.step()
     on.step()
-    for name in ("occasions", "u_search", "gumbel", "u_market", "u_life"):
+    for name in ("occasions", "u_search", "u_gumbel", "u_market", "u_life"):
         np.testing.assert_array_equal(getattr(off.variates, name), getattr(on.variates, name))
     assert off.lifetimes is None and on.lifetimes is not None
 

@@ -11,10 +11,13 @@ from loyaltysim.model.state import ATTRACTIVE, MUST_BE, ONE_DIMENSIONAL, Custome
 
 def drift_kano(kano: np.ndarray, attributes: list, st: CustomerState) -> None:
     """Update the attributes' Kano classes (``kano``, codes) in place from the customers' expectations."""
+    anyone = None
     for a, attr in enumerate(attributes):
         if attr.drift is None or kano[a] == MUST_BE:
             continue
-        expected = st.expectation[st.active, a].mean() if st.active.any() else 0.0
+        anyone = st.active.any() if anyone is None else anyone
+        # (the attribute's column, then the active customers: the values of st.expectation[st.active, a], in order)
+        expected = st.expectation[:, a][st.active].mean() if anyone else 0.0
         if expected >= attr.drift.must_be_at:
             kano[a] = MUST_BE
         elif expected >= attr.drift.one_dimensional_at and kano[a] == ATTRACTIVE:

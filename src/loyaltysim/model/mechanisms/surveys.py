@@ -39,12 +39,12 @@ class Surveys:
         survey = self.spec
         n = len(st)
         u = self.rng.random(n)
-        noise = survey.noise * self.rng.standard_normal((n, 2))
+        z = self.rng.standard_normal((n, 2))  # drawn for everyone; scaled into answer noise for those asked
         asked = np.flatnonzero(st.active & (st.current >= 0) & (u < survey.sample))
         firm = st.current[asked]
         true = st.satisfaction[asked, firm]
-        score = rules.survey_score(true + noise[asked, 0], self.cutpoints)
-        nps = rules.recommend_score(true + noise[asked, 1], survey.nps_scale)
+        score = rules.survey_score(true + survey.noise * z[asked, 0], self.cutpoints)
+        nps = rules.recommend_score(true + survey.noise * z[asked, 1], survey.nps_scale)
         st.last_score[asked] = score
         st.scores[asked, firm] = score
         if records is not None:

@@ -26,6 +26,8 @@ class WordOfMouth:
     def __init__(self, spec, n: int, unit: str, rng: np.random.Generator, network_rng: np.random.Generator):
         self.network = small_world(n, spec.degree, spec.rewire, network_rng) if spec.kind == "small_world" else empty(n)
         degree = np.asarray(self.network.sum(axis=1)).ravel()
+        # the network's rows as CSR arrays, for the speakers' ties (numpy gathers cost less than sparse row indexing)
+        self._indptr, self._indices = self.network.indptr, self.network.indices
         self.inv_degree = np.divide(1.0, degree, out=np.zeros(n), where=degree > 0)
         self.p_talk = spec.talk.per_step(unit)
         self.advocate_level = spec.advocate_level
@@ -62,7 +64,11 @@ class WordOfMouth:
         who, per_speaker, heard_at = self._reach(speakers, about, n)
         told = None if weights is None else np.repeat(np.take(weights, who), per_speaker)
         heard = np.bincount(heard_at, told, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
-        return (heard * self.inv_degree).T
+        if heard.dtype == np.float64:  # weighted sums: a fresh float array, scaled in place
+            heard *= self.inv_degree
+        else:  # whole counts (np.bincount gives counts, too, of no ties): the shares are a new, float array
+            heard = heard * self.inv_degree
+        return heard.T
 
     def _reach(self, speakers: np.ndarray, about: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(speakers, ties per speaker, flat [F, n] position of each tie's listener and firm spoken of), kept for the
@@ -71,11 +77,21 @@ class WordOfMouth:
             if key[0] is speakers and key[1] is about:
                 return value
         who = np.flatnonzero(speakers)
-        ties = self.network[who]
-        per_speaker = np.diff(ties.indptr)
-        value = (who, per_speaker, np.repeat(np.take(about, who), per_speaker) * n + ties.indices)
+        per_speaker, listeners = csr_rows(self._indptr, self._indices, who)
+        value = (who, per_speaker, np.repeat(np.take(about, who), per_speaker) * n + listeners)
         self._ties.append(((speakers, about), value))
         return value
+
+
+def csr_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(entries per row, column indices) of rows ``rows`` of a CSR matrix given by ``indptr`` and ``indices``: the
+    ``np.diff(m[rows].indptr)`` and ``m[rows].indices`` of scipy's row indexing, row after row in stored order."""
+    start = np.take(indptr, rows)
+    count = np.take(indptr, rows + 1) - start
+    # each entry's position in ``indices``: its row's start plus its place within the row
+    ends = np.cumsum(count)
+    position = np.arange(ends[-1] if ends.size else 0) + np.repeat(start - (ends - count), count)
+    return count, np.take(indices, position)
 
 
 def small_world(n: int, degree: int, rewire: float, rng: np.random.Generator) -> sp.csr_matrix:

@@ -147,7 +147,7 @@ class Book:
         none. The market first, then each category."""
         at = st.step_firm
         has = at >= 0
-        spend = select(has, st.step_units * price[select(has, at, 0)] - st.step_discount
+        spend = select(has, st.step_units * np.take(price, select(has, at, 0)) - st.step_discount
                        - st.step_member_discount, 0.0)
         views = [(at, spend, st.step_purchases)]
         for cat in self.categories:

@@ -299,6 +299,8 @@ class PointsLedger(Ledger):
         current bucket, the newest)."""
         slots = self.points.shape[1]
         for age in range(slots):  # oldest slot first
+            if not remaining.any():  # all taken (or nobody redeems): the younger slots would lose nothing
+                break
             s = (slot + 1 + age) % slots
             take = np.minimum(remaining, self.points[who, s])
             self.points[who, s] -= take

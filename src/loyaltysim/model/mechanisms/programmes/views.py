@@ -67,7 +67,10 @@ class Perks:
 
     @classmethod
     def zeros(cls, n: int, n_firms: int) -> Perks:
-        return cls(*(np.zeros((n, n_firms), order="F") for _ in range(5)))
+        """No perks yet, as the book starts a step: zeros, but for ``discount``, which the book sets once every
+        programme has said what it keeps of each seller's price (None until then)."""
+        value, pressure, priority, forgive = (np.zeros((n, n_firms), order="F") for _ in range(4))
+        return cls(value=value, discount=None, pressure=pressure, priority=priority, forgive=forgive)
 
 
 @dataclass
