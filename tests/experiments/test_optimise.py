@@ -102,6 +102,7 @@ def test_within_the_risk_limit_beats_over_it_whatever_the_means():
     assert score(safe, reference, False, 0.25) < score(bold, reference, False, 0.25)
     bolder = np.array([40.0, 9.0, 9.0, 9.0])  # over the limit by more: worse still
     assert score(bold, reference, False, 0.25) < score(bolder, reference, False, 0.25)
+    assert score(np.array([np.nan, 50.0, 50.0, 50.0]), reference, False, 0.25) > score(bolder, reference, False, 0.25)
     # minimising a cost: worse means higher
     assert loss_probability(np.array([11.0, 9.0]), np.array([10.0, 10.0]), minimise=True) == 0.5
     assert score(np.array([9.0, 9.0]), np.array([10.0, 10.0]), True, 0.0) == -score(

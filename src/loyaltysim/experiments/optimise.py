@@ -208,7 +208,9 @@ def score(objective: np.ndarray, reference: np.ndarray, minimise: bool, risk_lim
     """A candidate's score (lower is better) from its replications' objective and the reference's on the same
     seeds: -mean objective (+mean when minimising), plus, over the risk limit, ``RISK_PENALTY`` times the excess
     risk, so that every candidate within the limit beats every candidate over it, and among those over it the less
-    risky wins."""
+    risky wins. A candidate whose objective is undefined (NaN) in a run scores worse than any other."""
+    if np.isnan(objective).any():  # an outcome undefined in some run (e.g. a rate without cases): never chosen
+        return 2.0 * RISK_PENALTY
     sign = 1.0 if minimise else -1.0
     value = sign * float(np.mean(objective))
     if risk_limit is None:
