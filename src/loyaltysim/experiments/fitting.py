@@ -592,8 +592,7 @@ def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: i
 def replicate_seed(root_seed: int, seed: int, replicate: int) -> int:
     """The root seed of bootstrap replicate ``replicate``'s runs: drawn from (root seed, bootstrap seed, replicate),
     so that no replicate shares the fit's seeds or another replicate's."""
-    state = np.random.SeedSequence([root_seed, seed, replicate + 1]).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))
+    return points.derived_seed(root_seed, seed, replicate + 1)
 
 
 def _bootstrap(cal: Calibration, best: Evaluation, covariance: pd.DataFrame, out_root: Path, db_url: str,

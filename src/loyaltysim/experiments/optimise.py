@@ -318,8 +318,7 @@ class Optimum:
 
 def confirmation_seed(root_seed: int) -> int:
     """The confirmation runs' root seed: drawn from the search's, so that none of its seeds is the search's."""
-    state = np.random.SeedSequence([root_seed, 0xC0F1]).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))
+    return points.derived_seed(root_seed, 0xC0F1)
 
 
 def _run_fixed(policy: Policy, scenario: LoyaltyScenario, suffix: str, root_seed: int, replications: int,

@@ -185,6 +185,13 @@ class Evaluator:
         self.stream.flush()
 
 
+def derived_seed(*entropy: int) -> int:
+    """A root seed for runs of their own (a bootstrap replicate's, a confirmation's), drawn from ``entropy`` (e.g.
+    the search's root seed and a tag): a non-negative 63-bit integer, as experiment files take."""
+    state = np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
 def local_search(ev: Evaluator, unit: np.ndarray, budget: int, step: np.ndarray | None = None) -> None:
     """A bounded Nelder-Mead search of at most ``budget`` evaluations from ``unit`` (a point of the unit cube); the
     first simplex spans ``step`` of each range (default a tenth), toward the inside of the box."""
