@@ -31,6 +31,10 @@ def test_each_kind_of_moment_on_a_frame_worked_by_hand(frame):
     assert m["active_w4-6"] == pytest.approx(1 / 9)
     assert m["interpurchase_mean"] == pytest.approx((1.0 + 2.0 + 4 / 7) / 3)
     assert m["spend_mean"] == pytest.approx((20 + 30 + 4) / 3)
+    # the last transaction to the end of week 6: c (one repeat) on 18/7, a (two) in week 4; nobody with 4+
+    assert m["recency_x1"] == pytest.approx(6 - 18 / 7)
+    assert m["recency_x2-3"] == pytest.approx(6 - 3.0)
+    assert np.isnan(m["recency_x4+"])
     assert list(m.index) == mom.names(list(mom.KINDS), window)
 
 
@@ -41,7 +45,20 @@ def test_the_window_leaves_out_later_transactions_and_an_empty_cohort_gives_nan(
     empty = mom.compute(frame[frame["customer"] == "zz"], ["repeat_histogram"], mom.Window(3, 4.0, (3,)))
     assert empty.isna().all()
     with pytest.raises(ValueError, match="unknown moment kind"):
-        mom.names(["recency"], mom.Window(3, 4.0, (3,)))
+        mom.names(["frequency"], mom.Window(3, 4.0, (3,)))
+
+
+def test_recency_tells_a_customer_who_stopped_from_one_who_buys_on():
+    # two customers with the same five repeat transactions in 20 weeks: e buys every week from week 1 to 6 and
+    # stops, f buys every fourth week and in week 20; the customer who stopped is the one with the long gap
+    frame = tr.tidy(["e"] * 6 + ["f"] * 6, [0, 1, 2, 3, 4, 5, 0, 4, 8, 12, 16, 19], np.ones(12), period=1.0)
+    window = mom.Window(20, 4.0, (20,))
+    both = mom.compute(frame, ["repeat_histogram", "recency"], window)
+    assert both["repeats_5"] == 1.0
+    assert both["recency_x4+"] == pytest.approx(((20 - 5) + (20 - 19)) / 2)
+    stopped = mom.compute(frame[frame["customer"] == "e"], ["recency"], window)
+    buying = mom.compute(frame[frame["customer"] == "f"], ["recency"], window)
+    assert stopped["recency_x4+"] == pytest.approx(15.0) and buying["recency_x4+"] == pytest.approx(1.0)
 
 
 def test_the_bootstrap_covariance_is_that_of_resampled_customers():

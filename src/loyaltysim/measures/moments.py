@@ -17,7 +17,13 @@ before ``cohort_weeks``, and to the calibration window, the weeks 1..``weeks``:
 * ``interpurchase``: the mean time between a customer's consecutive transactions in the window, in weeks
   (``interpurchase_mean``);
 * ``spend``: the mean value of a repeat transaction in the window (``spend_mean``), in the log's money (a simulated
-  log's revenue: units x price less discounts).
+  log's revenue: units x price less discounts);
+* ``recency``: the mean time from a customer's last transaction to the end of the window, in weeks, among the
+  customers with 1, 2-3 and 4 or more repeat transactions in it (``recency_x1``, ``recency_x2-3``,
+  ``recency_x4+``). With the frequencies of ``repeat_histogram`` it is what the BG/NBD reads a customer base by
+  (frequency and recency, Fader, Hardie & Lee 2005): a frequent buyer who has not bought for long has probably
+  left, so these say how many of each frequency are still buying at the window's end, which the purchase counts
+  alone do not tell apart from slower buying.
 
 :func:`bootstrap` resamples the cohort's customers with replacement and returns the moments' covariance: the
 sampling error of an observed log's moments, which weights a calibration's distance and enters its parameters'
@@ -33,7 +39,8 @@ import pandas as pd
 
 from loyaltysim.measures import transactions as tr
 
-KINDS = ("repeat_histogram", "cumulative_repeats", "cohort_decay", "interpurchase", "spend")
+KINDS = ("repeat_histogram", "cumulative_repeats", "cohort_decay", "interpurchase", "spend", "recency")
+RECENCY_GROUPS = ((1, 1, "x1"), (2, 3, "x2-3"), (4, None, "x4+"))  # repeat transactions: first, last, name
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ def names(kinds: tuple[str, ...] | list[str], window: Window) -> list[str]:
             out.append("interpurchase_mean")
         elif kind == "spend":
             out.append("spend_mean")
+        elif kind == "recency":
+            out += [f"recency_{name}" for _, _, name in RECENCY_GROUPS]
         else:
             raise ValueError(f"unknown moment kind {kind!r}; use one of {', '.join(KINDS)}")
     return out
@@ -92,9 +101,25 @@ def compute(frame: pd.DataFrame, kinds: tuple[str, ...] | list[str], window: Win
         elif kind == "spend":
             amounts = tr.spend(inside, repeat_only=True)
             values.append(float(amounts.mean()) if len(amounts) else np.nan)
+        elif kind == "recency":
+            values += recency(inside, window.weeks)
         else:
             raise ValueError(f"unknown moment kind {kind!r}; use one of {', '.join(KINDS)}")
     return pd.Series(values, index=names(kinds, window), dtype=np.float64)
+
+
+def recency(frame: pd.DataFrame, end: float) -> list[float]:
+    """The mean weeks from the last transaction before ``end`` to ``end``, among the frame's customers with 1, 2-3
+    and 4+ repeat transactions before it (:data:`RECENCY_GROUPS`; NaN for a group without a customer)."""
+    window = frame[frame["time"] < end]
+    g = window.groupby("customer", sort=False)["time"]
+    repeats = g.size().to_numpy() - 1
+    gap = end - g.max().to_numpy()
+    out = []
+    for first, last, _ in RECENCY_GROUPS:
+        chosen = (repeats >= first) & (repeats <= (last if last is not None else repeats.max(initial=first)))
+        out.append(float(gap[chosen].mean()) if chosen.any() else np.nan)
+    return out
 
 
 def bootstrap(frame: pd.DataFrame, kinds: tuple[str, ...] | list[str], window: Window, resamples: int,
