@@ -216,16 +216,25 @@ def diff(
     base: Annotated[Path, typer.Argument(help="The market compared against (a scenario file), e.g. the baseline.")],
     other: Annotated[Path, typer.Argument(help="A scenario file, or an experiment file (each of its design "
                                                 "points is compared).")],
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables to paste into a write-up: "
+                                           "the shared differences with a 'why' column to fill in, then what the "
+                                           "experiment's arms vary.")] = False,
 ) -> None:
-    """List every setting in which OTHER's market differs from BASE's (defaults written out on both sides).
+    """List every setting in which OTHER's market differs from BASE's (defaults written out on both sides), with
+    what kind of setting it is (run, structure, demand, psychology, survey, policy, economics).
 
     For an experiment, the differences all its design points share come first, then each point's own.
     """
     from rich.table import Table
 
+    from loyaltysim.experiments import differences as dif
     from loyaltysim.experiments.differences import common_differences, differences, experiment_differences, shown
 
     reference = _load(base)
+    if markdown:
+        typer.echo(dif.markdown(reference, _load_experiment(other) if _file_kind(other) == "experiment"
+                                else _load(other)))
+        return
     console = _console()
 
     def show(title: str, diffs: list) -> None:
@@ -236,8 +245,9 @@ def diff(
         table.add_column("setting", overflow="fold", ratio=3)
         table.add_column("base", overflow="fold", ratio=2)
         table.add_column("other", overflow="fold", ratio=2)
+        table.add_column("kind", overflow="fold", ratio=1)
         for d in diffs:
-            table.add_row(d.label, shown(d.base), shown(d.other))
+            table.add_row(d.label, shown(d.base), shown(d.other), d.kind)
         console.print(table)
 
     if _file_kind(other) != "experiment":

@@ -53,5 +53,10 @@ def test_the_command_lists_the_differences(tmp_path):
     proc = finish(start("diff", BASELINE, ROOT / "tests" / "data" / "tiny_experiment.toml", cwd=tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "market.customers.population" in proc.stdout and "price=34, market=hostage: besides those" in proc.stdout
+    proc = finish(start("diff", BASELINE, ROOT / "tests" / "data" / "tiny_experiment.toml", "--markdown", cwd=tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "| `market.customers.population` | 10000 | " in proc.stdout and "| run |  |" in proc.stdout
+    assert ("| `market.customers.offer_attention` | psychology | price=30, market=hostage; price=34, market=hostage |"
+            in proc.stdout)
     proc = finish(start("diff", BASELINE, tmp_path / "missing.toml", cwd=tmp_path))
     assert proc.returncode == 2 and "missing.toml" in proc.stderr and "Traceback" not in proc.stderr

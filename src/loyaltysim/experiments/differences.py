@@ -11,6 +11,25 @@ named tables (firms, segments, programmes) are matched by name, so a firm added 
 others are compared setting by setting, shown with their names (``market.firms[1].price (Rival A)``); another list
 whose length differs is one difference at the list's path. The scenario's own ``name`` and ``description`` are not
 settings and are left out.
+
+**What a difference changes.** :func:`kind` sorts every setting into one of :data:`KINDS`, so that a list says at a
+glance whether a market differs from the baseline in its structure or in the customers themselves:
+
+* ``run``: the horizon, the warm-up, the number of customers simulated, the outputs kept;
+* ``structure``: the market's make-up: its type, firms and their offers, costs and reactions, the attributes'
+  costs, categories and outlets, the outside option, events, the network's shape, and what ties a customer to
+  its firm (switching costs: procedural, relational, a manager's, a club's);
+* ``demand``: how much the customers buy and how long they stay: purchase rates, baskets, variety seeking, exits,
+  re-entry, lifetimes and arrivals;
+* ``psychology``: how customers judge and decide: expectations, satisfaction, attitude, search, attention, choice
+  noise, price sensitivity, what attributes mean to them (Kano class, importance, drift), segments, and word of
+  mouth's talk and influence;
+* ``survey``: the instrument that measures satisfaction (sample, noise, cutpoints, NPS scale);
+* ``policy``: the focal firm's decisions (the treatments an experiment compares);
+* ``economics``: how money is counted (discount rate, horizon of value, reference population, currency).
+
+A finding measured on another market should differ from the baseline in structure (and run) only, unless it is
+about the customers or the instrument (docs/findings.md lists each experiment's differences with their kinds).
 """
 
 from __future__ import annotations
@@ -24,6 +43,41 @@ from loyaltysim.scenario import LoyaltyScenario, format_path
 
 METADATA = ("name", "description")  # top-level keys that describe a scenario rather than set it
 
+KINDS = ("run", "structure", "demand", "psychology", "survey", "policy", "economics")
+# market.customers settings that are not psychology (the rest of market.customers is)
+_CUSTOMER_STRUCTURE = ("switching_cost", "relational_cost", "relational_cost_cap", "manager_bond", "club_bond")
+_CUSTOMER_DEMAND = ("purchase_rate", "basket", "variety_seeking", "natural_churn", "reentry", "lifetimes",
+                    "arrivals")
+_ATTRIBUTE_PSYCHOLOGY = ("kano", "importance", "drift")  # what an attribute means to customers; the rest is cost
+_NETWORK_PSYCHOLOGY = ("talk", "influence", "advocate_level")  # who talks and how much it moves; the rest is shape
+
+
+def kind(path: str) -> str:
+    """Which of :data:`KINDS` the setting at ``path`` (as in experiment files: ``market.firms[1].price``) belongs
+    to (see the module's docstring)."""
+    keys = [k for k in path.replace("]", "").replace("[", ".").split(".") if k and not k.isdigit()]
+    top = keys[0] if keys else ""
+    if top in ("time", "outputs"):
+        return "run"
+    if top in ("policy", "economics"):
+        return top
+    if top != "market" or len(keys) < 2:
+        return "structure"
+    part, rest = keys[1], keys[2:]
+    if part == "survey":
+        return "survey"
+    if part == "customers":
+        if not rest or rest[0] == "population":
+            return "run" if rest else "psychology"
+        if rest[0] in _CUSTOMER_STRUCTURE:
+            return "structure"
+        return "demand" if rest[0] in _CUSTOMER_DEMAND else "psychology"
+    if part == "attributes" and rest and rest[0] in _ATTRIBUTE_PSYCHOLOGY:
+        return "psychology"
+    if part == "network" and rest and rest[0] in _NETWORK_PSYCHOLOGY:
+        return "psychology"
+    return "structure"
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -31,6 +85,11 @@ class Difference:
     label: str  # the path with the names of the list items it passes through
     base: Any
     other: Any
+
+    @property
+    def kind(self) -> str:
+        """What the setting changes: one of :data:`KINDS`."""
+        return kind(self.path)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -113,3 +172,61 @@ def common_differences(by_point: dict[str, list[Difference]]) -> list[Difference
     shared = set.intersection(*sets) if sets else set()
     first = next(iter(by_point.values()), [])
     return [d for d in first if (d.path, repr(d.base), repr(d.other)) in shared]
+
+
+CELL_WIDTH = 70  # a value longer than this is cut in a Markdown list (events, campaigns: see the file)
+
+
+def cell(value: Any) -> str:
+    """A value as a Markdown table shows it: :func:`shown`, with ``|`` escaped and cut at :data:`CELL_WIDTH`."""
+    text = shown(value).replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= CELL_WIDTH else text[:CELL_WIDTH - 1] + "…"
+
+
+def own_differences(by_point: dict[str, list[Difference]]) -> dict[str, list[str]]:
+    """For each setting some design point changes beyond the shared differences (by its label), the labels of the
+    points that change it, in the design's order: what the experiment's arms vary."""
+    shared = {(d.path, repr(d.base), repr(d.other)) for d in common_differences(by_point)}
+    out: dict[str, list[str]] = {}
+    for point, diffs in by_point.items():
+        for d in diffs:
+            if (d.path, repr(d.base), repr(d.other)) not in shared:
+                arms = out.setdefault(d.label, [])
+                if point not in arms:
+                    arms.append(point)
+    return out
+
+
+MARKDOWN_SHARED = ("setting", "baseline", "here", "kind", "why")
+MARKDOWN_ARMS = ("setting", "kind", "arms that change it")
+
+
+def markdown_rows(base: LoyaltyScenario, other: LoyaltyScenario | Experiment) -> tuple[list[tuple[str, ...]],
+                                                                                     list[tuple[str, ...]]]:
+    """The rows of the two Markdown tables of :func:`markdown` (without the hand-written "why"): the shared
+    differences (setting, baseline, here, kind) and, for an experiment, what its arms vary (setting, kind, and the
+    arms that change it, or "every arm (values differ)")."""
+    if isinstance(other, LoyaltyScenario):
+        shared, arms = differences(base, other), {}
+    else:
+        by_point = experiment_differences(base, other)
+        shared, arms = common_differences(by_point), (own_differences(by_point) if len(by_point) > 1 else {})
+    first = [(f"`{d.label}`", cell(d.base), cell(d.other), d.kind) for d in shared]
+    every = len(getattr(other, "design", ()))
+    second = [(f"`{label}`", kind(label.split(" (")[0]),
+               "every arm (values differ)" if len(points) == every else "; ".join(points))
+              for label, points in arms.items()]
+    return first, second
+
+
+def markdown(base: LoyaltyScenario, other: LoyaltyScenario | Experiment) -> str:
+    """How ``other`` (a scenario or an experiment) differs from ``base``, as Markdown tables to paste into a write-up
+    and justify: one row per shared difference with an empty "why" column to fill in, then (for an experiment with
+    several design points) one row per setting its arms vary, with the arms that change it."""
+    shared, arms = markdown_rows(base, other)
+    lines = ["| " + " | ".join(MARKDOWN_SHARED) + " |", "|" + "---|" * len(MARKDOWN_SHARED)]
+    lines += ["| " + " | ".join(row) + " |  |" for row in shared]
+    if arms:
+        lines += ["", "| " + " | ".join(MARKDOWN_ARMS) + " |", "|" + "---|" * len(MARKDOWN_ARMS)]
+        lines += ["| " + " | ".join(row) + " |" for row in arms]
+    return "\n".join(lines)
