@@ -701,6 +701,9 @@ class Levers(_Spec):
     campaigns: list[Campaign] = []
 
 
+KANO_CLASSES = ("must_be", "one_dimensional", "attractive")
+
+
 class Reaction(_Spec):
     """A competitor's simple reactions: match a rival's lower price or better attribute after a delay."""
 
@@ -713,6 +716,23 @@ class Reaction(_Spec):
     min_margin: NonNegative = 0.0  # never price below unit cost x (1 + min_margin)
     copy_programmes: bool = False  # launch a copy of each rival's own loyalty programmes after ``copy_after``
     copy_after: DurationField = "26 weeks"  # how long after a rival's launch its copy launches
+    # imitation by Kano class: how long after a rival's better level the firm matches it, per class ("never": not
+    # copied); replaces ``attributes`` and ``delay`` for attribute matching (``delay`` still times price matching)
+    lags: dict[Literal["must_be", "one_dimensional", "attractive"], DurationField | Literal["never"]] | None = None
+
+    @model_validator(mode="after")
+    def _lags_complete(self) -> Reaction:
+        if self.lags is None:
+            return self
+        missing = [c for c in KANO_CLASSES if c not in self.lags]
+        if missing:
+            raise ValueError(f"reaction.lags must give a lag (a duration or \"never\") for every Kano class: "
+                             f"missing {', '.join(missing)}")
+        if not self.match_attributes:
+            raise ValueError("reaction.lags times attribute matching: set match_attributes = true with it")
+        if self.attributes is not None:
+            raise ValueError("reaction.lags chooses what is copied by Kano class: give either attributes or lags")
+        return self
 
 
 class FirmSpec(Levers):

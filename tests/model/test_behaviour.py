@@ -360,3 +360,42 @@ def test_dissatisfied_customers_complain_more_often(make_scenario):
     high, low = rates[True][0] / rates[True][1], rates[False][0] / rates[False][1]
     assert rates[True][1] > 200 and rates[False][1] > 200
     assert high == pytest.approx(0.8, abs=0.06) and low == pytest.approx(0.5, abs=0.06)
+
+
+def test_rivals_copy_each_kano_class_after_its_own_lag(make_scenario):
+    # Focal raises its must-be, one-dimensional and attractive attributes in week 5; Rival A copies the must-be one
+    # 2 weeks later, the one-dimensional one 6 weeks later and the attractive one never (Rival A starts above
+    # every rival's level, so there is nothing to copy before)
+    raise_all = [{"kind": "attribute_change", "at": "5 weeks", "firm": "Focal", "attribute": a, "level": 0.95}
+                 for a in ("coverage", "speed", "perks")]
+    lags = {"must_be": "2 weeks", "one_dimensional": "6 weeks", "attractive": "never"}
+    scenario = make_scenario(market__customers__population=200, market__events=raise_all,
+                             market__firms__1__reaction={"match_price": False, "match_attributes": True,
+                                                         "lags": lags},
+                             market__firms__1__attributes={"coverage": 0.8, "speed": 0.8, "perks": 0.8})
+    assert [a.kano for a in scenario.market.attributes] == ["must_be", "one_dimensional", "attractive"]
+    model = LoyaltyMarket(scenario, seed=1)
+    start = np.array([0.8, 0.8, 0.8])
+    levels = []
+    for _ in range(16):
+        model.step()
+        levels.append(model.firms[1].levels.copy())
+    coverage, speed, perks = np.array(levels).T
+    assert coverage[5] == start[0] and coverage[6] == 0.95  # seen at step 5, copied at step 7
+    assert speed[9] == start[1] and speed[10] == 0.95  # copied at step 11
+    assert (perks == start[2]).all()  # never
+    assert model.firms[1].books["investment_cost"] == 0.0  # this step's; the copies were paid when made
+
+
+def test_lags_must_name_every_class_and_replace_the_watched_attributes(make_scenario):
+    from loyaltysim.scenario import ScenarioError
+
+    base = {"match_attributes": True, "lags": {"must_be": "26 weeks", "one_dimensional": "never"}}
+    with pytest.raises(ScenarioError, match="missing attractive"):
+        make_scenario(market__firms__1__reaction=base)
+    with pytest.raises(ScenarioError, match="either attributes or lags"):
+        make_scenario(market__firms__1__reaction={**base, "lags": {**base["lags"], "attractive": "never"},
+                                                  "attributes": ["coverage"]})
+    with pytest.raises(ScenarioError, match="match_attributes = true"):
+        make_scenario(market__firms__1__reaction={"lags": {"must_be": "1 week", "one_dimensional": "never",
+                                                           "attractive": "never"}})

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from loyaltysim.model.state import NEVER, NO_FIRM
+from loyaltysim.model.state import KANO_CODES, NEVER, NO_FIRM
 
 if TYPE_CHECKING:
     from loyaltysim.scenario import FirmSpec
@@ -156,6 +156,11 @@ class Firm(mesa.Agent):
         watched = spec.reaction.attributes if spec.reaction and spec.reaction.attributes is not None else None
         self.watched = np.array([watched is None or a in watched for a in attribute_names])
         self.reaction_delay = spec.reaction.delay.steps(unit) if spec.reaction else 0
+        lags = spec.reaction.lags if spec.reaction else None
+        # imitation by Kano class (reaction.lags): each class's lag in steps, the classes never copied left out
+        self.class_lags = None if lags is None else {
+            KANO_CODES[c]: lag.steps(unit) for c, lag in lags.items() if lag != "never"}
+        self.reaction_memory = max([self.reaction_delay, *(self.class_lags or {}).values()])  # what it looks back at
         self.price_rise_step = NEVER
         self.breach_step = NEVER
         self.invested = 0.0
@@ -193,33 +198,46 @@ class Firm(mesa.Agent):
                 self.invested += self.raise_level(attribute, max_level, budget)
         if self.reaction is None:
             return
-        seen = self.model.offers.at(t - self.reaction_delay)
-        if seen is None:
-            return
-        rivals = [j for j in range(len(seen["price"])) if j != self.index and seen["available"][j]]
-        if not rivals:
-            return
         r = self.reaction
-        if r.match_price:
-            low = min(seen["price"][j] for j in rivals)
-            matched = max(low, self.unit_cost * (1.0 + r.min_margin))
-            if low < self.price * (1.0 - r.tolerance) and matched < self.price:  # matching never raises a price
-                self.set_price(matched)
-        if r.match_attributes:
-            levels = seen["levels"][rivals]
-            target = levels.max(axis=0) if r.target == "best" else levels.mean(axis=0)
-            for a in np.flatnonzero((target > self.levels + r.tolerance) & self.watched):
-                self.invested += self.raise_level(int(a), float(target[a]))
-            if r.target == "mean":  # a follower also lets an attribute fall back to the rivals' mean, at no cost
-                lower = (target < self.levels - r.tolerance) & self.watched
-                self.levels[lower] = target[lower]
+        seen = self.model.offers.at(t - self.reaction_delay)
+        rivals = self._rivals(seen)
+        if rivals:
+            if r.match_price:
+                low = min(seen["price"][j] for j in rivals)
+                matched = max(low, self.unit_cost * (1.0 + r.min_margin))
+                if low < self.price * (1.0 - r.tolerance) and matched < self.price:  # matching never raises a price
+                    self.set_price(matched)
+            if r.match_attributes and self.class_lags is None:
+                self._match_levels(seen, rivals, self.watched)
+        for code, lag in (self.class_lags or {}).items():  # each Kano class copied after its own lag
+            seen = self.model.offers.at(t - lag)
+            rivals = self._rivals(seen)
+            if rivals:
+                self._match_levels(seen, rivals, self.model.kano == code)
+
+    def _rivals(self, seen: dict[str, np.ndarray] | None) -> list[int]:
+        """The rivals available in the offers ``seen`` (none if nothing was recorded then)."""
+        if seen is None:
+            return []
+        return [j for j in range(len(seen["price"])) if j != self.index and seen["available"][j]]
+
+    def _match_levels(self, seen: dict[str, np.ndarray], rivals: list[int], watched: np.ndarray) -> None:
+        """Match the ``watched`` attributes to the rivals' levels in ``seen`` (the best or their mean)."""
+        r = self.reaction
+        levels = seen["levels"][rivals]
+        target = levels.max(axis=0) if r.target == "best" else levels.mean(axis=0)
+        for a in np.flatnonzero((target > self.levels + r.tolerance) & watched):
+            self.invested += self.raise_level(int(a), float(target[a]))
+        if r.target == "mean":  # a follower also lets an attribute fall back to the rivals' mean, at no cost
+            lower = (target < self.levels - r.tolerance) & watched
+            self.levels[lower] = target[lower]
 
 
 class OfferHistory:
     """What the firms offered at the start of each step, kept as long as the slowest reaction needs."""
 
     def __init__(self, firms: list[Firm]):
-        self.memory = max([f.reaction_delay for f in firms], default=0)
+        self.memory = max([f.reaction_memory for f in firms], default=0)
         self.offers: dict[int, dict[str, np.ndarray]] = {}
 
     def record(self, firms: list[Firm], t: int) -> None:
