@@ -4,7 +4,8 @@ annotation lies inside the figure, and none of them covers another.
 The figures are drawn from synthetic results shaped as the shipped experiments' (their design points and labels,
 their outcomes, values of each outcome's magnitude), so the labels are the real ones: per experiment its outcome
 figure of the outcome with the longest label, its decision chart (with a reference), the sampled design's scatter and
-sensitivity figures, the findings figures the experiments name (trap, jones_sasser, winback, programme_designs), and
+sensitivity figures, the findings figures the experiments name (trap, jones_sasser, winback, programme_designs,
+trap_imitation), and
 the calibration figures from the committed CDNOW fit (docs/benchmarks). Each figure is captured when it is saved and
 drawn with the Agg renderer instead; the text boxes are compared in display pixels.
 """
@@ -266,7 +267,7 @@ def test_the_outcome_and_decision_figures_of_each_shipped_experiment_are_legible
     assert_legible(saved, name)
 
 
-@pytest.mark.parametrize("name", ["trap", "jones_sasser", "winback", "programme_designs"])
+@pytest.mark.parametrize("name", ["trap", "jones_sasser", "winback", "programme_designs", "trap_imitation"])
 def test_every_findings_figure_is_legible(name, shipped, saved, tmp_path):
     figures = report.load_figures()
     experiment, tidy = next((e, t) for e, t in shipped.values() if name in e.spec.figures)

@@ -199,3 +199,22 @@ def test_winback_ablation_checks_hold_only_when_the_effect_is_gone():
 
     assert [c["holds"] for c in fw.winback_ablation_findings(results(0.0), None)] == [True]
     assert [c["holds"] for c in fw.winback_ablation_findings(results(0.05), None)] == [False]
+
+
+def test_the_imitation_map_tells_where_the_trap_holds_flips_or_is_unclear():
+    # basic and latent retention gaps to Average at three imitation settings, five replications each
+    cases = {"basic 26w, latent never": (0.0, 0.05), "basic 26w, latent 13w": (0.0, -0.05),
+             "basic never, latent never": (0.06, 0.05), "basic 13w, latent 26w": (0.0, 0.004)}
+    rows = []
+    for imitation, (basic, latent) in cases.items():
+        for rep in range(5):
+            noise = 0.002 * (rep - 2)
+            rows += [(imitation, "basic", rep, findings.RETENTION_GAP, basic + noise),
+                     (imitation, "latent", rep, findings.RETENTION_GAP, latent + 4 * noise)]
+    tidy = pd.DataFrame(rows, columns=["imitation", "strategy", "replication", "outcome", "value"])
+    verdicts = {i: findings.imitation_verdict(tidy, i)[0] for i in cases}
+    assert verdicts == {"basic 26w, latent never": "holds", "basic 26w, latent 13w": "flips",
+                        "basic never, latent never": "flips", "basic 13w, latent 26w": "unclear"}
+    checks = findings.trap_imitation_findings(tidy, None)
+    assert {c["effect"]: c["holds"] for c in checks} == {f"rivals copy {i}: the trap holds": v == "holds"
+                                                         for i, v in verdicts.items()}

@@ -43,6 +43,8 @@ FIGURES: dict[str, Declared] = {d.name: d for d in (
              ("campaign",), ("focal.winback_rate", "focal.npv")),
     Declared("programme_designs", "each programme design against none: NPV, share of wallet, retention",
              ("programme",), ("focal.npv", "focal.share_of_wallet_mean", "focal.cohort_retention")),
+    Declared("trap_imitation", "the trap's boundary map over rivals' imitation lags: retention gaps and verdicts",
+             ("strategy", "imitation"), (RETENTION_GAP,)),
 )}
 """The figures the package draws, by name."""
 
@@ -54,6 +56,8 @@ FINDINGS: dict[str, Declared] = {d.name: d for d in (
              ("model", "strategy"), (RETENTION_GAP,)),
     Declared("robustness_trap", "the trap at the +-25% perturbations of the parameters", ("perturbation", "strategy"),
              (RETENTION_GAP,)),
+    Declared("trap_imitation", "where the trap holds, flips or is unclear across rivals' imitation lags",
+             ("strategy", "imitation"), (RETENTION_GAP,)),
     Declared("jones_sasser", "Jones & Sasser, satisfied defectors, churn and hostages; the ablations' markets",
              ("market",), (*_BY_SCORE, "market.retention_step_4_to_5", "market.retention_rise_to_4",
                            "market.satisfied_switcher_share", "market.annual_churn")),

@@ -366,7 +366,7 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
                 ax.set_xlim(-0.5, len(x_order) - 0.5)
             else:
                 sns.pointplot(data=sub, x=x, y="value", hue=hue, order=x_order, hue_order=hue_order,
-                              errorbar=_t_errorbar, dodge=0.3 if hue else False, capsize=0.08,
+                              errorbar=_t_errorbar, dodge=0.3 if len(hue_order or []) > 1 else False, capsize=0.08,
                               palette=palette if hue else None, color=None if hue else palette[0], ax=ax,
                               linestyle="-" if quantity else "none")
             ax.set_xlabel(x if factors else "")

@@ -14,6 +14,12 @@ an effect holds. The tests are written from the findings, not from the model's o
   when each of its mechanisms is removed.
 * **Robustness** (experiments/robustness_trap.toml): the trap holds at 80% or more of the points where the
   parameters are moved by +-25%.
+* **Imitation** (experiments/trap_imitation.toml): a boundary map, not a pass or fail. For each setting of the
+  rivals' lags (how long after a better level they copy a basic and a latent attribute), the trap *holds* (as in
+  the ablation: basic investment's retention gap to Average has its 95% interval's upper bound within +0.02 while
+  latent investment's lies above 0), *flips* (latent investment leaves the focal firm below the average level,
+  its interval under 0, or basic investment lifts it above the average beyond the tolerance, its interval over
+  +0.02) or is *unclear* (neither).
 """
 
 from __future__ import annotations
@@ -92,6 +98,32 @@ def robustness_trap_findings(results: pd.DataFrame, experiment) -> list[dict]:
     return robustness(results, {"satisfaction trap": lambda p: _trap_holds(results, perturbation=p)})
 
 
+def imitation_verdict(results: pd.DataFrame, imitation: str) -> tuple[str, str]:
+    """Whether the trap holds, flips or is unclear at one imitation setting (see the module's docstring)."""
+    basic = interval(values(results, RETENTION_GAP, imitation=imitation, strategy="basic"))
+    latent = interval(values(results, RETENTION_GAP, imitation=imitation, strategy="latent"))
+    tolerance = BASIC_TOLERANCE[RETENTION_GAP]
+    if basic["ci_high"] <= tolerance and latent["ci_low"] > 0:
+        verdict = "holds"
+    elif latent["ci_high"] < 0 or basic["ci_low"] > tolerance:
+        verdict = "flips"
+    else:
+        verdict = "unclear"
+    return verdict, (f"retention gap to Average: basic {basic['mean']:+.3f} [{basic['ci_low']:+.3f}, "
+                     f"{basic['ci_high']:+.3f}], latent {latent['mean']:+.3f} [{latent['ci_low']:+.3f}, "
+                     f"{latent['ci_high']:+.3f}]")
+
+
+@register_findings("trap_imitation")
+def trap_imitation_findings(results: pd.DataFrame, experiment) -> list[dict]:
+    checks = []
+    for imitation in levels(results, "imitation"):
+        verdict, evidence = imitation_verdict(results, imitation)
+        checks.append({"effect": f"rivals copy {imitation}: the trap holds", "holds": verdict == "holds",
+                       "evidence": f"{verdict}; {evidence}"})
+    return checks
+
+
 # --- figures ------------------------------------------------------------------------------------------------
 
 
@@ -132,6 +164,62 @@ def trap_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
                  "(mean, 95% CI)")
     drop_crowded_labels(fig, [a for b in first for a in labels[b]])
     path = Path(folder) / "trap.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _lags(imitation: str) -> tuple[str, str]:
+    """("13w", "never") from an imitation label "basic 13w, latent never"."""
+    basic, latent = (part.split()[-1] for part in imitation.split(", "))
+    return basic, latent
+
+
+@register_figure("trap_imitation")
+def trap_imitation_figure(results: pd.DataFrame, experiment, folder: Path) -> Path:
+    """The boundary map: for each pair of lags (rows: how soon rivals copy a better basic attribute; columns: a
+    better latent one), the focal firm's cohort-retention gap to Average after basic and after latent investment
+    (mean and 95% interval), and whether the trap holds, flips or is unclear there."""
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+
+    plt, _ = style()
+    settings = levels(results, "imitation")
+    rows = list(dict.fromkeys(_lags(i)[0] for i in settings))
+    cols = list(dict.fromkeys(_lags(i)[1] for i in settings))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
+    gaps = {s: {i: interval(values(results, RETENTION_GAP, imitation=i, strategy=s)) for i in settings}
+            for s in ("basic", "latent")}
+    bound = max(abs(c["mean"]) for g in gaps.values() for c in g.values()) or 1.0
+    for ax, strategy in zip(axes[:2], ("basic", "latent"), strict=True):
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for i in settings:
+            r, c = rows.index(_lags(i)[0]), cols.index(_lags(i)[1])
+            ci = gaps[strategy][i]
+            grid[r, c] = ci["mean"]
+            ax.text(c, r, f"{ci['mean']:+.3f}\n[{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]", ha="center",
+                    va="center", fontsize=9)
+        image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound)
+        ax.set_title(f"after {strategy} investment")
+        fig.colorbar(image, ax=ax, shrink=0.8, label="cohort retention gap to Average")
+    verdicts = ("flips", "unclear", "holds")
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for i in settings:
+        verdict, _ = imitation_verdict(results, i)
+        r, c = rows.index(_lags(i)[0]), cols.index(_lags(i)[1])
+        grid[r, c] = verdicts.index(verdict)
+        axes[2].text(c, r, verdict, ha="center", va="center", fontsize=10)
+    axes[2].imshow(grid, cmap=ListedColormap(["#f4a582", "#f7f7f7", "#92c5de"]), vmin=-0.5, vmax=2.5)
+    axes[2].set_title("the trap")
+    for ax in axes:
+        ax.set_xticks(range(len(cols)), cols)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set(xlabel="rivals copy a latent rise after",
+               ylabel="rivals copy a basic rise after")
+    budget = levels(results, "budget")[-1] if "budget" in results else ""
+    fig.suptitle(f"Where the satisfaction trap holds: rivals' imitation lags (focal firm invests {budget} a year; "
+                 "mean, 95% CI)")
+    path = Path(folder) / "trap_imitation.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
