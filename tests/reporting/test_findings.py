@@ -192,13 +192,22 @@ def test_winback_ablation_checks_hold_only_when_the_effect_is_gone():
     mechanism, a, b, outcome = fw.ABLATIONS["a cheaper offer wins back more"]
     rng = np.random.default_rng(1)
 
-    def results(gap):
+    def results(gap, noise=0.01, runs=20):
         return pd.DataFrame([{"arm": f"{mechanism}: {label}", "replication": r, "outcome": outcome,
-                              "value": 0.2 + (gap if label == a else 0.0) + rng.normal(0, 0.01)}
-                             for r in range(20) for label in (a, b)])
+                              "value": 0.2 + (gap if label == a else 0.0) + rng.normal(0, noise)}
+                             for r in range(runs) for label in (a, b)])
 
     assert [c["holds"] for c in fw.winback_ablation_findings(results(0.0), None)] == [True]
     assert [c["holds"] for c in fw.winback_ablation_findings(results(0.05), None)] == [False]
+    # a noisy comparison whose 95% interval includes 0 does not show the effect gone: it lacks the power
+    noisy = results(0.0, noise=0.08, runs=5)
+    check = fw.winback_ablation_findings(noisy, None)[0]
+    diff = noisy[noisy["arm"].str.endswith(a)]["value"].to_numpy() - noisy[noisy["arm"].str.endswith(b)][
+        "value"].to_numpy()
+    from loyaltysim.reporting.findings.common import covers_zero
+
+    assert covers_zero(diff) and not check["holds"]
+    assert "power 0." in check["evidence"] and "TOST p" in check["evidence"]
 
 
 def test_the_imitation_map_tells_where_the_trap_holds_flips_or_is_unclear():

@@ -66,6 +66,17 @@ def covers_zero(diffs: np.ndarray) -> bool:
     return bool(diffs.size >= 2 and c["ci_low"] <= 0 <= c["ci_high"])
 
 
+def gone(diffs: np.ndarray, margin: float) -> tuple[bool, str]:
+    """Whether an effect is gone: its paired differences are equivalent to 0 within +-``margin`` (the smallest
+    effect of interest) by two one-sided tests at 5% (:func:`loyaltysim.measures.intervals.equivalence`), and the
+    evidence: mean, 90% interval, the margin, the TOST p-value and the comparison's power."""
+    from loyaltysim.measures.intervals import equivalence
+
+    e = equivalence(diffs, margin)
+    return e["equivalent"], (f"{e['mean']:+.3f}, 90% interval [{e['low']:+.3f}, {e['high']:+.3f}] against "
+                             f"+-{margin:g} (TOST p = {e['p']:.3g}; power {e['power']:.2f})")
+
+
 def interval_text(diffs: np.ndarray) -> str:
     """Mean and 95% interval, signed, three decimals: ``+0.123 [+0.100, +0.146]``."""
     c = interval(diffs)
