@@ -227,3 +227,28 @@ def test_the_imitation_map_tells_where_the_trap_holds_flips_or_is_unclear():
     checks = findings.trap_imitation_findings(tidy, None)
     assert {c["effect"]: c["holds"] for c in checks} == {f"rivals copy {i}: the trap holds": v == "holds"
                                                          for i, v in verdicts.items()}
+
+
+def test_jones_sasser_checks_are_judged_on_intervals_not_point_estimates():
+    from loyaltysim.reporting.findings import jones_sasser as js
+
+    def results(r4, r5_spread):
+        # retention r4 at score 4 and 0.90 +- r5_spread at 5 (alternating, so the mean is 0.90 exactly)
+        rows = []
+        for rep in range(20):
+            r5 = 0.90 + (r5_spread if rep % 2 else -r5_spread)
+            for k, v in ((1, 0.5), (2, 0.52), (3, 0.55), (4, r4), (5, r5)):
+                rows.append(("competitive", rep, f"market.retention_by_score_{k}", v))
+            rows += [("competitive", rep, "market.retention_step_4_to_5", r5 - r4),
+                     ("competitive", rep, "market.retention_rise_to_4", r4 - 0.5),
+                     ("competitive", rep, "market.satisfied_switcher_share", 0.7),
+                     ("competitive", rep, "market.annual_churn", 0.2)]
+        return pd.DataFrame(rows, columns=["market", "replication", "outcome", "value"])
+
+    at_bound = results(0.70, 0.03)  # a ratio of means of exactly 3: a point estimate "at least 3" would pass
+    clear = results(0.60, 0.005)  # a ratio of 4, measured tightly
+    ratio = js.ratio_interval(at_bound, market="competitive")
+    assert ratio["value"] == pytest.approx(3.0) and ratio["ci_low"] < 3.0 < ratio["ci_high"]
+    assert js.jones_sasser_checks(at_bound, hostage=None)[0]["holds"] is False
+    assert js.ratio_interval(clear, market="competitive")["ci_low"] > 3.5
+    assert js.jones_sasser_checks(clear, hostage=None)[0]["holds"] is True

@@ -29,6 +29,30 @@ def mean(results: pd.DataFrame, outcome: str, **labels: str) -> float:
     return float(found.mean()) if found.size else float("nan")
 
 
+def by_replication(results: pd.DataFrame, outcomes: list[str], **labels: str) -> pd.DataFrame:
+    """The ``outcomes`` of the runs with the given labels, one row per replication and one column per outcome
+    (replications missing one of them dropped): paired values for a statistic of several outcomes."""
+    rows = results[results["outcome"].isin(outcomes)]
+    for factor, label in labels.items():
+        rows = rows[rows[factor].astype(str) == label]
+    wide = rows.pivot_table(index="replication", columns="outcome", values="value", aggfunc="first")
+    return wide.reindex(columns=outcomes).dropna()
+
+
+def statistic_interval(columns: list[np.ndarray], statistic: Callable[..., float], seed: int = 0) -> dict:
+    """A statistic of paired columns (e.g. a ratio of means) with its 95% bootstrap interval over replications
+    (scipy.stats.bootstrap, BCa, 9,999 resamples with a fixed seed, so a report gives the same interval every time):
+    ``value``, ``ci_low``, ``ci_high`` (NaN with fewer than three replications)."""
+    from scipy import stats
+
+    value = float(statistic(*columns))
+    if len(columns[0]) < 3:
+        return {"value": value, "ci_low": float("nan"), "ci_high": float("nan")}
+    ci = stats.bootstrap(tuple(columns), statistic, paired=True, vectorized=False, n_resamples=9999,
+                         confidence_level=0.95, rng=np.random.default_rng(seed)).confidence_interval
+    return {"value": value, "ci_low": float(ci.low), "ci_high": float(ci.high)}
+
+
 def levels(results: pd.DataFrame, factor: str) -> list[str]:
     """A factor's labels in level order (categories as the experiment declares them, else in order of appearance)."""
     column = results[factor]

@@ -4,15 +4,22 @@ check must reproduce, and its figure.
 Each check reads an experiment's tidy results (one row per run and outcome) and states, with numbers, whether
 an effect holds. The tests are written from the findings, not from the model's output:
 
+Every claim is judged on its 95% interval over the replications, never on a point estimate: a bound "holds" only
+if the interval clears it. The defection ratio is a ratio of mean retentions (per-run ratios of small numbers are
+noisy and biased upward), with a bootstrap interval over replications; differences and shares have t-intervals.
+
 * **Jones & Sasser (1995)**, competitive market: the annual defection rate at score 4 is at least 3 times that at
-  5, and the step in retention from 4 to 5 is larger than the whole rise from the lowest score to 4.
-* **Satisfied defectors** (Reichheld 1993, 1996): 0.60-0.85 of defectors last scored 4 or 5, in the same
-  competitive market, whose annual churn is 15-30%; measured on switches (exits from the market by a life event are
-  apart) by the last answer about the firm left (``satisfied_switcher_share``).
+  5 (the ratio's interval above 3), and the step in retention from 4 to 5 is larger than the whole rise from the
+  lowest score to 4 (the interval of step minus rise above 0).
+* **Satisfied defectors** (Reichheld 1993, 1996): 0.60-0.85 of defectors last scored 4 or 5 (the interval inside),
+  in the same competitive market, whose annual churn is 15-30% (the interval inside); measured on switches (exits
+  from the market by a life event are apart) by the last answer about the firm left (``satisfied_switcher_share``).
 * **Hostages**: with high switching costs retention is at least 0.6 even at the lowest scores, and the curve
-  is flat there (within 0.1 of retention at 5): dissatisfied customers are held like satisfied ones.
-* **Ablations** (markets of the same experiment): without attitudinal loyalty the jump at 5 disappears, without
-  rival offers satisfied defectors fall below 0.60, and without switching costs the hostages are gone.
+  is flat there (within 0.1 of retention at 5): dissatisfied customers are held like satisfied ones (intervals of
+  the lower of retention at 1 and 2, and of retention at 5 minus it).
+* **Ablations** (markets of the same experiment): without attitudinal loyalty the jump at 5 disappears (the ratio's
+  interval below 3, or step minus rise not above 0), without rival offers satisfied defectors fall below 0.60 (the
+  interval below), and without switching costs the hostages are gone (either hostage bound clearly broken).
 * **Robustness** (experiments/robustness_jones_sasser.toml): Jones & Sasser and the satisfied defectors hold at 80%
   or more of the points where the parameters are moved by +-25%.
 """
@@ -21,9 +28,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from loyaltysim.reporting.findings.common import levels, mean, robustness, style, values
+from loyaltysim.reporting.findings.common import (
+    by_replication,
+    levels,
+    mean,
+    robustness,
+    statistic_interval,
+    style,
+    values,
+)
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 
@@ -37,38 +53,74 @@ def defection_ratio(results: pd.DataFrame, **labels: str) -> float:
     return (1.0 - r4) / (1.0 - r5) if r5 < 1.0 else float("inf")
 
 
+SCORES = [f"market.retention_by_score_{k}" for k in range(1, 6)]
+
+
+def ratio_interval(results: pd.DataFrame, **labels: str) -> dict:
+    """The defection ratio 4 : 5 (:func:`defection_ratio`) with its 95% bootstrap interval over replications."""
+    wide = by_replication(results, ["market.retention_by_score_4", "market.retention_by_score_5"], **labels)
+
+    def ratio(r4, r5):
+        return (1.0 - np.mean(r4)) / (1.0 - np.mean(r5)) if np.mean(r5) < 1.0 else float("inf")
+
+    if wide.empty:
+        return {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+    return statistic_interval([wide.iloc[:, 0].to_numpy(), wide.iloc[:, 1].to_numpy()], ratio)
+
+
+def step_minus_rise(results: pd.DataFrame, **labels: str) -> dict:
+    """Per replication, the step in retention from 4 to 5 minus the rise from the lowest score to 4: its interval."""
+    wide = by_replication(results, ["market.retention_step_4_to_5", "market.retention_rise_to_4"], **labels)
+    return interval((wide.iloc[:, 0] - wide.iloc[:, 1]).to_numpy())
+
+
+def within(c: dict, low: float, high: float) -> bool:
+    """The interval ``c`` lies inside [low, high]."""
+    return c["ci_low"] >= low and c["ci_high"] <= high
+
+
+def _text(c: dict, key: str = "mean") -> str:
+    return f"{c[key]:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+
+
 def jones_sasser_checks(results: pd.DataFrame, market: str = "competitive", hostage: str | None = "hostage",
                         labels: dict[str, str] | None = None) -> list[dict]:
     """The Jones & Sasser, satisfied-defector and churn tests in ``market``; hostages in ``hostage``."""
     labels = labels or {}
     at = {**labels, "market": market} if "market" in results.columns else labels
-    ratio = defection_ratio(results, **at)
+    ratio = ratio_interval(results, **at)
+    gap = step_minus_rise(results, **at)
     step = mean(results, "market.retention_step_4_to_5", **at)
     rise = mean(results, "market.retention_rise_to_4", **at)
-    satisfied = mean(results, "market.satisfied_switcher_share", **at)
-    churn = mean(results, "market.annual_churn", **at)
+    satisfied = interval(values(results, "market.satisfied_switcher_share", **at))
+    churn = interval(values(results, "market.annual_churn", **at))
     checks = [
-        {"effect": "defection at score 4 is at least 3x that at 5", "holds": ratio >= 3.0,
-         "evidence": f"ratio {ratio:.2f}"},
-        {"effect": "the step from 4 to 5 exceeds the rise from the lowest score to 4", "holds": step > rise,
-         "evidence": f"step {step:.3f}, rise {rise:.3f}"},
+        {"effect": "defection at score 4 is at least 3x that at 5", "holds": ratio["ci_low"] >= 3.0,
+         "evidence": f"ratio {_text(ratio, 'value')}"},
+        {"effect": "the step from 4 to 5 exceeds the rise from the lowest score to 4", "holds": gap["ci_low"] > 0,
+         "evidence": f"step {step:.3f}, rise {rise:.3f}; step minus rise {_text(gap)}"},
         {"effect": "0.60-0.85 of switchers were satisfied (last score about the firm left 4-5)",
-         "holds": 0.60 <= satisfied <= 0.85, "evidence": f"share {satisfied:.3f}"},
-        {"effect": "annual churn 15-30%", "holds": 0.15 <= churn <= 0.30, "evidence": f"churn {churn:.3f}"},
+         "holds": within(satisfied, 0.60, 0.85), "evidence": f"share {_text(satisfied)}"},
+        {"effect": "annual churn 15-30%", "holds": within(churn, 0.15, 0.30),
+         "evidence": f"churn {_text(churn)}"},
     ]
     if hostage is not None:
-        holds, evidence = hostages(results, **{**labels, "market": hostage})
+        holds, _, evidence = hostages(results, **{**labels, "market": hostage})
         checks.append({"effect": "hostages: retention at least 0.6 even at the lowest scores, and the curve flat "
                                  "(within 0.1 of retention at 5)", "holds": holds, "evidence": evidence})
     return checks
 
 
-def hostages(results: pd.DataFrame, **labels: str) -> tuple[bool, str]:
-    """Dissatisfied customers held like satisfied ones: retention at the lowest scores (the lower of 1 and 2) is
-    at least 0.6 and within 0.1 of retention at 5."""
-    lowest = min(mean(results, f"market.retention_by_score_{s}", **labels) for s in (1, 2))
-    top = mean(results, "market.retention_by_score_5", **labels)
-    return lowest >= 0.6 and top - lowest <= 0.1, f"retention at scores 1-2 (the lower) {lowest:.3f}, at 5 {top:.3f}"
+def hostages(results: pd.DataFrame, **labels: str) -> tuple[bool, bool, str]:
+    """Dissatisfied customers held like satisfied ones: per replication, retention at the lowest scores (the lower
+    of 1 and 2) and retention at 5 minus it. Returns (held: the first's interval at or above 0.6 and the second's at
+    or below 0.1; gone: the first's interval below 0.6 or the second's above 0.1; the evidence)."""
+    wide = by_replication(results, [SCORES[0], SCORES[1], SCORES[4]], **labels)
+    lowest = interval(np.minimum(wide.iloc[:, 0], wide.iloc[:, 1]).to_numpy())
+    gap = interval((wide.iloc[:, 2] - np.minimum(wide.iloc[:, 0], wide.iloc[:, 1])).to_numpy())
+    held = lowest["ci_low"] >= 0.6 and gap["ci_high"] <= 0.1
+    gone = lowest["ci_high"] < 0.6 or gap["ci_low"] > 0.1
+    return held, gone, (f"retention at scores 1-2 (the lower) {_text(lowest)}, at 5 minus it {_text(gap)}")
 
 
 @register_findings("jones_sasser")
@@ -77,20 +129,19 @@ def jones_sasser_findings(results: pd.DataFrame, experiment) -> list[dict]:
     markets = levels(results, "market")
     if "competitive, no attitudinal loyalty" in markets:
         at = {"market": "competitive, no attitudinal loyalty"}
-        ratio = defection_ratio(results, **at)
-        step = mean(results, "market.retention_step_4_to_5", **at)
-        rise = mean(results, "market.retention_rise_to_4", **at)
+        ratio = ratio_interval(results, **at)
+        gap = step_minus_rise(results, **at)
         checks.append({"effect": "ablation, no attitudinal loyalty: the jump at 5 disappears",
-                       "holds": ratio < 3.0 or step <= rise,
-                       "evidence": f"ratio {ratio:.2f}, step {step:.3f}, rise {rise:.3f}"})
+                       "holds": ratio["ci_high"] < 3.0 or gap["ci_high"] <= 0,
+                       "evidence": f"ratio {_text(ratio, 'value')}, step minus rise {_text(gap)}"})
     if "competitive, no rival offers" in markets:
-        share = mean(results, "market.satisfied_switcher_share", market="competitive, no rival offers")
+        share = interval(values(results, "market.satisfied_switcher_share", market="competitive, no rival offers"))
         checks.append({"effect": "ablation, no rival offers: satisfied defectors fall below 0.60",
-                       "holds": share < 0.60, "evidence": f"share {share:.3f}"})
+                       "holds": share["ci_high"] < 0.60, "evidence": f"share {_text(share)}"})
     if "hostage, no switching costs" in markets:
-        holds, evidence = hostages(results, market="hostage, no switching costs")
+        _, gone, evidence = hostages(results, market="hostage, no switching costs")
         checks.append({"effect": "ablation, hostage market without switching costs: the hostages are gone",
-                       "holds": not holds, "evidence": evidence})
+                       "holds": gone, "evidence": evidence})
     return checks
 
 
@@ -98,14 +149,11 @@ def jones_sasser_findings(results: pd.DataFrame, experiment) -> list[dict]:
 def robustness_jones_sasser_findings(results: pd.DataFrame, experiment) -> list[dict]:
     def js(point):
         at = {"perturbation": point}
-        ratio = defection_ratio(results, **at)
-        step = mean(results, "market.retention_step_4_to_5", **at)
-        rise = mean(results, "market.retention_rise_to_4", **at)
-        return ratio >= 3.0 and step > rise, ""
+        return ratio_interval(results, **at)["ci_low"] >= 3.0 and step_minus_rise(results, **at)["ci_low"] > 0, ""
 
     def satisfied(point):
-        share = mean(results, "market.satisfied_switcher_share", perturbation=point)
-        return 0.60 <= share <= 0.85, ""
+        share = interval(values(results, "market.satisfied_switcher_share", perturbation=point))
+        return within(share, 0.60, 0.85), ""
 
     return robustness(results, {"Jones & Sasser (ratio >= 3, step > rise)": js,
                                  "satisfied defectors 0.60-0.85": satisfied})
