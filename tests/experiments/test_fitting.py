@@ -204,6 +204,11 @@ def test_a_stopped_calibration_keeps_its_evaluations_and_the_same_command_resume
      "names unknown segment 'heavy'; the market declares no segments", False),
     (lambda t: t.replace("sd = ", "sd = -"), "moments[0].sd", False),
     (lambda t: t.replace("[search]", "[search]\nsteps = 3"), "search.steps", False),
+    (lambda t: t.replace("[search]", "[search]\nstart = { switching_cost = 5.0 }"), "lies outside its bounds",
+     False),
+    (lambda t: t.replace("[search]", "[search]\nstart = { switching_cost = 1.0, churn = 1.0 }"),
+     "search.start.churn: not a parameter", False),
+    (lambda t: t.replace("[search]", "[search]\nstart = {}"), "missing switching_cost", False),
     (lambda t: t + '\n[transactions]\nfile = "missing.csv"\nweeks = 10\nmoments = ["spend"]\n',
      "missing.csv (transactions.file of", True),
 ])
@@ -335,3 +340,24 @@ def test_more_local_searches_than_initial_points_are_refused(tmp_path):
     path.write_text(path.read_text().replace("local = 14", "local = 14\nstarts = 3"))
     with pytest.raises(CalibrationError, match=r"search.starts: 3 local searches need as many initial points"):
         load_targets(path, BASELINE)
+
+
+def test_a_given_start_is_evaluated_first_and_searched_from_when_it_is_the_best(observed, tmp_path):
+    """``[search] start`` (e.g. a published estimate) is evaluated before the design and competes with its points:
+    here it is the truth, so the local search starts from it."""
+    moments = {k: observed[k] for k in ("churn", "focal_churn")}
+    targets = write_targets(tmp_path / "targets.toml", moments, [SWITCHING], name="given", replications=1,
+                            initial=2, local=3)
+    start_value = TRUTH["switching_cost"]
+    text = targets.read_text().replace("[search]", f"[search]\nstart = {{ switching_cost = {start_value} }}")
+    targets.write_text(text)
+    cal = load_targets(targets, BASELINE)
+    fit = calibrate(cal, tmp_path / "out", f"sqlite:///{tmp_path / 'out' / 'registry.sqlite'}", workers=2)
+    first = fit.evaluations[0]
+    assert first.stage == "given" and first.values["switching_cost"] == pytest.approx(start_value)
+    assert [e.stage for e in fit.evaluations[1:3]] == ["initial", "initial"]
+    if first.score <= min(e.score for e in fit.evaluations[1:3]):
+        local = [e for e in fit.evaluations if e.stage == "local"]
+        assert min(abs(e.unit[0] - first.unit[0]) for e in local) <= 0.1 + 1e-12
+    write_fit(fit, tmp_path / "report")
+    assert "the targets' start, 2 of a Sobol' design" in (tmp_path / "report" / "fit.md").read_text()

@@ -15,6 +15,8 @@ file (TOML, unknown keys are errors)::
     initial = 16                       # a scrambled Sobol' design of this many points over the bounds
     local = 40                         # then at most this many evaluations of a Nelder-Mead search from the best
     starts = 1                         # local searches, from the best, second best, ... initial points
+    # start = { rate = 0.05, ... }     # optional: a point to evaluate first (every parameter, within its bounds),
+                                       # e.g. a published estimate; it competes with the design's points as a start
     step = 0.05                        # finite-difference step for the derivatives (share of each range)
 
     [uncertainty]                      # optional: how the parameters' intervals are computed
@@ -52,7 +54,9 @@ not their luck.
 **The search**: a scrambled Sobol' design of ``initial`` points (:mod:`scipy.stats.qmc`), its points run together as
 one sweep, then a bounded Nelder-Mead search (:func:`scipy.optimize.minimize`) from the best of them, each of its
 points a sweep of the replications; with ``starts`` > 1, one such search from each of the ``starts`` best initial
-points, so that a search stuck in a poorer local minimum (or on a ridge) is not the last word. The estimate is the
+points, so that a search stuck in a poorer local minimum (or on a ridge) is not the last word. A ``start`` (a value
+of every parameter: a prior guess, a published estimate) is evaluated before the design and competes with its points
+for the local searches, so a good guess is searched from whatever the design finds. The estimate is the
 best point evaluated. Nothing guarantees the global minimum: more initial points and starts make missing it less
 likely, and ``evaluations.csv`` shows where each search went.
 
@@ -169,6 +173,7 @@ class Search(_FileSpec):
     local: Annotated[int, Strict(), Field(ge=0, le=10_000)] = 40
     step: Annotated[float, Field(gt=0.0, le=0.25)] = 0.05
     starts: Annotated[int, Strict(), Field(ge=1, le=64)] = 1
+    start: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
 
 
 class Uncertainty(_FileSpec):
@@ -271,6 +276,20 @@ def _problems(data: dict, scenario: LoyaltyScenario | None) -> list[str]:
     if counts and all(isinstance(c, int) for c in counts) and counts[0] > counts[1]:
         problems.append(f"search.starts: {counts[0]} local searches need as many initial points; initial is "
                         f"{counts[1]}")
+    start = search.get("start") if isinstance(search, dict) else None
+    if isinstance(start, dict):
+        bounded = {p.get("name"): p.get("bounds") for p in params}
+        missing = [n for n in bounded if isinstance(n, str) and n not in start]
+        if missing:
+            problems.append(f"search.start: give a value of every parameter; missing {', '.join(missing)}")
+        for key, value in start.items():
+            bounds = bounded.get(key)
+            if key not in bounded:
+                problems.append(f"search.start.{key}: not a parameter; the parameters are "
+                                f"{', '.join(str(n) for n in bounded)}")
+            elif (isinstance(value, int | float) and isinstance(bounds, list) and len(bounds) == 2
+                  and not bounds[0] <= value <= bounds[1]):
+                problems.append(f"search.start.{key}: {value} lies outside its bounds {bounds}")
     if not moments and not isinstance(data.get("transactions"), dict):
         problems.append("targets: give [[moments]] or [transactions] (or both): there is nothing to fit to")
     t = data.get("transactions")
@@ -576,7 +595,11 @@ def calibrate(cal: Calibration, out_root: Path | str, db_url: str, *, workers: i
     search = cal.spec.search
     boot = None
     try:
-        best = points.search(ev, len(cal.factors), search.seed, search.initial, search.local, search.starts)
+        given = None
+        if search.start is not None:
+            given = np.array([(search.start[f.name] - f.bounds[0]) / (f.bounds[1] - f.bounds[0])
+                              for f in cal.factors])
+        best = points.search(ev, len(cal.factors), search.seed, search.initial, search.local, search.starts, given)
         jacobian, covariance, identified = _uncertainty(cal, ev, best)
         new, reused = ev.new_runs, ev.reused_runs
         if cal.spec.uncertainty.method == "bootstrap":

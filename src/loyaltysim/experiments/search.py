@@ -61,7 +61,7 @@ class Evaluation:
     """One evaluated point: its place in the search, its values, the replications' outputs and its score."""
 
     index: int
-    stage: str  # e.g. "initial", "local", "jacobian"
+    stage: str  # e.g. "given", "initial", "local", "jacobian"
     unit: np.ndarray
     values: dict[str, float | int]
     outputs: pd.DataFrame  # one row per replication, one column per output
@@ -162,7 +162,7 @@ class Evaluator:
         """The score at one point (Nelder-Mead's objective)."""
         return self.run(np.asarray(u)[None, :], "local")[0].score
 
-    def best(self, stages: tuple[str, ...] = ("initial", "local")) -> Evaluation:
+    def best(self, stages: tuple[str, ...] = ("given", "initial", "local")) -> Evaluation:
         """The best point evaluated in those stages."""
         return min((e for e in self.evaluations if e.stage in stages), key=lambda e: e.score)
 
@@ -208,13 +208,16 @@ def local_search(ev: Evaluator, unit: np.ndarray, budget: int, step: np.ndarray 
                       options={"maxfev": budget, "initial_simplex": np.array(simplex), "xatol": 1e-3, "fatol": 1e-3})
 
 
-def search(ev: Evaluator, dimensions: int, seed: int, initial: int, local: int, starts: int = 1) -> Evaluation:
+def search(ev: Evaluator, dimensions: int, seed: int, initial: int, local: int, starts: int = 1,
+           given: np.ndarray | None = None) -> Evaluation:
     """The Sobol' design, then a local search of at most ``local`` evaluations from each of its ``starts`` best
-    points; returns the best point evaluated."""
+    points; returns the best point evaluated. ``given`` (a point of the unit cube, e.g. a published estimate) is
+    evaluated first (stage "given") and competes with the design's points as a start."""
     from scipy.stats import qmc
 
     engine = qmc.Sobol(d=dimensions, scramble=True, rng=np.random.default_rng(seed))
-    first = ev.run(engine.random(initial), "initial")
+    first = ev.run(np.atleast_2d(given), "given") if given is not None else []
+    first = first + ev.run(engine.random(initial), "initial")
     for n, start in enumerate(sorted(first, key=lambda e: e.score)[:starts]):
         ev.start = n
         if local > 0:

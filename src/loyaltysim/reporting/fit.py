@@ -146,11 +146,12 @@ def markdown(fit: Fit, curve: pd.DataFrame | None, bench: bgnbd.Benchmark | None
     targets = fit.targets()
     searches = (f"{cal.spec.search.starts} Nelder-Mead searches from its best points" if cal.spec.search.starts > 1
                 else "a Nelder-Mead search")
+    given = "the targets' start, " if any(e.stage == "given" for e in fit.evaluations) else ""
     lines = [f"# Calibration {cal.name}", "",
              f"Scenario `{shown_path(cal.scenario_path)}` fitted to `{shown_path(cal.path)}` by the simulated "
              "method of moments: "
-             f"{len(fit.evaluations)} points evaluated ({sum(e.stage == 'initial' for e in fit.evaluations)} of a "
-             f"Sobol' design, {sum(e.stage == 'local' for e in fit.evaluations)} of {searches}, "
+             f"{len(fit.evaluations)} points evaluated ({given}{sum(e.stage == 'initial' for e in fit.evaluations)} "
+             f"of a Sobol' design, {sum(e.stage == 'local' for e in fit.evaluations)} of {searches}, "
              f"{sum(e.stage == 'jacobian' for e in fit.evaluations)} for the derivatives), each over "
              f"{cal.spec.replications} replication(s) on the same seeds (root seed {cal.spec.root_seed}); "
              f"{fit.new_runs} runs made, {fit.reused_runs} found stored. Distance at the estimate "
