@@ -158,8 +158,8 @@ class Firm(mesa.Agent):
         self.reaction_delay = spec.reaction.delay.steps(unit) if spec.reaction else 0
         lags = spec.reaction.lags if spec.reaction else None
         # imitation by Kano class (reaction.lags): each class's lag in steps, the classes never copied left out
-        self.class_lags = None if lags is None else {
-            KANO_CODES[c]: lag.steps(unit) for c, lag in lags.items() if lag != "never"}
+        self.class_lags = None if lags is None else {  # in the order must-be, one-dimensional, attractive
+            KANO_CODES[c]: lags[c].steps(unit) for c in KANO_CODES if lags[c] != "never"}
         self.reaction_memory = max([self.reaction_delay, *(self.class_lags or {}).values()])  # what it looks back at
         self.price_rise_step = NEVER
         self.breach_step = NEVER
