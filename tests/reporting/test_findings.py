@@ -70,10 +70,22 @@ def test_satisfied_defectors_and_churn_in_the_same_market(competitive):
     assert 0.075 <= _mean(competitive, "market.annual_churn") <= 0.375
 
 
-def test_hostages_with_high_switching_costs():
-    runs = [_run("competitive.toml", JS, 3000, s, market__customers__switching_cost=3.0) for s in SEEDS]
+def _held_hostage(runs: list[dict]) -> bool:
+    """Dissatisfied customers held like satisfied ones: retention at the lowest scores (the lower of 1 and 2) at
+    least 0.5 and within 0.1 of retention at 5 (the curve is flat)."""
     lowest = min(_mean(runs, f"market.retention_by_score_{s}") for s in (1, 2))
-    assert lowest >= 0.5
+    return lowest >= 0.5 and _mean(runs, "market.retention_by_score_5") - lowest <= 0.1
+
+
+def test_hostages_with_high_switching_costs_and_none_without():
+    """The check passes with high switching costs and fails with none (retention at the lowest scores stays above
+    0.5 without switching costs too, so the level alone could not tell them apart: the flatness does)."""
+    held = [_run("competitive.toml", JS, 3000, s, market__customers__switching_cost=3.0) for s in SEEDS]
+    free = [_run("competitive.toml", JS, 3000, s, market__customers__switching_cost=0.0,
+                 market__customers__relational_cost="0 per year", market__customers__manager_bond=0.0)
+            for s in SEEDS]
+    assert _held_hostage(held)
+    assert not _held_hostage(free)
 
 
 def test_without_attitudinal_loyalty_the_jump_at_five_disappears(competitive):
