@@ -115,13 +115,14 @@ def label_tables(tables: Mapping[str, pd.DataFrame], key: str,
         if extra.get("replication") is not None:
             labels["replication"] = int(extra["replication"])
         labels.update({f"{DESIGN_COLUMN_PREFIX}{factor}": str(label) for factor, label in extra["design"].items()})
+    dtypes = {c: pd.CategoricalDtype([v]) for c, v in labels.items() if isinstance(v, str)}  # checked once, here
     labelled = {}
     for name, frame in tables.items():
         clash = [c for c in labels if c in frame.columns]
         if clash:
             raise ValueError(f"table {name} already has the column(s) {clash} that label a stored run")
         n = len(frame)
-        columns = {c: (pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[v]) if isinstance(v, str)
+        columns = {c: (pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=dtypes[c]) if c in dtypes
                        else np.full(n, v, dtype=np.int64)) for c, v in labels.items()}
         labelled[name] = pd.concat([pd.DataFrame(columns, index=frame.index), frame], axis=1)
     return labelled, list(labels)
