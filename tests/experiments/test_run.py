@@ -331,11 +331,11 @@ def test_failure_while_writing_tables_leaves_no_partial_run_dir(tmp_path, monkey
     real = storage._write_table
     written = []
 
-    def flaky(frame, path):
+    def flaky(frame, path, labels=None):
         if written:  # the first table is written, then the disk "fills up"
             raise OSError(28, "No space left on device", str(path))
         written.append(path)
-        return real(frame, path)
+        return real(frame, path, labels)
 
     monkeypatch.setattr(storage, "_write_table", flaky)
     with pytest.raises(StorageError, match="No space left on device"):

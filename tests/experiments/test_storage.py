@@ -207,11 +207,11 @@ def test_os_error_while_writing_is_storage_error_and_keeps_old_run(tmp_path, mon
     write_run_dir(tmp_path, key, MANIFEST, _tables())
     calls = []
 
-    def failing_write(frame, path):
+    def failing_write(frame, path, labels=None):
         calls.append(path)
         if len(calls) == 2:
             raise OSError(28, "No space left on device", str(path))
-        return original(frame, path)
+        return original(frame, path, labels)
 
     original = storage._write_table
     monkeypatch.setattr(storage, "_write_table", failing_write)
@@ -464,3 +464,17 @@ def test_tables_are_written_as_pandas_writes_them(tmp_path):
         table.to_parquet(theirs, engine="pyarrow", index=False)
         assert ours.read_bytes() == theirs.read_bytes()
         assert digest == storage.file_sha256(ours)
+        # with labels: the file of the labelled frame, its text labels categoricals of one category
+        labels = {"run_key": f"key{i}", "replication": i, "design_x": str(i / 7)}
+        table = table.drop(columns=["run_key", "replication"])
+        digest = storage._write_table(table, ours, labels)
+        n = len(table)
+        by_hand = pd.concat([pd.DataFrame({
+            "run_key": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[f"key{i}"]),
+            "replication": np.full(n, i, dtype=np.int64),
+            "design_x": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[str(i / 7)])}), table],
+            axis=1)
+        by_hand.to_parquet(theirs, engine="pyarrow", index=False)
+        assert ours.read_bytes() == theirs.read_bytes()
+        assert digest == storage.file_sha256(ours)
+        pd.testing.assert_frame_equal(storage.labelled(table, labels), by_hand)

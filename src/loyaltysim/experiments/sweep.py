@@ -168,7 +168,7 @@ def run_task(task: Task) -> dict[str, Any]:
     other code than the coordinator that planned the task (another source, package or numeric library version: the
     run key would not name what it computes), or that does not see the output root, refuses the run.
     """
-    from loyaltysim.experiments.run import build_manifest, label_tables, simulate, with_outcomes
+    from loyaltysim.experiments.run import build_manifest, run_labels, simulate, with_outcomes
     from loyaltysim.experiments.storage import write_run_dir
     from loyaltysim.scenario import scenario_from_dict
 
@@ -185,10 +185,10 @@ def run_task(task: Task) -> dict[str, Any]:
         result = simulate(scenario, seed=task.seed, spawn_key=task.spawn_key)
         summary = with_outcomes(result, task.outcomes, task.extra())
         fields = {**task.extra(), "outcomes": summary.get("outcomes", {})}
-        tables, label_columns = label_tables(result.tables, task.key, task.extra())
+        labels = run_labels(task.key, task.extra())
         manifest = build_manifest(task.key, effective, result, task.code, started, summary,
-                                  {**fields, "label_columns": label_columns})
-        write_run_dir(Path(task.out_root), task.key, manifest, tables)
+                                  {**fields, "label_columns": list(labels)})
+        write_run_dir(Path(task.out_root), task.key, manifest, result.tables, labels)
     except Exception as err:
         text = f"{type(err).__name__}: {err}".strip()
         return {**base, "status": "failed", "error": f"{text}\n\n{traceback.format_exc()}",
