@@ -382,9 +382,15 @@ def _column_values(frame: pd.DataFrame) -> list:
     return [get(i) for i in range(frame.shape[1])]
 
 
+@functools.lru_cache(maxsize=64)
+def _one_category(value: str) -> pd.CategoricalDtype:
+    """The type of a text label's column (checked once for a run's tables, not once a table)."""
+    return pd.CategoricalDtype([value])
+
+
 def _label_values(n: int, labels: dict[str, str | int]) -> list:
     """The arrays of the label columns of a table of ``n`` rows (as :func:`labelled` makes them)."""
-    return [pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=pd.CategoricalDtype([v]))
+    return [pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=_one_category(v))
             if isinstance(v, str) else np.full(n, v, dtype=np.int64) for v in labels.values()]
 
 
