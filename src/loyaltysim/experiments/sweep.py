@@ -107,11 +107,16 @@ class Task:
     design: dict[str, str]
     design_index: int
     replication: int
+    scenario_name: str | None = None  # the effective scenario's name, as the registry records it (planned once)
 
     @property
     def scenario(self) -> dict[str, Any]:
         """The effective scenario (canonical form; a new dict at each call)."""
         return json.loads(zlib.decompress(self.packed_scenario))
+
+    def name(self) -> str:
+        """The scenario's name, as the registry records it."""
+        return self.scenario_name if self.scenario_name is not None else str(self.scenario.get("name"))
 
     def extra(self) -> dict[str, Any]:
         """Fields added to the run's summary and manifest."""
@@ -131,12 +136,13 @@ def plan(experiment: Experiment, out_root: Path | str, code: CodeIdentity | None
     out = str(Path(out_root).resolve())
     outcomes = tuple(experiment.outcomes)
     replications = range(experiment.replications)
-    keys = []  # per design point, its runs' keys by replication
+    keys, names = [], []  # per design point, its runs' keys by replication, and its scenario's name
     for point in experiment.design:
         text = point.canonical
         keys.append([run_key_of_canonical(text, experiment.root_seed, (r,), code) for r in replications])
+        names.append(str(json.loads(text).get("name")))
     return [Task(keys[i][r], point.packed, experiment.root_seed, (r,), code, out, outcomes, experiment.name,
-                 point.labels, point.index, r)
+                 point.labels, point.index, r, names[i])
             for r in replications for i, point in enumerate(experiment.design)]
 
 
@@ -475,7 +481,7 @@ STOP_POLL_S = 0.2  # how often the sweep's loop looks for a stop request while i
 def _row(task: Task, status: str = "running") -> RunRecord:
     """The registry row of a task, before its outcome is known."""
     code = task.code
-    return RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=str(task.scenario.get("name")),
+    return RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=task.name(),
                      seed_entropy=str(task.seed), spawn_key=json.dumps(list(task.spawn_key)), version=code.version,
                      commit=code.commit, dirty=code.dirty, status=status,
                      run_dir=str(run_dir_for(Path(task.out_root), task.key)),
@@ -490,7 +496,7 @@ def _record(registry: Registry, task: Task, outcome: dict[str, Any], owner: Owne
     code = task.code
     status = outcome["status"]
     summary = outcome.get("summary") if status == "done" else task.extra()
-    row = RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=str(task.scenario.get("name")),
+    row = RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=task.name(),
                     seed_entropy=str(task.seed), spawn_key=json.dumps(list(task.spawn_key)), version=code.version,
                     commit=code.commit, dirty=code.dirty, status=status, error=outcome.get("error"),
                     started_at=when("started_at") or datetime.now(UTC), finished_at=when("finished_at"),
