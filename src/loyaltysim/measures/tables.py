@@ -11,7 +11,7 @@ import pandas as pd
 
 from loyaltysim.model import classifications
 from loyaltysim.model.agents import Firm
-from loyaltysim.model.logs import int8_missing_at
+from loyaltysim.model.logs import categorical, int8_missing_at
 from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import VALUE_TIERS
 
@@ -57,8 +57,8 @@ def customers_table(model: LoyaltyMarket) -> pd.DataFrame:
     last_score = np.where(st.last_score > 0, st.last_score, 0)
     frame = pd.DataFrame({
         "customer": np.arange(n, dtype=np.int32),
-        "segment": pd.Categorical.from_codes(st.segment.astype(int), categories=model.segment_names),
-        "value_tier": pd.Categorical.from_codes(st.value_tier.astype(int), categories=list(VALUE_TIERS)),
+        "segment": categorical(st.segment.astype(int), model.segment_names),
+        "value_tier": categorical(st.value_tier.astype(int), VALUE_TIERS),
         "active": st.active.copy(),
         "firm_after_warmup": names[model.firm_after_warmup],
         "firm": names[st.current],
@@ -66,7 +66,7 @@ def customers_table(model: LoyaltyMarket) -> pd.DataFrame:
         "satisfaction": np.where(has, st.satisfaction[np.arange(n), np.where(has, st.current, 0)], np.nan),
         "attitude": st.attitude.copy(),
         "last_score": int8_missing_at(last_score, last_score == 0),
-        **{kind: pd.Categorical.from_codes(model.classify_codes(kind).astype(int), categories=list(labels))
+        **{kind: categorical(model.classify_codes(kind).astype(int), labels)
            for kind, labels in classifications.NAMES.items()},
     })
     return frame

@@ -17,7 +17,7 @@ import pandas as pd
 from loyaltysim.model import classifications, rules
 from loyaltysim.model.agents import Firm
 from loyaltysim.model.arrays import flat_index, pick, select
-from loyaltysim.model.logs import concat, int8_missing_at
+from loyaltysim.model.logs import categorical, concat, int8_missing_at
 from loyaltysim.model.mechanisms.surveys import Surveys
 from loyaltysim.model.state import ATTRACTIVE, CAUSE_NAMES, MUST_BE, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState
 
@@ -170,7 +170,7 @@ class Accounts:
             "customer": dep["customer"].astype(np.int32),
             "firm": firm_names[dep["firm"].astype(int)],
             "destination": firm_names[dep["destination"].astype(int)],
-            "cause": pd.Categorical.from_codes(dep["cause"].astype(int), categories=CAUSE_NAMES),
+            "cause": categorical(dep["cause"].astype(int), CAUSE_NAMES),
             "last_score": int8_missing_at(last_score, last_score == 0),
             "score_about_left": int8_missing_at(dep["score_about_left"], dep["score_about_left"] == 0),
             "tenure": dep["tenure"].astype(np.int32),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -19,3 +22,14 @@ def int8_missing_at(values: np.ndarray, missing: np.ndarray) -> pd.api.extension
     array = pd.array(values, dtype="Int8")
     array[np.asarray(missing, dtype=bool)] = pd.NA
     return array
+
+
+@functools.lru_cache(maxsize=256)
+def _category_type(categories: tuple[str, ...]) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(list(categories))
+
+
+def categorical(codes: np.ndarray, categories: Sequence[str]) -> pd.Categorical:
+    """``pd.Categorical.from_codes(codes, categories=categories)``, its type (whose categories pandas checks) made
+    once for each list of categories, not once a column."""
+    return pd.Categorical.from_codes(codes, dtype=_category_type(tuple(categories)))
