@@ -6,11 +6,11 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
 from loyaltysim.experiments import run as run_module
+from loyaltysim.experiments import storage
 from loyaltysim.experiments.run import execute_run, simulate
 from loyaltysim.experiments.storage import Registry, StorageError, read_run_dir, run_dir_for, run_dir_problem
 from loyaltysim.measures.tables import TABLES, tabulate
@@ -328,16 +328,16 @@ def test_failed_simulation_leaves_no_run_dir_and_a_failed_row(tmp_path, monkeypa
 def test_failure_while_writing_tables_leaves_no_partial_run_dir(tmp_path, monkeypatch, make_scenario):
     s = tiny(make_scenario)
     db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    real = pd.DataFrame.to_parquet
+    real = storage._write_table
     written = []
 
-    def flaky(self, path, *args, **kwargs):
-        if written:  # the manifest and the first table are written, then the disk "fills up"
+    def flaky(frame, path, labels=None):
+        if written:  # the first table is written, then the disk "fills up"
             raise OSError(28, "No space left on device", str(path))
         written.append(path)
-        return real(self, path, *args, **kwargs)
+        return real(frame, path, labels)
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", flaky)
+    monkeypatch.setattr(storage, "_write_table", flaky)
     with pytest.raises(StorageError, match="No space left on device"):
         execute_run(s, seed=1, out_root=tmp_path, db_url=db)
     assert written and _leftovers(tmp_path) == []

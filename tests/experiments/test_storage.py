@@ -207,14 +207,14 @@ def test_os_error_while_writing_is_storage_error_and_keeps_old_run(tmp_path, mon
     write_run_dir(tmp_path, key, MANIFEST, _tables())
     calls = []
 
-    def failing_to_parquet(self, path, *args, **kwargs):
+    def failing_write(frame, path, labels=None):
         calls.append(path)
         if len(calls) == 2:
             raise OSError(28, "No space left on device", str(path))
-        return original(self, path, *args, **kwargs)
+        return original(frame, path, labels)
 
-    original = pd.DataFrame.to_parquet
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", failing_to_parquet)
+    original = storage._write_table
+    monkeypatch.setattr(storage, "_write_table", failing_write)
     with pytest.raises(StorageError, match=r"cannot write run directory .*No space left on device"):
         write_run_dir(tmp_path, key, {"v": 2}, _tables())
     monkeypatch.undo()
@@ -433,3 +433,48 @@ def test_network_file_systems_are_told_by_proc_mounts(tmp_path, monkeypatch):
     assert storage._on_network_fs(tmp_path / "shared" / "out" / "registry.sqlite")
     assert not storage._on_network_fs(tmp_path / "sharedother" / "registry.sqlite")
     assert not storage._on_network_fs(tmp_path / "registry.sqlite")
+
+
+def test_tables_are_written_as_pandas_writes_them(tmp_path):
+    """A run's tables are written byte for byte as ``DataFrame.to_parquet`` writes them, whichever path they take
+    (small tables skip pandas' conversion, reusing the schema checked on the first table of their layout), and
+    the SHA-256 returned is the file's."""
+    import numpy as np
+
+    def frame(n, seed, categories):
+        rng = np.random.default_rng(seed)
+        return pd.DataFrame({
+            "run_key": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[f"k{seed}"]),
+            "replication": np.full(n, seed, dtype=np.int64),
+            "step": np.arange(n, dtype=np.int32),
+            "x": rng.normal(size=n), "flag": rng.random(n) > 0.5,
+            "score": pd.array([None if i % 3 == 0 else i % 5 for i in range(n)], dtype="Int8"),
+            "firm": pd.Series([None if i % 4 == 0 else f"f{i % 3}" for i in range(n)], dtype="str"),
+            "cause": pd.Categorical.from_codes(np.arange(n) % len(categories), categories=categories),
+            "nan": np.where(np.arange(n) % 2 == 0, np.nan, 1.0),
+            "other": np.array([None] * n, dtype=object),
+        })
+
+    tables = [frame(n, seed, cats) for n, seed, cats in [
+        (0, 1, ["a"]), (3, 2, ["a", "b"]), (7, 3, ["a", "b"]), (5, 4, ["c", "d", "e"]), (5000, 5, ["a", "b"])]]
+    tables.append(tables[2].assign(x=tables[2]["x"].astype("float32")))
+    for i, table in enumerate(tables * 2):
+        ours, theirs = tmp_path / f"ours{i}.parquet", tmp_path / f"theirs{i}.parquet"
+        digest = storage._write_table(table, ours)
+        table.to_parquet(theirs, engine="pyarrow", index=False)
+        assert ours.read_bytes() == theirs.read_bytes()
+        assert digest == storage.file_sha256(ours)
+        # with labels: the file of the labelled frame, its text labels categoricals of one category
+        labels = {"run_key": f"key{i}", "replication": i, "design_x": str(i / 7)}
+        table = table.drop(columns=["run_key", "replication"])
+        digest = storage._write_table(table, ours, labels)
+        n = len(table)
+        by_hand = pd.concat([pd.DataFrame({
+            "run_key": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[f"key{i}"]),
+            "replication": np.full(n, i, dtype=np.int64),
+            "design_x": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[str(i / 7)])}), table],
+            axis=1)
+        by_hand.to_parquet(theirs, engine="pyarrow", index=False)
+        assert ours.read_bytes() == theirs.read_bytes()
+        assert digest == storage.file_sha256(ours)
+        pd.testing.assert_frame_equal(storage.labelled(table, labels), by_hand)

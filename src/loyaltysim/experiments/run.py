@@ -27,6 +27,7 @@ from loyaltysim.experiments.storage import (
     RunRecord,
     StorageError,
     code_identity,
+    labelled,
     open_results,
     read_run_dir,
     record_run_dir,
@@ -103,28 +104,31 @@ def with_outcomes(result: RunResult, names: Sequence[str] = (), extra: Mapping[s
 DESIGN_COLUMN_PREFIX = "design_"  # a factor's column in the stored tables: design_<factor>, beside the model's own
 
 
-def label_tables(tables: Mapping[str, pd.DataFrame], key: str,
-                 extra: Mapping[str, Any] | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """The run's tables as stored, and the names of the columns added to them: each table starts with the run's
-    key (``run_key``) and, for a run of an experiment, its replication and its design point's label of each factor
-    (``design_<factor>``, text; the values of a sampled design, as text), so that the tables of a whole sweep read
-    in one line (DuckDB: ``SELECT * FROM 'results/runs/*/firms.parquet'``) carry what tells their runs apart. The
-    text columns are categorical (one dictionary entry per file). :func:`read_run_dir` drops them again."""
+def run_labels(key: str, extra: Mapping[str, Any] | None = None) -> dict[str, str | int]:
+    """The columns that label a stored run's tables, with their values: the run's key (``run_key``) and, for a run
+    of an experiment, its replication and its design point's label of each factor (``design_<factor>``, text; the
+    values of a sampled design, as text)."""
     labels: dict[str, Any] = {"run_key": key}
     if extra and isinstance(extra.get("design"), Mapping):
         if extra.get("replication") is not None:
             labels["replication"] = int(extra["replication"])
         labels.update({f"{DESIGN_COLUMN_PREFIX}{factor}": str(label) for factor, label in extra["design"].items()})
-    labelled = {}
+    return labels
+
+
+def label_tables(tables: Mapping[str, pd.DataFrame], key: str,
+                 extra: Mapping[str, Any] | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """The run's tables as stored, and the names of the columns added to them: each table starts with the run's
+    labels (:func:`run_labels`), so that the tables of a whole sweep read in one line (DuckDB:
+    ``SELECT * FROM 'results/runs/*/firms.parquet'``) carry what tells their runs apart. The text columns are
+    categorical (one dictionary entry per file). :func:`read_run_dir` drops them again. (A run is written with
+    ``write_run_dir(..., labels=run_labels(key, extra))``, which writes these tables without making them.)"""
+    labels = run_labels(key, extra)
     for name, frame in tables.items():
         clash = [c for c in labels if c in frame.columns]
         if clash:
             raise ValueError(f"table {name} already has the column(s) {clash} that label a stored run")
-        n = len(frame)
-        columns = {c: (pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[v]) if isinstance(v, str)
-                       else np.full(n, v, dtype=np.int64)) for c, v in labels.items()}
-        labelled[name] = pd.concat([pd.DataFrame(columns, index=frame.index), frame], axis=1)
-    return labelled, list(labels)
+    return {name: labelled(frame, labels) for name, frame in tables.items()}, list(labels)
 
 
 def build_manifest(key: str, effective: dict, result: RunResult, code: CodeIdentity, started: datetime,
@@ -193,10 +197,10 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
                 result = simulate(scenario, seed=seed, spawn_key=spawn_key, on_step=on_step)
                 summary = with_outcomes(result, outcomes, extra)
                 fields = {**(extra or {}), **({"outcomes": summary["outcomes"]} if outcomes else {})}
-                tables, label_columns = label_tables(result.tables, key, extra)
+                labels = run_labels(key, extra)
                 manifest = build_manifest(key, effective, result, code, started, summary,
-                                          {**fields, "label_columns": label_columns})
-                write_run_dir(out_root, key, manifest, tables)
+                                          {**fields, "label_columns": list(labels)})
+                write_run_dir(out_root, key, manifest, result.tables, labels)
         except BaseException as err:
             record.status = "failed"
             record.error = f"{type(err).__name__}: {err}"

@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     CheckConstraint,
@@ -296,8 +297,12 @@ def run_dir_for(root: Path, key: str) -> Path:
     return Path(root) / "runs" / key[:16]
 
 
-def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.DataFrame]) -> Path:
+def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.DataFrame],
+                  labels: dict[str, str | int] | None = None) -> Path:
     """Write ``manifest.json`` and ``<name>.parquet`` per table into the run directory, atomically.
+
+    ``labels`` are columns put first in every table file, each with one value in every row (see
+    :func:`labelled`): the file of a table is then the file of ``labelled(table, labels)``.
 
     Everything goes into a sibling temp directory that is renamed onto the final name only when complete;
     on any error it is removed.  An existing directory for the same key is replaced: runs are
@@ -306,13 +311,16 @@ def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.Dat
     bad = [name for name in tables if not _TABLE_NAME.fullmatch(name) or name == "manifest"]
     if bad:
         raise ValueError(f"invalid table names {bad}: use letters, digits, '_', '.', '-' (not 'manifest')")
+    labels = dict(labels or {})
+    for name, frame in tables.items():
+        clash = [c for c in labels if c in frame.columns]
+        if clash:
+            raise ValueError(f"table {name} already has the column(s) {clash} that label a stored run")
     final = run_dir_for(check_writable(root), key)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}.{host_tag()}")
     try:
         tmp.mkdir()
-        for name, frame in tables.items():
-            frame.to_parquet(tmp / f"{name}.parquet", engine="pyarrow", index=False)
-        digests = {name: file_sha256(tmp / f"{name}.parquet") for name in tables}
+        digests = {name: _write_table(frame, tmp / f"{name}.parquet", labels) for name, frame in tables.items()}
         text = json.dumps({**manifest, "table_sha256": digests}, indent=2, sort_keys=True) + "\n"
         (tmp / "manifest.json").write_text(text, encoding="utf-8")
         _move_into_place(tmp, final)
@@ -321,6 +329,108 @@ def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.Dat
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op after a successful rename
     return final
+
+
+SMALL_TABLE_CELLS = 100  # rows per column up to which a table is converted and written by the small tables' path
+
+
+def labelled(frame: pd.DataFrame, labels: dict[str, str | int]) -> pd.DataFrame:
+    """``frame`` with the ``labels`` columns first, each with its one value in every row: text as a categorical of
+    that one category (one dictionary entry per file), an integer as int64."""
+    if not labels:
+        return frame
+    n = len(frame)
+    columns = {c: (pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=pd.CategoricalDtype([v]))
+                   if isinstance(v, str) else np.full(n, v, dtype=np.int64)) for c, v in labels.items()}
+    return pd.concat([pd.DataFrame(columns, index=frame.index), frame], axis=1)
+
+
+def _write_table(frame: pd.DataFrame, path: Path, labels: dict[str, str | int] | None = None) -> str:
+    """Write ``labelled(frame, labels)`` as its ``to_parquet(path, engine="pyarrow", index=False)`` does, byte for
+    byte, and return the file's SHA-256.
+
+    A small table (the tables of a short run: a few rows a column) is converted by :func:`_small_arrow_table`,
+    written into memory, hashed there and then written to its file, which saves most of pandas' and pyarrow's fixed
+    cost a table and the reading back of the file to hash it; a large one goes through pandas and is hashed from its
+    file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    labels = labels or {}
+    small = len(frame) <= SMALL_TABLE_CELLS * (len(frame.columns) + len(labels))
+    table = _small_arrow_table(frame, labels) if small else None
+    if table is None:
+        labelled(frame, labels).to_parquet(path, engine="pyarrow", index=False)
+        return file_sha256(path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="snappy")
+    data = sink.getvalue()
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+_SCHEMAS: dict[tuple, Any] = {}  # by a table's layout: its Arrow schema with pandas' metadata, or None
+
+
+def _column_values(frame: pd.DataFrame) -> list:
+    """The arrays of a frame's columns (numpy arrays, pandas' extension arrays), without making a Series of each."""
+    get = getattr(frame, "_get_column_array", None)  # pandas' own, far cheaper than a Series a column
+    if get is None:
+        return [column.array if not isinstance(column.dtype, np.dtype) else column.to_numpy()
+                for _, column in frame.items()]
+    return [get(i) for i in range(frame.shape[1])]
+
+
+@functools.lru_cache(maxsize=64)
+def _one_category(value: str) -> pd.CategoricalDtype:
+    """The type of a text label's column (checked once for a run's tables, not once a table)."""
+    return pd.CategoricalDtype([value])
+
+
+def _label_values(n: int, labels: dict[str, str | int]) -> list:
+    """The arrays of the label columns of a table of ``n`` rows (as :func:`labelled` makes them)."""
+    return [pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=_one_category(v))
+            if isinstance(v, str) else np.full(n, v, dtype=np.int64) for v in labels.values()]
+
+
+def _layout(names: list[str], values: list, arrays: list) -> tuple:
+    """What the schema ``pyarrow.Table.from_pandas`` gives a table depends on: its columns' names, pandas types
+    (a categorical's by its number of categories, whether they are ordered and their type, not by the categories
+    themselves) and Arrow types."""
+    kinds = []
+    for name, value, array in zip(names, values, arrays, strict=True):
+        dtype = value.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            dtype = ("category", len(dtype.categories), dtype.ordered, str(dtype.categories.dtype))
+        kinds.append((name, dtype, array.type))
+    return tuple(kinds)
+
+
+def _small_arrow_table(frame: pd.DataFrame, labels: dict[str, str | int]) -> Any:
+    """``pyarrow.Table.from_pandas(labelled(frame, labels), preserve_index=False)``, as pandas' ``to_parquet``
+    makes it, without its fixed cost a column: each column's values are converted as ``from_pandas`` converts them
+    (``pyarrow.array(values, from_pandas=True)``) and the table takes the schema (with pandas' metadata) that
+    ``from_pandas`` gave the first table of the same layout in this process, after checking that the two tables are
+    equal, metadata included (a layout where they are not is converted by pandas from then on). None for a table
+    this path does not take (column names that are not text, ``attrs``): it is then written through pandas."""
+    import pyarrow as pa
+
+    names = [*labels, *frame.columns.tolist()]
+    if frame.attrs or not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
+        return None
+    values = _label_values(len(frame), labels) + _column_values(frame)
+    arrays = [pa.array(v, from_pandas=True) for v in values]
+    layout = _layout(names, values, arrays)
+    schema = _SCHEMAS.get(layout, False)
+    if schema is False:
+        reference = pa.Table.from_pandas(labelled(frame, labels), preserve_index=False)
+        try:
+            same = pa.Table.from_arrays(arrays, schema=reference.schema).equals(reference, check_metadata=True)
+        except (pa.ArrowException, ValueError, TypeError):
+            same = False
+        schema = _SCHEMAS[layout] = reference.schema if same else None
+    return None if schema is None else pa.Table.from_arrays(arrays, schema=schema)
 
 
 @functools.cache

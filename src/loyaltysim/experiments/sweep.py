@@ -107,11 +107,16 @@ class Task:
     design: dict[str, str]
     design_index: int
     replication: int
+    scenario_name: str | None = None  # the effective scenario's name, as the registry records it (planned once)
 
     @property
     def scenario(self) -> dict[str, Any]:
         """The effective scenario (canonical form; a new dict at each call)."""
         return json.loads(zlib.decompress(self.packed_scenario))
+
+    def name(self) -> str:
+        """The scenario's name, as the registry records it."""
+        return self.scenario_name if self.scenario_name is not None else str(self.scenario.get("name"))
 
     def extra(self) -> dict[str, Any]:
         """Fields added to the run's summary and manifest."""
@@ -131,12 +136,13 @@ def plan(experiment: Experiment, out_root: Path | str, code: CodeIdentity | None
     out = str(Path(out_root).resolve())
     outcomes = tuple(experiment.outcomes)
     replications = range(experiment.replications)
-    keys = []  # per design point, its runs' keys by replication
+    keys, names = [], []  # per design point, its runs' keys by replication, and its scenario's name
     for point in experiment.design:
         text = point.canonical
         keys.append([run_key_of_canonical(text, experiment.root_seed, (r,), code) for r in replications])
+        names.append(str(json.loads(text).get("name")))
     return [Task(keys[i][r], point.packed, experiment.root_seed, (r,), code, out, outcomes, experiment.name,
-                 point.labels, point.index, r)
+                 point.labels, point.index, r, names[i])
             for r in replications for i, point in enumerate(experiment.design)]
 
 
@@ -168,7 +174,7 @@ def run_task(task: Task) -> dict[str, Any]:
     other code than the coordinator that planned the task (another source, package or numeric library version: the
     run key would not name what it computes), or that does not see the output root, refuses the run.
     """
-    from loyaltysim.experiments.run import build_manifest, label_tables, simulate, with_outcomes
+    from loyaltysim.experiments.run import build_manifest, run_labels, simulate, with_outcomes
     from loyaltysim.experiments.storage import write_run_dir
     from loyaltysim.scenario import scenario_from_dict
 
@@ -185,10 +191,10 @@ def run_task(task: Task) -> dict[str, Any]:
         result = simulate(scenario, seed=task.seed, spawn_key=task.spawn_key)
         summary = with_outcomes(result, task.outcomes, task.extra())
         fields = {**task.extra(), "outcomes": summary.get("outcomes", {})}
-        tables, label_columns = label_tables(result.tables, task.key, task.extra())
+        labels = run_labels(task.key, task.extra())
         manifest = build_manifest(task.key, effective, result, task.code, started, summary,
-                                  {**fields, "label_columns": label_columns})
-        write_run_dir(Path(task.out_root), task.key, manifest, tables)
+                                  {**fields, "label_columns": list(labels)})
+        write_run_dir(Path(task.out_root), task.key, manifest, result.tables, labels)
     except Exception as err:
         text = f"{type(err).__name__}: {err}".strip()
         return {**base, "status": "failed", "error": f"{text}\n\n{traceback.format_exc()}",
@@ -475,7 +481,7 @@ STOP_POLL_S = 0.2  # how often the sweep's loop looks for a stop request while i
 def _row(task: Task, status: str = "running") -> RunRecord:
     """The registry row of a task, before its outcome is known."""
     code = task.code
-    return RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=str(task.scenario.get("name")),
+    return RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=task.name(),
                      seed_entropy=str(task.seed), spawn_key=json.dumps(list(task.spawn_key)), version=code.version,
                      commit=code.commit, dirty=code.dirty, status=status,
                      run_dir=str(run_dir_for(Path(task.out_root), task.key)),
@@ -490,7 +496,7 @@ def _record(registry: Registry, task: Task, outcome: dict[str, Any], owner: Owne
     code = task.code
     status = outcome["status"]
     summary = outcome.get("summary") if status == "done" else task.extra()
-    row = RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=str(task.scenario.get("name")),
+    row = RunRecord(key=task.key, experiment_name=task.experiment, scenario_name=task.name(),
                     seed_entropy=str(task.seed), spawn_key=json.dumps(list(task.spawn_key)), version=code.version,
                     commit=code.commit, dirty=code.dirty, status=status, error=outcome.get("error"),
                     started_at=when("started_at") or datetime.now(UTC), finished_at=when("finished_at"),

@@ -11,6 +11,7 @@ import pandas as pd
 
 from loyaltysim.model import classifications
 from loyaltysim.model.agents import Firm
+from loyaltysim.model.logs import categorical, int8_missing_at
 from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import VALUE_TIERS
 
@@ -22,10 +23,12 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
     """The run's tables: firm and market time series, the defection log, survey answers, the customers, and the
     logs of campaigns, programmes, categories and the panel when there are any."""
     names = {f.unique_id: f.name for f in model.firms}
-    firms = model.datacollector.get_agenttype_vars_dataframe(Firm).reset_index()
-    firms = firms.rename(columns={"Step": "step"})
-    firms["step"] = firms["step"].astype(np.int32)
-    firms.insert(1, "firm", firms.pop("AgentID").map(names))
+    recorded = model.datacollector.get_agenttype_vars_dataframe(Firm)  # indexed by (Step, AgentID)
+    index = recorded.index
+    firms = pd.concat([pd.DataFrame({
+        "step": index.get_level_values("Step").to_numpy().astype(np.int32),
+        "firm": pd.Series(index.get_level_values("AgentID").to_numpy()).map(names),
+    }), recorded.reset_index(drop=True)], axis=1)
     market = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
     market.insert(0, "step", np.arange(1, len(market) + 1, dtype=np.int32))
     firm_names = np.array([*model.firm_names, None], dtype=object)  # index -1 (no firm) maps to None
@@ -51,19 +54,19 @@ def customers_table(model: LoyaltyMarket) -> pd.DataFrame:
     n = len(st)
     has = st.current >= 0
     names = np.array([*model.firm_names, None], dtype=object)
+    last_score = np.where(st.last_score > 0, st.last_score, 0)
     frame = pd.DataFrame({
         "customer": np.arange(n, dtype=np.int32),
-        "segment": pd.Categorical.from_codes(st.segment.astype(int), categories=model.segment_names),
-        "value_tier": pd.Categorical.from_codes(st.value_tier.astype(int), categories=list(VALUE_TIERS)),
+        "segment": categorical(st.segment.astype(int), model.segment_names),
+        "value_tier": categorical(st.value_tier.astype(int), VALUE_TIERS),
         "active": st.active.copy(),
         "firm_after_warmup": names[model.firm_after_warmup],
         "firm": names[st.current],
         "tenure": st.tenure.copy(),
         "satisfaction": np.where(has, st.satisfaction[np.arange(n), np.where(has, st.current, 0)], np.nan),
         "attitude": st.attitude.copy(),
-        "last_score": pd.array(np.where(st.last_score > 0, st.last_score, 0), dtype="Int8"),
+        "last_score": int8_missing_at(last_score, last_score == 0),
+        **{kind: categorical(model.classify_codes(kind).astype(int), labels)
+           for kind, labels in classifications.NAMES.items()},
     })
-    frame.loc[frame["last_score"] == 0, "last_score"] = pd.NA
-    for kind, labels in classifications.NAMES.items():
-        frame[kind] = pd.Categorical.from_codes(model.classify_codes(kind).astype(int), categories=list(labels))
     return frame

@@ -17,7 +17,7 @@ import pandas as pd
 from loyaltysim.model import classifications, rules
 from loyaltysim.model.agents import Firm
 from loyaltysim.model.arrays import flat_index, pick, select
-from loyaltysim.model.logs import concat
+from loyaltysim.model.logs import categorical, concat, int8_missing_at
 from loyaltysim.model.mechanisms.surveys import Surveys
 from loyaltysim.model.state import ATTRACTIVE, CAUSE_NAMES, MUST_BE, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState
 
@@ -164,22 +164,21 @@ class Accounts:
         (about whichever firm) and the last answer about the firm left, tenure, satisfaction with the firm left, and
         (contractual) the relationship's value and revenue."""
         dep = concat(self.departures, DEPARTURE_COLUMNS)
+        last_score = np.where(dep["last_score"] > 0, dep["last_score"], 0)
         defections = pd.DataFrame({
             "step": dep["step"].astype(np.int32),
             "customer": dep["customer"].astype(np.int32),
             "firm": firm_names[dep["firm"].astype(int)],
             "destination": firm_names[dep["destination"].astype(int)],
-            "cause": pd.Categorical.from_codes(dep["cause"].astype(int), categories=CAUSE_NAMES),
-            "last_score": pd.array(np.where(dep["last_score"] > 0, dep["last_score"], 0), dtype="Int8"),
-            "score_about_left": pd.array(dep["score_about_left"], dtype="Int8"),
+            "cause": categorical(dep["cause"].astype(int), CAUSE_NAMES),
+            "last_score": int8_missing_at(last_score, last_score == 0),
+            "score_about_left": int8_missing_at(dep["score_about_left"], dep["score_about_left"] == 0),
             "tenure": dep["tenure"].astype(np.int32),
             "satisfaction": dep["satisfaction"].astype(np.float64),
             "value": dep["value"].astype(np.float64),
             "revenue": dep["revenue"].astype(np.float64),
             "second_lifetime": dep["second_lifetime"].astype(bool),
         })
-        defections.loc[defections["last_score"] == 0, "last_score"] = pd.NA
-        defections.loc[defections["score_about_left"] == 0, "score_about_left"] = pd.NA
         return defections
 
 
