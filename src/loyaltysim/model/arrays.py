@@ -9,6 +9,9 @@ exactly the numbers of the plain numpy expressions they replace.
 * :func:`pick` is ``x[i, j]`` for a 2-D array and index arrays of the same length, as one gather on the flattened
   array (``np.take``), several times faster than numpy's two-array fancy indexing; :func:`place` writes the same
   elements (``np.put``).
+
+A mask used by several selects can be given as a :class:`Mask`, which keeps its all-bits integer forms: each is
+worked out once instead of at every select.
 """
 
 from __future__ import annotations
@@ -19,12 +22,34 @@ _BITS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 SMALL = 64  # masks of at most this many elements go to np.where itself
 
 
-def select(mask: np.ndarray, a, b) -> np.ndarray:
+class Mask:
+    """A boolean mask for several :func:`select` calls: its all-bits integer forms (and their complements) are
+    worked out once per integer width, when first needed, and kept. The mask must not change while in use."""
+
+    __slots__ = ("_bits", "mask")
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = np.asarray(mask)
+        self._bits: dict = {}
+
+    def bits(self, bits: type, inverted: bool = False) -> np.ndarray:
+        """The mask as integers of type ``bits``: all bits set where True (where False if ``inverted``), else 0."""
+        key = (bits, inverted)
+        out = self._bits.get(key)
+        if out is None:
+            out = np.invert(self.bits(bits)) if inverted else _all_bits(self.mask, bits)
+            self._bits[key] = out
+        return out
+
+
+def select(mask: np.ndarray | Mask, a, b) -> np.ndarray:
     """``np.where(mask, a, b)`` for a boolean ``mask``: the same dtype, shape and bits, without branches.
 
     ``a`` and ``b`` are arrays or scalars broadcastable with ``mask``; the result's dtype is the one ``np.where``
-    gives them (``np.result_type``). Dtypes other than booleans, integers and floats go to ``np.where``."""
-    mask = np.asarray(mask)
+    gives them (``np.result_type``). Dtypes other than booleans, integers and floats go to ``np.where``. ``mask``
+    may be a :class:`Mask` (the same numbers, its integer forms reused)."""
+    kept = mask if isinstance(mask, Mask) else None
+    mask = kept.mask if kept is not None else np.asarray(mask)
     if mask.size <= SMALL:  # a few elements (a customer stepped alone): np.where costs less than the set-up below
         return np.where(mask, a, b)
     dtype = np.result_type(a, b)
@@ -35,13 +60,13 @@ def select(mask: np.ndarray, a, b) -> np.ndarray:
     b = np.asarray(b, dtype)
     a_bits, b_bits = a.view(bits), b.view(bits)
     if b.ndim == 0 and not b_bits:  # b is a zero (+0.0, 0, False): a where mask, zero bits elsewhere
-        return np.bitwise_and(a_bits, _all_bits(mask, bits)).view(dtype)
+        return np.bitwise_and(a_bits, _all_bits(mask, bits) if kept is None else kept.bits(bits)).view(dtype)
     if a.ndim == 0 and not a_bits:
-        return np.bitwise_and(b_bits, _all_bits(~mask, bits)).view(dtype)
+        return np.bitwise_and(b_bits, _all_bits(~mask, bits) if kept is None else kept.bits(bits, True)).view(dtype)
     out = np.bitwise_xor(a_bits, b_bits)  # a ^ b where mask, 0 elsewhere, then ^ b
     if out.shape != mask.shape and out.shape != np.broadcast_shapes(out.shape, mask.shape):
         out = np.broadcast_to(out, np.broadcast_shapes(out.shape, mask.shape)).copy()
-    out &= _all_bits(mask, bits)
+    out &= _all_bits(mask, bits) if kept is None else kept.bits(bits)
     out ^= b_bits
     return out.view(dtype)
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loyaltysim.model.arrays import flat_index, pick, place, select
+from loyaltysim.model.arrays import Mask, flat_index, pick, place, select
 from loyaltysim.model.mechanisms import outside_option, reference_price, reliability_beliefs
 from loyaltysim.model.state import (
     ATTRACTIVE,
@@ -215,9 +215,11 @@ def update_expectation(expectation: np.ndarray, offered: np.ndarray, buying: np.
 
 
 def adapt_expectations(expectation: np.ndarray, offered: np.ndarray, buying: np.ndarray, present: np.ndarray,
-                       best: np.ndarray, kano: np.ndarray, p: Params, market: np.ndarray | None = None) -> np.ndarray:
-    """:func:`update_expectation` of attribute-major expectations and offers ([A, m]), returned attribute-major."""
-    out = np.empty_like(expectation)
+                       best: np.ndarray, kano: np.ndarray, p: Params, market: np.ndarray | None = None,
+                       out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`update_expectation` of attribute-major expectations and offers ([A, m]), returned attribute-major (into
+    ``out`` if given, which may be ``expectation`` itself: each attribute's row is read before it is written)."""
+    out = np.empty_like(expectation) if out is None else out
     for a in range(out.shape[0]):
         col = expectation[a]
         latent = kano[a] == ATTRACTIVE
@@ -335,9 +337,11 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     approached = contacted & (offer_firm != cur)
 
     # 2. beliefs: word of mouth, then marketing exposure (both before choosing)
+    # the per-firm beliefs are updated in place where their firm-major form is a view of the state (the write-back
+    # below is then a no-op): the old values are not read again
     perceived = firm_major(st.perceived[rows])
-    perceived = perceived + p.wom_influence * (firm_major(sh.wom_pos[rows]) * (1.0 - perceived)
-                                               - firm_major(sh.wom_neg[rows]) * perceived)
+    np.add(perceived, p.wom_influence * (firm_major(sh.wom_pos[rows]) * (1.0 - perceived)
+                                         - firm_major(sh.wom_neg[rows]) * perceived), out=perceived)
     # expectations and attribute weights attribute-major ([A, m]), like the offers below: each attribute's row is
     # contiguous for the judged quality, the experience and the expectations' update
     weights = firm_major(st.weights[rows])
@@ -364,8 +368,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     belief = pick(perceived, informed)
     place(perceived, informed, belief + upgrade[informed % m] * (quality(informed) - belief))
     if p.reliability_choice:  # what the neighbours say about each firm's reliability
-        rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.rel_share[rows]),
-                                              firm_major(sh.rel_said[rows]), p.reliability_wom)
+        rel_belief = firm_major(st.rel_belief[rows])  # (in place, like the beliefs above)
+        reliability_beliefs.hear(rel_belief, firm_major(sh.rel_share[rows]), firm_major(sh.rel_said[rows]),
+                                 p.reliability_wom, out=rel_belief)
 
     # 3. search and choice
     k = v.occasions[rows]
@@ -376,7 +381,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     sat_current = select(had, pick(satisfaction, flat_index(idx, cur_safe, satisfaction.shape[1])), 0.0)
     threshold = st.threshold[rows]
     dissatisfied = had & (sat_current < threshold)
-    p_search = select(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
+    dissatisfied_m = Mask(dissatisfied)  # (masks used by several selects: their integer forms are kept)
+    p_search = select(dissatisfied_m, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
     lost_manager_now = st.manager_lost[rows] == t
     staying = present & had & ~leave
     can_choose = present if p.contractual else present & (k > 0)
@@ -460,8 +466,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     # 4. purchase at the (new) current firm, or elsewhere for variety
     has_new = new >= 0
-    new_safe = select(has_new, new, 0)
+    has_new_m = Mask(has_new)
+    new_safe = select(has_new_m, new, 0)
     buying = present & has_new & (k > 0)
+    buying_m = Mask(buying)
     if p.contractual:
         at = new_safe
     else:
@@ -471,7 +479,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         at = new_safe.copy()
         wanders = wander[who]
         at[who[wanders]] = other[wanders]
-    purchases = select(buying, k, 0).astype(np.int32)
+    purchases = select(buying_m, k, 0).astype(np.int32)
     units = purchases * st.basket[rows]
     # the elements at the firm bought from, of [m, S] (customer-major) and [F, m] (firm-major) arrays
     at_row = {}
@@ -483,7 +491,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         return pick(x, at_row[x.shape[1]])
 
     at_firm = flat_index(at_index, idx, m)
-    offer_applies = pick(offered_here, at_firm)  # the offer is from the firm bought from
+    offer_applies = Mask((at == offer_firm) & offer_on)  # the offer is from the firm bought from
     reliability_at = np.take(sh.reliability, at_index)
     reliability = select(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
                            reliability_at)
@@ -491,12 +499,18 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         reliability = 1.0 - (1.0 - reliability) * (1.0 - pick(priority, at_firm))
     failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
-    complained = failed & (v.u_complain[rows] < select(dissatisfied, p.complaint_rate_dissatisfied,
+    complained = failed & (v.u_complain[rows] < select(dissatisfied_m, p.complaint_rate_dissatisfied,
                                                            p.complaint_rate))
-    recovered = complained & (v.u_recover[rows] < np.take(sh.recovery, at_index))
-    damage = experience_damage(failed, complained, recovered, p)
-    if perks is not None:  # members forgive part of a failure
-        damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
+    # the few who complained or failed: worked out where they did (elsewhere nothing is recovered, no damage done)
+    recovered = complained.copy()
+    complaining = np.flatnonzero(complained)
+    recovered[complaining] = v.u_recover[rows][complaining] < np.take(sh.recovery, at_index[complaining])
+    hurt = np.flatnonzero(failed)
+    damage = np.zeros(m)
+    damage_hurt = experience_damage(failed[hurt], complained[hurt], recovered[hurt], p)
+    if perks is not None:  # members forgive part of a failure (a share in [0, 1]: no damage stays +0.0)
+        damage_hurt = damage_hurt * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm[hurt]))
+    damage[hurt] = damage_hurt
     offered = np.take(levels, at_index, axis=1)  # [A, m]
     list_price = np.take(sh.price, at_index)
     member_at = None if perks is None else pick(member_off, at_firm)  # a member's share off there
@@ -507,20 +521,22 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         paid = price_at if perks is None else price_at * (1.0 - member_at)
         reference = st.ref_price[rows]
         experienced += reference_price.value_response(paid, reference, p.value_weight, p.price_loss_aversion)
-        ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
+        ref_price = reference_price.adapt(reference, paid, buying_m, p.reference_alpha)
     old = pick_at(satisfaction)
-    place(satisfaction, at_row[satisfaction.shape[1]], select(buying, old + p.sat_alpha * (experienced - old), old))
-    expectation = adapt_expectations(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
-                                     sh.market_levels)
+    sat_at = select(buying_m, old + p.sat_alpha * (experienced - old), old)
+    place(satisfaction, at_row[satisfaction.shape[1]], sat_at)
+    expectation = adapt_expectations(expectation, offered, buying_m, Mask(present), sh.best_levels, sh.kano, p,
+                                     sh.market_levels, out=expectation)
     if p.reliability_choice:
-        place(rel_belief, at_firm, reliability_beliefs.learn(pick(rel_belief, at_firm), failed, recovered, buying,
+        place(rel_belief, at_firm, reliability_beliefs.learn(pick(rel_belief, at_firm), failed, recovered, buying_m,
                                                              p.reliability_alpha, p.recovery_credit))
     belief = pick(perceived, at_firm)
     target = np.clip(quality_at - p.failure_belief * damage, 0.0, 1.0)
-    place(perceived, at_firm, select(buying, belief + p.learn_alpha * (target - belief), belief))
+    place(perceived, at_firm, select(buying_m, belief + p.learn_alpha * (target - belief), belief))
     last_buy = st.last_buy[rows]  # a view: updated in place below
     buyers = np.flatnonzero(buying)
-    wallet = p.wallet_decay * st.wallet[rows]
+    wallet = st.wallet[rows]  # a view: decayed in place
+    np.multiply(p.wallet_decay, wallet, out=wallet)
     bought = flat_index(buyers, np.take(at_index, buyers), wallet.shape[1])  # (one element per buyer, of [m, F])
     place(wallet, bought, pick(wallet, bought) + np.take(units, buyers))
     if p.contractual:
@@ -539,9 +555,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     else:
         member_discount = 0.0
         discount_all = discount
-    here = buying & (at == new)
-    value = select(changed, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
-    revenue = (select(changed, 0.0, st.relationship_revenue[rows])
+    here = Mask(buying & (at == new))
+    changed_m = Mask(changed)
+    value = select(changed_m, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
+    revenue = (select(changed_m, 0.0, st.relationship_revenue[rows])
                + select(here, units * list_price - discount_all, 0.0))
     # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
     # does not make its return a regain)
@@ -549,9 +566,12 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
                 & (st.lost_at[rows] < st.contacted_at[rows]))
 
     # 5. attitude toward the current firm, relationship bookkeeping
-    attitude = select(changed, 0.0, attitude)
-    sat_new = pick(satisfaction, at_row[satisfaction.shape[1]] if at is new_safe
-                   else flat_index(idx, new_safe, satisfaction.shape[1]))
+    attitude = select(changed_m, 0.0, attitude)
+    # the satisfaction at the current firm: where the customer bought (written above), but for a variety trip's
+    sat_new = sat_at
+    if at is not new_safe:
+        tripped = who[wanders]
+        sat_new[tripped] = pick(satisfaction, flat_index(tripped, new_safe[tripped], satisfaction.shape[1]))
     attitude = select(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
     # a customer who changed firm gets a manager at its new firm if it is of high value and the firm has managers
     moved = np.flatnonzero(changed)
@@ -568,8 +588,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # a customer coming back into the market starts afresh, as a prospect
     st.previous[rows][np.flatnonzero(enter)] = NO_FIRM
     st.previous[rows][gone] = cur[gone]
-    st.tenure[rows] = select(has_new, select(changed, 1, tenure + 1), 0)
-    st.relationship_purchases[rows] = (select(changed, 0, st.relationship_purchases[rows])
+    st.tenure[rows] = select(has_new_m, select(changed_m, 1, tenure + 1), 0)
+    st.relationship_purchases[rows] = (select(changed_m, 0, st.relationship_purchases[rows])
                                        + select(here, purchases, 0))
     st.perceived[rows] = perceived.T
     st.attitude[rows] = attitude
@@ -586,20 +606,21 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.since[rows][won, gained[won]] = t
     st.last_failure[rows][np.flatnonzero(failed)] = t
     st.switch_cause[rows][gone] = cause[gone]
-    st.step_firm[rows] = select(buying, at, NO_FIRM)
+    st.step_firm[rows] = select(buying_m, at, NO_FIRM)
     st.step_purchases[rows] = purchases
     st.step_units[rows] = units
     st.step_failed[rows] = failed
     st.step_complained[rows] = complained
     st.step_recovered[rows] = recovered
-    st.step_left[rows] = select(left, cur, NO_FIRM)
+    left_m = Mask(left)
+    st.step_left[rows] = select(left_m, cur, NO_FIRM)
     st.step_cause[rows] = cause
     st.step_gained[rows] = gained
     st.step_discount[rows] = discount
     st.step_member_discount[rows] = member_discount
     st.step_regained[rows] = regained
-    st.step_lifetime_value[rows] = select(left, st.relationship_value[rows], 0.0)
-    st.step_lifetime_revenue[rows] = select(left, st.relationship_revenue[rows], 0.0)
+    st.step_lifetime_value[rows] = select(left_m, st.relationship_value[rows], 0.0)
+    st.step_lifetime_revenue[rows] = select(left_m, st.relationship_revenue[rows], 0.0)
     st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
     st.lost_value[rows][gone] = st.relationship_value[rows][gone]
     st.lost_at[rows][gone] = t

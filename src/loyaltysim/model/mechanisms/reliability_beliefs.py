@@ -52,13 +52,14 @@ def told(wom: WordOfMouth, st: CustomerState, n_firms: int) -> np.ndarray:
             + wom.heard(warn, about, n_firms, pick(belief, flat_index(about, rows, len(st)))))
 
 
-def hear(belief: np.ndarray, share: np.ndarray, said: np.ndarray, influence: float) -> np.ndarray:
+def hear(belief: np.ndarray, share: np.ndarray, said: np.ndarray, influence: float,
+         out: np.ndarray | None = None) -> np.ndarray:
     """Word of mouth: the belief moves toward what the neighbours who spoke of the firm believe, by ``influence``
     times the share of neighbours who spoke (``said`` sums their beliefs over the customer's ties): a customer
     whose whole neighbourhood spoke moves ``influence`` of the way to their mean belief. Unlike the quality belief's
     recommendations and warnings (3.3.8), which push toward 1 or 0, what is told here is a reliability learned from
-    experience, so word of mouth spreads it without drifting it."""
-    return belief + influence * (said - share * belief)
+    experience, so word of mouth spreads it without drifting it. ``out``: where to write it (it may be ``belief``)."""
+    return np.add(belief, influence * (said - share * belief), out=out)
 
 
 def expected(belief: np.ndarray, removed: np.ndarray) -> np.ndarray:
