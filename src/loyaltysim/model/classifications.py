@@ -62,21 +62,39 @@ class Classifier:
         if kind not in NAMES:
             raise KeyError(kind)
         if self.cached.get("step") != t:
-            self.cached = {"step": t, **classify_all(st, self.definitions)}
+            at = _at_current(st)
+            sat = _current_satisfaction(st, at)
+            self.cached = {"step": t, "satisfaction": sat, **classify_all(st, self.definitions, sat, at)}
         return self.cached[kind]
 
+    def current_satisfaction(self, st: CustomerState, t: int) -> np.ndarray:
+        """Each customer's satisfaction with its current firm (0 without one), at the step the classes are made at:
+        worked out with them, once a step."""
+        self.codes("ladder", st, t)
+        return self.cached["satisfaction"]
 
-def _current_satisfaction(st: CustomerState) -> np.ndarray:
+
+def _at_current(st: CustomerState) -> tuple[np.ndarray, np.ndarray]:
+    """(who has a firm, each customer's flat position at its current firm, firm 0 without one, in the [n, F]
+    satisfaction and wallet arrays)."""
     has = st.current >= 0
-    cur = select(has, st.current, 0)
-    return select(has, pick(st.satisfaction, flat_index(np.arange(len(st)), cur, st.satisfaction.shape[1])), 0.0)
+    return has, flat_index(np.arange(len(st)), select(has, st.current, 0), st.satisfaction.shape[1])
 
 
-def behavioural_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
-    has = st.current >= 0
+def _current_satisfaction(st: CustomerState, at: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    has, own = _at_current(st) if at is None else at
+    return select(has, pick(st.satisfaction, own), 0.0)
+
+
+def behavioural_loyal(st: CustomerState, d: Definitions, at: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> np.ndarray:
+    """(``at``: :func:`_at_current`, if known.)"""
+    if at is None or st.wallet.shape[1] != st.satisfaction.shape[1]:
+        at = _at_current(st)
+    has, own = at
     if d.contractual:
         return has & (st.tenure >= d.repeat_steps)
-    own = pick(st.wallet, flat_index(np.arange(len(st)), select(has, st.current, 0), st.wallet.shape[1]))
+    own = pick(st.wallet, own)
     total = row_total(st.wallet)
     share = np.divide(own, total, out=np.zeros_like(own), where=total > 0)
     return has & (share >= d.repeat_share) & (st.relationship_purchases >= 2)
@@ -86,11 +104,14 @@ def attitudinal_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
     return (st.current >= 0) & (st.attitude >= d.attitude_high)
 
 
-def classify_all(st: CustomerState, d: Definitions) -> dict[str, np.ndarray]:
+def classify_all(st: CustomerState, d: Definitions, sat: np.ndarray | None = None,
+                 at: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The three classifications at once (codes by kind: ``dick_basu``, ``jones_sasser``, ``ladder``), sharing the
-    loyalty and satisfaction they are built from."""
-    sat = _current_satisfaction(st)
-    loyal = behavioural_loyal(st, d)
+    loyalty and satisfaction they are built from (``sat``: the satisfaction with the current firm, ``at``: the
+    positions at the current firm, if known)."""
+    at = _at_current(st) if at is None else at
+    sat = _current_satisfaction(st, at) if sat is None else sat
+    loyal = behavioural_loyal(st, d, at)
     attitude = attitudinal_loyal(st, d)
     return {"dick_basu": dick_basu(st, d, loyal, attitude), "jones_sasser": jones_sasser(st, d, sat, loyal, attitude),
             "ladder": ladder_stage(st, d, sat, loyal, attitude)}
