@@ -42,33 +42,45 @@ class Mask:
         return out
 
 
-def select(mask: np.ndarray | Mask, a, b) -> np.ndarray:
+def select(mask: np.ndarray | Mask, a, b, out: np.ndarray | None = None) -> np.ndarray:
     """``np.where(mask, a, b)`` for a boolean ``mask``: the same dtype, shape and bits, without branches.
 
     ``a`` and ``b`` are arrays or scalars broadcastable with ``mask``; the result's dtype is the one ``np.where``
     gives them (``np.result_type``). Dtypes other than booleans, integers and floats go to ``np.where``. ``mask``
-    may be a :class:`Mask` (the same numbers, its integer forms reused)."""
+    may be a :class:`Mask` (the same numbers, its integer forms reused). ``out``: an array of the result's shape to
+    write the result into and return, as ``out[...] = select(mask, a, b)`` would (it may be ``a`` or ``b``)."""
     kept = mask if isinstance(mask, Mask) else None
     mask = kept.mask if kept is not None else np.asarray(mask)
     if mask.size <= SMALL:  # a few elements (a customer stepped alone): np.where costs less than the set-up below
-        return np.where(mask, a, b)
+        return _written(np.where(mask, a, b), out)
     dtype = np.result_type(a, b)
     bits = _BITS.get(dtype.itemsize)
     if mask.dtype != np.bool_ or dtype.kind not in "biuf" or bits is None:
-        return np.where(mask, a, b)
+        return _written(np.where(mask, a, b), out)
+    if out is not None and out.dtype != dtype:  # (converted on assignment, as out[...] = ... converts)
+        return _written(select(kept if kept is not None else mask, a, b), out)
+    target = None if out is None else out.view(bits)
     a = np.asarray(a, dtype)
     b = np.asarray(b, dtype)
     a_bits, b_bits = a.view(bits), b.view(bits)
     if b.ndim == 0 and not b_bits:  # b is a zero (+0.0, 0, False): a where mask, zero bits elsewhere
-        return np.bitwise_and(a_bits, _all_bits(mask, bits) if kept is None else kept.bits(bits)).view(dtype)
+        wide = _all_bits(mask, bits) if kept is None else kept.bits(bits)
+        return np.bitwise_and(a_bits, wide, out=target).view(dtype)
     if a.ndim == 0 and not a_bits:
-        return np.bitwise_and(b_bits, _all_bits(~mask, bits) if kept is None else kept.bits(bits, True)).view(dtype)
-    out = np.bitwise_xor(a_bits, b_bits)  # a ^ b where mask, 0 elsewhere, then ^ b
-    if out.shape != mask.shape and out.shape != np.broadcast_shapes(out.shape, mask.shape):
-        out = np.broadcast_to(out, np.broadcast_shapes(out.shape, mask.shape)).copy()
-    out &= _all_bits(mask, bits) if kept is None else kept.bits(bits)
-    out ^= b_bits
-    return out.view(dtype)
+        wide = _all_bits(~mask, bits) if kept is None else kept.bits(bits, True)
+        return np.bitwise_and(b_bits, wide, out=target).view(dtype)
+    picked = np.bitwise_xor(a_bits, b_bits)  # a ^ b where mask, 0 elsewhere, then ^ b
+    if picked.shape != mask.shape and picked.shape != np.broadcast_shapes(picked.shape, mask.shape):
+        picked = np.broadcast_to(picked, np.broadcast_shapes(picked.shape, mask.shape)).copy()
+    picked &= _all_bits(mask, bits) if kept is None else kept.bits(bits)
+    return np.bitwise_xor(picked, b_bits, out=picked if target is None else target).view(dtype)
+
+
+def _written(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def _all_bits(mask: np.ndarray, bits: type) -> np.ndarray:

@@ -479,16 +479,22 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         at = new_safe.copy()
         wanders = wander[who]
         at[who[wanders]] = other[wanders]
-    purchases = select(buying_m, k, 0).astype(np.int32)
-    units = purchases * st.basket[rows]
+    # the step's outputs are worked out into the state's arrays where they are written back below (which is then a
+    # no-op); nothing reads their previous values in the step
+    purchases = st.step_purchases[rows]
+    purchases[...] = select(buying_m, k, 0)
+    units = np.multiply(purchases, st.basket[rows], out=st.step_units[rows])
     # the elements at the firm bought from, of [m, S] (customer-major) and [F, m] (firm-major) arrays
     at_row = {}
     at_index = at.astype(np.int64)  # (indices as np.take uses them: converted once)
 
-    def pick_at(x: np.ndarray) -> np.ndarray:
+    def at_positions(x: np.ndarray) -> np.ndarray:
         if x.shape[1] not in at_row:
             at_row[x.shape[1]] = flat_index(idx, at_index, x.shape[1])
-        return pick(x, at_row[x.shape[1]])
+        return at_row[x.shape[1]]
+
+    def pick_at(x: np.ndarray) -> np.ndarray:
+        return pick(x, at_positions(x))
 
     at_firm = flat_index(at_index, idx, m)
     offer_applies = Mask((at == offer_firm) & offer_on)  # the offer is from the firm bought from
@@ -537,7 +543,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     buyers = np.flatnonzero(buying)
     wallet = st.wallet[rows]  # a view: decayed in place
     np.multiply(p.wallet_decay, wallet, out=wallet)
-    bought = flat_index(buyers, np.take(at_index, buyers), wallet.shape[1])  # (one element per buyer, of [m, F])
+    bought = np.take(at_positions(wallet), buyers)  # (one element per buyer, of [m, F])
     place(wallet, bought, pick(wallet, bought) + np.take(units, buyers))
     if p.contractual:
         gained = select(changed & has_new, new, NO_FIRM)
@@ -546,10 +552,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         gained = select(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
-    discount = select(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
+    discount = select(offer_applies, units * list_price * st.offer_discount[rows], 0.0, out=st.step_discount[rows])
     margin = units * (list_price - np.take(sh.unit_cost, at_index)) - discount
     if perks is not None:
-        member_discount = units * price_at * member_at
+        member_discount = np.multiply(units * price_at, member_at, out=st.step_member_discount[rows])
         margin = margin - member_discount
         discount_all = discount + member_discount
     else:
@@ -557,9 +563,6 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         discount_all = discount
     here = Mask(buying & (at == new))
     changed_m = Mask(changed)
-    value = select(changed_m, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
-    revenue = (select(changed_m, 0.0, st.relationship_revenue[rows])
-               + select(here, units * list_price - discount_all, 0.0))
     # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
     # does not make its return a regain)
     regained = (changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
@@ -567,12 +570,14 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     # 5. attitude toward the current firm, relationship bookkeeping
     attitude = select(changed_m, 0.0, attitude)
-    # the satisfaction at the current firm: where the customer bought (written above), but for a variety trip's
+    # the satisfaction at the current firm: where the customer bought (written above), but at its own firm for a
+    # customer on a variety trip
     sat_new = sat_at
     if at is not new_safe:
         tripped = who[wanders]
         sat_new[tripped] = pick(satisfaction, flat_index(tripped, new_safe[tripped], satisfaction.shape[1]))
-    attitude = select(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
+    attitude = select(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude,
+                      out=st.attitude[rows])
     # a customer who changed firm gets a manager at its new firm if it is of high value and the firm has managers
     moved = np.flatnonzero(changed)
     managers = np.take(sh.managers, new_safe[moved])
@@ -588,9 +593,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # a customer coming back into the market starts afresh, as a prospect
     st.previous[rows][np.flatnonzero(enter)] = NO_FIRM
     st.previous[rows][gone] = cur[gone]
-    st.tenure[rows] = select(has_new_m, select(changed_m, 1, tenure + 1), 0)
-    st.relationship_purchases[rows] = (select(changed_m, 0, st.relationship_purchases[rows])
-                                       + select(here, purchases, 0))
+    select(has_new_m, select(changed_m, 1, tenure + 1), 0, out=st.tenure[rows])
+    np.add(select(changed_m, 0, st.relationship_purchases[rows]), select(here, purchases, 0),
+           out=st.relationship_purchases[rows])
     st.perceived[rows] = perceived.T
     st.attitude[rows] = attitude
     st.club[rows] = st.club[rows] & ~changed
@@ -606,26 +611,29 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.since[rows][won, gained[won]] = t
     st.last_failure[rows][np.flatnonzero(failed)] = t
     st.switch_cause[rows][gone] = cause[gone]
-    st.step_firm[rows] = select(buying_m, at, NO_FIRM)
+    select(buying_m, at, NO_FIRM, out=st.step_firm[rows])
     st.step_purchases[rows] = purchases
     st.step_units[rows] = units
     st.step_failed[rows] = failed
     st.step_complained[rows] = complained
     st.step_recovered[rows] = recovered
     left_m = Mask(left)
-    st.step_left[rows] = select(left_m, cur, NO_FIRM)
+    select(left_m, cur, NO_FIRM, out=st.step_left[rows])
     st.step_cause[rows] = cause
     st.step_gained[rows] = gained
     st.step_discount[rows] = discount
     st.step_member_discount[rows] = member_discount
     st.step_regained[rows] = regained
-    st.step_lifetime_value[rows] = select(left_m, st.relationship_value[rows], 0.0)
-    st.step_lifetime_revenue[rows] = select(left_m, st.relationship_revenue[rows], 0.0)
+    select(left_m, st.relationship_value[rows], 0.0, out=st.step_lifetime_value[rows])
+    select(left_m, st.relationship_revenue[rows], 0.0, out=st.step_lifetime_revenue[rows])
     st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
     st.lost_value[rows][gone] = st.relationship_value[rows][gone]
     st.lost_at[rows][gone] = t
-    st.relationship_value[rows] = value
-    st.relationship_revenue[rows] = revenue
+    # the relationship's value and revenue so far: anew after a change of firm, plus this step's at the firm held
+    np.add(select(changed_m, 0.0, st.relationship_value[rows]), select(here, margin, 0.0),
+           out=st.relationship_value[rows])
+    np.add(select(changed_m, 0.0, st.relationship_revenue[rows]), select(here, units * list_price - discount_all, 0.0),
+           out=st.relationship_revenue[rows])
     st.regained_by[rows][moved] = NO_FIRM
     won_back = np.flatnonzero(regained)
     st.regained_by[rows][won_back] = new[won_back]
