@@ -163,17 +163,27 @@ def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes
 
 
 def all_counts_by_firm(current: np.ndarray, codes: dict[str, np.ndarray], n_firms: int,
-                       holders: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                       holders: tuple[np.ndarray, np.ndarray] | None = None,
+                       held_at: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """:func:`counts_by_firm` of each kind in ``codes`` (kind: codes, as :meth:`Classifier.codes` gives them), counted
     at once: each holder's firm and classes as one combined code, and each kind's [F, K] counts summed out of the
-    joint counts (whole numbers: the same counts)."""
-    who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
-    firm = np.take(current, who) if firm is None else firm
+    joint counts (whole numbers: the same counts). ``held_at``: every customer's current firm, ``n_firms`` for those
+    without one, if known: then every customer is counted, those without a firm in an extra firm, dropped."""
     sizes = [len(NAMES[kind]) for kind in codes]
-    combined = firm.astype(np.int64)
-    for kind, size in zip(codes, sizes, strict=True):
-        combined *= size
-        combined += np.take(codes[kind], who)
-    joint = np.bincount(combined, minlength=n_firms * int(np.prod(sizes))).reshape(n_firms, *sizes)
+    if held_at is not None:
+        combined = held_at.astype(np.int64)
+        for kind, size in zip(codes, sizes, strict=True):
+            combined *= size
+            combined += codes[kind]
+        joint = np.bincount(combined, minlength=(n_firms + 1) * int(np.prod(sizes))).reshape(n_firms + 1, *sizes)
+        joint = joint[:n_firms]
+    else:
+        who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
+        firm = np.take(current, who) if firm is None else firm
+        combined = firm.astype(np.int64)
+        for kind, size in zip(codes, sizes, strict=True):
+            combined *= size
+            combined += np.take(codes[kind], who)
+        joint = np.bincount(combined, minlength=n_firms * int(np.prod(sizes))).reshape(n_firms, *sizes)
     axes = range(1, len(sizes) + 1)
     return {kind: joint.sum(axis=tuple(a for a in axes if a != k)) for k, kind in zip(axes, codes, strict=True)}
