@@ -16,7 +16,7 @@ import pandas as pd
 
 from loyaltysim.model import classifications, rules
 from loyaltysim.model.agents import Firm
-from loyaltysim.model.arrays import flat_index, pick, select
+from loyaltysim.model.arrays import flat_index, pick, select, take
 from loyaltysim.model.logs import concat
 from loyaltysim.model.mechanisms.surveys import Surveys
 from loyaltysim.model.state import ATTRACTIVE, CAUSE_NAMES, MUST_BE, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState
@@ -57,7 +57,7 @@ class Membership:
         """(customer, firm) for each firm's customers, in customer order."""
         if self.contractual:
             who = np.flatnonzero(st.current >= 0)
-            return who, np.take(st.current, who)
+            return who, take(st.current, who)
         return np.nonzero((t - st.last_buy) < self.lapse_steps)
 
     def departures(self, st: CustomerState, t: int) -> dict[str, np.ndarray]:
@@ -229,7 +229,7 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
         **{f"satisfaction_{kind}": by_holder(c)
            for kind, c in zip(("basic", "performance", "latent"), components, strict=True)},
         "wallet_own": by_firm(firm, pick(st.wallet, own)),
-        "wallet_all": by_firm(firm, np.take(rules.row_total(st.wallet), who)),
+        "wallet_all": by_firm(firm, take(rules.row_total(st.wallet), who)),
         "member_discounts": sales(st.step_member_discount),
     }
     codes = {kind: classify_codes(kind) for kind in classifications.NAMES}
@@ -283,7 +283,7 @@ def satisfaction_components(st: CustomerState, firms: list[Firm], kano: np.ndarr
     each kind of need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
     levels = np.ascontiguousarray(np.array([f.levels for f in firms]).T)  # [A, F]
     # attribute-major ([A, n]), as the state keeps weights and expectations: each attribute's row is contiguous
-    gap = np.take(levels, np.maximum(st.current, 0), axis=1) - st.expectation.T
+    gap = take(levels, np.maximum(st.current, 0), axis=1) - st.expectation.T
     sums = [rules.attribute_sum(st.weights.T, gap, kano, loss_aversion, c)
             for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
-    return sums if who is None else [np.take(c, who) for c in sums]
+    return sums if who is None else [take(c, who) for c in sums]

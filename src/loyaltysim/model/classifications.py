@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loyaltysim.model.arrays import flat_index, pick, select
+from loyaltysim.model.arrays import flat_index, pick, select, take
 from loyaltysim.model.rules import row_total
 from loyaltysim.model.state import NO_FIRM, CustomerState
 
@@ -157,8 +157,8 @@ def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes
     """[F, K] counts of each code among each firm's current customers (``holders``: the customers with a firm and
     their firms, if already found)."""
     who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
-    firm = np.take(current, who) if firm is None else firm
-    flat = np.bincount(firm * n_codes + np.take(codes, who), minlength=n_firms * n_codes)
+    firm = take(current, who) if firm is None else firm
+    flat = np.bincount(firm * n_codes + take(codes, who), minlength=n_firms * n_codes)
     return flat.reshape(n_firms, n_codes)
 
 
@@ -179,11 +179,11 @@ def all_counts_by_firm(current: np.ndarray, codes: dict[str, np.ndarray], n_firm
         joint = joint[:n_firms]
     else:
         who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
-        firm = np.take(current, who) if firm is None else firm
+        firm = take(current, who) if firm is None else firm
         combined = firm.astype(np.int64)
         for kind, size in zip(codes, sizes, strict=True):
             combined *= size
-            combined += np.take(codes[kind], who)
+            combined += take(codes[kind], who)
         joint = np.bincount(combined, minlength=n_firms * int(np.prod(sizes))).reshape(n_firms, *sizes)
     axes = range(1, len(sizes) + 1)
     return {kind: joint.sum(axis=tuple(a for a in axes if a != k)) for k, kind in zip(axes, codes, strict=True)}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loyaltysim.model.arrays import Mask, flat_index, pick, place, select
+from loyaltysim.model.arrays import Mask, flat_index, pick, place, select, take
 from loyaltysim.model.mechanisms import outside_option, reference_price, reliability_beliefs
 from loyaltysim.model.state import (
     ATTRACTIVE,
@@ -224,11 +224,11 @@ def adapt_expectations(expectation: np.ndarray, offered: np.ndarray, buying: np.
         col = expectation[a]
         latent = kano[a] == ATTRACTIVE
         alpha = p.latent_alpha if latent else p.expect_alpha
-        col = select(buying, col + alpha * (offered[a] - col), col)
+        # (each attribute's last select writes its row of ``out``)
+        col = select(buying, col + alpha * (offered[a] - col), col, out=out[a] if latent else None)
         if not latent:
             pull = np.maximum(best[a] - col, 0.0) if market is None else market[a] - col
-            col = select(present, col + p.competitor_alpha * pull, col)
-        out[a] = col
+            select(present, col + p.competitor_alpha * pull, col, out=out[a])
     return out
 
 
@@ -498,7 +498,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     at_firm = flat_index(at_index, idx, m)
     offer_applies = Mask((at == offer_firm) & offer_on)  # the offer is from the firm bought from
-    reliability_at = np.take(sh.reliability, at_index)
+    reliability_at = take(sh.reliability, at_index)
     reliability = select(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
                            reliability_at)
     if perks is not None:  # priority service removes a share of the failures left
@@ -510,15 +510,15 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # the few who complained or failed: worked out where they did (elsewhere nothing is recovered, no damage done)
     recovered = complained.copy()
     complaining = np.flatnonzero(complained)
-    recovered[complaining] = v.u_recover[rows][complaining] < np.take(sh.recovery, at_index[complaining])
+    recovered[complaining] = v.u_recover[rows][complaining] < take(sh.recovery, at_index[complaining])
     hurt = np.flatnonzero(failed)
     damage = np.zeros(m)
     damage_hurt = experience_damage(failed[hurt], complained[hurt], recovered[hurt], p)
     if perks is not None:  # members forgive part of a failure (a share in [0, 1]: no damage stays +0.0)
         damage_hurt = damage_hurt * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm[hurt]))
     damage[hurt] = damage_hurt
-    offered = np.take(levels, at_index, axis=1)  # [A, m]
-    list_price = np.take(sh.price, at_index)
+    offered = take(levels, at_index, axis=1)  # [A, m]
+    list_price = take(sh.price, at_index)
     member_at = None if perks is None else pick(member_off, at_firm)  # a member's share off there
     price_at = list_price * (1.0 - select(offer_applies, st.offer_discount[rows], 0.0))
     experienced, quality_at = judged_offer(weights, offered - expectation, expectation, sh.kano, p.loss_aversion)
@@ -543,8 +543,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     buyers = np.flatnonzero(buying)
     wallet = st.wallet[rows]  # a view: decayed in place
     np.multiply(p.wallet_decay, wallet, out=wallet)
-    bought = np.take(at_positions(wallet), buyers)  # (one element per buyer, of [m, F])
-    place(wallet, bought, pick(wallet, bought) + np.take(units, buyers))
+    bought = take(at_positions(wallet), buyers)  # (one element per buyer, of [m, F])
+    place(wallet, bought, pick(wallet, bought) + take(units, buyers))
     if p.contractual:
         gained = select(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
@@ -553,7 +553,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
     discount = select(offer_applies, units * list_price * st.offer_discount[rows], 0.0, out=st.step_discount[rows])
-    margin = units * (list_price - np.take(sh.unit_cost, at_index)) - discount
+    margin = units * (list_price - take(sh.unit_cost, at_index)) - discount
     if perks is not None:
         member_discount = np.multiply(units * price_at, member_at, out=st.step_member_discount[rows])
         margin = margin - member_discount
@@ -580,7 +580,7 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
                       out=st.attitude[rows])
     # a customer who changed firm gets a manager at its new firm if it is of high value and the firm has managers
     moved = np.flatnonzero(changed)
-    managers = np.take(sh.managers, new_safe[moved])
+    managers = take(sh.managers, new_safe[moved])
     assigned = np.where((st.value_tier[rows][moved] == 2) & (managers > 0),
                         row_ids[moved] % np.maximum(managers, 1), NO_FIRM)
     manager = manager.copy()

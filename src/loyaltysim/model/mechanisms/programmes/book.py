@@ -28,7 +28,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from loyaltysim.model.arrays import select
+from loyaltysim.model.arrays import select, take
 from loyaltysim.model.mechanisms.programmes.ledger import Ledger
 from loyaltysim.model.mechanisms.programmes.registry import ledger_class
 from loyaltysim.model.mechanisms.programmes.views import SELLER_TOTALS, STEP_TOTALS, Outlook, Perks, Sales
@@ -153,7 +153,7 @@ class Book:
         none. The market first, then each category."""
         at = st.step_firm
         has = at >= 0
-        spend = select(has, st.step_units * np.take(price, select(has, at, 0)) - st.step_discount
+        spend = select(has, st.step_units * take(price, select(has, at, 0)) - st.step_discount
                        - st.step_member_discount, 0.0)
         views = [(at, spend, st.step_purchases)]
         for cat in self.categories:
