@@ -55,14 +55,19 @@ class WordOfMouth:
         return self.heard(recommend, cur, n_firms), self.heard(warn, about, n_firms)
 
     def heard(self, speakers: np.ndarray, about: np.ndarray, n_firms: int,
-              weights: np.ndarray | None = None) -> np.ndarray:
+              weights: np.ndarray | None = None, told_of: np.ndarray | None = None) -> np.ndarray:
         """[n, F] share of each customer's neighbours who spoke about each firm: the speakers' rows of the
         symmetric 0/1 network, counted by the firm each spoke of. The same numbers as ``network @ one_hot(about)``
         over the speakers (whole counts either way), at a cost that grows with the speakers' ties rather than all
-        ties. With ``weights`` [n], each speaker counts its weight instead of 1 (what it told, e.g. a belief)."""
+        ties. With ``weights`` [n], each speaker counts its weight instead of 1 (what it told, e.g. a belief); with
+        ``told_of`` [F, n] instead, its element at the firm the speaker spoke of (gathered for the speakers alone)."""
         n = self.network.shape[0]
         who, per_speaker, heard_at = self._reach(speakers, about, n)
-        told = None if weights is None else np.repeat(take(weights, who), per_speaker)
+        if told_of is not None:
+            weights_who = pick(told_of, flat_index(take(about, who), who, n))
+        else:
+            weights_who = None if weights is None else take(weights, who)
+        told = None if weights_who is None else np.repeat(weights_who, per_speaker)
         heard = np.bincount(heard_at, told, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
         if heard.dtype == np.float64:  # weighted sums: a fresh float array, scaled in place
             heard *= self.inv_degree
