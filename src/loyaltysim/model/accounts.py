@@ -16,7 +16,7 @@ import pandas as pd
 
 from loyaltysim.model import classifications, rules
 from loyaltysim.model.agents import Firm
-from loyaltysim.model.arrays import flat_index, pick, select
+from loyaltysim.model.arrays import flat_index, pick, select, take
 from loyaltysim.model.logs import categorical, concat, int8_missing_at
 from loyaltysim.model.mechanisms.surveys import Surveys
 from loyaltysim.model.state import ATTRACTIVE, CAUSE_NAMES, MUST_BE, NO_FIRM, ONE_DIMENSIONAL, Cause, CustomerState
@@ -57,7 +57,7 @@ class Membership:
         """(customer, firm) for each firm's customers, in customer order."""
         if self.contractual:
             who = np.flatnonzero(st.current >= 0)
-            return who, np.take(st.current, who)
+            return who, take(st.current, who)
         return np.nonzero((t - st.last_buy) < self.lapse_steps)
 
     def departures(self, st: CustomerState, t: int) -> dict[str, np.ndarray]:
@@ -201,11 +201,16 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
     def by_firm(of: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(of, weights=weights, minlength=n_firms)
 
+    # the holders' sums likewise: each customer's current firm, customers without one in an extra bin, dropped (the
+    # same sums, in customer order, without gathering the holders)
+    held_at = select(st.current >= 0, st.current, n_firms).astype(np.intp)
+
+    def by_holder(x: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(held_at, weights=x, minlength=n_firms + 1)[:n_firms]
+
     own = flat_index(who, firm, n_firms)  # each pair's element of the [n, F] arrays
     won_back = st.step_regained
-    has = np.flatnonzero(st.current >= 0)
-    held = np.take(st.current, has).astype(np.intp)
-    components = satisfaction_components(st, firms, kano, loss_aversion, has)
+    components = satisfaction_components(st, firms, kano, loss_aversion)
     sums = {
         "purchases": sales(st.step_purchases),
         "units": sales(st.step_units),
@@ -218,16 +223,16 @@ def step_sums(st: CustomerState, firms: list[Firm], pairs: tuple[np.ndarray, np.
         "offer_costs": by_firm(st.current[won_back], st.offer_cost[won_back]),
         "defections": by_firm(departures["firm"]),
         "satisfaction": by_firm(firm, pick(st.satisfaction, own)),
-        "attitude": by_firm(held, np.take(st.attitude, has)),
-        "holders": by_firm(held),
-        **{f"satisfaction_{kind}": by_firm(held, c)
+        "attitude": by_holder(st.attitude),
+        "holders": by_holder(),
+        **{f"satisfaction_{kind}": by_holder(c)
            for kind, c in zip(("basic", "performance", "latent"), components, strict=True)},
         "wallet_own": by_firm(firm, pick(st.wallet, own)),
-        "wallet_all": by_firm(firm, np.take(rules.row_total(st.wallet), who)),
+        "wallet_all": by_firm(firm, take(rules.row_total(st.wallet), who)),
         "member_discounts": sales(st.step_member_discount),
     }
     codes = {kind: classify_codes(kind) for kind in classifications.NAMES}
-    sums.update(classifications.all_counts_by_firm(st.current, codes, n_firms, (has, held)))  # each kind's [F, K]
+    sums.update(classifications.all_counts_by_firm(st.current, codes, n_firms, held_at=held_at))  # kinds' [F, K]
     return sums
 
 
@@ -270,12 +275,14 @@ def class_counts(sums: dict[str, np.ndarray], j: int) -> dict[str, int]:
 
 
 def satisfaction_components(st: CustomerState, firms: list[Firm], kano: np.ndarray, loss_aversion: float,
-                            who: np.ndarray) -> list[np.ndarray]:
-    """For customers ``who`` (who have a firm): the current firm's offer against their expectations, summed over
+                            who: np.ndarray | None = None) -> list[np.ndarray]:
+    """For customers ``who`` (who have a firm; every customer if None, meaningful only for those with a firm, at
+    firm 0 for the others): the current firm's offer against their expectations, summed over
     the attributes of each Kano class (must-be, one-dimensional, attractive), weighted by importance: how far
     each kind of need is met now (measurement; the customer's smoothed satisfaction is the behavioural state)."""
     levels = np.ascontiguousarray(np.array([f.levels for f in firms]).T)  # [A, F]
     # attribute-major ([A, n]), as the state keeps weights and expectations: each attribute's row is contiguous
-    gap = np.take(levels, np.maximum(st.current, 0), axis=1) - st.expectation.T
-    return [np.take(rules.attribute_sum(st.weights.T, gap, kano, loss_aversion, c), who)
+    gap = take(levels, np.maximum(st.current, 0), axis=1) - st.expectation.T
+    sums = [rules.attribute_sum(st.weights.T, gap, kano, loss_aversion, c)
             for c in (MUST_BE, ONE_DIMENSIONAL, ATTRACTIVE)]
+    return sums if who is None else [take(c, who) for c in sums]

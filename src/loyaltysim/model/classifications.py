@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loyaltysim.model.arrays import flat_index, pick, select
+from loyaltysim.model.arrays import flat_index, pick, select, take
 from loyaltysim.model.rules import row_total
 from loyaltysim.model.state import NO_FIRM, CustomerState
 
@@ -62,21 +62,39 @@ class Classifier:
         if kind not in NAMES:
             raise KeyError(kind)
         if self.cached.get("step") != t:
-            self.cached = {"step": t, **classify_all(st, self.definitions)}
+            at = _at_current(st)
+            sat = _current_satisfaction(st, at)
+            self.cached = {"step": t, "satisfaction": sat, **classify_all(st, self.definitions, sat, at)}
         return self.cached[kind]
 
+    def current_satisfaction(self, st: CustomerState, t: int) -> np.ndarray:
+        """Each customer's satisfaction with its current firm (0 without one), at the step the classes are made at:
+        worked out with them, once a step."""
+        self.codes("ladder", st, t)
+        return self.cached["satisfaction"]
 
-def _current_satisfaction(st: CustomerState) -> np.ndarray:
+
+def _at_current(st: CustomerState) -> tuple[np.ndarray, np.ndarray]:
+    """(who has a firm, each customer's flat position at its current firm, firm 0 without one, in the [n, F]
+    satisfaction and wallet arrays)."""
     has = st.current >= 0
-    cur = select(has, st.current, 0)
-    return select(has, pick(st.satisfaction, flat_index(np.arange(len(st)), cur, st.satisfaction.shape[1])), 0.0)
+    return has, flat_index(np.arange(len(st)), select(has, st.current, 0), st.satisfaction.shape[1])
 
 
-def behavioural_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
-    has = st.current >= 0
+def _current_satisfaction(st: CustomerState, at: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    has, own = _at_current(st) if at is None else at
+    return select(has, pick(st.satisfaction, own), 0.0)
+
+
+def behavioural_loyal(st: CustomerState, d: Definitions, at: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> np.ndarray:
+    """(``at``: :func:`_at_current`, if known.)"""
+    if at is None or st.wallet.shape[1] != st.satisfaction.shape[1]:
+        at = _at_current(st)
+    has, own = at
     if d.contractual:
         return has & (st.tenure >= d.repeat_steps)
-    own = pick(st.wallet, flat_index(np.arange(len(st)), select(has, st.current, 0), st.wallet.shape[1]))
+    own = pick(st.wallet, own)
     total = row_total(st.wallet)
     share = np.divide(own, total, out=np.zeros_like(own), where=total > 0)
     return has & (share >= d.repeat_share) & (st.relationship_purchases >= 2)
@@ -86,11 +104,14 @@ def attitudinal_loyal(st: CustomerState, d: Definitions) -> np.ndarray:
     return (st.current >= 0) & (st.attitude >= d.attitude_high)
 
 
-def classify_all(st: CustomerState, d: Definitions) -> dict[str, np.ndarray]:
+def classify_all(st: CustomerState, d: Definitions, sat: np.ndarray | None = None,
+                 at: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The three classifications at once (codes by kind: ``dick_basu``, ``jones_sasser``, ``ladder``), sharing the
-    loyalty and satisfaction they are built from."""
-    sat = _current_satisfaction(st)
-    loyal = behavioural_loyal(st, d)
+    loyalty and satisfaction they are built from (``sat``: the satisfaction with the current firm, ``at``: the
+    positions at the current firm, if known)."""
+    at = _at_current(st) if at is None else at
+    sat = _current_satisfaction(st, at) if sat is None else sat
+    loyal = behavioural_loyal(st, d, at)
     attitude = attitudinal_loyal(st, d)
     return {"dick_basu": dick_basu(st, d, loyal, attitude), "jones_sasser": jones_sasser(st, d, sat, loyal, attitude),
             "ladder": ladder_stage(st, d, sat, loyal, attitude)}
@@ -136,23 +157,33 @@ def counts_by_firm(current: np.ndarray, codes: np.ndarray, n_firms: int, n_codes
     """[F, K] counts of each code among each firm's current customers (``holders``: the customers with a firm and
     their firms, if already found)."""
     who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
-    firm = np.take(current, who) if firm is None else firm
-    flat = np.bincount(firm * n_codes + np.take(codes, who), minlength=n_firms * n_codes)
+    firm = take(current, who) if firm is None else firm
+    flat = np.bincount(firm * n_codes + take(codes, who), minlength=n_firms * n_codes)
     return flat.reshape(n_firms, n_codes)
 
 
 def all_counts_by_firm(current: np.ndarray, codes: dict[str, np.ndarray], n_firms: int,
-                       holders: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                       holders: tuple[np.ndarray, np.ndarray] | None = None,
+                       held_at: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """:func:`counts_by_firm` of each kind in ``codes`` (kind: codes, as :meth:`Classifier.codes` gives them), counted
     at once: each holder's firm and classes as one combined code, and each kind's [F, K] counts summed out of the
-    joint counts (whole numbers: the same counts)."""
-    who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
-    firm = np.take(current, who) if firm is None else firm
+    joint counts (whole numbers: the same counts). ``held_at``: every customer's current firm, ``n_firms`` for those
+    without one, if known: then every customer is counted, those without a firm in an extra firm, dropped."""
     sizes = [len(NAMES[kind]) for kind in codes]
-    combined = firm.astype(np.int64)
-    for kind, size in zip(codes, sizes, strict=True):
-        combined *= size
-        combined += np.take(codes[kind], who)
-    joint = np.bincount(combined, minlength=n_firms * int(np.prod(sizes))).reshape(n_firms, *sizes)
+    if held_at is not None:
+        combined = held_at.astype(np.int64)
+        for kind, size in zip(codes, sizes, strict=True):
+            combined *= size
+            combined += codes[kind]
+        joint = np.bincount(combined, minlength=(n_firms + 1) * int(np.prod(sizes))).reshape(n_firms + 1, *sizes)
+        joint = joint[:n_firms]
+    else:
+        who, firm = holders if holders is not None else (np.flatnonzero(current >= 0), None)
+        firm = take(current, who) if firm is None else firm
+        combined = firm.astype(np.int64)
+        for kind, size in zip(codes, sizes, strict=True):
+            combined *= size
+            combined += take(codes[kind], who)
+        joint = np.bincount(combined, minlength=n_firms * int(np.prod(sizes))).reshape(n_firms, *sizes)
     axes = range(1, len(sizes) + 1)
     return {kind: joint.sum(axis=tuple(a for a in axes if a != k)) for k, kind in zip(axes, codes, strict=True)}

@@ -37,7 +37,6 @@ from loyaltysim.economics import at_market_size
 from loyaltysim.model import classifications
 from loyaltysim.model.accounts import FIRM_METRICS, Accounts, Membership
 from loyaltysim.model.agents import Customer, Firm, OfferHistory
-from loyaltysim.model.arrays import flat_index, pick
 from loyaltysim.model.event_logs import EventLogs
 from loyaltysim.model.mechanisms import categories as category_markets
 from loyaltysim.model.mechanisms import events as scheduled
@@ -332,9 +331,9 @@ class LoyaltyMarket(Model):
         return np.asarray(classifications.NAMES[kind], dtype=object)[self.classify_codes(kind)]
 
     def mean_satisfaction(self) -> float:
-        """Mean satisfaction of the customers who have a firm, with that firm."""
+        """Mean satisfaction of the customers who have a firm, with that firm (the classifications' own, in customer
+        order: the same numbers and the same sum as gathering them)."""
         st = self.customers
         has = st.current >= 0
-        who = np.flatnonzero(has)
-        own = flat_index(who, st.current[who], st.satisfaction.shape[1])
-        return float(pick(st.satisfaction, own).mean()) if has.any() else float("nan")
+        sat = self.classifier.current_satisfaction(st, self.steps)
+        return float(sat[has].mean()) if has.any() else float("nan")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loyaltysim.model.arrays import flat_index, pick, place, select
+from loyaltysim.model.arrays import Mask, flat_index, pick, place, select, take
 from loyaltysim.model.mechanisms import outside_option, reference_price, reliability_beliefs
 from loyaltysim.model.state import (
     ATTRACTIVE,
@@ -215,18 +215,20 @@ def update_expectation(expectation: np.ndarray, offered: np.ndarray, buying: np.
 
 
 def adapt_expectations(expectation: np.ndarray, offered: np.ndarray, buying: np.ndarray, present: np.ndarray,
-                       best: np.ndarray, kano: np.ndarray, p: Params, market: np.ndarray | None = None) -> np.ndarray:
-    """:func:`update_expectation` of attribute-major expectations and offers ([A, m]), returned attribute-major."""
-    out = np.empty_like(expectation)
+                       best: np.ndarray, kano: np.ndarray, p: Params, market: np.ndarray | None = None,
+                       out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`update_expectation` of attribute-major expectations and offers ([A, m]), returned attribute-major (into
+    ``out`` if given, which may be ``expectation`` itself: each attribute's row is read before it is written)."""
+    out = np.empty_like(expectation) if out is None else out
     for a in range(out.shape[0]):
         col = expectation[a]
         latent = kano[a] == ATTRACTIVE
         alpha = p.latent_alpha if latent else p.expect_alpha
-        col = select(buying, col + alpha * (offered[a] - col), col)
+        # (each attribute's last select writes its row of ``out``)
+        col = select(buying, col + alpha * (offered[a] - col), col, out=out[a] if latent else None)
         if not latent:
             pull = np.maximum(best[a] - col, 0.0) if market is None else market[a] - col
-            col = select(present, col + p.competitor_alpha * pull, col)
-        out[a] = col
+            select(present, col + p.competitor_alpha * pull, col, out=out[a])
     return out
 
 
@@ -335,9 +337,11 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     approached = contacted & (offer_firm != cur)
 
     # 2. beliefs: word of mouth, then marketing exposure (both before choosing)
+    # the per-firm beliefs are updated in place where their firm-major form is a view of the state (the write-back
+    # below is then a no-op): the old values are not read again
     perceived = firm_major(st.perceived[rows])
-    perceived = perceived + p.wom_influence * (firm_major(sh.wom_pos[rows]) * (1.0 - perceived)
-                                               - firm_major(sh.wom_neg[rows]) * perceived)
+    np.add(perceived, p.wom_influence * (firm_major(sh.wom_pos[rows]) * (1.0 - perceived)
+                                         - firm_major(sh.wom_neg[rows]) * perceived), out=perceived)
     # expectations and attribute weights attribute-major ([A, m]), like the offers below: each attribute's row is
     # contiguous for the judged quality, the experience and the expectations' update
     weights = firm_major(st.weights[rows])
@@ -364,8 +368,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     belief = pick(perceived, informed)
     place(perceived, informed, belief + upgrade[informed % m] * (quality(informed) - belief))
     if p.reliability_choice:  # what the neighbours say about each firm's reliability
-        rel_belief = reliability_beliefs.hear(firm_major(st.rel_belief[rows]), firm_major(sh.rel_share[rows]),
-                                              firm_major(sh.rel_said[rows]), p.reliability_wom)
+        rel_belief = firm_major(st.rel_belief[rows])  # (in place, like the beliefs above)
+        reliability_beliefs.hear(rel_belief, firm_major(sh.rel_share[rows]), firm_major(sh.rel_said[rows]),
+                                 p.reliability_wom, out=rel_belief)
 
     # 3. search and choice
     k = v.occasions[rows]
@@ -376,7 +381,8 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     sat_current = select(had, pick(satisfaction, flat_index(idx, cur_safe, satisfaction.shape[1])), 0.0)
     threshold = st.threshold[rows]
     dissatisfied = had & (sat_current < threshold)
-    p_search = select(dissatisfied, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
+    dissatisfied_m = Mask(dissatisfied)  # (masks used by several selects: their integer forms are kept)
+    p_search = select(dissatisfied_m, p.p_search_dissatisfied, p.p_search_satisfied * (1.0 - attitude))
     lost_manager_now = st.manager_lost[rows] == t
     staying = present & had & ~leave
     can_choose = present if p.contractual else present & (k > 0)
@@ -460,8 +466,10 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
 
     # 4. purchase at the (new) current firm, or elsewhere for variety
     has_new = new >= 0
-    new_safe = select(has_new, new, 0)
+    has_new_m = Mask(has_new)
+    new_safe = select(has_new_m, new, 0)
     buying = present & has_new & (k > 0)
+    buying_m = Mask(buying)
     if p.contractual:
         at = new_safe
     else:
@@ -471,34 +479,46 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         at = new_safe.copy()
         wanders = wander[who]
         at[who[wanders]] = other[wanders]
-    purchases = select(buying, k, 0).astype(np.int32)
-    units = purchases * st.basket[rows]
+    # the step's outputs are worked out into the state's arrays where they are written back below (which is then a
+    # no-op); nothing reads their previous values in the step
+    purchases = st.step_purchases[rows]
+    purchases[...] = select(buying_m, k, 0)
+    units = np.multiply(purchases, st.basket[rows], out=st.step_units[rows])
     # the elements at the firm bought from, of [m, S] (customer-major) and [F, m] (firm-major) arrays
     at_row = {}
     at_index = at.astype(np.int64)  # (indices as np.take uses them: converted once)
 
-    def pick_at(x: np.ndarray) -> np.ndarray:
+    def at_positions(x: np.ndarray) -> np.ndarray:
         if x.shape[1] not in at_row:
             at_row[x.shape[1]] = flat_index(idx, at_index, x.shape[1])
-        return pick(x, at_row[x.shape[1]])
+        return at_row[x.shape[1]]
+
+    def pick_at(x: np.ndarray) -> np.ndarray:
+        return pick(x, at_positions(x))
 
     at_firm = flat_index(at_index, idx, m)
-    offer_applies = pick(offered_here, at_firm)  # the offer is from the firm bought from
-    reliability_at = np.take(sh.reliability, at_index)
+    offer_applies = Mask((at == offer_firm) & offer_on)  # the offer is from the firm bought from
+    reliability_at = take(sh.reliability, at_index)
     reliability = select(offer_applies, 1.0 - (1.0 - reliability_at) * (1.0 - st.offer_upgrade[rows]),
                            reliability_at)
     if perks is not None:  # priority service removes a share of the failures left
         reliability = 1.0 - (1.0 - reliability) * (1.0 - pick(priority, at_firm))
     failed = buying & (v.u_fail[rows] >= reliability)
     # below the zone of tolerance a customer is quicker to complain
-    complained = failed & (v.u_complain[rows] < select(dissatisfied, p.complaint_rate_dissatisfied,
+    complained = failed & (v.u_complain[rows] < select(dissatisfied_m, p.complaint_rate_dissatisfied,
                                                            p.complaint_rate))
-    recovered = complained & (v.u_recover[rows] < np.take(sh.recovery, at_index))
-    damage = experience_damage(failed, complained, recovered, p)
-    if perks is not None:  # members forgive part of a failure
-        damage = damage * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm))
-    offered = np.take(levels, at_index, axis=1)  # [A, m]
-    list_price = np.take(sh.price, at_index)
+    # the few who complained or failed: worked out where they did (elsewhere nothing is recovered, no damage done)
+    recovered = complained.copy()
+    complaining = np.flatnonzero(complained)
+    recovered[complaining] = v.u_recover[rows][complaining] < take(sh.recovery, at_index[complaining])
+    hurt = np.flatnonzero(failed)
+    damage = np.zeros(m)
+    damage_hurt = experience_damage(failed[hurt], complained[hurt], recovered[hurt], p)
+    if perks is not None:  # members forgive part of a failure (a share in [0, 1]: no damage stays +0.0)
+        damage_hurt = damage_hurt * (1.0 - pick(firm_major(perks.forgive[rows]), at_firm[hurt]))
+    damage[hurt] = damage_hurt
+    offered = take(levels, at_index, axis=1)  # [A, m]
+    list_price = take(sh.price, at_index)
     member_at = None if perks is None else pick(member_off, at_firm)  # a member's share off there
     price_at = list_price * (1.0 - select(offer_applies, st.offer_discount[rows], 0.0))
     experienced, quality_at = judged_offer(weights, offered - expectation, expectation, sh.kano, p.loss_aversion)
@@ -507,22 +527,24 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         paid = price_at if perks is None else price_at * (1.0 - member_at)
         reference = st.ref_price[rows]
         experienced += reference_price.value_response(paid, reference, p.value_weight, p.price_loss_aversion)
-        ref_price = reference_price.adapt(reference, paid, buying, p.reference_alpha)
+        ref_price = reference_price.adapt(reference, paid, buying_m, p.reference_alpha)
     old = pick_at(satisfaction)
-    place(satisfaction, at_row[satisfaction.shape[1]], select(buying, old + p.sat_alpha * (experienced - old), old))
-    expectation = adapt_expectations(expectation, offered, buying, present, sh.best_levels, sh.kano, p,
-                                     sh.market_levels)
+    sat_at = select(buying_m, old + p.sat_alpha * (experienced - old), old)
+    place(satisfaction, at_row[satisfaction.shape[1]], sat_at)
+    expectation = adapt_expectations(expectation, offered, buying_m, Mask(present), sh.best_levels, sh.kano, p,
+                                     sh.market_levels, out=expectation)
     if p.reliability_choice:
-        place(rel_belief, at_firm, reliability_beliefs.learn(pick(rel_belief, at_firm), failed, recovered, buying,
+        place(rel_belief, at_firm, reliability_beliefs.learn(pick(rel_belief, at_firm), failed, recovered, buying_m,
                                                              p.reliability_alpha, p.recovery_credit))
     belief = pick(perceived, at_firm)
     target = np.clip(quality_at - p.failure_belief * damage, 0.0, 1.0)
-    place(perceived, at_firm, select(buying, belief + p.learn_alpha * (target - belief), belief))
+    place(perceived, at_firm, select(buying_m, belief + p.learn_alpha * (target - belief), belief))
     last_buy = st.last_buy[rows]  # a view: updated in place below
     buyers = np.flatnonzero(buying)
-    wallet = p.wallet_decay * st.wallet[rows]
-    bought = flat_index(buyers, np.take(at_index, buyers), wallet.shape[1])  # (one element per buyer, of [m, F])
-    place(wallet, bought, pick(wallet, bought) + np.take(units, buyers))
+    wallet = st.wallet[rows]  # a view: decayed in place
+    np.multiply(p.wallet_decay, wallet, out=wallet)
+    bought = take(at_positions(wallet), buyers)  # (one element per buyer, of [m, F])
+    place(wallet, bought, pick(wallet, bought) + take(units, buyers))
     if p.contractual:
         gained = select(changed & has_new, new, NO_FIRM)
     else:  # won anew or back: a purchase by someone who was not a customer at the end of the last step
@@ -530,32 +552,35 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
         gained = select(buying & (t - previous_buy > p.lapse_steps), at, NO_FIRM)
 
     # margins and lifetimes: what each relationship earns its firm, and second lifetimes won back by an offer
-    discount = select(offer_applies, units * list_price * st.offer_discount[rows], 0.0)
-    margin = units * (list_price - np.take(sh.unit_cost, at_index)) - discount
+    discount = select(offer_applies, units * list_price * st.offer_discount[rows], 0.0, out=st.step_discount[rows])
+    margin = units * (list_price - take(sh.unit_cost, at_index)) - discount
     if perks is not None:
-        member_discount = units * price_at * member_at
+        member_discount = np.multiply(units * price_at, member_at, out=st.step_member_discount[rows])
         margin = margin - member_discount
         discount_all = discount + member_discount
     else:
         member_discount = 0.0
         discount_all = discount
-    here = buying & (at == new)
-    value = select(changed, 0.0, st.relationship_value[rows]) + select(here, margin, 0.0)
-    revenue = (select(changed, 0.0, st.relationship_revenue[rows])
-               + select(here, units * list_price - discount_all, 0.0))
+    here = Mask(buying & (at == new))
+    changed_m = Mask(changed)
     # won back: the offer came after the customer left that firm (a save offer made while it was still a customer
     # does not make its return a regain)
     regained = (changed & has_new & (new == offer_firm) & offer_on & (st.previous[rows] == new)
                 & (st.lost_at[rows] < st.contacted_at[rows]))
 
     # 5. attitude toward the current firm, relationship bookkeeping
-    attitude = select(changed, 0.0, attitude)
-    sat_new = pick(satisfaction, at_row[satisfaction.shape[1]] if at is new_safe
-                   else flat_index(idx, new_safe, satisfaction.shape[1]))
-    attitude = select(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude)
+    attitude = select(changed_m, 0.0, attitude)
+    # the satisfaction at the current firm: where the customer bought (written above), but at its own firm for a
+    # customer on a variety trip
+    sat_new = sat_at
+    if at is not new_safe:
+        tripped = who[wanders]
+        sat_new[tripped] = pick(satisfaction, flat_index(tripped, new_safe[tripped], satisfaction.shape[1]))
+    attitude = select(present & has_new, update_attitude(attitude, sat_new, threshold, p), attitude,
+                      out=st.attitude[rows])
     # a customer who changed firm gets a manager at its new firm if it is of high value and the firm has managers
     moved = np.flatnonzero(changed)
-    managers = np.take(sh.managers, new_safe[moved])
+    managers = take(sh.managers, new_safe[moved])
     assigned = np.where((st.value_tier[rows][moved] == 2) & (managers > 0),
                         row_ids[moved] % np.maximum(managers, 1), NO_FIRM)
     manager = manager.copy()
@@ -568,9 +593,9 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     # a customer coming back into the market starts afresh, as a prospect
     st.previous[rows][np.flatnonzero(enter)] = NO_FIRM
     st.previous[rows][gone] = cur[gone]
-    st.tenure[rows] = select(has_new, select(changed, 1, tenure + 1), 0)
-    st.relationship_purchases[rows] = (select(changed, 0, st.relationship_purchases[rows])
-                                       + select(here, purchases, 0))
+    select(has_new_m, select(changed_m, 1, tenure + 1), 0, out=st.tenure[rows])
+    np.add(select(changed_m, 0, st.relationship_purchases[rows]), select(here, purchases, 0),
+           out=st.relationship_purchases[rows])
     st.perceived[rows] = perceived.T
     st.attitude[rows] = attitude
     st.club[rows] = st.club[rows] & ~changed
@@ -586,25 +611,29 @@ def step_customers(st: CustomerState, rows: slice, v: Variates, sh: Shared, p: P
     st.since[rows][won, gained[won]] = t
     st.last_failure[rows][np.flatnonzero(failed)] = t
     st.switch_cause[rows][gone] = cause[gone]
-    st.step_firm[rows] = select(buying, at, NO_FIRM)
+    select(buying_m, at, NO_FIRM, out=st.step_firm[rows])
     st.step_purchases[rows] = purchases
     st.step_units[rows] = units
     st.step_failed[rows] = failed
     st.step_complained[rows] = complained
     st.step_recovered[rows] = recovered
-    st.step_left[rows] = select(left, cur, NO_FIRM)
+    left_m = Mask(left)
+    select(left_m, cur, NO_FIRM, out=st.step_left[rows])
     st.step_cause[rows] = cause
     st.step_gained[rows] = gained
     st.step_discount[rows] = discount
     st.step_member_discount[rows] = member_discount
     st.step_regained[rows] = regained
-    st.step_lifetime_value[rows] = select(left, st.relationship_value[rows], 0.0)
-    st.step_lifetime_revenue[rows] = select(left, st.relationship_revenue[rows], 0.0)
+    select(left_m, st.relationship_value[rows], 0.0, out=st.step_lifetime_value[rows])
+    select(left_m, st.relationship_revenue[rows], 0.0, out=st.step_lifetime_revenue[rows])
     st.step_second_ended[rows] = left & (st.regained_by[rows] == cur)
     st.lost_value[rows][gone] = st.relationship_value[rows][gone]
     st.lost_at[rows][gone] = t
-    st.relationship_value[rows] = value
-    st.relationship_revenue[rows] = revenue
+    # the relationship's value and revenue so far: anew after a change of firm, plus this step's at the firm held
+    np.add(select(changed_m, 0.0, st.relationship_value[rows]), select(here, margin, 0.0),
+           out=st.relationship_value[rows])
+    np.add(select(changed_m, 0.0, st.relationship_revenue[rows]), select(here, units * list_price - discount_all, 0.0),
+           out=st.relationship_revenue[rows])
     st.regained_by[rows][moved] = NO_FIRM
     won_back = np.flatnonzero(regained)
     st.regained_by[rows][won_back] = new[won_back]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loyaltysim.model.arrays import flat_index, pick, select
+from loyaltysim.model.arrays import select
 from loyaltysim.model.state import CustomerState
 
 if TYPE_CHECKING:
@@ -46,19 +46,18 @@ def told(wom: WordOfMouth, st: CustomerState, n_firms: int) -> np.ndarray:
     against; each tells its own belief, from the previous step's state. The share of neighbours who spoke about each
     firm, which :func:`hear` also needs, is word of mouth's recommending plus warning shares."""
     recommend, cur, warn, about = wom.spoken
-    rows = np.arange(len(st))
     belief = st.rel_belief.T  # [F, n]: the state keeps the beliefs column-major
-    return (wom.heard(recommend, cur, n_firms, pick(belief, flat_index(cur, rows, len(st))))
-            + wom.heard(warn, about, n_firms, pick(belief, flat_index(about, rows, len(st)))))
+    return (wom.heard(recommend, cur, n_firms, told_of=belief) + wom.heard(warn, about, n_firms, told_of=belief))
 
 
-def hear(belief: np.ndarray, share: np.ndarray, said: np.ndarray, influence: float) -> np.ndarray:
+def hear(belief: np.ndarray, share: np.ndarray, said: np.ndarray, influence: float,
+         out: np.ndarray | None = None) -> np.ndarray:
     """Word of mouth: the belief moves toward what the neighbours who spoke of the firm believe, by ``influence``
     times the share of neighbours who spoke (``said`` sums their beliefs over the customer's ties): a customer
     whose whole neighbourhood spoke moves ``influence`` of the way to their mean belief. Unlike the quality belief's
     recommendations and warnings (3.3.8), which push toward 1 or 0, what is told here is a reliability learned from
-    experience, so word of mouth spreads it without drifting it."""
-    return belief + influence * (said - share * belief)
+    experience, so word of mouth spreads it without drifting it. ``out``: where to write it (it may be ``belief``)."""
+    return np.add(belief, influence * (said - share * belief), out=out)
 
 
 def expected(belief: np.ndarray, removed: np.ndarray) -> np.ndarray:

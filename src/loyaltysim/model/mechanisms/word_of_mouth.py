@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from loyaltysim.model.arrays import flat_index, pick, select
+from loyaltysim.model.arrays import flat_index, pick, select, take
 from loyaltysim.model.state import CustomerState
 
 
@@ -55,14 +55,19 @@ class WordOfMouth:
         return self.heard(recommend, cur, n_firms), self.heard(warn, about, n_firms)
 
     def heard(self, speakers: np.ndarray, about: np.ndarray, n_firms: int,
-              weights: np.ndarray | None = None) -> np.ndarray:
+              weights: np.ndarray | None = None, told_of: np.ndarray | None = None) -> np.ndarray:
         """[n, F] share of each customer's neighbours who spoke about each firm: the speakers' rows of the
         symmetric 0/1 network, counted by the firm each spoke of. The same numbers as ``network @ one_hot(about)``
         over the speakers (whole counts either way), at a cost that grows with the speakers' ties rather than all
-        ties. With ``weights`` [n], each speaker counts its weight instead of 1 (what it told, e.g. a belief)."""
+        ties. With ``weights`` [n], each speaker counts its weight instead of 1 (what it told, e.g. a belief); with
+        ``told_of`` [F, n] instead, its element at the firm the speaker spoke of (gathered for the speakers alone)."""
         n = self.network.shape[0]
         who, per_speaker, heard_at = self._reach(speakers, about, n)
-        told = None if weights is None else np.repeat(np.take(weights, who), per_speaker)
+        if told_of is not None:
+            weights_who = pick(told_of, flat_index(take(about, who), who, n))
+        else:
+            weights_who = None if weights is None else take(weights, who)
+        told = None if weights_who is None else np.repeat(weights_who, per_speaker)
         heard = np.bincount(heard_at, told, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
         if heard.dtype == np.float64:  # weighted sums: a fresh float array, scaled in place
             heard *= self.inv_degree
@@ -78,7 +83,7 @@ class WordOfMouth:
                 return value
         who = np.flatnonzero(speakers)
         per_speaker, listeners = csr_rows(self._indptr, self._indices, who)
-        value = (who, per_speaker, np.repeat(np.take(about, who), per_speaker) * n + listeners)
+        value = (who, per_speaker, np.repeat(take(about, who), per_speaker) * n + listeners)
         self._ties.append(((speakers, about), value))
         return value
 
@@ -86,12 +91,12 @@ class WordOfMouth:
 def csr_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(entries per row, column indices) of rows ``rows`` of a CSR matrix given by ``indptr`` and ``indices``: the
     ``np.diff(m[rows].indptr)`` and ``m[rows].indices`` of scipy's row indexing, row after row in stored order."""
-    start = np.take(indptr, rows)
-    count = np.take(indptr, rows + 1) - start
+    start = take(indptr, rows)
+    count = take(indptr, rows + 1) - start
     # each entry's position in ``indices``: its row's start plus its place within the row
     ends = np.cumsum(count)
     position = np.arange(ends[-1] if ends.size else 0) + np.repeat(start - (ends - count), count)
-    return count, np.take(indices, position)
+    return count, take(indices, position)
 
 
 def small_world(n: int, degree: int, rewire: float, rng: np.random.Generator) -> sp.csr_matrix:

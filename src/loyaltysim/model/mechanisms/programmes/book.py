@@ -28,7 +28,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from loyaltysim.model.arrays import select
+from loyaltysim.model.arrays import select, take
 from loyaltysim.model.mechanisms.programmes.ledger import Ledger
 from loyaltysim.model.mechanisms.programmes.registry import ledger_class
 from loyaltysim.model.mechanisms.programmes.views import SELLER_TOTALS, STEP_TOTALS, Outlook, Perks, Sales
@@ -70,6 +70,12 @@ class Book:
         self.log: list[dict] = []
         self.settlement: list[dict] = []
         self.firm_totals = {k: np.zeros(self.n_sellers) for k in ("programme_cost", "programme_fees")}
+        # the per-customer perk arrays are kept from step to step: a programme writes perks only at its sellers'
+        # columns (its firm, its partners, where its members earn), so only those are reset before a step; the
+        # others stay as the first step left them (zero perks, nothing kept off the price)
+        self._perk_columns = sorted({j for ledger in self.ledgers
+                                     for j in (ledger.firm, *ledger.sellers, *(ledger.earn_at or ()))})
+        self._perk_arrays: tuple | None = None
         # shares of wallet and spends, kept while one phase of a step (prepare, settle) runs: the state they are
         # computed from does not change within a phase
         self._memo: dict | None = None
@@ -147,7 +153,7 @@ class Book:
         none. The market first, then each category."""
         at = st.step_firm
         has = at >= 0
-        spend = select(has, st.step_units * np.take(price, select(has, at, 0)) - st.step_discount
+        spend = select(has, st.step_units * take(price, select(has, at, 0)) - st.step_discount
                        - st.step_member_discount, 0.0)
         views = [(at, spend, st.step_purchases)]
         for cat in self.categories:
@@ -182,15 +188,17 @@ class Book:
         weaken = 1.0 / (1.0 + self.dilution * np.maximum(count - 1.0, 0.0))
         # club members talk about their firm more often; keep: the product of (1 - discount); pull: the strongest
         # goal-gradient pull on usage (contractual markets)
+        perks, keep, discount, discount_sum, columns = self._reset_perks()
         outlook = Outlook(book=self, st=st, t=t, price=price, contractual=contractual, weaken=weaken,
-                          perks=Perks.zeros(n, self.n_sellers), financial=np.zeros(n), club=np.zeros(n, bool),
-                          talk=np.ones(n), keep=np.ones((n, self.n_sellers), order="F"), pull=np.zeros(n))
+                          perks=perks, financial=np.zeros(n), club=np.zeros(n, bool),
+                          talk=np.ones(n), keep=keep, pull=np.zeros(n))
         for ledger in live:
             ledger.prepare(outlook)
-        perks = outlook.perks
-        perks.discount = 1.0 - outlook.keep
+        for j in columns:  # 1 - keep (elsewhere keep is 1: the discount stays +0.0)
+            np.subtract(1.0, keep[:, j], out=discount[:, j])
+        perks.discount = discount
         # each programme's part of a seller's discounts, to attribute the revenue given up
-        self.discount_sum = np.zeros((n, self.n_sellers), order="F")  # (column-major: summed seller by seller)
+        self.discount_sum = discount_sum  # (column-major: summed seller by seller)
         for ledger in live:
             for j, d in ledger.discount_now.items():
                 self.discount_sum[:, j] += d
@@ -203,6 +211,26 @@ class Book:
         extra = np.zeros(n, np.int64)
         extra[pulled] = u[pulled] < -np.expm1(-st.purchase_rate[pulled] * outlook.pull[pulled])
         return perks, extra
+
+    def _reset_perks(self) -> tuple[Perks, np.ndarray, np.ndarray, np.ndarray, range | list[int]]:
+        """The step's perks (zeros), keep (ones), discount and discount sums (zeros, to be filled) arrays [n, S],
+        column-major, and the columns to work out: every column at the first step, then only the programmes'
+        sellers' (see ``_perk_columns``), reset here."""
+        shape = (self.n, self.n_sellers)
+        if self._perk_arrays is None:
+            self._perk_arrays = (*(np.zeros(shape, order="F") for _ in range(4)), np.ones(shape, order="F"),
+                                 np.empty(shape, order="F"), np.zeros(shape, order="F"))
+            columns = range(self.n_sellers)
+        else:
+            columns = self._perk_columns
+            value, pressure, priority, forgive, keep, _, discount_sum = self._perk_arrays
+            for j in columns:
+                for zeroed in (value, pressure, priority, forgive, discount_sum):
+                    zeroed[:, j] = 0.0
+                keep[:, j] = 1.0
+        value, pressure, priority, forgive, keep, discount, discount_sum = self._perk_arrays
+        perks = Perks(value=value, discount=None, pressure=pressure, priority=priority, forgive=forgive)
+        return perks, keep, discount, discount_sum, columns
 
     # --- after the customers step ------------------------------------------------------------------------
     def settle(self, st: CustomerState, t: int, price: np.ndarray, lapse_steps: int, contractual: bool) -> None:

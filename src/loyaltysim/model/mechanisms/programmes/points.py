@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loyaltysim.model.arrays import select
+from loyaltysim.model.arrays import select, take
 from loyaltysim.model.mechanisms.programmes.attainability import attainability, headroom
 from loyaltysim.model.mechanisms.programmes.ledger import Ledger
 from loyaltysim.model.mechanisms.programmes.views import Outlook, Sales, among
@@ -168,12 +168,12 @@ class PointsLedger(Ledger):
         balance = self.balance()
         # progress only matters to members (every use below is a member's): worked out for them alone
         members = np.flatnonzero(member)
-        held = np.take(balance, members)
+        held = take(balance, members)
         above = self.above(held)
         progress = self.progress(held, above) ** 2
         if book.attainable:
             life = None if self.life is None or self.spec.expire_on == "inactivity" else self.life
-            progress = progress * attainability(self.to_next(held, above), np.take(points_year, members), life,
+            progress = progress * attainability(self.to_next(held, above), take(points_year, members), life,
                                                 book.year)
         g = np.zeros(self.n)
         g[members] = progress
@@ -302,9 +302,9 @@ class PointsLedger(Ledger):
             if not remaining.any():  # all taken (or nobody redeems): the younger slots would lose nothing
                 break
             s = (slot + 1 + age) % slots
-            take = np.minimum(remaining, self.points[who, s])
-            self.points[who, s] -= take
-            remaining -= take
+            taken = np.minimum(remaining, self.points[who, s])
+            self.points[who, s] -= taken
+            remaining -= taken
 
     def place(self, views, redeem: np.ndarray, cost_points: np.ndarray, reward_cost: np.ndarray) -> None:
         """Where redemptions are booked: with the seller the member bought from this step (the market first), else
@@ -312,9 +312,9 @@ class PointsLedger(Ledger):
         seller = np.full(self.n, self.firm)
         placed = np.zeros(self.n, bool)
         for at, _, _ in views:
-            take = ~placed & among(at, self.sellers)
-            seller = select(take, at, seller)
-            placed |= take
+            placing = ~placed & among(at, self.sellers)
+            seller = select(placing, at, seller)
+            placed |= placing
         for j in self.sellers:
             at_j = redeem & (seller == j)
             self.by_seller[j]["redeemed"] = float(cost_points[at_j].sum())
