@@ -498,7 +498,11 @@ def _sweep(experiment: Experiment, out_root: Path, db_url: str, registry: Regist
 class _RunLog:
     """What a running sweep logs of its runs: each run at DEBUG (submitted, stored, with its time), a failed run at
     INFO, and the sweep's progress at INFO every 10% of its runs or every :data:`LOG_EVERY_S` seconds (runs stored,
-    failed, rate, mean worker time a run, time left). It keeps counts only, never the runs."""
+    failed, rate, mean worker time a run, time left). It keeps counts only, never the runs.
+
+    The progress records carry ``progress=True`` (a record attribute), so that a program whose terminal shows the
+    sweep's progress bar can leave them off it and still log them elsewhere (the command does: see
+    :func:`loyaltysim.cli.configure_logging`)."""
 
     def __init__(self, name: str, todo: int):
         self.name, self.todo = name, todo
@@ -533,7 +537,8 @@ class _RunLog:
             left = (self.todo - self.finished) / rate if rate > 0 else 0.0
             log.info("sweep %s: %d of %d runs finished (%d failed), %.2f runs/s, %.3f s simulating a run (on a "
                      "worker), %s elapsed, ~%s left", self.name, self.finished, self.todo, self.failed, rate,
-                     self.worker_s / self.finished, _fmt_duration(elapsed), _fmt_duration(left))
+                     self.worker_s / self.finished, _fmt_duration(elapsed), _fmt_duration(left),
+                     extra={"progress": True})
 
 
 def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims, result: SweepResult,
