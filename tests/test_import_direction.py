@@ -6,6 +6,9 @@ Every ``import`` in a module counts, those inside functions included (they run t
 """
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,14 @@ def test_no_import_circles():
     for module in RUN_GRAPH:
         if module not in seen:
             visit(module, [])
+
+
+def test_a_sweeps_worker_does_not_import_the_registrys_database_libraries():
+    """A worker process imports the worker's module and what a run needs (the registry is the coordinator's): not
+    SQLAlchemy or SQLModel, half a second of every worker's start-up."""
+    code = ("import sys, loyaltysim.experiments.worker, loyaltysim.experiments.run; "
+            "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'loyaltysim.experiments.storage') "
+            "if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

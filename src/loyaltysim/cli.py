@@ -68,8 +68,10 @@ def configure_logging(level: str | None = None, verbose: int = 0, log_file: Path
     """Send the package's log records (``logging.getLogger("loyaltysim")`` and below) to stderr, and to ``log_file``
     if given; return the level. The level is ``level`` if given, else INFO with one ``-v`` and DEBUG with two, else
     WARNING (what a command prints already is not repeated). A log file holds at least INFO (a long sweep's runs,
-    rate and stops, to follow and diagnose it afterwards). On a terminal stderr gets a rich handler. Only the
-    command configures logging: the library logs to its loggers and leaves handlers to the program using it."""
+    rate and stops, to follow and diagnose it afterwards). On a terminal stderr gets a rich handler, which leaves out
+    the records of progress a progress bar shows there already (a sweep's, marked ``progress``: see
+    :class:`loyaltysim.experiments.sweep._RunLog`); a log file still gets them. Only the command configures
+    logging: the library logs to its loggers and leaves handlers to the program using it."""
     import logging
 
     chosen = (getattr(logging, level.upper()) if level else
@@ -84,6 +86,7 @@ def configure_logging(level: str | None = None, verbose: int = 0, log_file: Path
         from rich.logging import RichHandler
 
         console = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)
+        console.addFilter(_not_progress)  # the progress bar on the same terminal shows it: once is enough
     else:
         console = _stderr_handler()
         console.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -102,6 +105,11 @@ def configure_logging(level: str | None = None, verbose: int = 0, log_file: Path
         logger.addHandler(handler)
     logger.setLevel(min(h.level for h in handlers))
     return chosen
+
+
+def _not_progress(record) -> bool:
+    """Whether a log record is not one of progress (those a sweep marks ``progress``, which its bar shows)."""
+    return not getattr(record, "progress", False)
 
 
 def _stderr_handler():

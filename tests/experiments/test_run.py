@@ -10,7 +10,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from loyaltysim.experiments import run as run_module
-from loyaltysim.experiments import storage
+from loyaltysim.experiments import rundirs
 from loyaltysim.experiments.run import execute_run, simulate
 from loyaltysim.experiments.storage import Registry, StorageError, read_run_dir, run_dir_for, run_dir_problem
 from loyaltysim.measures.tables import TABLES, tabulate
@@ -328,7 +328,7 @@ def test_failed_simulation_leaves_no_run_dir_and_a_failed_row(tmp_path, monkeypa
 def test_failure_while_writing_tables_leaves_no_partial_run_dir(tmp_path, monkeypatch, make_scenario):
     s = tiny(make_scenario)
     db = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    real = storage._write_table
+    real = rundirs._write_table
     written = []
 
     def flaky(frame, path, labels=None):
@@ -337,7 +337,7 @@ def test_failure_while_writing_tables_leaves_no_partial_run_dir(tmp_path, monkey
         written.append(path)
         return real(frame, path, labels)
 
-    monkeypatch.setattr(storage, "_write_table", flaky)
+    monkeypatch.setattr(rundirs, "_write_table", flaky)
     with pytest.raises(StorageError, match="No space left on device"):
         execute_run(s, seed=1, out_root=tmp_path, db_url=db)
     assert written and _leftovers(tmp_path) == []

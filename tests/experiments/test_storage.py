@@ -17,7 +17,7 @@ import sqlalchemy
 from sqlmodel import SQLModel
 
 import loyaltysim
-from loyaltysim.experiments import storage
+from loyaltysim.experiments import rundirs, storage
 from loyaltysim.experiments.storage import (
     CodeIdentity,
     ExperimentRecord,
@@ -213,8 +213,8 @@ def test_os_error_while_writing_is_storage_error_and_keeps_old_run(tmp_path, mon
             raise OSError(28, "No space left on device", str(path))
         return original(frame, path, labels)
 
-    original = storage._write_table
-    monkeypatch.setattr(storage, "_write_table", failing_write)
+    original = rundirs._write_table
+    monkeypatch.setattr(rundirs, "_write_table", failing_write)
     with pytest.raises(StorageError, match=r"cannot write run directory .*No space left on device"):
         write_run_dir(tmp_path, key, {"v": 2}, _tables())
     monkeypatch.undo()

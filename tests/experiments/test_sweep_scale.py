@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import logging
+import re
+import sys
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from loyaltysim.cli import app
+from loyaltysim.cli import app, configure_logging
 from loyaltysim.experiments import storage
 from loyaltysim.experiments import sweep as sweep_module
 from loyaltysim.experiments.design import load_experiment
@@ -160,3 +162,24 @@ def test_the_command_logs_at_the_level_asked_and_to_a_log_file(tmp_path, monkeyp
     result = runner.invoke(app, ["--log-file", str(tmp_path / "no" / "such" / "folder.log"), "validate",
                                  str(exp_file)])
     assert result.exit_code == 2 and "cannot write the log file" in result.stderr
+
+
+def test_on_a_terminal_with_v_the_progress_is_shown_once_and_a_log_file_still_gets_it(tmp_path, monkeypatch,
+                                                                                      restore_package_logger):
+    """The progress bar shows the sweep's progress on the terminal; its progress log records go to the log file
+    only, and the sweep's other records still to both."""
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    log_file = tmp_path / "sweep.log"
+    configure_logging(verbose=1, log_file=log_file)
+    out = tmp_path / "out"
+    run_sweep(load_experiment(TINY, overrides=SMALL), out, f"sqlite:///{out / 'registry.sqlite'}", workers=2,
+              executor_factory=threads)
+    shown = " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", sys.stderr.getvalue()).split())
+    assert "4/4" in shown and "finished: 4 of 4 runs stored (4 new" in shown
+    assert "runs finished" not in shown
+    logged = log_file.read_text()
+    assert "sweep tiny_price: 4 of 4 runs finished (0 failed)" in logged and "finished: 4 of 4 runs stored" in logged

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from loyaltysim.experiments.storage import file_sha256
+from loyaltysim.experiments.rundirs import file_sha256
 from loyaltysim.measures import transactions as tr
 
 WHEEL = "lifetimes==0.11.3"

@@ -16,8 +16,8 @@ local process pool; only the computing moves. Each run goes to the cluster throu
 * the runs in flight are sized from the cluster's threads (:meth:`DaskExecutor.worker_slots`), looked up again as
   workers come and go, not from this machine's CPUs.
 
-Each worker checks that it runs the coordinator's code (:func:`~loyaltysim.experiments.storage.code_mismatch`,
-in :func:`~loyaltysim.experiments.sweep.run_task`) and writes the run folder under the output root itself: on a
+Each worker checks that it runs the coordinator's code (:func:`~loyaltysim.experiments.identity.code_mismatch`,
+in :func:`~loyaltysim.experiments.worker.run_task`) and writes the run folder under the output root itself: on a
 cluster of several machines the output root must be shared storage mounted at the same path on every machine
 (a worker that does not see it fails its runs with a message that says so, and the coordinator records a run done
 only once it sees the run's folder).

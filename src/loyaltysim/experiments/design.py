@@ -83,7 +83,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from loyaltysim.experiments import registry
-from loyaltysim.experiments.storage import canonical_json
+from loyaltysim.experiments.identity import canonical_json
 from loyaltysim.measures.outcomes import OutcomeError, check_name
 from loyaltysim.scenario import (
     PATH,

@@ -336,7 +336,7 @@ def _run_fixed(policy: Policy, scenario: LoyaltyScenario, suffix: str, root_seed
         first = result.failed[0].error.splitlines()[0] if result.failed[0].error else "?"
         raise points.SearchFailed(f"{len(result.failed)} run(s) failed (recorded in the registry); first error: "
                                   f"{first}")
-    from loyaltysim.experiments.storage import run_dir_for
+    from loyaltysim.experiments.rundirs import run_dir_for
 
     tasks = sweeps.plan(experiment, out_root)
     values = np.array([_objective(run_dir_for(out_root, t.key), policy.spec.objective) for t in tasks])

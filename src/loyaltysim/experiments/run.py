@@ -20,20 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loyaltysim.experiments.storage import (
-    CodeIdentity,
-    LeaseKeeper,
-    Owner,
-    RunRecord,
+from loyaltysim.experiments.identity import CodeIdentity, code_identity, run_key
+from loyaltysim.experiments.rundirs import (
     StorageError,
-    code_identity,
     labelled,
-    open_results,
     read_run_dir,
-    record_run_dir,
     run_dir_for,
     run_dir_problem,
-    run_key,
     write_run_dir,
 )
 from loyaltysim.measures.outcomes import compute as compute_outcomes
@@ -169,6 +162,9 @@ def execute_run(scenario: LoyaltyScenario, *, seed: int, out_root: Path, db_url:
     never recorded done (its process died, or lost its database, at the end) is recorded from its folder, not run
     again.
     """
+    # the registry's module (SQLAlchemy, SQLModel) only here: a sweep's worker imports this module but no registry
+    from loyaltysim.experiments.storage import LeaseKeeper, Owner, RunRecord, open_results, record_run_dir
+
     out_root, registry = open_results(out_root, db_url)
     try:
         code = code_identity()

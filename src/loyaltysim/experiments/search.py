@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from loyaltysim.experiments import design as designs
 from loyaltysim.experiments import sweep as sweeps
-from loyaltysim.experiments.storage import run_dir_for
+from loyaltysim.experiments.rundirs import run_dir_for
 
 
 class FileSpec(BaseModel):

@@ -13,6 +13,10 @@ A run is named by :func:`run_key`, a hash of the effective scenario, the seed an
 (:func:`code_identity`).  Identical inputs on identical code give the same key, which makes re-running
 idempotent and makes stale results impossible to confuse with current ones.
 
+Code identity and run keys are defined in :mod:`loyaltysim.experiments.identity`, run directories in
+:mod:`loyaltysim.experiments.rundirs`: neither imports SQLAlchemy or SQLModel, so a sweep's worker process, which
+never touches the registry, does not import them. This module re-exports their names.
+
 Every failure a user can cause or fix (unwritable directory, bad or unreachable database URL, missing run
 directory) raises :class:`StorageError` with a one-line message; programming errors propagate unchanged.
 
@@ -26,19 +30,12 @@ registry claim their runs (:meth:`Registry.claim_run`) so that no run is compute
 """
 
 import contextlib
-import errno
 import functools
-import hashlib
-import importlib.metadata
 import json
 import logging
-import operator
 import os
 import re
-import secrets
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,8 +44,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
@@ -66,7 +61,40 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, select, update
 
-from loyaltysim.version import PACKAGE_DIR, __version__
+from loyaltysim.experiments.identity import (  # noqa: F401  (re-exported)
+    NUMERIC_DEPENDENCIES,
+    CodeIdentity,
+    _git,
+    _git_state,
+    _installed_versions,
+    _result_code,
+    _source_digest,
+    canonical_json,
+    code_identity,
+    code_mismatch,
+    run_key,
+    run_key_of_canonical,
+)
+from loyaltysim.experiments.rundirs import (  # noqa: F401  (re-exported)
+    SMALL_TABLE_CELLS,
+    StorageError,
+    _column_values,
+    _label_values,
+    _layout,
+    _move_into_place,
+    _one_category,
+    _os_reason,
+    _small_arrow_table,
+    _write_table,
+    check_writable,
+    file_sha256,
+    host_tag,
+    labelled,
+    read_run_dir,
+    run_dir_for,
+    run_dir_problem,
+    write_run_dir,
+)
 
 __all__ = [
     "CodeIdentity",
@@ -96,7 +124,6 @@ __all__ = [
 
 DB_ENV_VAR = "LOYALTYSIM_DB"
 _DB_HINT = "use --db or LOYALTYSIM_DB with e.g. sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
-_TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 DB_RETRY_ENV_VAR = "LOYALTYSIM_DB_RETRY_S"
@@ -110,409 +137,8 @@ LEASE_RENEW_S = 60.0  # how often an owner renews the lease of its running rows
 T = TypeVar("T")
 
 
-class StorageError(Exception):
-    """A storage problem the user can fix; the message is one readable line (the CLI prints it, exit 2)."""
-
-
 class DatabaseUnavailable(StorageError):
     """The database still failed, transiently (unreachable, restarting, locked), when the retry bound ran out."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Code identity and run keys
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CodeIdentity:
-    """Which code produced a result: enough to reproduce it, or to know that it cannot be reproduced.
-
-    ``source_digest`` covers the package's ``*.py`` files and ``dependencies`` the versions of the libraries the
-    numbers go through: together they are what can change a result, and what a run key hashes. The commit and
-    whether the checkout had uncommitted changes (``dirty``) are recorded for tracing, not hashed: a new file in
-    the checkout, or a commit that changes only documents or tests, leaves stored runs valid.
-    """
-
-    version: str
-    commit: str | None
-    dirty: bool
-    source_digest: str
-    dependencies: tuple[tuple[str, str], ...] = ()  # (distribution, version) of NUMERIC_DEPENDENCIES
-
-
-def _git(cwd: Path, *args: str) -> str | None:
-    """Run git and return stdout, or None on any failure: a missing git must never stop a simulation."""
-    # GIT_OPTIONAL_LOCKS=0 stops `git status` from taking index.lock behind the user's back.
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-    try:
-        proc = subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def _source_digest(pkg_dir: Path) -> str:
-    """sha256 over sorted relative paths and contents of every ``*.py`` file under ``pkg_dir``.
-
-    Each path and content is length-prefixed so that moving bytes between files changes the digest.
-    """
-    digest = hashlib.sha256()
-    files = sorted((p.relative_to(pkg_dir).as_posix(), p) for p in pkg_dir.rglob("*.py") if p.is_file())
-    for rel, path in files:
-        for chunk in (rel.encode(), path.read_bytes()):
-            digest.update(len(chunk).to_bytes(8, "big"))
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _git_state(pkg_dir: Path) -> tuple[str | None, bool]:
-    """``(commit, dirty)`` of the work tree that tracks ``pkg_dir``, or ``(None, False)`` if none does.
-
-    The package must be tracked, not merely inside a work tree: a copy installed into an ignored
-    ``.venv/`` of some repository would otherwise be labelled with that repository's unrelated commit.
-    """
-    if _git(pkg_dir, "ls-files", "--error-unmatch", "--", "__init__.py") is None:
-        return None, False
-    head = _git(pkg_dir, "rev-parse", "--verify", "HEAD")  # fails in a repository without commits
-    status = _git(pkg_dir, "status", "--porcelain")
-    # An unknown status counts as dirty: the safe side, it puts the source digest into run keys.
-    return (head or "").strip() or None, status is None or bool(status.strip())
-
-
-NUMERIC_DEPENDENCIES = ("numpy", "scipy", "mesa", "pandas", "pyarrow")  # what a run's numbers pass through
-
-
-def _installed_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    versions = []
-    for name in names:
-        try:
-            versions.append((name, importlib.metadata.version(name)))
-        except importlib.metadata.PackageNotFoundError:
-            versions.append((name, "not installed"))
-    return tuple(versions)
-
-
-@functools.cache
-def code_identity() -> CodeIdentity:
-    """Identity of the installed ``loyaltysim`` code (cached: the code does not change within a process)."""
-    commit, dirty = _git_state(PACKAGE_DIR)
-    return CodeIdentity(__version__, commit, dirty, *_result_code())
-
-
-@functools.cache
-def _result_code() -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The part of this process's code identity that can change a result (no git: quick, for every worker)."""
-    return _source_digest(PACKAGE_DIR), _installed_versions(NUMERIC_DEPENDENCIES)
-
-
-def code_mismatch(expected: CodeIdentity) -> str | None:
-    """Why this process must not compute a run planned under ``expected`` (by a sweep's coordinator), or None when
-    it runs the same code: the same package version and source digest and the same numeric libraries, what a run
-    key hashes. A worker of a cluster installed from another commit, or with another numpy, would store under the
-    coordinator's run key results that this code did not produce."""
-    digest, dependencies = _result_code()
-    differences = []
-    if __version__ != expected.version:
-        differences.append(f"loyaltysim {__version__} here, {expected.version} there")
-    if digest != expected.source_digest:
-        differences.append(f"source digest {digest[:12]} here, {expected.source_digest[:12]} there")
-    here, there = dict(dependencies), dict(expected.dependencies)
-    differences += [f"{name} {here.get(name, 'not installed')} here, {there.get(name, 'not installed')} there"
-                    for name in sorted(set(here) | set(there)) if here.get(name) != there.get(name)]
-    if not differences:
-        return None
-    return (f"this worker ({socket.gethostname()}) runs other code than the sweep's coordinator ("
-            + "; ".join(differences) + "): install the coordinator's loyaltysim source and library versions on "
-            "every worker and restart the workers")
-
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, floats as their shortest exact ``repr``."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-
-def run_key(
-    effective_scenario: dict, seed_entropy: int, spawn_key: tuple[int, ...], code: CodeIdentity
-) -> str:
-    """sha256 hex naming one run: same inputs and code give the same key, any change gives another.
-
-    ``effective_scenario`` must be JSON-native (e.g. a pydantic ``model_dump(mode="json")``) and fully
-    resolved, defaults included, so that an unchanged run keeps its key when a default changes.  The code enters
-    as what can change a result: the package's source digest and version and the numeric libraries' versions
-    (see :class:`CodeIdentity`), so the same source reproduces keys across machines, installs and commits.
-    """
-    return run_key_of_canonical(canonical_json(effective_scenario), seed_entropy, spawn_key, code)
-
-
-def run_key_of_canonical(scenario_json: str, seed_entropy: int, spawn_key: tuple[int, ...],
-                         code: CodeIdentity) -> str:
-    """:func:`run_key` of a scenario given as its canonical JSON (:func:`canonical_json`), which a sweep's plan
-    reuses for every replication of a design point instead of writing it out again for each.
-
-    The key hashes the canonical JSON of ``{"scenario": ..., "seed_entropy": ..., "spawn_key": ..., "version": ...,
-    "source_digest": ..., "dependencies": ...}``, assembled here in its sorted key order."""
-    parts = (("dependencies", canonical_json(dict(code.dependencies))), ("scenario", scenario_json),
-             ("seed_entropy", canonical_json(operator.index(seed_entropy))),
-             ("source_digest", canonical_json(code.source_digest)),
-             ("spawn_key", canonical_json([operator.index(k) for k in spawn_key])),
-             ("version", canonical_json(code.version)))
-    text = "{" + ",".join(f"{canonical_json(name)}:{value}" for name, value in parts) + "}"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------
-# Run directories
-# --------------------------------------------------------------------------------------------------
-
-
-def _os_reason(exc: OSError) -> str:
-    return f"{exc.strerror}: '{exc.filename}'" if exc.strerror and exc.filename else str(exc)
-
-
-def check_writable(root: Path) -> Path:
-    """Create ``root/runs`` and prove it is writable, so a long simulation does not fail only at the end.
-
-    A real probe file is written: permission bits lie (e.g. for root, or on read-only mounts).
-    """
-    root = Path(root)
-    runs = root / "runs"
-    try:
-        runs.mkdir(parents=True, exist_ok=True)
-        probe = runs / f".probe-{os.getpid()}-{secrets.token_hex(4)}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise StorageError(
-            f"output directory '{root}' is not writable: {_os_reason(exc)}; "
-            "choose a directory that can be created and written to"
-        ) from exc
-    return root
-
-
-def run_dir_for(root: Path, key: str) -> Path:
-    """Where run ``key`` lives: 16 hex digits (64 bits) keep paths short yet collision-free in practice."""
-    return Path(root) / "runs" / key[:16]
-
-
-def write_run_dir(root: Path, key: str, manifest: dict, tables: dict[str, pd.DataFrame],
-                  labels: dict[str, str | int] | None = None) -> Path:
-    """Write ``manifest.json`` and ``<name>.parquet`` per table into the run directory, atomically.
-
-    ``labels`` are columns put first in every table file, each with one value in every row (see
-    :func:`labelled`): the file of a table is then the file of ``labelled(table, labels)``.
-
-    Everything goes into a sibling temp directory that is renamed onto the final name only when complete;
-    on any error it is removed.  An existing directory for the same key is replaced: runs are
-    deterministic, so its content is the same.
-    """
-    bad = [name for name in tables if not _TABLE_NAME.fullmatch(name) or name == "manifest"]
-    if bad:
-        raise ValueError(f"invalid table names {bad}: use letters, digits, '_', '.', '-' (not 'manifest')")
-    labels = dict(labels or {})
-    for name, frame in tables.items():
-        clash = [c for c in labels if c in frame.columns]
-        if clash:
-            raise ValueError(f"table {name} already has the column(s) {clash} that label a stored run")
-    final = run_dir_for(check_writable(root), key)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}.{host_tag()}")
-    try:
-        tmp.mkdir()
-        digests = {name: _write_table(frame, tmp / f"{name}.parquet", labels) for name, frame in tables.items()}
-        text = json.dumps({**manifest, "table_sha256": digests}, indent=2, sort_keys=True) + "\n"
-        (tmp / "manifest.json").write_text(text, encoding="utf-8")
-        _move_into_place(tmp, final)
-    except OSError as exc:
-        raise StorageError(f"cannot write run directory '{final}': {_os_reason(exc)}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # a no-op after a successful rename
-    return final
-
-
-SMALL_TABLE_CELLS = 100  # rows per column up to which a table is converted and written by the small tables' path
-
-
-def labelled(frame: pd.DataFrame, labels: dict[str, str | int]) -> pd.DataFrame:
-    """``frame`` with the ``labels`` columns first, each with its one value in every row: text as a categorical of
-    that one category (one dictionary entry per file), an integer as int64."""
-    if not labels:
-        return frame
-    n = len(frame)
-    columns = {c: (pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=pd.CategoricalDtype([v]))
-                   if isinstance(v, str) else np.full(n, v, dtype=np.int64)) for c, v in labels.items()}
-    return pd.concat([pd.DataFrame(columns, index=frame.index), frame], axis=1)
-
-
-def _write_table(frame: pd.DataFrame, path: Path, labels: dict[str, str | int] | None = None) -> str:
-    """Write ``labelled(frame, labels)`` as its ``to_parquet(path, engine="pyarrow", index=False)`` does, byte for
-    byte, and return the file's SHA-256.
-
-    A small table (the tables of a short run: a few rows a column) is converted by :func:`_small_arrow_table`,
-    written into memory, hashed there and then written to its file, which saves most of pandas' and pyarrow's fixed
-    cost a table and the reading back of the file to hash it; a large one goes through pandas and is hashed from its
-    file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    labels = labels or {}
-    small = len(frame) <= SMALL_TABLE_CELLS * (len(frame.columns) + len(labels))
-    table = _small_arrow_table(frame, labels) if small else None
-    if table is None:
-        labelled(frame, labels).to_parquet(path, engine="pyarrow", index=False)
-        return file_sha256(path)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="snappy")
-    data = sink.getvalue()
-    with open(path, "wb") as fh:
-        fh.write(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-_SCHEMAS: dict[tuple, Any] = {}  # by a table's layout: its Arrow schema with pandas' metadata, or None
-
-
-def _column_values(frame: pd.DataFrame) -> list:
-    """The arrays of a frame's columns (numpy arrays, pandas' extension arrays), without making a Series of each."""
-    get = getattr(frame, "_get_column_array", None)  # pandas' own, far cheaper than a Series a column
-    if get is None:
-        return [column.array if not isinstance(column.dtype, np.dtype) else column.to_numpy()
-                for _, column in frame.items()]
-    return [get(i) for i in range(frame.shape[1])]
-
-
-@functools.lru_cache(maxsize=64)
-def _one_category(value: str) -> pd.CategoricalDtype:
-    """The type of a text label's column (checked once for a run's tables, not once a table)."""
-    return pd.CategoricalDtype([value])
-
-
-def _label_values(n: int, labels: dict[str, str | int]) -> list:
-    """The arrays of the label columns of a table of ``n`` rows (as :func:`labelled` makes them)."""
-    return [pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=_one_category(v))
-            if isinstance(v, str) else np.full(n, v, dtype=np.int64) for v in labels.values()]
-
-
-def _layout(names: list[str], values: list, arrays: list) -> tuple:
-    """What the schema ``pyarrow.Table.from_pandas`` gives a table depends on: its columns' names, pandas types
-    (a categorical's by its number of categories, whether they are ordered and their type, not by the categories
-    themselves) and Arrow types."""
-    kinds = []
-    for name, value, array in zip(names, values, arrays, strict=True):
-        dtype = value.dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            dtype = ("category", len(dtype.categories), dtype.ordered, str(dtype.categories.dtype))
-        kinds.append((name, dtype, array.type))
-    return tuple(kinds)
-
-
-def _small_arrow_table(frame: pd.DataFrame, labels: dict[str, str | int]) -> Any:
-    """``pyarrow.Table.from_pandas(labelled(frame, labels), preserve_index=False)``, as pandas' ``to_parquet``
-    makes it, without its fixed cost a column: each column's values are converted as ``from_pandas`` converts them
-    (``pyarrow.array(values, from_pandas=True)``) and the table takes the schema (with pandas' metadata) that
-    ``from_pandas`` gave the first table of the same layout in this process, after checking that the two tables are
-    equal, metadata included (a layout where they are not is converted by pandas from then on). None for a table
-    this path does not take (column names that are not text, ``attrs``): it is then written through pandas."""
-    import pyarrow as pa
-
-    names = [*labels, *frame.columns.tolist()]
-    if frame.attrs or not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
-        return None
-    values = _label_values(len(frame), labels) + _column_values(frame)
-    arrays = [pa.array(v, from_pandas=True) for v in values]
-    layout = _layout(names, values, arrays)
-    schema = _SCHEMAS.get(layout, False)
-    if schema is False:
-        reference = pa.Table.from_pandas(labelled(frame, labels), preserve_index=False)
-        try:
-            same = pa.Table.from_arrays(arrays, schema=reference.schema).equals(reference, check_metadata=True)
-        except (pa.ArrowException, ValueError, TypeError):
-            same = False
-        schema = _SCHEMAS[layout] = reference.schema if same else None
-    return None if schema is None else pa.Table.from_arrays(arrays, schema=schema)
-
-
-@functools.cache
-def host_tag(host: str | None = None) -> str:
-    """Eight hex digits naming a host (of its name's SHA-256), in the names of the temporary folders its writers
-    make: on an output root that machines share, only a folder of this host can be judged by its process id."""
-    return hashlib.sha256((host or socket.gethostname()).encode()).hexdigest()[:8]
-
-
-def file_sha256(path: Path | str) -> str:
-    """The SHA-256 of a file's bytes, as hex."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def run_dir_problem(path: Path | str) -> str | None:
-    """Why a stored run folder cannot be trusted, or None when it is complete and intact: its manifest reads, and
-    every table it lists exists and matches the SHA-256 the manifest records for it (folders written before the
-    digests were recorded are checked for the tables' presence only).
-
-    Called for every run of a sweep when it resumes and when it is reported (10,000 runs: 10,000 folders), so it
-    works on plain strings and opens each file once."""
-    base = os.fspath(path)
-    try:
-        with open(os.path.join(base, "manifest.json"), "rb") as fh:
-            manifest = json.loads(fh.read())
-    except FileNotFoundError:
-        return "its manifest.json is missing"
-    except (OSError, ValueError):
-        return "its manifest.json cannot be read"
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("tables"), list):
-        return "its manifest.json lists no tables"
-    digests = manifest.get("table_sha256") or {}
-    for name in manifest["tables"]:
-        table = os.path.join(base, f"{name}.parquet")
-        if not os.path.isfile(table):
-            return f"its table {name}.parquet is missing"
-        if name in digests and file_sha256(table) != digests[name]:
-            return f"its table {name}.parquet does not match the SHA-256 in its manifest (the file was changed)"
-    return None
-
-
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first so the gap stays tiny."""
-    try:
-        os.replace(tmp, final)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    aside = tmp.with_name(tmp.name.replace(".tmp-", ".old-"))
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(final, aside)
-        try:
-            os.replace(tmp, final)
-        except OSError as exc:
-            # A concurrent writer of the same key won the race; its content is identical, so keep it.
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-    finally:
-        shutil.rmtree(aside, ignore_errors=True)
-
-
-def read_run_dir(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """Read a run directory back: ``(manifest, {table name: DataFrame})``, the tables as the model made them: without
-    the columns that label the stored files with the run (those the manifest lists in ``label_columns``: the run
-    key, replication and design labels; read a file itself to have them)."""
-    path = Path(path)
-    try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-        labels = (manifest.get("label_columns") or []) if isinstance(manifest, dict) else []
-        tables = {p.stem: pd.read_parquet(p, engine="pyarrow") for p in sorted(path.glob("*.parquet"))}
-        tables = {name: frame.drop(columns=[c for c in labels if c in frame.columns])
-                  for name, frame in tables.items()}
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from ValueError or OSError
-        reason = _os_reason(exc) if isinstance(exc, OSError) else " ".join(str(exc).split())
-        raise StorageError(
-            f"run directory '{path}' is missing or incomplete: {reason}; "
-            "give a directory written by a completed run (runs/<key16>/), or re-run the scenario"
-        ) from exc
-    return manifest, tables
 
 
 # --------------------------------------------------------------------------------------------------

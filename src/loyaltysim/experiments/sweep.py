@@ -8,7 +8,9 @@ in sampling noise.
 Runs execute behind the :class:`concurrent.futures.Executor` interface (a process pool by default, with the
 "spawn" start method, which is safe whatever threads the coordinator runs). A worker gets a small picklable
 :class:`Task`, simulates, computes the outcomes, writes the run directory itself (atomically) and returns only
-a small dict; only the coordinating process writes the registry, one row per finished run, as the runs finish.
+a small dict (:func:`run_task`, in :mod:`loyaltysim.experiments.worker`, which a worker imports instead of this
+module and so never the registry's SQLAlchemy); only the coordinating process writes the registry, one row per
+finished run, as the runs finish.
 At most ``4 x workers`` runs are in flight (4 per slot of an executor that tells its own, e.g. a Dask cluster's
 threads: :mod:`loyaltysim.experiments.cluster`), so a sweep of thousands of runs holds only a few futures; the
 coordinator keeps the plan (a few kB a run: its key, labels and its design point's compressed scenario, shared by the
@@ -40,12 +42,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
-import traceback
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
@@ -71,7 +70,6 @@ from loyaltysim.experiments.storage import (
     RunRecord,
     StorageError,
     code_identity,
-    code_mismatch,
     host_tag,
     open_results,
     owner_alive,
@@ -81,6 +79,7 @@ from loyaltysim.experiments.storage import (
     run_dir_problem,
     run_key_of_canonical,
 )
+from loyaltysim.experiments.worker import Task, _init_worker, run_task
 
 # write_run_dir's temporary and moved-aside directories: .<key16>.tmp-<pid>-<hex>.<host> and .<key16>.old-...
 # (<host>: storage.host_tag of the writer's host; folders of earlier versions have none and count as this host's)
@@ -90,41 +89,6 @@ IN_FLIGHT_PER_WORKER = 4
 LOG_EVERY_S = 30.0  # a running sweep logs its progress (runs done, rate) at most this often, and at every 10%
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Task:
-    """One run of a sweep: all a worker needs, small and picklable."""
-
-    key: str
-    packed_scenario: bytes  # the effective scenario as canonical JSON, compressed (DesignPoint.packed)
-    seed: int
-    spawn_key: tuple[int, ...]
-    code: CodeIdentity
-    out_root: str
-    outcomes: tuple[str, ...]
-    experiment: str
-    design: dict[str, str]
-    design_index: int
-    replication: int
-    scenario_name: str | None = None  # the effective scenario's name, as the registry records it (planned once)
-
-    @property
-    def scenario(self) -> dict[str, Any]:
-        """The effective scenario (canonical form; a new dict at each call)."""
-        return json.loads(zlib.decompress(self.packed_scenario))
-
-    def name(self) -> str:
-        """The scenario's name, as the registry records it."""
-        return self.scenario_name if self.scenario_name is not None else str(self.scenario.get("name"))
-
-    def extra(self) -> dict[str, Any]:
-        """Fields added to the run's summary and manifest."""
-        return {"experiment": self.experiment, "design": dict(self.design), "replication": self.replication}
-
-    def describe(self) -> str:
-        labels = ", ".join(f"{k}={v}" for k, v in self.design.items())
-        return f"run {self.key[:16]} ({labels + ', ' if labels else ''}replication {self.replication})"
 
 
 def plan(experiment: Experiment, out_root: Path | str, code: CodeIdentity | None = None) -> list[Task]:
@@ -144,73 +108,6 @@ def plan(experiment: Experiment, out_root: Path | str, code: CodeIdentity | None
     return [Task(keys[i][r], point.packed, experiment.root_seed, (r,), code, out, outcomes, experiment.name,
                  point.labels, point.index, r, names[i])
             for r in replications for i, point in enumerate(experiment.design)]
-
-
-# --------------------------------------------------------------------------------------------------
-# The worker
-# --------------------------------------------------------------------------------------------------
-
-
-def _init_worker(coordinator: int | None = None) -> None:
-    """Pool workers ignore Ctrl-C (the coordinator decides what happens to them) and die with the coordinator
-    however it dies: on Linux the kernel kills a worker whose parent is gone (a worker that finds its coordinator
-    already gone exits at once), so a killed sweep leaves no process writing run folders nobody records."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if coordinator is None or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != coordinator:  # the coordinator died before the request took effect
-        os._exit(1)
-
-
-def run_task(task: Task) -> dict[str, Any]:
-    """Simulate one run, compute its outcomes and write its run directory; return a small result dict.
-
-    A failure is returned, not raised, so that the coordinator records it and the sweep goes on. A worker that runs
-    other code than the coordinator that planned the task (another source, package or numeric library version: the
-    run key would not name what it computes), or that does not see the output root, refuses the run.
-    """
-    from loyaltysim.experiments.run import build_manifest, run_labels, simulate, with_outcomes
-    from loyaltysim.experiments.storage import write_run_dir
-    from loyaltysim.scenario import scenario_from_dict
-
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    base = {"key": task.key, "started_at": started.isoformat()}
-    refusal = code_mismatch(task.code) or _missing_output_root(task)
-    if refusal is not None:
-        return {**base, "status": "failed", "error": refusal, "finished_at": datetime.now(UTC).isoformat(),
-                "duration_s": time.perf_counter() - t0}
-    try:
-        effective = task.scenario
-        scenario = scenario_from_dict(effective, source=f"run {task.key[:16]}")
-        result = simulate(scenario, seed=task.seed, spawn_key=task.spawn_key)
-        summary = with_outcomes(result, task.outcomes, task.extra())
-        fields = {**task.extra(), "outcomes": summary.get("outcomes", {})}
-        labels = run_labels(task.key, task.extra())
-        manifest = build_manifest(task.key, effective, result, task.code, started, summary,
-                                  {**fields, "label_columns": list(labels)})
-        write_run_dir(Path(task.out_root), task.key, manifest, result.tables, labels)
-    except Exception as err:
-        text = f"{type(err).__name__}: {err}".strip()
-        return {**base, "status": "failed", "error": f"{text}\n\n{traceback.format_exc()}",
-                "finished_at": datetime.now(UTC).isoformat(), "duration_s": time.perf_counter() - t0}
-    return {**base, "status": "done", "summary": summary, "finished_at": datetime.now(UTC).isoformat(),
-            "duration_s": sum(result.timings.values())}
-
-
-def _missing_output_root(task: Task) -> str | None:
-    """Why this worker cannot write under the task's output root, or None. The coordinator creates ``runs/`` under
-    it before any run starts, so a worker that does not find it runs on a machine that does not share it."""
-    if (Path(task.out_root) / "runs").is_dir():
-        return None
-    return (f"the output root '{task.out_root}' does not exist on this worker ({socket.gethostname()}): on a "
-            "cluster of several machines the output root must be shared storage, mounted at the same path on "
-            "every machine")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -601,7 +498,11 @@ def _sweep(experiment: Experiment, out_root: Path, db_url: str, registry: Regist
 class _RunLog:
     """What a running sweep logs of its runs: each run at DEBUG (submitted, stored, with its time), a failed run at
     INFO, and the sweep's progress at INFO every 10% of its runs or every :data:`LOG_EVERY_S` seconds (runs stored,
-    failed, rate, mean worker time a run, time left). It keeps counts only, never the runs."""
+    failed, rate, mean worker time a run, time left). It keeps counts only, never the runs.
+
+    The progress records carry ``progress=True`` (a record attribute), so that a program whose terminal shows the
+    sweep's progress bar can leave them off it and still log them elsewhere (the command does: see
+    :func:`loyaltysim.cli.configure_logging`)."""
 
     def __init__(self, name: str, todo: int):
         self.name, self.todo = name, todo
@@ -636,7 +537,8 @@ class _RunLog:
             left = (self.todo - self.finished) / rate if rate > 0 else 0.0
             log.info("sweep %s: %d of %d runs finished (%d failed), %.2f runs/s, %.3f s simulating a run (on a "
                      "worker), %s elapsed, ~%s left", self.name, self.finished, self.todo, self.failed, rate,
-                     self.worker_s / self.finished, _fmt_duration(elapsed), _fmt_duration(left))
+                     self.worker_s / self.finished, _fmt_duration(elapsed), _fmt_duration(left),
+                     extra={"progress": True})
 
 
 def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims, result: SweepResult,
