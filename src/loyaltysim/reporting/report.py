@@ -457,6 +457,10 @@ def decision_chart(differences: pd.DataFrame, outcome: str, factors: Sequence[st
         reference = rows["reference"].iloc[0] if len(rows) else ""
         ax.set_xlabel("\n".join(textwrap.wrap(f"difference from {reference}, paired run by run", 70)))
         if len(rows) and rows[["p05", "p95"]].abs().to_numpy().max() >= 1e4:
+            from matplotlib.ticker import MaxNLocator
+
+            # few enough ticks that wide amounts (e.g. -600,000) do not collide on a narrow axis
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         if len(rows):
             fig.legend(loc="outside lower center", ncol=3, frameon=False, fontsize="small")
