@@ -84,12 +84,6 @@ def below_zero(diffs: np.ndarray) -> bool:
     return bool(diffs.size >= 2 and interval(diffs)["ci_high"] < 0)
 
 
-def covers_zero(diffs: np.ndarray) -> bool:
-    """The 95% interval of the mean includes 0 (at least two values)."""
-    c = interval(diffs)
-    return bool(diffs.size >= 2 and c["ci_low"] <= 0 <= c["ci_high"])
-
-
 def gone(diffs: np.ndarray, margin: float) -> tuple[bool, str]:
     """Whether an effect is gone: its paired differences are equivalent to 0 within +-``margin`` (the smallest
     effect of interest) by two one-sided tests at 5% (:func:`loyaltysim.measures.intervals.equivalence`), and the

@@ -42,30 +42,23 @@ from loyaltysim.reporting.findings.common import (
 )
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
-
-def defection_ratio(results: pd.DataFrame, **labels: str) -> float:
-    """Defection within a year at score 4 over that at 5, from the mean retentions over replications (a ratio of
-    means: per-run ratios of small numbers are noisy and biased upward)."""
-    r4 = mean(results, "market.retention_by_score_4", **labels)
-    r5 = mean(results, "market.retention_by_score_5", **labels)
-    if r4 != r4 or r5 != r5:  # not measured: no ratio, and no check on it can hold
-        return float("nan")
-    return (1.0 - r4) / (1.0 - r5) if r5 < 1.0 else float("inf")
-
-
 SCORES = [f"market.retention_by_score_{k}" for k in range(1, 6)]
 
 
+def _ratio_of_means(r4: np.ndarray, r5: np.ndarray) -> float:
+    """Defection within a year at score 4 over that at 5, from the mean retentions (a ratio of means: per-run ratios
+    of small numbers are noisy and biased upward)."""
+    top = float(np.mean(r5))
+    return (1.0 - float(np.mean(r4))) / (1.0 - top) if top < 1.0 else float("inf")
+
+
 def ratio_interval(results: pd.DataFrame, **labels: str) -> dict:
-    """The defection ratio 4 : 5 (:func:`defection_ratio`) with its 95% bootstrap interval over replications."""
+    """The defection ratio 4 : 5 (:func:`_ratio_of_means` over the replications) with its 95% bootstrap interval;
+    NaN where it was not measured (no check on it can hold)."""
     wide = by_replication(results, ["market.retention_by_score_4", "market.retention_by_score_5"], **labels)
-
-    def ratio(r4, r5):
-        return (1.0 - np.mean(r4)) / (1.0 - np.mean(r5)) if np.mean(r5) < 1.0 else float("inf")
-
     if wide.empty:
         return {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
-    return statistic_interval([wide.iloc[:, 0].to_numpy(), wide.iloc[:, 1].to_numpy()], ratio)
+    return statistic_interval([wide.iloc[:, 0].to_numpy(), wide.iloc[:, 1].to_numpy()], _ratio_of_means)
 
 
 def step_minus_rise(results: pd.DataFrame, **labels: str) -> dict:
