@@ -273,6 +273,24 @@ def test_the_imitation_map_tells_where_the_trap_holds_flips_or_is_unclear():
                                                          for i, v in verdicts.items()}
 
 
+def test_the_imitation_map_judges_the_top_budget_and_reports_what_investing_changed():
+    """With a budget of 0 in the results, the verdict is the highest budget's and the evidence says how far each
+    investment moved the gap from where the focal firm stands without investing (paired by replication)."""
+    rows = []
+    for rep in range(5):
+        noise = 0.002 * (rep - 2)
+        for strategy, gaps in (("basic", {"0": -0.04, "100k": -0.040}), ("latent", {"0": -0.04, "100k": 0.03})):
+            for budget, gap in gaps.items():
+                rows.append(("basic 26w, latent never", strategy, budget, rep, findings.RETENTION_GAP, gap + noise))
+    tidy = pd.DataFrame(rows, columns=["imitation", "strategy", "budget", "replication", "outcome", "value"])
+    tidy["budget"] = pd.Categorical(tidy["budget"], categories=["0", "100k"], ordered=True)
+    verdict, evidence = findings.imitation_verdict(tidy, "basic 26w, latent never")
+    assert verdict == "holds"  # basic -0.04 (within +0.02), latent +0.03 (above 0), at 100k
+    assert "without investment the gap is -0.040" in evidence
+    assert "basic +0.000 [+0.000, +0.000], latent +0.070 [+0.070, +0.070]" in evidence
+    assert "latent minus basic, paired by replication, +0.070" in evidence
+
+
 def test_jones_sasser_checks_are_judged_on_intervals_not_point_estimates():
     from loyaltysim.reporting.findings import jones_sasser as js
 

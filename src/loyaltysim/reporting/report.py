@@ -709,7 +709,7 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
             raise ReportError(f"figure '{name}' is not registered; registered: {sorted(FIGURES)}")
         paths.append(Path(FIGURES[name](tidy, experiment, figures)))
     if experiment.findings:
-        paths.append(_write(folder / "findings.md", findings_text(tidy, experiment)))
+        paths.append(_write(folder / "findings.md", findings_text(tidy, experiment, folder)))
     if xlsx:
         from loyaltysim.reporting.workbook import write_workbook
 
@@ -826,13 +826,25 @@ def write_sensitivity(tidy: pd.DataFrame, experiment: Experiment, folder: Path) 
     return paths
 
 
-def findings_text(tidy: pd.DataFrame, experiment: Experiment) -> str:
-    """The experiment's findings checks as Markdown: each effect, whether it holds, and the numbers."""
+def findings_text(tidy: pd.DataFrame, experiment: Experiment, folder: Path | None = None) -> str:
+    """The experiment's findings checks as Markdown: each effect, whether it holds, and the numbers.
+
+    A findings function returns its checks (a list of ``{"effect", "holds", "evidence"}``), or, over a sampled
+    design, a :class:`~loyaltysim.reporting.regions.Region` (where the finding holds); a region's points and figure
+    are written into ``folder``.
+    """
+    from loyaltysim.reporting import regions
+
     lines = [f"# {experiment.name}: findings\n"]
     for name in experiment.findings:
         if name not in FINDINGS:
             raise ReportError(f"findings '{name}' are not registered; registered: {sorted(FINDINGS)}")
         checks = FINDINGS[name](tidy, experiment)
+        if isinstance(checks, regions.Region):
+            lines.append(regions.markdown(checks))
+            if folder is not None:
+                regions.write(checks, folder)
+            continue
         held = sum(bool(c["holds"]) for c in checks)
         lines.append(f"## {name}: {held} of {len(checks)} hold\n")
         frame = pd.DataFrame(checks)

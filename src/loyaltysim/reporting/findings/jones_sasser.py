@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from loyaltysim.reporting import regions
 from loyaltysim.reporting.findings.common import (
     by_replication,
     levels,
@@ -40,6 +41,7 @@ from loyaltysim.reporting.findings.common import (
     style,
     values,
 )
+from loyaltysim.reporting.regions import Region
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 SCORES = [f"market.retention_by_score_{k}" for k in range(1, 6)]
@@ -153,6 +155,42 @@ def robustness_jones_sasser_findings(results: pd.DataFrame, experiment) -> list[
 
 
 # --- figures ------------------------------------------------------------------------------------------------
+
+
+@register_findings("jones_sasser_region")
+def jones_sasser_region(results: pd.DataFrame, experiment) -> Region:
+    """Where customers who scored 4 defect at least three times as often as those who scored 5: the ratio of mean
+    retentions' bootstrap interval at each sampled point against 3."""
+    def statistic(point: pd.DataFrame) -> dict:
+        ratio = ratio_interval(point)
+        return {"mean": ratio["value"], "ci_low": ratio["ci_low"], "ci_high": ratio["ci_high"],
+                "retention_4": mean(point, SCORES[3]), "retention_5": mean(point, SCORES[4]),
+                "verdict": regions.verdict(ratio["ci_low"], ratio["ci_high"], 3.0)}
+
+    points, sampled = regions.by_point(results, experiment, statistic)
+    return regions.describe(points, "jones_sasser_region", "customers who scored 4 defect within a year at least "
+                            "three times as often as those who scored 5 (Jones & Sasser's jump at the top box)",
+                            "the defection ratio 4 : 5 (a ratio of mean retentions; bootstrap interval over the "
+                            "point's replications) against 3", sampled)
+
+
+@register_findings("satisfied_defectors_region")
+def satisfied_defectors_region(results: pd.DataFrame, experiment) -> Region:
+    """Where 60-85% of switchers last said they were satisfied with the firm they left (Reichheld): the share's t
+    interval inside the band holds, wholly outside it fails."""
+    def statistic(point: pd.DataFrame) -> dict:
+        share = interval(values(point, "market.satisfied_switcher_share"))
+        inside = within(share, 0.60, 0.85)
+        outside = share["ci_high"] < 0.60 or share["ci_low"] > 0.85
+        return {"mean": share["mean"], "ci_low": share["ci_low"], "ci_high": share["ci_high"],
+                "annual_churn": mean(point, "market.annual_churn"),
+                "verdict": "holds" if inside else "fails" if outside else "unclear"}
+
+    points, sampled = regions.by_point(results, experiment, statistic)
+    return regions.describe(points, "satisfied_defectors_region", "60-85% of the customers who switched last said "
+                            "they were satisfied (4 or 5) with the firm they left (Reichheld)",
+                            "the share of switchers whose last answer about the firm they left was 4 or 5, against "
+                            "the band 0.60-0.85", sampled)
 
 
 @register_figure("jones_sasser")

@@ -29,7 +29,17 @@ from pathlib import Path
 import pandas as pd
 
 from loyaltysim.experiments.registry import ATTITUDE_GAP, RETENTION_GAP
-from loyaltysim.reporting.findings.common import drop_crowded_labels, levels, mean, robustness, style, values
+from loyaltysim.reporting import regions
+from loyaltysim.reporting.findings.common import (
+    drop_crowded_labels,
+    levels,
+    mean,
+    paired,
+    robustness,
+    style,
+    values,
+)
+from loyaltysim.reporting.regions import Region
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 BASIC_TOLERANCE = {RETENTION_GAP: 0.02, ATTITUDE_GAP: 0.05}
@@ -98,20 +108,56 @@ def robustness_trap_findings(results: pd.DataFrame, experiment) -> list[dict]:
     return robustness(results, {"satisfaction trap": lambda p: _trap_holds(results, perturbation=p)})
 
 
-def imitation_verdict(results: pd.DataFrame, imitation: str) -> tuple[str, str]:
-    """Whether the trap holds, flips or is unclear at one imitation setting (see the module's docstring)."""
-    basic = interval(values(results, RETENTION_GAP, imitation=imitation, strategy="basic"))
-    latent = interval(values(results, RETENTION_GAP, imitation=imitation, strategy="latent"))
+def _top_budget(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The runs at the highest budget, and those at budget "0" (None when the results have no such level)."""
+    if "budget" not in results.columns:
+        return results, None
+    budgets = levels(results, "budget")
+    top = results[results["budget"].astype(str) == budgets[-1]]
+    zero = results[results["budget"].astype(str) == "0"] if "0" in budgets[:-1] else None
+    return top, zero
+
+
+def _verdict(basic: dict, latent: dict) -> tuple[str, list[str]]:
+    """"holds", "flips" or "unclear" from the intervals of the retention gap to Average after basic and after
+    latent investment (see the module's docstring), and which side failed."""
     tolerance = BASIC_TOLERANCE[RETENTION_GAP]
+    sides = []
+    if latent["ci_high"] < 0:
+        sides.append("latent investment leaves the focal firm below the average")
+    if basic["ci_low"] > tolerance:
+        sides.append("basic investment lifts it above the average")
     if basic["ci_high"] <= tolerance and latent["ci_low"] > 0:
-        verdict = "holds"
-    elif latent["ci_high"] < 0 or basic["ci_low"] > tolerance:
-        verdict = "flips"
-    else:
-        verdict = "unclear"
-    return verdict, (f"retention gap to Average: basic {basic['mean']:+.3f} [{basic['ci_low']:+.3f}, "
-                     f"{basic['ci_high']:+.3f}], latent {latent['mean']:+.3f} [{latent['ci_low']:+.3f}, "
-                     f"{latent['ci_high']:+.3f}]")
+        return "holds", sides
+    return ("flips" if sides else "unclear"), sides
+
+
+def imitation_verdict(results: pd.DataFrame, imitation: str) -> tuple[str, str]:
+    """Whether the trap holds, flips or is unclear at one imitation setting (see the module's docstring), at the
+    highest budget; and the evidence: both gaps to Average, which side failed, latent minus basic investment
+    paired run by run and, where the results have a budget of 0, what each investment changed (the gap at the
+    highest budget minus the gap without investment, paired run by run)."""
+    setting = results[results["imitation"].astype(str) == imitation]
+    top, zero = _top_budget(setting)
+    basic = interval(values(top, RETENTION_GAP, strategy="basic"))
+    latent = interval(values(top, RETENTION_GAP, strategy="latent"))
+    verdict, sides = _verdict(basic, latent)
+    choice = interval(paired(top, RETENTION_GAP, "latent", "basic", factor="strategy"))
+    evidence = ("; ".join(sides) + ("; " if sides else "")
+                + f"retention gap to Average: basic {basic['mean']:+.3f} [{basic['ci_low']:+.3f}, "
+                f"{basic['ci_high']:+.3f}], latent {latent['mean']:+.3f} [{latent['ci_low']:+.3f}, "
+                f"{latent['ci_high']:+.3f}]; latent minus basic, paired by replication, {choice['mean']:+.3f} "
+                f"[{choice['ci_low']:+.3f}, {choice['ci_high']:+.3f}]")
+    if zero is not None and not zero.empty:
+        none = interval(values(zero, RETENTION_GAP, strategy="basic"))
+        lifts = []
+        for strategy in ("basic", "latent"):
+            runs = setting[setting["strategy"].astype(str) == strategy]
+            lift = interval(paired(runs, RETENTION_GAP, levels(results, "budget")[-1], "0", factor="budget"))
+            lifts.append(f"{strategy} {lift['mean']:+.3f} [{lift['ci_low']:+.3f}, {lift['ci_high']:+.3f}]")
+        evidence += (f"; without investment the gap is {none['mean']:+.3f} [{none['ci_low']:+.3f}, "
+                     f"{none['ci_high']:+.3f}], so the investment changed it by {', '.join(lifts)}")
+    return verdict, evidence
 
 
 @register_findings("trap_imitation")
@@ -122,6 +168,33 @@ def trap_imitation_findings(results: pd.DataFrame, experiment) -> list[dict]:
         checks.append({"effect": f"rivals copy {imitation}: the trap holds", "holds": verdict == "holds",
                        "evidence": f"{verdict}; {evidence}"})
     return checks
+
+
+TRAP_CLAIM = ("the same budget lifts the focal firm's cohort retention at most to the average-loyalty level when spent "
+              "on a basic attribute (coverage), and above it when spent on a latent one (perks)")
+
+
+@register_findings("trap_region")
+def trap_region_findings(results: pd.DataFrame, experiment) -> Region:
+    """Where the trap holds over a sampled design crossed with the strategies (experiments/trap_region.toml): at
+    each sampled point the verdict of :func:`_verdict` ("flips" counted as "fails"), and PRIM's region."""
+    def statistic(point: pd.DataFrame) -> dict:
+        basic = interval(values(point, RETENTION_GAP, strategy="basic"))
+        latent = interval(values(point, RETENTION_GAP, strategy="latent"))
+        verdict, sides = _verdict(basic, latent)
+        choice = interval(paired(point, RETENTION_GAP, "latent", "basic", factor="strategy"))
+        return {"mean": latent["mean"], "ci_low": latent["ci_low"], "ci_high": latent["ci_high"],
+                "basic_mean": basic["mean"], "basic_ci_low": basic["ci_low"], "basic_ci_high": basic["ci_high"],
+                "latent_minus_basic": choice["mean"],
+                "verdict": "fails" if verdict == "flips" else verdict, "why": "; ".join(sides)}
+
+    top, _ = _top_budget(results)
+    points, sampled = regions.by_point(top, experiment, statistic)
+    return regions.describe(points, "trap_region", TRAP_CLAIM,
+                            "the retention gap to Average after latent investment (mean, ci) and after basic "
+                            "investment (basic_mean, basic_ci): holds where basic's upper bound is within +0.02 and "
+                            "latent's lower bound above 0, fails where latent's upper bound is below 0 or basic's "
+                            "lower bound above +0.02", sampled)
 
 
 # --- figures ------------------------------------------------------------------------------------------------
@@ -188,7 +261,8 @@ def trap_imitation_figure(results: pd.DataFrame, experiment, folder: Path) -> Pa
     rows = list(dict.fromkeys(_lags(i)[0] for i in settings))
     cols = list(dict.fromkeys(_lags(i)[1] for i in settings))
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
-    gaps = {s: {i: interval(values(results, RETENTION_GAP, imitation=i, strategy=s)) for i in settings}
+    top, _ = _top_budget(results)
+    gaps = {s: {i: interval(values(top, RETENTION_GAP, imitation=i, strategy=s)) for i in settings}
             for s in ("basic", "latent")}
     bound = max(abs(c["mean"]) for g in gaps.values() for c in g.values()) or 1.0
     for ax, strategy in zip(axes[:2], ("basic", "latent"), strict=True):
@@ -197,8 +271,9 @@ def trap_imitation_figure(results: pd.DataFrame, experiment, folder: Path) -> Pa
             r, c = rows.index(_lags(i)[0]), cols.index(_lags(i)[1])
             ci = gaps[strategy][i]
             grid[r, c] = ci["mean"]
+            dark = abs(ci["mean"]) > 0.6 * bound  # white text on the saturated cells
             ax.text(c, r, f"{ci['mean']:+.3f}\n[{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]", ha="center",
-                    va="center", fontsize=9)
+                    va="center", fontsize=9, color="white" if dark else "black")
         image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound)
         ax.set_title(f"after {strategy} investment")
         fig.colorbar(image, ax=ax, shrink=0.8, label="cohort retention gap to Average")
@@ -216,6 +291,7 @@ def trap_imitation_figure(results: pd.DataFrame, experiment, folder: Path) -> Pa
         ax.set_yticks(range(len(rows)), rows)
         ax.set(xlabel="rivals copy a latent rise after",
                ylabel="rivals copy a basic rise after")
+        ax.grid(False)  # the style's grid would cut through the cells
     budget = levels(results, "budget")[-1] if "budget" in results else ""
     fig.suptitle(f"Where the satisfaction trap holds: rivals' imitation lags (focal firm invests {budget} a year; "
                  "mean, 95% CI)")

@@ -13,6 +13,15 @@ paired difference with a 95% t-interval over the replications. The effects, from
   most valuable leavers, and below 0 when it contacts them all (a campaign can show a positive gross "return on
   regain" and still lose against doing nothing).
 
+**The cost of a regain** (experiments/winback_cost.toml): the credit given to each customer who comes back is booked
+when the customer returns and changes nothing customers do, so at each cost a campaign wins back the same customers
+and its incremental NPV falls linearly with the cost. The *break-even credit* is where it crosses 0: per
+replication the intercept a and slope -b of the incremental NPV against the credit, and the break-even a / b from
+their means (a ratio of means, with a paired bootstrap interval over replications). Checks: the credit changes no
+customer's behaviour (the win-back rate is the same at every credit, run by run); an untargeted campaign loses money
+at the shipped credit of 400 (its break-even's interval lies below); and targeting by value raises the credit a
+regain can carry (the difference of the two break-evens, its interval above 0).
+
 The ablation experiment (experiments/winback_ablation.toml) removes each effect's mechanism and checks that the
 effect is gone: the same paired difference is *equivalent* to 0 within a stated smallest effect of interest, by two
 one-sided tests at 5% (its 90% interval inside the margin), with the comparison's power reported. An interval that
@@ -28,19 +37,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from loyaltysim.reporting import regions
 from loyaltysim.reporting.findings.common import (
     above_zero,
     below_zero,
     gone,
     interval_text,
+    levels,
     levels_present,
     mean,
     money_text,
     paired,
+    statistic_interval,
     style,
     thousands,
     values,
 )
+from loyaltysim.reporting.regions import Region
 from loyaltysim.reporting.report import interval, register_figure, register_findings
 
 FACTOR = "campaign"
@@ -110,6 +123,83 @@ ABLATIONS = {
 
 
 MARGINS = {RATE: 0.02, ROI: 0.05}  # the smallest effect of interest of each outcome the ablations compare
+
+
+SHIPPED_CREDIT = 400.0  # experiments/scenarios/winback.toml's credit per regained customer
+
+
+def _credit_lines(results: pd.DataFrame, arm: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per replication, the intercept a and slope -b of the arm's incremental NPV (against "no campaign") over the
+    credits of its levels ("<arm>, credit <amount>"), and those levels."""
+    names = [lv for lv in levels(results, FACTOR) if lv.startswith(f"{arm}, credit ")]
+    credits = np.array([float(lv.rsplit(" ", 1)[1]) for lv in names])
+    gains = np.array([paired(results, NPV, lv, "no campaign", factor=FACTOR) for lv in names])  # credit x rep
+    slope, intercept = np.polyfit(credits, gains, 1)  # one line per replication (a column of gains)
+    return intercept, -slope, names
+
+
+@register_findings("winback_cost")
+def winback_cost_findings(results: pd.DataFrame, experiment) -> list[dict]:
+    checks = []
+    lines = {}
+    for arm in ("untargeted", "targeted"):
+        a, b, names = _credit_lines(results, arm)
+        lines[arm] = (a, b)
+        rates = np.array([values(results, RATE, **{FACTOR: lv}) for lv in names])
+        spread = float(np.max(rates.max(axis=0) - rates.min(axis=0)))
+        checks.append({"effect": f"{arm}: the credit changes no customer's behaviour", "holds": spread == 0.0,
+                       "evidence": f"largest difference in win-back rate between credits in a replication: "
+                                   f"{spread:.3g} ({len(names)} credits)"})
+        even = statistic_interval([a, b], lambda a, b: float(np.mean(a) / np.mean(b)))
+        regains = interval(b)
+        text = (f"break-even credit {even['value']:,.0f} [{even['ci_low']:,.0f}, {even['ci_high']:,.0f}] per "
+                f"regained customer; incremental NPV {money_text(a)} at a credit of 0, falling by "
+                f"{regains['mean']:,.1f} per unit of credit (the discounted regains a run)")
+        if arm == "untargeted":
+            checks.append({"effect": f"an untargeted campaign loses money at the shipped credit of "
+                                     f"{SHIPPED_CREDIT:,.0f}", "holds": even["ci_high"] < SHIPPED_CREDIT,
+                           "evidence": text})
+        else:
+            checks.append({"effect": f"a targeted campaign pays at the shipped credit of {SHIPPED_CREDIT:,.0f}",
+                           "holds": even["ci_low"] > SHIPPED_CREDIT, "evidence": text})
+    (au, bu), (at, bt) = lines["untargeted"], lines["targeted"]
+    gap = statistic_interval([au, bu, at, bt], lambda au, bu, at, bt: float(np.mean(at) / np.mean(bt)
+                                                                              - np.mean(au) / np.mean(bu)))
+    checks.append({"effect": "targeting by value raises the credit a regain can carry",
+                   "holds": gap["ci_low"] > 0,
+                   "evidence": f"break-even credit, targeted minus untargeted: {gap['value']:+,.0f} "
+                               f"[{gap['ci_low']:+,.0f}, {gap['ci_high']:+,.0f}]"})
+    return checks
+
+
+def _campaign_region(results: pd.DataFrame, experiment, arm: str, finding: str, claim: str,
+                     loses: bool) -> Region:
+    """At each sampled point the arm's incremental NPV (arm minus no campaign, paired by replication) and its
+    verdict: the claim holds where the interval lies below 0 (``loses``) or above it; and PRIM's region."""
+    def statistic(point: pd.DataFrame) -> dict:
+        gain = interval(paired(point, NPV, arm, "no campaign", factor=FACTOR))
+        rate = interval(values(point, RATE, **{FACTOR: arm}))
+        return {"mean": gain["mean"], "ci_low": gain["ci_low"], "ci_high": gain["ci_high"],
+                "winback_rate": rate["mean"],
+                "verdict": regions.verdict(gain["ci_low"], gain["ci_high"], 0.0, above=not loses)}
+
+    points, sampled = regions.by_point(results, experiment, statistic)
+    return regions.describe(points, finding, claim,
+                            f"the {arm} campaign's incremental NPV (campaign minus no campaign, paired by "
+                            "replication)", sampled)
+
+
+@register_findings("winback_untargeted_region")
+def winback_untargeted_region(results: pd.DataFrame, experiment) -> Region:
+    return _campaign_region(results, experiment, "untargeted", "winback_untargeted_region",
+                            "a win-back campaign to every recent leaver loses money against no campaign", loses=True)
+
+
+@register_findings("winback_targeted_region")
+def winback_targeted_region(results: pd.DataFrame, experiment) -> Region:
+    return _campaign_region(results, experiment, "targeted", "winback_targeted_region",
+                            "the same campaign only to the leavers whose first lifetime earned the most (600 or "
+                            "more) returns more than it costs", loses=False)
 
 
 @register_findings("winback_ablation")
