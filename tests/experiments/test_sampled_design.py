@@ -202,6 +202,7 @@ type = "integer"
 name = "c"
 path = "market.customers.offer_attention"
 values = [0.1, 0.2]
+bounds = [0.1, 0.2]
 
 [[factors]]
 name = "d"
@@ -222,13 +223,14 @@ bounds = [0.1, nan]
                                            head=HEAD + 'reference = { a = "1" }\nfigures = ["trap"]\n'))
     one(problems, "factors[0].bounds:", "lower bound must be below the upper one, got [1.0, 0.2]")
     one(problems, "factors[1].bounds:", "integer factor takes whole-number bounds, got [0.5, 10]")
-    one(problems, "factors[2]:", "draws every factor from its bounds", "not values")
+    one(problems, "factors[2]:", "either sampled (path or paths, and bounds) or an arm", "give bounds or values, "
+        "not both")
     one(problems, "factors[3].type:", "'float' or 'integer'")
     one(problems, "factors[4].bounds:", "at most 2 items")
     one(problems, "factors[5].path:", "required key is missing")
     one(problems, "factors[5].bounds[1]:", "finite number")
     one(problems, "reference:", "no labelled design points")
-    one(problems, "figures:", "a sampled design (design.kind = 'lhs') takes none")
+    one(problems, "figures[0]:", "the figure 'trap' reads the factor(s) ['strategy', 'budget']", "design lacks")
 
 
 def test_a_grid_factor_takes_no_bounds_and_a_sampled_design_needs_factors(tmp_path):
@@ -299,3 +301,220 @@ unit = "weeks"
     exp = load_experiment(experiment_file(tmp_path, DESIGNS["morris"], factors))
     for p in exp.design:
         assert p.effective["market"]["customers"]["satisfaction_memory"] == f"{p.values['memory']} weeks"
+
+
+# ------------------------------------------------------------------------------------------ arms and paths
+
+ARMS = '''
+[[factors]]
+name = "strategy"
+path = "policy.investments"
+values = [[], [{ attribute = "perks", budget = "1000 per month" }]]
+labels = ["none", "perks"]
+
+[[factors]]
+name = "switching_cost"
+path = "market.customers.switching_cost"
+bounds = [0.2, 1.0]
+
+[[factors]]
+name = "market"
+levels = [{ label = "open", set = {} },
+          { label = "wary", set = { "market.customers.offer_attention" = 0.1 } },
+          { label = "hostage", set = { "market.customers.switching_cost" = 3.0 } }]
+
+[[factors]]
+name = "memory"
+paths = ["market.customers.satisfaction_memory", "market.customers.learning_half_life"]
+bounds = [4, 12]
+unit = "weeks"
+'''
+
+
+def test_arms_are_crossed_with_every_sampled_point_in_order(tmp_path):
+    exp = load_experiment(experiment_file(tmp_path, 'kind = "lhs"\nseed = 7\nsamples = 3', ARMS))
+    assert exp.factors == ["strategy", "switching_cost", "market", "memory"]
+    assert exp.arms == ["strategy", "market"] and exp.sampled_factors == ["switching_cost", "memory"]
+    assert exp.levels == {"strategy": ["none", "perks"], "market": ["open", "wary", "hostage"]}
+    combinations = [{"strategy": s, "market": m} for s in ("none", "perks") for m in ("open", "wary", "hostage")]
+    assert exp.arm_combinations == combinations
+    assert exp.sampling.names == ["switching_cost", "memory"] and exp.sampling.unit.shape == (3, 2)
+    assert len(exp.design) == 3 * 6 and exp.runs == 2 * 18
+    rows = exp.sampling.values()
+    for point in exp.design:
+        i, j = divmod(point.index, 6)
+        assert exp.locate(point.index) == (i, combinations[j])
+        assert point.values == rows[i]  # the sampled factors' numbers only
+        assert point.labels == {"strategy": combinations[j]["strategy"],
+                                "switching_cost": str(rows[i]["switching_cost"]),
+                                "market": combinations[j]["market"], "memory": str(rows[i]["memory"])}
+        customers = point.effective["market"]["customers"]
+        hostage = combinations[j]["market"] == "hostage"  # a later factor's path wins over an earlier one's
+        assert customers["switching_cost"] == (3.0 if hostage else rows[i]["switching_cost"])
+        assert customers["offer_attention"] == (0.1 if combinations[j]["market"] == "wary"
+                                                else exp.base.market.customers.offer_attention)
+        investing = point.effective["policy"]["investments"]
+        assert (investing[0]["attribute"] == "perks") if combinations[j]["strategy"] == "perks" else investing == []
+        assert customers["satisfaction_memory"] == customers["learning_half_life"] == f"{rows[i]['memory']!r} weeks"
+    assert exp.arm_points({"strategy": "perks", "market": "wary"}) == [4, 10, 16]
+    with pytest.raises(KeyError, match="not a combination"):
+        exp.arm_points({"strategy": "perks"})
+    # without its arms, the same file samples the same points as before
+    alone = load_experiment(experiment_file(tmp_path, 'kind = "lhs"\nseed = 7\nsamples = 3', '''
+[[factors]]
+name = "switching_cost"
+path = "market.customers.switching_cost"
+bounds = [0.2, 1.0]
+
+[[factors]]
+name = "memory"
+paths = ["market.customers.satisfaction_memory", "market.customers.learning_half_life"]
+bounds = [4, 12]
+unit = "weeks"
+'''))
+    assert [p.values for p in alone.design] == rows and alone.arms == [] and alone.arm_combinations == [{}]
+    assert [alone.locate(i) for i in range(3)] == [(0, {}), (1, {}), (2, {})]
+
+
+def test_an_arm_runs_like_a_grid_point_with_keys_of_the_effective_scenario(tmp_path):
+    exp = load_experiment(experiment_file(tmp_path, 'kind = "morris"\nseed = 7\ntrajectories = 2', ARMS))
+    assert len(exp.design) == 2 * 3 * 6
+    code = code_identity()
+    tasks = plan(exp, tmp_path, code)
+    assert len(tasks) == exp.runs  # the hostage arm fixes switching_cost: some points run alike
+    for t in tasks[:12]:
+        point = exp.design[t.design_index]
+        assert t.key == run_key(point.effective, exp.root_seed, (t.replication,), code) and t.design == point.labels
+
+
+def test_max_runs_counts_the_sampled_points_times_the_arms(tmp_path):
+    arm = '''
+[[factors]]
+name = "arm"
+path = "market.customers.offer_attention"
+values = [0.1, 0.2, 0.3, 0.4]
+'''
+    design = 'kind = "saltelli"\nseed = 1\nsamples = 131072'  # 131,072 x 3 = 393,216 points, x 2 replications
+    load_small = FACTORS.split("[[factors]]")[1]
+    problems = problems_of(experiment_file(tmp_path, design, "[[factors]]" + load_small + arm))
+    one(problems, "design:", f"{131072 * 3 * 4:,} design point(s) ({131072 * 3:,} sampled x 4 combination(s) of "
+        "the arms) x 2", f"at most {MAX_RUNS:,}")
+
+
+def test_paths_write_the_sampled_value_to_every_path_and_are_checked_each(tmp_path):
+    factors = '''
+[[factors]]
+name = "price"
+paths = ["market.firms[1].price", "market.firms[2].price"]
+bounds = [32, 40]
+type = "integer"
+'''
+    exp = load_experiment(experiment_file(tmp_path, DESIGNS["lhs"], factors))
+    for p in exp.design:
+        firms = p.effective["market"]["firms"]
+        assert firms[1]["price"] == firms[2]["price"] == p.values["price"] and firms[0]["price"] != p.values["price"]
+    bad = '''
+[[factors]]
+name = "a"
+path = "market.customers.switching_cost"
+paths = ["market.customers.switching_cost"]
+bounds = [0.2, 1.0]
+
+[[factors]]
+name = "b"
+paths = ["market.firms[1].price", "market firms", "market.firms[1].price"]
+bounds = [20, 40]
+
+[[factors]]
+name = "c"
+paths = []
+bounds = [20, 40]
+'''
+    problems = problems_of(experiment_file(tmp_path, DESIGNS["lhs"], bad))
+    one(problems, "factors[0]:", "either path or paths", "not both")
+    one(problems, "factors[1].paths[1]:", "invalid path 'market firms'")
+    one(problems, "factors[1].paths:", "each path once", "['market.firms[1].price']")
+    one(problems, "factors[2].paths:", "at least 1 item")
+    missing = '''
+[[factors]]
+name = "delay"
+paths = ["market.firms[1].reaction.delay", "market.firms[2].reaction.delay"]
+bounds = [4, 12]
+unit = "weeks"
+'''
+    (problem,) = problems_of(experiment_file(tmp_path, DESIGNS["lhs"], missing))  # Rival B does not react
+    assert problem.startswith("factors[0].paths[1]: cannot set 'market.firms[2].reaction.delay'")
+    assert problem.endswith("(factor delay at its lower bound 4.0 and 1 more)")
+    high = '''
+[[factors]]
+name = "share"
+paths = ["market.customers.switching_cost", "market.customers.offer_attention"]
+bounds = [0.5, 1.5]
+'''
+    (problem,) = problems_of(experiment_file(tmp_path, DESIGNS["lhs"], high))
+    assert problem == ("factors[0].paths[1]: Input should be less than or equal to 1 (got 1.5) (factor share at its "
+                       "upper bound 1.5)")
+
+
+def test_labelled_factors_of_a_sampled_design_are_checked_as_in_a_grid(tmp_path):
+    factors = '''
+[[factors]]
+name = "attention"
+path = "market.customers.offer_attention"
+values = [0.5, 1.5]
+
+[[factors]]
+name = "cost"
+path = "market.customers.switching_cost"
+bounds = [0.2, 1.0]
+
+[[factors]]
+name = "market"
+levels = [{ label = "a", set = { "market customers" = 1 } }, { label = "a", set = {} }]
+
+[[factors]]
+name = "mixed"
+path = "market.customers.offer_attention"
+values = [0.1]
+unit = "weeks"
+
+[[factors]]
+name = "index"
+path = "market.customers.offer_attention"
+values = [0.1]
+'''
+    problems = problems_of(experiment_file(tmp_path, DESIGNS["lhs"], factors))
+    one(problems, 'factors[2].levels[0].set."market customers":', "invalid path")
+    one(problems, "factors[2]:", "level labels must be unique")
+    one(problems, "factors[3]:", "either sampled", "give unit or values, not both")
+    one(problems, "factors[4].name:", "'index' is reserved for an arm of a sampled design")
+    fine = "\n".join(factors.split("\n")[:11])  # the arm with a value the scenario rejects, and the sampled factor
+    (problem,) = problems_of(experiment_file(tmp_path, DESIGNS["lhs"], fine))
+    assert problem.startswith("factors[0].values[1]: Input should be less than or equal to 1 (got 1.5) (design "
+                              "point cost=")
+    assert problem.endswith(", attention=1.5 and 9 more)")  # said once for the 10 sampled points it hits
+
+
+def test_a_sampled_design_takes_findings_and_figures_but_no_reference_and_not_only_arms(tmp_path):
+    from loyaltysim.reporting import report
+
+    @report.register_findings("arm_probe")
+    def probe(results, experiment):  # pragma: no cover - not checked here
+        return []
+
+    try:
+        exp = load_experiment(experiment_file(tmp_path, DESIGNS["lhs"], ARMS, head=HEAD + 'findings = ["arm_probe"]\n'))
+        assert exp.findings == ["arm_probe"] and exp.figures == []
+    finally:
+        report.unregister_findings("arm_probe")
+    arms_only = '''
+[[factors]]
+name = "attention"
+path = "market.customers.offer_attention"
+values = [0.5, 0.7]
+'''
+    problems = problems_of(experiment_file(tmp_path, DESIGNS["lhs"], arms_only,
+                                           head=HEAD + 'reference = { attention = "0.5" }\n'))
+    one(problems, "factors:", "needs at least one factor with path and bounds", "are arms")
+    one(problems, "reference:", "no labelled design points")
+    assert len(problems) == 2, problems

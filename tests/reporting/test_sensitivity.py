@@ -14,8 +14,8 @@ import pytest
 from loyaltysim.experiments.design import DesignSpec, Factor, Sampling, draw_sampling, load_experiment
 from loyaltysim.experiments.storage import Registry, code_identity, run_key
 from loyaltysim.experiments.sweep import run_sweep
-from loyaltysim.reporting.report import collect_results, write_report, write_report_files
-from loyaltysim.reporting.sensitivity import analyse, morris_step, point_means
+from loyaltysim.reporting.report import ReportError, collect_results, write_report, write_report_files
+from loyaltysim.reporting.sensitivity import analyse, morris_step, point_means, sensitivity_table
 
 REPO = Path(__file__).resolve().parents[2]
 BASELINE = REPO / "experiments" / "scenarios" / "baseline.toml"
@@ -255,3 +255,144 @@ def test_the_shipped_sensitivity_example_is_a_morris_design_of_the_baseline():
     assert exp.kind == "morris" and exp.base.name == "baseline"
     assert 4 <= len(exp.factors) <= 6 and exp.runs <= 800
     assert {"market.annual_churn", "market.satisfied_switcher_share"} <= set(exp.outcomes)
+
+
+# ------------------------------------------------------------------------------------------ arms
+
+
+def crossed_tidy(sampling: Sampling, arms: dict[str, list[str]], function, replications: int = 1,
+                 noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """The tidy table of a sampled design crossed with ``arms``: design point i * n + j is row i of the sampling at
+    combination j of the arms' labels; ``function(x, arm)`` gives the rows' values in one arm."""
+    import itertools
+
+    combinations = [dict(zip(arms, c, strict=True)) for c in itertools.product(*arms.values())]
+    x = pd.DataFrame(sampling.values())
+    rng = np.random.default_rng(seed)
+    frames = []
+    for j, arm in enumerate(combinations):
+        for r in range(replications):
+            y = function(x, arm) + (rng.normal(0.0, noise, len(x)) if noise else 0.0)
+            frames.append(x.assign(**arm, design=np.arange(len(x)) * len(combinations) + j, replication=r,
+                                   outcome="y", value=y, key="", run_dir=""))
+    return pd.concat(frames, ignore_index=True).sort_values(["design", "replication"], kind="stable")
+
+
+def test_each_arm_is_analysed_over_its_own_points_in_row_order():
+    sampling = draw_sampling(DesignSpec(kind="saltelli", seed=13, samples=256), factors(3))
+    arms = {"firm": ["basic", "latent"]}
+
+    def function(x, arm):  # the basic arm moves with x1 alone, the latent one with x2 alone
+        return x["x1"] if arm["firm"] == "basic" else 2 * x["x2"] + 5
+
+    tidy = crossed_tidy(sampling, arms, function)
+    points = len(sampling.unit)
+    basic = analyse(tidy, sampling, "y", 0.95, design=[2 * i for i in range(points)], arm={"firm": "basic"})
+    latent = analyse(tidy, sampling, "y", 0.95, design=[2 * i + 1 for i in range(points)], arm={"firm": "latent"})
+    assert basic.arm == {"firm": "basic"} and basic.points == points and basic.note == ""
+    for result, moving in ((basic, "x1"), (latent, "x2")):
+        for factor in ("x1", "x2", "x3"):
+            want = 1.0 if factor == moving else 0.0
+            assert index(result, "S1", factor)["estimate"] == pytest.approx(want, abs=0.02), (result.arm, factor)
+            assert index(result, "ST", factor)["estimate"] == pytest.approx(want, abs=0.02), (result.arm, factor)
+    # design points 0 .. n - 1 (the default) mix the arms' points, and the indices with them
+    mixed = analyse(tidy, sampling, "y", 0.95)
+    assert abs(index(mixed, "ST", "x1")["estimate"] - 1.0) > 0.1 and mixed.arm == {}
+    with pytest.raises(ValueError, match="one per row"):
+        analyse(tidy, sampling, "y", 0.95, design=[0, 2])
+    table = sensitivity_table([basic, latent])
+    assert list(table.columns[:3]) == ["outcome", "firm", "factor"] and set(table["firm"]) == {"basic", "latent"}
+    regression = draw_sampling(DesignSpec(kind="lhs", seed=5, samples=64), factors(2))
+    tidy = crossed_tidy(regression, arms, function)
+    src = analyse(tidy, regression, "y", 0.95, design=[2 * i + 1 for i in range(64)], arm={"firm": "latent"})
+    assert index(src, "SRC", "x2")["estimate"] == pytest.approx(1.0) and src.r2 == pytest.approx(1.0)
+
+
+def crossed_file(tmp_path: Path, design: str, head: str = "") -> Path:
+    path = tmp_path / "crossed.toml"
+    path.write_text(f'''
+schema_version = 1
+name = "crossed"
+scenario = "{BASELINE}"
+replications = 2
+root_seed = 11
+horizon = "16 weeks"
+warmup = "4 weeks"
+population = 80
+outcomes = ["market.annual_churn", "focal.share_end"]
+{head}
+[design]
+{design}
+
+[[factors]]
+name = "firm"
+path = "policy.investments"
+values = [[], [{{ attribute = "perks", budget = "1000 per month" }}]]
+labels = ["none", "perks/latent"]
+
+[[factors]]
+name = "switching_cost"
+path = "market.customers.switching_cost"
+bounds = [0.1, 1.0]
+
+[[factors]]
+name = "memory"
+paths = ["market.customers.satisfaction_memory", "market.customers.learning_half_life"]
+bounds = [4, 12]
+unit = "weeks"
+''', encoding="utf-8")
+    return path
+
+
+def test_the_report_of_a_crossed_design_analyses_and_draws_each_arm(tmp_path):
+    from loyaltysim.reporting import report
+
+    @report.register_findings("crossed_probe")
+    def probe(results, experiment):
+        gap = results[results["firm"] == "perks/latent"]["value"].mean() - results[results["firm"] == "none"][
+            "value"].mean()
+        return [{"effect": "investing changes the outcome", "holds": gap > 0, "evidence": f"gap {gap:.3g}",
+                 "arms": ", ".join(experiment.arms)}]
+
+    try:
+        exp = load_experiment(crossed_file(tmp_path, 'kind = "morris"\nseed = 3\ntrajectories = 6',
+                                           head='findings = ["crossed_probe"]'))
+        assert exp.arms == ["firm"] and len(exp.design) == 6 * 3 * 2
+        tidy = crossed_tidy(exp.sampling, exp.levels, lambda x, arm: x["switching_cost"] * (
+            1.0 if arm["firm"] == "none" else 0.0) + x["memory"] / 10, replications=2, noise=0.001)
+        tidy = pd.concat([tidy.assign(outcome=o) for o in exp.outcomes], ignore_index=True)
+        tidy["firm"] = pd.Categorical(tidy["firm"], categories=exp.levels["firm"], ordered=True)
+        tidy = tidy[[*exp.factors, "design", "replication", "outcome", "value", "key", "run_dir"]]
+        paths = write_report_files(tidy, exp, tmp_path / "report")
+    finally:
+        report.unregister_findings("crossed_probe")
+    folder = tmp_path / "report"
+    names = {p.relative_to(folder).as_posix() for p in paths}
+    for outcome in exp.outcomes:
+        assert {f"figures/sensitivity_{outcome}_none.png", f"figures/sensitivity_{outcome}_perks_latent.png",
+                f"figures/{outcome}.png"} <= names
+    assert not any(n == f"figures/sensitivity_{outcome}.png" for n in names for outcome in exp.outcomes)
+    table = pd.read_csv(folder / "sensitivity.csv")
+    assert list(table.columns) == ["outcome", "firm", "factor", "index", "estimate", "ci_low", "ci_high", "points",
+                                   "replications", "noise_share"]
+    assert set(table["points"]) == {18} and set(table["firm"]) == {"none", "perks/latent"}
+    mu = table[table["index"] == "mu_star"].set_index(["outcome", "firm", "factor"])["estimate"]
+    assert mu["focal.share_end", "none", "switching_cost"] > 0.5
+    assert mu["focal.share_end", "perks/latent", "switching_cost"] < 0.05  # the latent arm ignores it
+    assert mu["focal.share_end", "perks/latent", "memory"] == pytest.approx(0.8, abs=0.05)
+    text = (folder / "sensitivity.md").read_text(encoding="utf-8")
+    assert text.count("## market.annual_churn") == 1 and text.count("### firm=none") == 2
+    assert text.count("### firm=perks/latent") == 2
+    assert "6 trajectories x (2 + 1) = 18 sampled points" in text and "Arms: firm (none, perks/latent)" in text
+    assert "36 design points in all" in text
+    assert "memory (market.customers.satisfaction_memory and market.customers.learning_half_life" in text
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary.columns[:4]) == ["design", "firm", "switching_cost", "memory"] and len(summary) == 72
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results.columns[:3]) == ["firm", "switching_cost", "memory"]
+    findings = (folder / "findings.md").read_text(encoding="utf-8")
+    assert "## crossed_probe: 0 of 1 hold" in findings and "| investing changes the outcome | NO | firm |" in findings
+    for png in (folder / "figures").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ReportError, match="--compare all"):
+        write_report_files(tidy, exp, tmp_path / "again", compare_all=True)

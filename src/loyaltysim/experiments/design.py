@@ -55,15 +55,39 @@ factors from bounds, for a global sensitivity analysis of uncertain parameters::
     bounds = [0.25, 0.75]                 # uniform between the bounds
     # type = "integer"                    # whole numbers, each equally likely (see :func:`scale`)
     # unit = "% per month"                # written after the value: "5.2 % per month", "13 weeks"
+    # paths = ["a.b", "a.c"]              # instead of path: the same value written to each
 
-In a sampled design every factor is sampled (path and bounds; values, labels and levels are for grids), and
-``reference``, ``figures`` and ``findings`` are not taken: to analyse two markets, write two files. ``lhs`` and
-``sobol`` draw their points with :mod:`scipy.stats.qmc` (``sobol``: a scrambled Sobol' sequence, ``samples`` a
-power of 2), ``saltelli`` and ``morris`` with SALib (:func:`draw_sampling`). Each point's labels are its values as
-text, and :attr:`DesignPoint.values` holds them as numbers (the report's tidy table has one numeric column per
-factor). Every point is validated when the experiment is loaded, and so is each factor alone at each of its bounds,
-so a bound the scenario does not accept is reported before anything runs. Replication r of every point runs on the
-same child seed as in a grid, and run keys are computed as for grids (from the effective scenario).
+A sampled factor may write its value to several paths at once (the same value to each: two rivals that must share
+one parameter): ``paths = ["market.firms[1].price", "market.firms[2].price"]`` instead of ``path`` (one of the
+two). ``lhs`` and ``sobol`` draw their points with :mod:`scipy.stats.qmc` (``sobol``: a scrambled Sobol' sequence,
+``samples`` a power of 2), ``saltelli`` and ``morris`` with SALib (:func:`draw_sampling`). Each point's labels are
+its values as text, and :attr:`DesignPoint.values` holds them as numbers (the report's tidy table has one numeric
+column per factor). Every point is validated when the experiment is loaded, and so is each factor alone at each of
+its bounds, so a bound the scenario does not accept is reported before anything runs. Replication r of every point
+runs on the same child seed as in a grid, and run keys are computed as for grids (from the effective scenario).
+
+**Arms.** A sampled design may also have factors written the grid way (``values`` and ``labels``, or ``levels``):
+its *arms*, e.g. a firm investing in a basic attribute or a latent one, at the same sampled markets::
+
+    [[factors]]
+    name = "investment"
+    path = "policy.investments"
+    values = [[{ attribute = "coverage", budget = "40000 per year" }],
+              [{ attribute = "perks", budget = "40000 per year" }]]
+    labels = ["basic", "latent"]
+
+Each sampled point (row i of :attr:`Sampling.unit`, in the sampling's order) is crossed with every combination j
+of the arms' levels (their cartesian product in factor order, as in a grid): design point ``i * n + j``, n the
+number of combinations (:meth:`Experiment.locate` maps a design point back to its row and arm labels,
+:meth:`Experiment.arm_points` lists an arm's points). A point's labels hold every factor (the arms' labels, the
+sampled factors' values as text), its values the sampled factors' numbers only; the factors' paths are written in
+factor order, so a path set by two factors takes the later one's value. At least one factor must be sampled, and
+the size limit counts sampled points x combinations x replications. The report analyses each combination of the
+arms on its own (:mod:`loyaltysim.reporting.sensitivity`). ``figures`` and ``findings`` may be named as in a grid:
+their functions get the tidy results and the experiment, and how they read a sampled design is theirs to say.
+``reference`` is not taken (a sampled design's points differ in sampled values; a findings function compares arms),
+nor is ``loyaltysim report --compare all``. Without arms, a sampled design's points are those of a design that
+samples every factor.
 """
 
 from __future__ import annotations
@@ -105,6 +129,8 @@ from loyaltysim.units import DurationField
 SCHEMA_VERSION = 1
 # columns of the report's tidy table that a factor name must not take
 RESERVED_COLUMNS = ("design", "replication", "outcome", "value", "key", "run_dir", "reference")
+# columns of a sampled design's sensitivity.csv, which has a column per arm too
+_SENSITIVITY_COLUMNS = ("factor", "index", "estimate", "ci_low", "ci_high", "points", "replications", "noise_share")
 # names that would collide with what the sweep writes into the output root
 RESERVED_NAMES = ("runs", "registry.sqlite")
 MAX_REPLICATIONS = 10_000
@@ -136,13 +162,15 @@ class Level(_FileSpec):
 
 
 class Factor(_FileSpec):
-    """A factor: either ``path`` and ``values`` (with optional ``labels``), or ``levels`` (a grid design's labelled
-    factor); or ``path`` and ``bounds`` with an optional ``type`` and ``unit`` (a sampled design's factor)."""
+    """A factor: either ``path`` and ``values`` (with optional ``labels``), or ``levels`` (a labelled factor: a
+    grid's, or an arm of a sampled design); or ``path`` (or ``paths``) and ``bounds`` with an optional ``type`` and
+    ``unit`` (a sampled design's sampled factor)."""
 
     model_config = ConfigDict(allow_inf_nan=False)  # bounds: NaN and infinity are errors, as in scenarios
 
     name: str
     path: str | None = None
+    paths: Annotated[list[str], Field(min_length=1)] | None = None  # a sampled factor: the value written to each
     values: list[Any] | None = None
     labels: list[str] | None = None
     levels: list[Level] | None = None
@@ -153,6 +181,13 @@ class Factor(_FileSpec):
     @property
     def sampled(self) -> bool:
         return self.bounds is not None
+
+    @property
+    def targets(self) -> list[str]:
+        """The scenario paths a sampled factor's value is written to: ``paths``, or ``path`` alone."""
+        if self.paths is not None:
+            return list(self.paths)
+        return [] if self.path is None else [self.path]
 
     def written(self, value: float | int) -> Any:
         """A sampled value as the scenario takes it: the number, or the number and the unit as text."""
@@ -237,25 +272,35 @@ def _label(value: Any) -> str:
     return str(value)
 
 
-_SAMPLED_KEYS = ("bounds", "type", "unit")  # the keys only a sampled design's factor takes
-_LABELLED_KEYS = ("values", "labels", "levels")  # the keys only a grid design's factor takes
+_SAMPLED_KEYS = ("bounds", "type", "unit", "paths")  # the keys only a sampled factor takes
+_LABELLED_KEYS = ("values", "labels", "levels")  # the keys only a labelled factor (a grid's, or an arm) takes
 
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def _sampled_factor_problems(where: str, f: dict, kind: str) -> list[str]:
-    """Problems of a sampled design's factor written in the raw data: a path and bounds, an optional type and
-    unit, and none of a grid factor's keys."""
-    labelled = [k for k in _LABELLED_KEYS if k in f]
-    if labelled:
-        return [f"{where}: a sampled design (design.kind = '{kind}') draws every factor from its bounds; give path "
-                f"and bounds, not {', '.join(labelled)} (labelled levels are for grid designs)"]
-    problems = [f"{where}.{key}: required key is missing" for key in ("path", "bounds") if key not in f]
+def _sampled_factor_problems(where: str, f: dict) -> list[str]:
+    """Problems of a sampled factor written in the raw data: a path (or paths) and bounds, an optional type and
+    unit."""
+    problems = []
+    if "path" in f and "paths" in f:
+        problems.append(f"{where}: give either path or paths (the same sampled value written to each), not both")
+    elif "path" not in f and "paths" not in f:
+        problems.append(f"{where}.path: required key is missing (or give paths, to write the value to several)")
+    if "bounds" not in f:
+        problems.append(f"{where}.bounds: required key is missing")
     path = f.get("path")
     if isinstance(path, str) and not PATH.fullmatch(path):
         problems.append(f"{where}.path: invalid path '{path}'; {PATH_HINT}")
+    paths = f.get("paths")
+    if isinstance(paths, list):
+        for k, p in enumerate(paths):
+            if isinstance(p, str) and not PATH.fullmatch(p):
+                problems.append(f"{where}.paths[{k}]: invalid path '{p}'; {PATH_HINT}")
+        repeated = sorted({p for p in paths if isinstance(p, str) and paths.count(p) > 1})
+        if repeated:
+            problems.append(f"{where}.paths: each path once; repeated: {repeated}")
     bounds = f.get("bounds")
     if isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) and math.isfinite(b) for b in bounds):
         low, high = bounds
@@ -266,14 +311,26 @@ def _sampled_factor_problems(where: str, f: dict, kind: str) -> list[str]:
     return problems
 
 
+def _is_arm(f: dict) -> bool:
+    """A factor of a sampled design written the grid way (values, labels or levels): an arm."""
+    return any(k in f for k in _LABELLED_KEYS)
+
+
 def _factor_problems(i: int, f: dict, kind: str = "grid") -> tuple[list[str], list[str] | None]:
-    """Problems of one factor written in the raw data, and its labels when they can be told (a grid factor's)."""
+    """Problems of one factor written in the raw data, and its labels when they can be told (a labelled
+    factor's)."""
     where = f"factors[{i}]"
-    if kind in SAMPLED_KINDS:
-        return _sampled_factor_problems(where, f, kind), None
     problems: list[str] = []
     sampled_only = [k for k in _SAMPLED_KEYS if k in f]
-    if sampled_only:
+    if kind in SAMPLED_KINDS:
+        if not _is_arm(f):
+            return _sampled_factor_problems(where, f), None
+        if sampled_only:
+            labelled = [k for k in _LABELLED_KEYS if k in f]
+            return [f"{where}: a factor of a sampled design is either sampled (path or paths, and bounds) or an arm "
+                    f"crossed with every sampled point (values or levels); give {', '.join(sampled_only)} or "
+                    f"{', '.join(labelled)}, not both"], None
+    elif sampled_only:
         problems += [f"{where}.{k}: only for the factors of a sampled design; set design.kind to one of "
                      f"{list(SAMPLED_KINDS)} (a grid design's factor takes values or levels)" for k in sampled_only]
         return problems, None
@@ -369,16 +426,14 @@ def _design_problems(data: dict) -> tuple[list[str], str]:
         problems.append(f"design.levels: give an even number of levels (a Morris step is then half the range "
                         f"over levels - 1 intervals, and every level is visited equally often), got {levels}")
     if kind in SAMPLED_KINDS:
-        if not as_list(data.get("factors")):
+        factors = as_list(data.get("factors"))
+        if all(_is_arm(as_dict(f)) for f in factors):
             problems.append(f"factors: a sampled design (design.kind = '{kind}') needs at least one factor with "
-                            "path and bounds")
+                            "path and bounds" + (" (factors with values or levels are arms, crossed with the sampled "
+                                                 "points)" if factors else ""))
         if "reference" in data:
             problems.append(f"reference: a sampled design (design.kind = '{kind}') has no labelled design points to "
                             "compare with; leave reference out (the report analyses the sensitivity instead)")
-        for key in ("figures", "findings"):
-            if as_list(data.get(key)):
-                problems.append(f"{key}: the experiments' {key} read the labelled levels of grid factors; a sampled "
-                                f"design (design.kind = '{kind}') takes none")
     return problems, kind
 
 
@@ -407,6 +462,9 @@ def cross_problems(data: Any) -> list[str]:
                                 f"avoid {list(RESERVED_COLUMNS)}")
             elif fname in labels:
                 problems.append(f"factors[{i}].name: factor names must be unique; '{fname}' is used twice")
+            elif kind in SAMPLED_KINDS and _is_arm(f) and fname in _SENSITIVITY_COLUMNS:
+                problems.append(f"factors[{i}].name: '{fname}' is reserved for an arm of a sampled design (a column "
+                                f"of sensitivity.csv); avoid {list(_SENSITIVITY_COLUMNS)}")
         found, names = _factor_problems(i, f, kind)
         problems += found
         if isinstance(fname, str):
@@ -424,9 +482,8 @@ def cross_problems(data: Any) -> list[str]:
     if data.get("risk") is True and reference is None:
         problems.append("risk: the spread of paired differences needs a reference design point; set reference")
     outcomes = [o for o in as_list(data.get("outcomes")) if isinstance(o, str)]
-    if kind == "grid":
-        for declared, key in (("figure", "figures"), ("findings", "findings")):
-            problems += _declared_problems(declared, key, as_list(data.get(key)), list(labels), outcomes)
+    for declared, key in (("figure", "figures"), ("findings", "findings")):
+        problems += _declared_problems(declared, key, as_list(data.get(key)), list(labels), outcomes)
     repeated = sorted({o for o in outcomes if outcomes.count(o) > 1})
     if repeated:
         problems.append(f"outcomes: each outcome once; repeated: {repeated}")
@@ -458,7 +515,9 @@ def scale(factor: Factor, u: float) -> float | int:
 class Sampling:
     """A sampled design's points, drawn in the unit hypercube from the design seed, then scaled to the bounds.
 
-    ``unit`` has one row per design point and one column per factor, in [0, 1]. The report's estimators read it
+    ``unit`` has one row per sampled point and one column per sampled factor, in [0, 1]; without arms a row is a
+    design point, with arms each row is crossed with every combination of their levels
+    (:meth:`Experiment.locate`). The report's estimators read it
     with the points' outcomes: SALib's Saltelli estimators read the rows' order, its Morris analysis the direction
     of each step (which rounding an integer factor to a whole number can hide).
     """
@@ -620,13 +679,56 @@ class Experiment:
 
     @property
     def levels(self) -> dict[str, list[str]]:
-        """Each labelled factor's labels, in level order (a sampled design's factors have values instead)."""
+        """Each labelled factor's labels, in level order (a grid's factors, a sampled design's arms; its sampled
+        factors have values instead)."""
         return {f.name: f.level_labels for f in self.spec.factors if not f.sampled}
 
     @property
     def kind(self) -> str:
         """The design's kind: "grid" or a sampled design's ("lhs", "sobol", "saltelli", "morris")."""
         return self.spec.design.kind
+
+    @property
+    def sampled_factors(self) -> list[str]:
+        """A sampled design's sampled factors (path and bounds), in factor order; empty for a grid."""
+        return [f.name for f in self.spec.factors if f.sampled]
+
+    @property
+    def arms(self) -> list[str]:
+        """A sampled design's labelled factors (its arms, crossed with every sampled point), in factor order; empty
+        for a grid (whose factors are all labelled: see :attr:`levels`) and for a design sampling every factor."""
+        return [f.name for f in self.spec.factors if not f.sampled] if self.spec.design.sampled else []
+
+    @property
+    def arm_combinations(self) -> list[dict[str, str]]:
+        """Every combination of the arms' labels, in design order (the cartesian product in factor order, as a
+        grid's); a single empty combination without arms."""
+        levels = self.levels
+        return [dict(zip(self.arms, combo, strict=True))
+                for combo in itertools.product(*(levels[a] for a in self.arms))]
+
+    def locate(self, index: int) -> tuple[int, dict[str, str]]:
+        """A sampled design's point as (its row of :attr:`Sampling.unit`, its arm labels): design point
+        ``i * n + j`` is row i crossed with combination j of :attr:`arm_combinations` (n of them)."""
+        if self.sampling is None:
+            raise ValueError("a grid design has no sampled rows")
+        combinations = self.arm_combinations
+        if not 0 <= index < len(self.design):
+            raise IndexError(f"design point {index} is not in the design (0 to {len(self.design) - 1})")
+        row, j = divmod(index, len(combinations))
+        return row, combinations[j]
+
+    def arm_points(self, arm: Mapping[str, str]) -> list[int]:
+        """The design points of one combination of the arms' labels (every arm named), one per row of
+        :attr:`Sampling.unit`, in row order."""
+        if self.sampling is None:
+            raise ValueError("a grid design has no sampled rows")
+        combinations = self.arm_combinations
+        wanted = {a: arm.get(a) for a in self.arms}
+        if wanted not in combinations or set(arm) - set(self.arms):
+            raise KeyError(f"{dict(arm)} is not a combination of the arms' labels; arms: {self.levels}")
+        j, n = combinations.index(wanted), len(combinations)
+        return [i * n + j for i in range(len(self.sampling.unit))]
 
     @property
     def reference(self) -> dict[str, str] | None:
@@ -685,6 +787,9 @@ def _attribute(problem: str, sources: list[tuple[str, str]]) -> tuple[str, str] 
     return None
 
 
+_BOUND_INDEX = re.compile(r"(?<=\.bounds)\[\d+\]$")
+
+
 class _Candidate(NamedTuple):
     """A scenario to build and validate: a design point (``keep``), or a sampled factor's bound checked alone."""
 
@@ -706,21 +811,45 @@ def _grid_candidates(spec: ExperimentSpec) -> Iterator[_Candidate]:
         yield _Candidate(f"design point {desc}", labels, {}, overrides)
 
 
+def _sampled_overrides(i: int, f: Factor, value: float | int, where: str) -> list[tuple[str, Any, str]]:
+    """A sampled factor's value written to its path (located at ``where``: its bounds), or to each of its paths
+    (located at ``factors[i].paths[k]``, so that a problem names the path)."""
+    if f.paths is None:
+        assert f.path is not None
+        return [(f.path, f.written(value), where)]
+    return [(p, f.written(value), f"factors[{i}].paths[{k}]") for k, p in enumerate(f.paths)]
+
+
 def _sampled_candidates(spec: ExperimentSpec, sampling: Sampling) -> Iterator[_Candidate]:
-    """Each factor at each of its bounds alone (the rest as in the base scenario), so that a bound the scenario does
-    not accept is reported even where no point reaches it; then the sampled design points."""
+    """Each sampled factor at each of its bounds alone (the rest as in the base scenario), so that a bound the
+    scenario does not accept is reported even where no point reaches it; then the design points: each sampled point
+    crossed with each combination of the arms' levels (the labelled factors'; one empty combination without)."""
     factors = list(enumerate(spec.factors))
-    for i, f in factors:
-        assert f.path is not None and f.bounds is not None
+    sampled = [(i, f) for i, f in factors if f.sampled]
+    assert [f.name for _, f in sampled] == sampling.names
+    for i, f in sampled:
+        assert f.bounds is not None
         for j, side in enumerate(("lower", "upper")):
             value = scale(f, float(j))
             yield _Candidate(f"factor {f.name} at its {side} bound {value}", {}, {},
-                             [(f.path, f.written(value), f"factors[{i}].bounds[{j}]")], keep=False)
+                             _sampled_overrides(i, f, value, f"factors[{i}].bounds[{j}]"), keep=False)
+    arms = [[(i, label, sets, where) for label, sets, where in f.resolved()] for i, f in factors if not f.sampled]
+    combinations = [{i: (label, sets, where) for i, label, sets, where in combo} for combo in itertools.product(*arms)]
     for values in sampling.values():
-        overrides = [(f.path, f.written(values[f.name]), f"factors[{i}].bounds") for i, f in factors]
-        labels = {name: _label(v) for name, v in values.items()}
         desc = ", ".join(f"{k}={v:.6g}" for k, v in values.items())  # short: the labels keep every digit
-        yield _Candidate(f"design point {desc}", labels, values, overrides)
+        for chosen in combinations:
+            overrides: list[tuple[str, Any, str]] = []
+            labels: dict[str, str] = {}
+            for i, f in factors:  # in factor order: a path set by two factors takes the later one's value
+                if f.sampled:
+                    overrides += _sampled_overrides(i, f, values[f.name], f"factors[{i}].bounds")
+                    labels[f.name] = _label(values[f.name])
+                else:
+                    label, sets, where = chosen[i]
+                    overrides += [(p, v, f"factors[{i}].{where[p]}") for p, v in sets.items()]
+                    labels[f.name] = label
+            arm = "".join(f", {spec.factors[i].name}={label}" for i, (label, _, _) in chosen.items())
+            yield _Candidate(f"design point {desc}{arm}", labels, values, overrides)
 
 
 def build_design(spec: ExperimentSpec, base: LoyaltyScenario,
@@ -765,7 +894,7 @@ def build_design(spec: ExperimentSpec, base: LoyaltyScenario,
             key = p
             where = _problem_location(p)
             if not candidate.keep and where is not None:
-                bounds = where.rsplit("[", 1)[0]  # factors[i].bounds[j] -> factors[i].bounds
+                bounds = _BOUND_INDEX.sub("", where)  # factors[i].bounds[j] -> factors[i].bounds
                 failed_bounds.add(bounds)
                 key = bounds + p[len(where):]  # the same problem at both bounds (a missing path): said once
             elif candidate.values and where is not None:
@@ -808,18 +937,23 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
     design: list[DesignPoint] = []
     sampling: Sampling | None = None
     if spec is not None:
+        labelled = math.prod(len(f.levels if f.levels is not None else f.values or [None])
+                             for f in spec.factors if not f.sampled)
+        size = ""
         if spec.design.sampled:
-            points, where = spec.design.size(len(spec.factors)), "design"
+            rows = spec.design.size(sum(f.sampled for f in spec.factors))
+            points, where = rows * labelled, "design"
+            if labelled > 1:
+                size = f" ({rows:,} sampled x {labelled:,} combination(s) of the arms)"
         else:
-            points = math.prod(len(f.levels if f.levels is not None else f.values or [None]) for f in spec.factors)
-            where = "factors"
+            points, where = labelled, "factors"
         if points * spec.replications > MAX_RUNS:
-            problems.append(f"{where}: the design has {points:,} design point(s) x {spec.replications:,} "
+            problems.append(f"{where}: the design has {points:,} design point(s){size} x {spec.replications:,} "
                             f"replication(s) = {points * spec.replications:,} runs; at most {MAX_RUNS:,}")
     if (spec is not None and base is not None
             and not any(p.startswith(("factors[", "factors:", "design.", "design:")) for p in problems)):
         if spec.design.sampled:
-            sampling = draw_sampling(spec.design, spec.factors)
+            sampling = draw_sampling(spec.design, [f for f in spec.factors if f.sampled])
         design, design_problems = build_design(spec, base, sampling)
         problems += design_problems
     if base is not None:

@@ -18,7 +18,10 @@ A sampled design (``[design] kind = "lhs" | "sobol" | "saltelli" | "morris"``) h
 in the tidy table instead of labels; its summary has a row per design point and outcome with the point's factor
 values, ``figures/<outcome>.png`` plots each point's mean against each factor, and
 :mod:`loyaltysim.reporting.sensitivity` adds ``sensitivity.csv``, ``sensitivity.md`` and
-``figures/sensitivity_<outcome>.png`` (the indices as bars with their intervals).
+``figures/sensitivity_<outcome>.png`` (the indices as bars with their intervals). When the sampled design crosses
+its points with labelled factors (arms), their labels are columns of the tables as in a grid, the scatter figures
+colour each point by its arm, and the sensitivity is analysed per arm: a column per arm in ``sensitivity.csv``, a
+sub-section per arm in ``sensitivity.md`` and ``figures/sensitivity_<outcome>_<arm labels>.png``.
 
 The figures and findings checks an experiment file may name are declared in
 :mod:`loyaltysim.experiments.registry`; each is implemented here by a function registered with
@@ -472,30 +475,44 @@ def decision_chart(differences: pd.DataFrame, outcome: str, factors: Sequence[st
 
 
 def scatter_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path, title: str = "",
-                   currency: str | None = None) -> Path:
-    """A sampled design's outcome against each factor: one panel per factor, one dot per design point (the mean
-    over its replications, the value the sensitivity analysis reads), as a PNG."""
+                   currency: str | None = None, arms: Sequence[str] = ()) -> Path:
+    """A sampled design's outcome against each (sampled) factor: one panel per factor, one dot per design point (the
+    mean over its replications, the value the sensitivity analysis reads), as a PNG; with ``arms``, each dot
+    coloured by its combination of the arms' labels."""
     import seaborn as sns
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    factors = list(factors)
+    factors, arms = list(factors), list(arms)
     data = tidy[tidy["outcome"] == outcome].groupby("design", observed=True).agg(
-        {**{f: "first" for f in factors}, "value": "mean"})
+        {**{f: "first" for f in [*factors, *arms]}, "value": "mean"})
     columns = min(3, len(factors))
     rows = -(-len(factors) // columns)
+    if arms:
+        arm = data[arms].astype(str).apply(lambda r: ", ".join(f"{a}={r[a]}" for a in arms), axis=1)
+        groups = list(pd.unique(arm))
+    else:
+        arm, groups = None, [None]
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
-        fig = Figure(figsize=(3.4 * columns + 0.6, 3.0 * rows + 0.9), layout="constrained")
+        fig = Figure(figsize=(3.4 * columns + 0.6, 3.0 * rows + 0.9 + (0.25 * len(groups) if arms else 0.0)),
+                     layout="constrained")
         axes = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
-        color = sns.color_palette("colorblind", 1)[0]
+        palette = sns.color_palette("colorblind", len(groups))
         for i, (ax, factor) in enumerate(zip(axes, factors, strict=False)):
-            ax.scatter(data[factor], data["value"], s=12, alpha=0.7, color=color, edgecolors="none")
+            for group, color in zip(groups, palette, strict=True):
+                shown = data if arm is None else data[arm == group]
+                ax.scatter(shown[factor], shown["value"], s=12, alpha=0.7, color=color, edgecolors="none",
+                           label=group)
             ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # a narrow panel: few ticks, so their labels fit
             ax.set_xlabel(factor)
             ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome, currency), 36)) if i % columns == 0
                           else "")
         for ax in axes[len(factors):]:
             ax.set_visible(False)
+        if arms:
+            handles, names = axes[0].get_legend_handles_labels()
+            fig.legend(handles, names, loc="outside lower center", ncols=min(3, len(groups)), fontsize="small",
+                       frameon=False)
         fig.suptitle(f"{title + ': ' if title else ''}{outcome}\nmean over replications at each of {len(data)} "
                      "design points", fontsize="medium")
         path = Path(path)
@@ -542,7 +559,8 @@ def sensitivity_figure(result: OutcomeSensitivity, path: Path, title: str = "") 
                        }.get(result.kind, "standardized regression coefficient"))
         ax.legend(loc="lower right", frameon=True, fontsize="small")
         extra = f", R\u00b2 = {result.r2:.2f}" if np.isfinite(result.r2) else ""
-        fig.suptitle(f"{title + ': ' if title else ''}{result.outcome}\n{METHOD[result.kind]}, "
+        arm = "".join(f", {a}={label}" for a, label in result.arm.items())
+        fig.suptitle(f"{title + ': ' if title else ''}{result.outcome}{arm}\n{METHOD[result.kind]}, "
                      f"{int(CONFIDENCE * 100)}% bootstrap intervals{extra}", fontsize="medium")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -654,8 +672,9 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
     paths.append(_write(folder / "summary.md", intro + (
         f"Mean, standard deviation and 95% confidence interval of the mean (t distribution) over {reps} "
         "replication(s); n counts the runs where the outcome has a value."
-        + (" One row per sampled design point and outcome, with the point's factor values; sensitivity.md "
-           "analyses them." if sampled else "") + "\n\n") + markdown_table(summary)))
+        + (" One row per sampled design point and outcome, with the point's factor values"
+           + (" and arms' labels" if experiment.arms else "") + "; sensitivity.md analyses them." if sampled else "")
+        + "\n\n") + markdown_table(summary)))
     diffs = comparisons = None
     if experiment.reference:
         diffs = paired_differences(tidy, factors, experiment.reference, risk=experiment.risk)
@@ -677,9 +696,12 @@ def write_report_files(tidy: pd.DataFrame, experiment: Experiment, folder: Path 
                 + "\n\n" + markdown_table(diffs[paired]))
         paths.append(_write(folder / "differences.md", text))
     for outcome in experiment.outcomes:
-        draw = scatter_figure if sampled else outcome_figure
-        paths.append(draw(tidy, outcome, factors, figures / figure_file_name(outcome), title=experiment.name,
-                          currency=currency))
+        path = figures / figure_file_name(outcome)
+        if sampled:
+            paths.append(scatter_figure(tidy, outcome, experiment.sampled_factors, path, title=experiment.name,
+                                        currency=currency, arms=experiment.arms))
+        else:
+            paths.append(outcome_figure(tidy, outcome, factors, path, title=experiment.name, currency=currency))
     if compare_all:
         if sampled:
             raise ReportError("--compare all compares labelled design points; a sampled design's points are "
@@ -722,7 +744,7 @@ def _ci(low: float, high: float) -> str:
 
 
 def _design_text(experiment: Experiment) -> str:
-    """What a sampled design is: its kind, size, seed and factors."""
+    """What a sampled design is: its kind, size, seed, factors and arms."""
     sampling = experiment.sampling
     assert sampling is not None
     spec, k, points = experiment.spec.design, len(sampling.factors), len(sampling.unit)
@@ -731,10 +753,18 @@ def _design_text(experiment: Experiment) -> str:
             "morris": f"{spec.trajectories} trajectories x ({k} + 1) = {points} design points on a grid of "
                       f"{sampling.levels} levels (step: {morris_step(sampling.levels or 2):.3g} of each range)",
             }.get(sampling.kind, f"{points} design points")
-    factors = "; ".join(f"{f.name} ({f.path}, {f.type} in [{_cell(f.bounds[0])}, {_cell(f.bounds[1])}]"
-                        f"{', ' + f.unit if f.unit else ''})" for f in sampling.factors if f.bounds is not None)
+    factors = "; ".join(f"{f.name} ({' and '.join(f.targets)}, {f.type} in [{_cell(f.bounds[0])}, "
+                        f"{_cell(f.bounds[1])}]{', ' + f.unit if f.unit else ''})"
+                        for f in sampling.factors if f.bounds is not None)
+    text = ""
+    if experiment.arms:
+        size = size.replace("design points", "sampled points")
+        levels = "; ".join(f"{a} ({', '.join(experiment.levels[a])})" for a in experiment.arms)
+        text = (f" Arms: {levels}. Each sampled point is run at each of their {len(experiment.arm_combinations)} "
+                f"combination(s), {len(experiment.design)} design points in all, and each combination is analysed "
+                f"on its own over its {points} points: its indices say what moves the outcome within that arm.")
     return (f"{METHOD[sampling.kind]}: {size}, design seed {sampling.seed}, {experiment.replications} "
-            f"replication(s) per point on common random numbers. Factors: {factors}.")
+            f"replication(s) per point on common random numbers. Factors: {factors}.{text}")
 
 
 _READING = {
@@ -777,9 +807,14 @@ def sensitivity_text(results: Sequence[OutcomeSensitivity], experiment: Experime
                  kind, "R^2 cannot exceed one minus the noise share.")
              + " More replications lower both.\n"]
     main = MAIN_INDEX[kind]
+    outcome = None
     for r in results:
-        lines.append(f"## {r.outcome}\n")
-        lines.append(f"{describe_outcome(r.outcome, experiment.base.economics.currency)}.\n")
+        if r.outcome != outcome:  # results come outcome by outcome, with arms one per arm
+            outcome = r.outcome
+            lines.append(f"## {r.outcome}\n")
+            lines.append(f"{describe_outcome(r.outcome, experiment.base.economics.currency)}.\n")
+        if r.arm:
+            lines.append(f"### {', '.join(f'{a}={label}' for a, label in r.arm.items())}\n")
         if r.note:
             lines.append(r.note + "\n")
             continue
@@ -811,18 +846,33 @@ def sensitivity_text(results: Sequence[OutcomeSensitivity], experiment: Experime
     return "\n".join(lines)
 
 
+def sensitivity_file_name(outcome: str, arm: dict[str, str] | None = None) -> str:
+    """The file of an outcome's sensitivity figure: ``sensitivity_<outcome>.png``, with arms
+    ``sensitivity_<outcome>_<label>_<label>.png`` (the arms' labels in factor order), sanitised as
+    :func:`figure_file_name`."""
+    return "sensitivity_" + figure_file_name("_".join([outcome, *(arm or {}).values()]))
+
+
 def write_sensitivity(tidy: pd.DataFrame, experiment: Experiment, folder: Path) -> list[Path]:
     """A sampled design's sensitivity analysis: ``sensitivity.csv`` (every index, long), ``sensitivity.md`` and
-    ``figures/sensitivity_<outcome>.png`` per outcome analysed."""
-    assert experiment.sampling is not None
-    results = [analyse(tidy, experiment.sampling, outcome, CONFIDENCE) for outcome in experiment.outcomes]
+    ``figures/sensitivity_<outcome>.png`` per outcome analysed; with arms, per outcome and arm (each combination of
+    the arms' labels analysed over its own points)."""
+    sampling = experiment.sampling
+    assert sampling is not None
+    arms = experiment.arm_combinations if experiment.arms else [None]
+    results = [analyse(tidy, sampling, outcome, CONFIDENCE, None if arm is None else experiment.arm_points(arm), arm)
+               for outcome in experiment.outcomes for arm in arms]
     paths = [folder / "sensitivity.csv"]
     sensitivity_table(results).to_csv(paths[0], index=False)
     paths.append(_write(folder / "sensitivity.md", sensitivity_text(results, experiment)))
-    for r in results:
+    taken: set[str] = set()
+    for j, r in enumerate(results):
         if not r.indices.empty:
-            paths.append(sensitivity_figure(r, folder / "figures" / ("sensitivity_" + figure_file_name(r.outcome)),
-                                            title=experiment.name))
+            name = sensitivity_file_name(r.outcome, r.arm)
+            if name in taken:  # labels that differ only in characters the file name cannot hold
+                name = name.removesuffix(".png") + f"_{j % len(arms)}.png"
+            taken.add(name)
+            paths.append(sensitivity_figure(r, folder / "figures" / name, title=experiment.name))
     return paths
 
 

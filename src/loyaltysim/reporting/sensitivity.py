@@ -15,6 +15,11 @@ the design's :class:`~loyaltysim.experiments.design.Sampling`:
 **The value analysed** at a design point is the mean of the outcome over the point's replications (NaNs
 dropped); an outcome with no value at some design point is not analysed (the estimators need every point).
 
+**Arms.** A sampled design may cross its sampled points with the levels of labelled factors (its arms, e.g. a firm
+investing in a basic attribute or a latent one): each combination of the arms' labels is analysed on its own, over
+its points, one per sampled row in the sampling's order (``analyse``'s ``design``), so the indices are per outcome
+and arm: what moves the outcome within that arm.
+
 **Replication noise.** The model is stochastic: with R replications the mean at a point still carries noise of
 variance ``v / R`` (``v``: the variance between replications, pooled over the design points). Its share of the
 variance of the points' means over the design, the *noise share*, is reported per outcome. Noise acts like one
@@ -34,8 +39,8 @@ bootstrap over the design points for SRC (``scipy.stats.bootstrap``). sigma and 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,15 +76,18 @@ class OutcomeSensitivity:
     noise_floor: float = math.nan  # Morris: the mu* of a factor without effect, from noise alone
     r2: float = math.nan  # regression: R^2 of the linear fit
     note: str = ""  # why no index was computed, when none was
+    arm: dict[str, str] = field(default_factory=dict)  # the arms' labels of the points analysed (none without arms)
 
 
-def point_means(tidy: pd.DataFrame, outcome: str, points: int) -> tuple[np.ndarray, float, int]:
-    """The outcome's mean over replications at each design point (in design order; NaN where no replication has
-    a value), the noise variance of such a mean (each point's variance between replications over its count of
-    values, averaged over the points with two or more), and the most replications with a value at a point."""
+def point_means(tidy: pd.DataFrame, outcome: str, points: int | Sequence[int]) -> tuple[np.ndarray, float, int]:
+    """The outcome's mean over replications at each design point (design points ``0 .. points - 1``, or those
+    listed, in that order; NaN where no replication has a value), the noise variance of such a mean (each point's
+    variance between replications over its count of values, averaged over the points with two or more), and the
+    most replications with a value at a point."""
     rows = tidy[tidy["outcome"] == outcome]
+    wanted = range(points) if isinstance(points, int) else list(points)
     table = rows.pivot_table(index="design", columns="replication", values="value", aggfunc="first",
-                             dropna=False).reindex(range(points))
+                             dropna=False).reindex(wanted)
     values = table.to_numpy(dtype=float)
     counts = (~np.isnan(values)).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -163,11 +171,21 @@ def regression_indices(x: np.ndarray, y: np.ndarray, names: Sequence[str], confi
     return _rows(names, "SRC", src, low=ci.low, high=ci.high), r2
 
 
-def analyse(tidy: pd.DataFrame, sampling: Sampling, outcome: str, confidence: float) -> OutcomeSensitivity:
-    """The sensitivity of one outcome of a sampled design (see the module's docstring for what is computed)."""
+def analyse(tidy: pd.DataFrame, sampling: Sampling, outcome: str, confidence: float,
+            design: Sequence[int] | None = None, arm: Mapping[str, str] | None = None) -> OutcomeSensitivity:
+    """The sensitivity of one outcome of a sampled design (see the module's docstring for what is computed).
+
+    ``design`` lists the design points analysed, one per row of ``sampling.unit`` in the rows' order (by default
+    row i is design point i: a design without arms); with arms, the points of one combination of the arms' labels
+    (:meth:`~loyaltysim.experiments.design.Experiment.arm_points`), which ``arm`` names in the result.
+    """
     points = len(sampling.unit)
-    y, noise, reps = point_means(tidy, outcome, points)
-    found = OutcomeSensitivity(outcome, sampling.kind, pd.DataFrame(columns=INDEX_COLUMNS), points, reps, math.nan)
+    design = range(points) if design is None else list(design)
+    if len(design) != points:
+        raise ValueError(f"{len(design)} design point(s) for the {points} rows of the sampling; give one per row")
+    y, noise, reps = point_means(tidy, outcome, design)
+    found = OutcomeSensitivity(outcome, sampling.kind, pd.DataFrame(columns=INDEX_COLUMNS), points, reps, math.nan,
+                               arm=dict(arm or {}))
     missing = int(np.isnan(y).sum())
     if missing:
         found.note = (f"not analysed: {missing} of {points} design point(s) have no value (no run stored, or every "
@@ -189,15 +207,18 @@ def analyse(tidy: pd.DataFrame, sampling: Sampling, outcome: str, confidence: fl
             found.note = (f"not analysed: a linear fit of {len(sampling.factors)} factor(s) needs more than "
                           f"{len(sampling.factors) + 1} design points, the design has {points}")
             return found
-        x = tidy.drop_duplicates("design").set_index("design").loc[range(points), sampling.names]
+        x = tidy.drop_duplicates("design").set_index("design").loc[list(design), sampling.names]
         rows, found.r2 = regression_indices(x.to_numpy(dtype=float), y, sampling.names, confidence, sampling.seed)
     found.indices = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     return found
 
 
 def sensitivity_table(results: Sequence[OutcomeSensitivity]) -> pd.DataFrame:
-    """Every outcome's indices in one long table, with the points, replications and noise share behind them."""
-    frames = [r.indices.assign(outcome=r.outcome, points=r.points, replications=r.replications,
-                               noise_share=r.noise_share) for r in results if not r.indices.empty]
-    columns = ["outcome", *INDEX_COLUMNS, "points", "replications", "noise_share"]
+    """Every outcome's indices in one long table, with the points, replications and noise share behind them; with
+    arms, a column per arm after the outcome (its label)."""
+    arms = list(dict.fromkeys(a for r in results for a in r.arm))
+    frames = [r.indices.assign(outcome=r.outcome, **{a: r.arm.get(a) for a in arms}, points=r.points,
+                               replications=r.replications, noise_share=r.noise_share)
+              for r in results if not r.indices.empty]
+    columns = ["outcome", *arms, *INDEX_COLUMNS, "points", "replications", "noise_share"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
