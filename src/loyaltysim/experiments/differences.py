@@ -213,10 +213,37 @@ def markdown_rows(base: LoyaltyScenario, other: LoyaltyScenario | Experiment) ->
         shared, arms = common_differences(by_point), (own_differences(by_point) if len(by_point) > 1 else {})
     first = [(f"`{d.label}`", cell(d.base), cell(d.other), d.kind) for d in shared]
     every = len(getattr(other, "design", ()))
+    if not isinstance(other, LoyaltyScenario) and other.sampling is not None:
+        return first, _sampled_rows(base, other, list(arms))
     second = [(f"`{label}`", kind(label.split(" (")[0]),
                "every arm (values differ)" if len(points) == every else "; ".join(points))
               for label, points in arms.items()]
     return first, second
+
+
+def _related(a: str, b: str) -> bool:
+    """One path is the other or lies inside it (``market.firms[3].reaction`` and ``...reaction.lags.attractive``)."""
+    return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
+
+
+def _sampled_rows(base: LoyaltyScenario, experiment: Experiment, varied: list[str]) -> list[tuple[str, ...]]:
+    """What a sampled design varies, setting by setting (``varied``: the settings' labels): the sampled factors that
+    draw it (with their bounds) and the arms' labels that change it, rather than every design point's values."""
+    from loyaltysim.scenario import format_path, parse_path
+
+    factors = [f for f in experiment.spec.factors if f.sampled]
+    drawn = {f.name: [format_path(parse_path(p)) for p in (f.paths or [f.path])] for f in factors}
+    arm_paths = {f.name: [format_path(parse_path(p)) for _, sets, _ in f.resolved() for p in sets]
+                 for f in experiment.spec.factors if not f.sampled}
+    rows = []
+    for label in varied:
+        path = label.split(" (")[0]
+        by = [f"sampled: {f.name} {f.bounds[0]:g} to {f.bounds[1]:g}{' ' + f.unit if f.unit else ''}"
+              for f in factors if any(_related(path, p) for p in drawn[f.name])]
+        by += [f"arm: {name} ({', '.join(f.level_labels)})" for f in experiment.spec.factors if not f.sampled
+               for name in [f.name] if any(_related(path, p) for p in arm_paths[name])]
+        rows.append((f"`{label}`", kind(path), "; ".join(by)))
+    return rows
 
 
 def markdown(base: LoyaltyScenario, other: LoyaltyScenario | Experiment) -> str:

@@ -138,6 +138,12 @@ def _credit_lines(results: pd.DataFrame, arm: str) -> tuple[np.ndarray, np.ndarr
     return intercept, -slope, names
 
 
+def _break_even(a: np.ndarray, b: np.ndarray) -> float:
+    """The credit at which the mean line crosses 0: mean intercept over mean slope (NaN without regains)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(np.mean(a)) / np.float64(np.mean(b)))
+
+
 @register_findings("winback_cost")
 def winback_cost_findings(results: pd.DataFrame, experiment) -> list[dict]:
     checks = []
@@ -145,12 +151,16 @@ def winback_cost_findings(results: pd.DataFrame, experiment) -> list[dict]:
     for arm in ("untargeted", "targeted"):
         a, b, names = _credit_lines(results, arm)
         lines[arm] = (a, b)
-        rates = np.array([values(results, RATE, **{FACTOR: lv}) for lv in names])
-        spread = float(np.max(rates.max(axis=0) - rates.min(axis=0)))
+        rows = results[results["outcome"] == RATE]
+        rates = (rows.assign(level=rows[FACTOR].astype(str))
+                 .pivot_table(index="replication", columns="level", values="value", aggfunc="first")
+                 .reindex(columns=names).dropna())  # replications with a win-back rate at every credit
+        spread = float((rates.max(axis=1) - rates.min(axis=1)).max()) if not rates.empty else float("nan")
         checks.append({"effect": f"{arm}: the credit changes no customer's behaviour", "holds": spread == 0.0,
                        "evidence": f"largest difference in win-back rate between credits in a replication: "
-                                   f"{spread:.3g} ({len(names)} credits)"})
-        even = statistic_interval([a, b], lambda a, b: float(np.mean(a) / np.mean(b)))
+                                   f"{spread:.3g} ({len(names)} credits, {len(rates)} replications with a rate "
+                                   "at every credit)"})
+        even = statistic_interval([a, b], _break_even)
         regains = interval(b)
         text = (f"break-even credit {even['value']:,.0f} [{even['ci_low']:,.0f}, {even['ci_high']:,.0f}] per "
                 f"regained customer; incremental NPV {money_text(a)} at a credit of 0, falling by "
@@ -163,8 +173,7 @@ def winback_cost_findings(results: pd.DataFrame, experiment) -> list[dict]:
             checks.append({"effect": f"a targeted campaign pays at the shipped credit of {SHIPPED_CREDIT:,.0f}",
                            "holds": even["ci_low"] > SHIPPED_CREDIT, "evidence": text})
     (au, bu), (at, bt) = lines["untargeted"], lines["targeted"]
-    gap = statistic_interval([au, bu, at, bt], lambda au, bu, at, bt: float(np.mean(at) / np.mean(bt)
-                                                                              - np.mean(au) / np.mean(bu)))
+    gap = statistic_interval([au, bu, at, bt], lambda au, bu, at, bt: _break_even(at, bt) - _break_even(au, bu))
     checks.append({"effect": "targeting by value raises the credit a regain can carry",
                    "holds": gap["ci_low"] > 0,
                    "evidence": f"break-even credit, targeted minus untargeted: {gap['value']:+,.0f} "
