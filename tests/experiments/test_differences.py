@@ -60,3 +60,36 @@ def test_the_command_lists_the_differences(tmp_path):
             in proc.stdout)
     proc = finish(start("diff", BASELINE, tmp_path / "missing.toml", cwd=tmp_path))
     assert proc.returncode == 2 and "missing.toml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_sampled_design_names_the_factors_and_arms_that_vary_a_setting(tmp_path):
+    """In a sampled design every point has other values: the arms table names the sampled factor (with its bounds)
+    or the arm that varies each setting instead of listing every point."""
+    from loyaltysim.experiments.differences import markdown_rows
+
+    (tmp_path / "sampled.toml").write_text(f'''
+schema_version = 1
+name = "sampled"
+scenario = "{BASELINE.as_posix()}"
+replications = 1
+root_seed = 1
+outcomes = ["focal.share_end"]
+[design]
+kind = "sobol"
+seed = 3
+samples = 4
+[[factors]]
+name = "rival_price"
+paths = ["market.firms[1].price", "market.firms[2].price"]
+bounds = [26.0, 34.0]
+[[factors]]
+name = "strategy"
+path = "policy.price"
+values = [28.0, 32.0]
+''')
+    experiment = load_experiment(tmp_path / "sampled.toml")
+    shared, arms = markdown_rows(load_scenario(BASELINE), experiment)
+    assert shared == []
+    assert sorted(arms) == [("`market.firms[1].price (Rival A)`", "structure", "sampled: rival_price 26 to 34"),
+                            ("`market.firms[2].price (Rival B)`", "structure", "sampled: rival_price 26 to 34"),
+                            ("`policy.price`", "policy", "arm: strategy (28.0, 32.0)")]

@@ -232,7 +232,7 @@ def _sampled_rows(base: LoyaltyScenario, experiment: Experiment, varied: list[st
     from loyaltysim.scenario import format_path, parse_path
 
     factors = [f for f in experiment.spec.factors if f.sampled]
-    drawn = {f.name: [format_path(parse_path(p)) for p in (f.paths or [f.path])] for f in factors}
+    drawn = {f.name: [format_path(parse_path(p)) for p in f.targets] for f in factors}
     arm_paths = {f.name: [format_path(parse_path(p)) for _, sets, _ in f.resolved() for p in sets]
                  for f in experiment.spec.factors if not f.sampled}
     rows = []
