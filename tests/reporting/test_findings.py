@@ -1,8 +1,9 @@
 """Validation of the published findings at a small size over several seeds, and the findings checks themselves.
 
-Tolerances are the brief's bands widened by half (satisfied defectors 0.60-0.85 -> 0.5375-0.9125; churn 15-30%
--> 7.5-37.5%; hostage retention 0.6 -> 0.5; the trap's +0.02 -> +0.03). Where a published finding no longer holds
-(Jones & Sasser's jump with the baselines' survey instrument), the test records what holds instead. Each
+Tolerances are the brief's bands widened by half (satisfied defectors 0.60-0.85 -> 0.5375-0.9125; hostage
+retention 0.6 -> 0.5; the trap's +0.02 -> +0.03). Where a published finding no longer holds (Jones & Sasser's jump
+with the baselines' survey instrument; churn within 15-30% in the competitive market, which has the baseline's
+customers and churns 35% a year), the test records what holds instead. Each
 validation test also runs a market where its effect should be absent and shows the same check failing there: the
 hostages without switching costs, the jump without attitudinal loyalty, the trap when rivals copy every attribute.
 """
@@ -67,16 +68,17 @@ def narrow():
 
 def test_jones_sasser_jump_appears_only_with_a_narrow_top_box(competitive, narrow):
     """What holds since the second behaviour pass (docs/findings.md, section 2): with the baselines' survey
-    instrument customers who scored 4 defect less than twice as often as those who scored 5 (1.64 in the experiment;
+    instrument customers who scored 4 defect less than twice as often as those who scored 5 (1.77 in the experiment;
     the brief's jump asks for at least 3), while the same market surveyed with the old instrument (answer noise 0.008,
-    score 5's cutpoint at the delight level 0.02) shows a jump (about 6 in the experiment's size)."""
+    score 5's cutpoint at the delight level 0.02) shows a jump."""
     assert 1.1 <= _defection_ratio(competitive) <= 2.5
     assert _defection_ratio(narrow) >= 3.0
 
 
 def test_satisfied_defectors_and_churn_in_the_same_market(competitive):
     assert 0.5375 <= _mean(competitive, "market.satisfied_switcher_share") <= 0.9125
-    assert 0.075 <= _mean(competitive, "market.annual_churn") <= 0.375
+    # 0.354 in the experiment: a volatile market, above the brief's 15-30% band (docs/findings.md, section 2)
+    assert 0.30 <= _mean(competitive, "market.annual_churn") <= 0.45
 
 
 def _held_hostage(runs: list[dict]) -> bool:
