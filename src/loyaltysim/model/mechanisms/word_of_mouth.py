@@ -67,11 +67,13 @@ class WordOfMouth:
             weights_who = pick(told_of, flat_index(take(about, who), who, n))
         else:
             weights_who = None if weights is None else take(weights, who)
-        told = None if weights_who is None else np.repeat(weights_who, per_speaker)
+        # unweighted, each tie counts 1.0: the counts come out as floats (whole numbers, exactly those np.bincount
+        # counts), so the shares are scaled in place instead of in a fresh array of the counts' product
+        told = np.ones(heard_at.size) if weights_who is None else np.repeat(weights_who, per_speaker)
         heard = np.bincount(heard_at, told, minlength=n_firms * n).reshape(n_firms, n)  # firm-major
-        if heard.dtype == np.float64:  # weighted sums: a fresh float array, scaled in place
+        if heard.dtype == np.float64:
             heard *= self.inv_degree
-        else:  # whole counts (np.bincount gives counts, too, of no ties): the shares are a new, float array
+        else:  # no ties at all: np.bincount gives integer zeros, whatever the weights
             heard = heard * self.inv_degree
         return heard.T
 

@@ -133,11 +133,12 @@ class Book:
         seller's price, times its share of wallet there (``whole``: all of its spending in that market)."""
         if self._memo is not None and ("spend", j, whole) in self._memo:
             return self._memo[("spend", j, whole)]
-        cat, _ = self._seller(j)
-        rate, basket = (st.purchase_rate, st.basket) if cat is None else (cat.state.rate, cat.state.basket)
-        spend = rate * basket * price[j] * self.year
-        if not whole:
-            spend = spend * self.wallet_share(st, j)
+        if whole:
+            cat, _ = self._seller(j)
+            rate, basket = (st.purchase_rate, st.basket) if cat is None else (cat.state.rate, cat.state.basket)
+            spend = rate * basket * price[j] * self.year
+        else:  # the whole spend (the same product, kept if both are asked for) times the share of wallet
+            spend = self.yearly_spend(st, price, j, whole=True) * self.wallet_share(st, j)
         if self._memo is not None:
             self._memo[("spend", j, whole)] = spend
         return spend
@@ -182,10 +183,13 @@ class Book:
         for ledger in self.ledgers:
             ledger.available = np.ones(self.n_firms, bool) if available is None else available
         live = [ledger for ledger in self.ledgers if ledger.launched(t)]
-        count = np.zeros(n)
-        for ledger in live:
-            count += ledger.member
-        weaken = 1.0 / (1.0 + self.dilution * np.maximum(count - 1.0, 0.0))
+        if len(live) > 1:
+            count = np.zeros(n)
+            for ledger in live:
+                count += ledger.member
+            weaken = 1.0 / (1.0 + self.dilution * np.maximum(count - 1.0, 0.0))
+        else:  # at most one membership: nothing to dilute (1 / (1 + dilution x 0) is 1.0 exactly)
+            weaken = np.ones(n)
         # club members talk about their firm more often; keep: the product of (1 - discount); pull: the strongest
         # goal-gradient pull on usage (contractual markets)
         perks, keep, discount, discount_sum, columns = self._reset_perks()

@@ -110,7 +110,7 @@ class Ledger:
         """Add what the programme means to each customer this step to ``outlook``: its tiers' perks, the kind's
         worth and discount, the value each customer sees, the discounts at its sellers and forgiveness."""
         st, member, perks = outlook.st, self.member, outlook.perks
-        at_firm = (st.current >= 0) & (st.current == self.firm) & member
+        at_firm = (st.current == self.firm) & member  # (a firm's index is never negative: no firm is -1)
         discount = np.zeros(self.n)
         if self.status is not None:
             discount = self.status.perceive(outlook, self.firm, member, at_firm)
@@ -134,8 +134,10 @@ class Ledger:
         """The value each customer sees of the programme's ``worth``: a member's weakened by its other memberships,
         a non-member's at ``programme_attention`` if the programme is open to it (not invitation only, or its value
         tier invited)."""
-        open_to = np.ones(self.n, bool) if self.invited is None else among(outlook.st.value_tier, self.invited)
-        seen = select(self.member, outlook.weaken, select(open_to, outlook.book.attention, 0.0))
+        attention = outlook.book.attention
+        if self.invited is not None:  # (open to all: every non-member sees it at ``attention``)
+            attention = select(among(outlook.st.value_tier, self.invited), attention, 0.0)
+        seen = select(self.member, outlook.weaken, attention)
         for j, w in worth.items():
             outlook.perks.value[:, j] += w * seen
 
@@ -190,9 +192,13 @@ class Ledger:
         their expected benefit covers their effort and the yearly fee) and yearly renewal of fee-paying members."""
         book, st, t = sales.book, sales.st, sales.t
         fee_year = self.fee * self.year
-        invited = np.ones(self.n, bool) if self.invited is None else among(st.value_tier, self.invited)
-        considering = ~self.member & here & invited & (u < self.awareness)
-        renewing = self.member & (fee_year > 0) & (t - self.joined > 0) & ((t - self.joined) % self.year == 0)
+        considering = ~self.member & here & (u < self.awareness)
+        if self.invited is not None:
+            considering &= among(st.value_tier, self.invited)
+        if fee_year > 0:
+            renewing = self.member & (t - self.joined > 0) & ((t - self.joined) % self.year == 0)
+        else:  # without a fee nobody renews (and the anniversaries are not worked out)
+            renewing = np.zeros(self.n, bool)
         if not (considering.any() or renewing.any()):
             return
         benefit = self.expected_benefit(book, st, sales.price)

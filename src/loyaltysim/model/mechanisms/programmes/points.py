@@ -207,7 +207,10 @@ class PointsLedger(Ledger):
         kept = self._balance  # the balances since the last settlement, if known
         self._balance = None  # points move below
         expired = self.expire(t, active)
-        self.points[:, slot] += earned
+        # only the members who earned add to their bucket (adding +0.0 changes no balance, and points are never
+        # -0.0): one element per earner, not a column of every customer's row
+        earners = np.flatnonzero(earned)
+        self.points[earners, slot] += take(earned, earners)
         if kept is not None:  # only balances that earned or expired points are summed again (the same row sums)
             moved = np.flatnonzero((earned != 0.0) | (expired != 0.0))
             kept = kept.copy()
