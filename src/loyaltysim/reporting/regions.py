@@ -11,9 +11,11 @@ the finding holds:
   for scenario discovery (Bryant & Lempert 2010), peels the factors' box towards the points where the finding holds.
   Of the boxes on its peeling trajectory the report keeps the one with the largest *coverage* (the share of all
   holding points inside it) among those whose *density* (the share of its points that hold) is at least
-  :data:`MIN_DENSITY`, and of those that cover as much the densest; a factor the box leaves at its full range is
-  one the finding does not hinge on within the design. Each restricted limit has PRIM's quasi-p value (a binomial
-  test of the restriction; small is significant).
+  :data:`MIN_DENSITY`, and of those that cover as much the densest. Each limit of that box has PRIM's quasi-p value
+  (a binomial test of the restriction; small is significant); a limit whose quasi-p value is :data:`QP_MAX` or more
+  is dropped, as scenario discovery does with restrictions the points do not support, and the box's coverage and
+  density are those of the box kept. A factor the box leaves at its full range is one the finding does not hinge on
+  within the design.
 * **the marginal shares**: for each factor, the share of points that hold in each quarter of its range, which
   shows a threshold PRIM's box cuts at and how sharp it is.
 
@@ -36,6 +38,7 @@ import pandas as pd
 VERDICTS = ("holds", "unclear", "fails")
 MIN_DENSITY = 0.9  # the share of a box's points that must hold for the box to describe where the finding holds
 MASS_MIN = 0.05  # PRIM stops peeling below this share of the points
+QP_MAX = 0.05  # a restriction is kept only if PRIM's quasi-p value is below this
 QUARTERS = 4
 
 
@@ -99,16 +102,17 @@ def find_box(x: pd.DataFrame, holds: np.ndarray, min_density: float = MIN_DENSIT
              ) -> tuple[pd.DataFrame, float, float, float, str]:
     """PRIM's box around the points where ``holds``: (limits per factor, coverage, density, mass, note).
 
-    The limits table has columns factor, low, high, restricted, qp. Where every point holds the box is the whole
-    design; where none does, there is no box (empty table).
+    The limits table has columns factor, low, high, restricted, qp and dropped (the limits PRIM found that the
+    points do not support, with their quasi-p values). Where every point holds the box is the whole design; where
+    none does, there is no box (empty table).
     """
     holds = np.asarray(holds, dtype=bool)
     whole = pd.DataFrame({"factor": list(x.columns), "low": x.min().to_numpy(), "high": x.max().to_numpy(),
-                          "restricted": False, "qp": math.nan})
+                          "restricted": False, "qp": math.nan, "dropped": ""})
     if holds.all():
         return whole, 1.0, 1.0, 1.0, "the finding holds at every point of the design"
     if not holds.any():
-        return pd.DataFrame(columns=["factor", "low", "high", "restricted", "qp"]), 0.0, math.nan, 0.0, (
+        return pd.DataFrame(columns=["factor", "low", "high", "restricted", "qp", "dropped"]), 0.0, math.nan, 0.0, (
             "the finding holds at no point of the design")
     with warnings.catch_warnings():  # EMA Workbench warns at import about optional parallel back ends
         warnings.simplefilter("ignore")
@@ -124,15 +128,36 @@ def find_box(x: pd.DataFrame, holds: np.ndarray, min_density: float = MIN_DENSIT
     else:
         # the largest coverage; of boxes that cover as much, the densest (the tightest that loses no holding point)
         choice = int(dense.sort_values(["coverage", "density"], kind="stable").index[-1])
-    stats, limits = box.inspect(choice, style="data")[0]
+    _, limits = box.inspect(choice, style="data")[0]
     limits = limits.droplevel(0, axis=1) if isinstance(limits.columns, pd.MultiIndex) else limits
     table = whole.set_index("factor")
+    table["dropped"] = ""
     for factor in limits.index:
-        low, high = float(limits.loc[factor].iloc[0]), float(limits.loc[factor].iloc[1])
-        qps = [float(v) for v in limits.loc[factor].iloc[2:] if pd.notna(v)]
-        table.loc[factor, ["low", "high", "restricted"]] = [low, high, True]
-        table.loc[factor, "qp"] = min(qps) if qps else math.nan
-    return (table.reset_index(), float(stats["coverage"]), float(stats["density"]), float(stats["mass"]), note)
+        row = limits.loc[factor]
+        low, high = float(row.iloc[0]), float(row.iloc[1])
+        qp_low = float(row.iloc[2]) if len(row) > 2 and pd.notna(row.iloc[2]) else math.nan
+        qp_high = float(row.iloc[3]) if len(row) > 3 and pd.notna(row.iloc[3]) else math.nan
+        kept, dropped = [], []
+        for side, qp, value in (("low", qp_low, low), ("high", qp_high, high)):
+            if math.isnan(qp):
+                continue
+            if qp < QP_MAX:
+                table.loc[factor, side] = value
+                kept.append(qp)
+            else:
+                dropped.append(f"{'at least' if side == 'low' else 'at most'} {_number(value)} (qp {qp:.2g})")
+        table.loc[factor, "restricted"] = bool(kept)
+        table.loc[factor, "qp"] = min(kept) if kept else math.nan
+        table.loc[factor, "dropped"] = "; ".join(dropped)
+    inside = np.ones(len(x), dtype=bool)
+    for factor, row in table[table["restricted"]].iterrows():
+        inside &= (x[factor] >= row["low"]).to_numpy() & (x[factor] <= row["high"]).to_numpy()
+    coverage = float((holds & inside).sum() / holds.sum())
+    density = float((holds & inside).sum() / inside.sum()) if inside.any() else math.nan
+    if table["dropped"].ne("").any():
+        note = (note + "; " if note else "") + (f"restrictions whose quasi-p value is {QP_MAX} or more are dropped "
+                                                 "(see the table), and coverage and density are those of the box kept")
+    return table.reset_index(), coverage, density, float(inside.mean()), note
 
 
 def describe(region_points: pd.DataFrame, finding: str, statement: str, statistic: str,
@@ -145,9 +170,15 @@ def describe(region_points: pd.DataFrame, finding: str, statement: str, statisti
     holds = (region.points["verdict"] == "holds").to_numpy()
     box, region.coverage, region.density, region.mass, region.note = find_box(region.points[names], holds,
                                                                               min_density)
+    inside = np.zeros(len(region.points), dtype=bool)
     if not box.empty:
         box.insert(1, "bound_low", [region.bounds[f][0] for f in box["factor"]])
         box.insert(2, "bound_high", [region.bounds[f][1] for f in box["factor"]])
+        inside[:] = True
+        for _, row in box[box["restricted"]].iterrows():
+            values = region.points[row["factor"]].to_numpy(dtype=float)
+            inside &= (values >= row["low"]) & (values <= row["high"])
+    region.points["in_box"] = inside
     region.box = box
     return region
 
@@ -197,10 +228,14 @@ def summary(region: Region) -> str:
         return f"{region.note or 'holds throughout the design'}: {tally}"
     limits = [_limit(region, row) for _, row in region.box.set_index("factor").loc[region.restricted].reset_index()
               .iterrows()]
-    return (f"holds where {' and '.join(limits)} (coverage {region.coverage:.0%} of the holding points, density "
-            f"{region.density:.0%}); within the design it does not hinge on "
-            f"{', '.join(f for f in region.factors if f not in region.restricted) or 'any other factor'}: {tally}"
-            + (f"; {region.note}" if region.note else ""))
+    box = region.points[region.points["in_box"]]["verdict"]
+    plural = {"holds": "hold", "unclear": "unclear", "fails": "fail"}
+    within = ", ".join(f"{int((box == v).sum())} {plural[v]}" for v in VERDICTS)
+    free = [f for f in region.factors if f not in region.restricted]
+    return (f"holds where {' and '.join(limits)} (the box: {len(box)} points, of which {within}; it covers "
+            f"{region.coverage:.0%} of the holding points, density {region.density:.0%})"
+            + (f"; the points show no restriction on {', '.join(free)}" if free else "")
+            + f": over the design {tally}" + (f"; {region.note}" if region.note else ""))
 
 
 def markdown(region: Region) -> str:
