@@ -225,6 +225,10 @@ def summary(region: Region) -> str:
     if region.box.empty:
         return f"{region.note}: {tally}"
     if not region.restricted:
+        dropped = [f"{row['factor']} {row['dropped']}" for _, row in region.box.iterrows() if row.get("dropped")]
+        if dropped:  # PRIM found a box, but none of its limits is supported by the points
+            return (f"{tally}; no limit of PRIM's box is supported by the points (quasi-p value 0.05 or more: "
+                    f"{'; '.join(dropped)})")
         return f"{region.note or 'holds throughout the design'}: {tally}"
     limits = [_limit(region, row) for _, row in region.box.set_index("factor").loc[region.restricted].reset_index()
               .iterrows()]
