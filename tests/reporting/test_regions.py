@@ -132,3 +132,15 @@ def test_the_jones_sasser_region_reads_the_ratio_of_mean_retentions_at_each_poin
     wide = region.points["cutpoint_5"] > 0.5
     assert (region.points.loc[wide, "verdict"] == "holds").all()  # ratio 0.20 / 0.05 = 4
     assert (region.points.loc[~wide, "verdict"] == "fails").all()  # ratio 0.20 / 0.15 = 1.3
+
+
+def test_a_box_the_points_do_not_support_is_not_reported_as_a_region():
+    """Where the finding holds at random (no factor matters), any limit PRIM peels to is dropped by its quasi-p value,
+    and the summary says no limit is supported instead of naming a region."""
+    rng = np.random.default_rng(11)
+    x = pd.DataFrame(rng.random((64, 3)), columns=["a", "b", "c"])
+    points = x.assign(verdict=np.where(rng.random(64) < 0.7, "holds", "fails"), mean=0.0, ci_low=0.0, ci_high=0.0)
+    region = regions.describe(points, "noise", "c", "s", [_factor(f) for f in "abc"])
+    assert region.restricted == []
+    text = regions.summary(region)
+    assert "holds where" not in text and text.startswith(f"{(points['verdict'] == 'holds').sum()} of 64 points hold")

@@ -46,9 +46,10 @@ QUARTERS = 4
 class Region:
     """Where one finding holds over a sampled design.
 
-    ``points`` has a row per sampled point: the factors' values, the statistic's mean and 95% interval, the verdict
-    and the arms' numbers behind it (``evidence``). ``box`` has a row per factor: the factor's bounds, the region's
-    limits, whether the box restricts it, and PRIM's quasi-p value of each restricted limit.
+    ``points`` has a row per sampled point: the factors' values, the statistic's mean and 95% interval (``mean``,
+    ``ci_low``, ``ci_high``), the verdict, whatever else the finding reports there (the arms' numbers behind it) and
+    ``in_box``. ``box`` has a row per factor: the factor's bounds, the region's limits, whether the box restricts it,
+    the quasi-p value of its restriction, and the limits PRIM found that the points do not support (``dropped``).
     """
 
     finding: str
