@@ -22,6 +22,9 @@ noisy and biased upward), with a bootstrap interval over replications; differenc
   interval below), and without switching costs the hostages are gone (either hostage bound clearly broken).
 * **Robustness** (experiments/robustness_jones_sasser.toml): Jones & Sasser and the satisfied defectors hold at 80%
   or more of the points where the parameters are moved by +-25%.
+* **Regions** (experiments/jones_sasser_region.toml): the ratio's interval against 3, and the satisfied share's
+  against 0.60-0.85, at every point of a sampled design of the survey instrument and the customers' psychology, and
+  the region where each holds (:mod:`loyaltysim.reporting.regions`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,10 @@ an effect holds. The tests are written from the findings, not from the model's o
   the ablation: basic investment's retention gap to Average has its 95% interval's upper bound within +0.02 while
   latent investment's lies above 0), *flips* (latent investment leaves the focal firm below the average level,
   its interval under 0, or basic investment lifts it above the average beyond the tolerance, its interval over
-  +0.02) or is *unclear* (neither).
+  +0.02) or is *unclear* (neither). Where the results have a budget of 0, the evidence also gives what each
+  investment changed (the gap at the highest budget minus the gap without investing, paired by replication).
+* **Region** (experiments/trap_region.toml): the same verdict at every point of a sampled design crossed with the
+  two strategies ("flips" counted as "fails"), and the region where it holds (:mod:`loyaltysim.reporting.regions`).
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ customer's behaviour (the win-back rate is the same at every credit, run by run)
 at the shipped credit of 400 (its break-even's interval lies below); and targeting by value raises the credit a
 regain can carry (the difference of the two break-evens, its interval above 0).
 
+**Regions** (experiments/winback_region.toml): at every point of a sampled design crossed with no campaign, the
+untargeted and the targeted campaign, each campaign's incremental NPV (paired by replication) against 0, and the
+region where the untargeted one loses money and the targeted one pays (:mod:`loyaltysim.reporting.regions`).
+
 The ablation experiment (experiments/winback_ablation.toml) removes each effect's mechanism and checks that the
 effect is gone: the same paired difference is *equivalent* to 0 within a stated smallest effect of interest, by two
 one-sided tests at 5% (its 90% interval inside the margin), with the comparison's power reported. An interval that
