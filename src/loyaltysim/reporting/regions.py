@@ -243,10 +243,9 @@ def summary(region: Region) -> str:
             + f": over the design {tally}" + (f"; {region.note}" if region.note else ""))
 
 
-def markdown(region: Region) -> str:
-    """The region as Markdown: the statement, the box, the marginal shares and a pointer to the points' table."""
-    from loyaltysim.reporting.report import markdown_table
-
+def markdown(region: Region, markdown_table: Callable[[pd.DataFrame], str]) -> str:
+    """The region as Markdown: the statement, the box, the marginal shares and a pointer to the points' table, each
+    table drawn by ``markdown_table`` (the report's, which imports this module)."""
     lines = [f"### Where {region.finding} holds\n", f"**Claim.** {region.statement}\n",
              f"**Judged on** {region.statistic}, its 95% interval over each point's replications.\n",
              f"**Region.** {summary(region)}.\n"]

@@ -891,7 +891,7 @@ def findings_text(tidy: pd.DataFrame, experiment: Experiment, folder: Path | Non
             raise ReportError(f"findings '{name}' are not registered; registered: {sorted(FINDINGS)}")
         checks = FINDINGS[name](tidy, experiment)
         if isinstance(checks, regions.Region):
-            lines.append(regions.markdown(checks))
+            lines.append(regions.markdown(checks, markdown_table))
             if folder is not None:
                 regions.write(checks, folder)
             continue
