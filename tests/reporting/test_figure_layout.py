@@ -324,3 +324,20 @@ def test_the_checker_finds_a_clipped_title_and_covered_labels():
     ax.set(title="short", xlabel="x", ylabel="y")
     ax.set_xticks(range(4), [f"a long slanted label {k}" for k in range(4)], rotation=30, ha="right")
     assert layout_problems(fine) == []  # slanted labels side by side: their boxes overlap, they do not
+
+
+def test_the_region_figure_is_legible(saved, tmp_path):
+    """figures/region_<finding>.png of a sampled design's finding: ten factors (the longest names shipped), PRIM's
+    box on two of them."""
+    from loyaltysim.reporting import regions
+
+    rng = np.random.default_rng(5)
+    names = ["survey_noise", "cutpoint_4", "cutpoint_5", "attitude_gain", "relationship_premium", "choice_noise",
+             "search_when_satisfied", "search_when_dissatisfied", "offer_attention", "latent_expectation_half_life"]
+    points = pd.DataFrame(rng.random((128, len(names))), columns=names)
+    holds = (points["survey_noise"] < 0.3) & (points["cutpoint_5"] > 0.6)
+    points = points.assign(verdict=np.where(holds, "holds", "fails"), mean=0.0, ci_low=0.0, ci_high=0.0)
+    factors = [SimpleNamespace(name=n, bounds=[0.0, 1.0], unit="weeks" if "gain" in n else None) for n in names]
+    region = regions.describe(points, "jones_sasser_region", "claim", "statistic", factors)
+    regions.figure(region, tmp_path / "region.png", title="jones_sasser_region: where the jump at score 5 holds")
+    assert_legible(saved, "region")

@@ -321,6 +321,9 @@ def figure_file_name(outcome: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", outcome).strip("_") + ".png"
 
 
+LABEL_WRAP = 30  # a design point's label longer than this is written upright on a figure's x axis
+
+
 def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], path: Path,
                    title: str = "", currency: str | None = None) -> Path:
     """Mean and 95% CI (t distribution, as in the summary) of one outcome by design point, as a PNG (money labelled
@@ -351,7 +354,7 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
     long_labels = sum(len(str(v)) for v in x_order) > 36 or longest > 12
     width = min(5.5, 1.6 + 0.9 * len(x_order) * (1 + 0.3 * len(hue_order or []))) * len(combos)
     # slanted labels take height from the panel: give it back, so that the y label still fits beside the panel
-    height = 4.6 + (0.045 * longest if long_labels else 0.0)
+    height = 4.6 + ((0.075 if longest > LABEL_WRAP else 0.045) * longest if long_labels else 0.0)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
         fig = Figure(figsize=(max(width + (2.0 if hue else 0.0), 5.0), height), layout="constrained")
         axes = fig.subplots(1, len(combos), sharey=True, squeeze=False)[0]
@@ -376,7 +379,9 @@ def outcome_figure(tidy: pd.DataFrame, outcome: str, factors: Sequence[str], pat
             ax.set_ylabel("\n".join(textwrap.wrap(describe_outcome(outcome, currency), 42)) if i == 0 else "")
             if not data.empty and data["value"].abs().max() >= 1e4:  # money: whole numbers, thousands separated
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-            if long_labels:
+            if long_labels and longest > LABEL_WRAP:  # slanted, a very long label would reach out of the figure
+                ax.tick_params(axis="x", labelrotation=90)
+            elif long_labels:
                 ax.tick_params(axis="x", labelrotation=30)
                 for label in ax.get_xticklabels():
                     label.set_horizontalalignment("right")
@@ -560,8 +565,9 @@ def sensitivity_figure(result: OutcomeSensitivity, path: Path, title: str = "") 
         ax.legend(loc="lower right", frameon=True, fontsize="small")
         extra = f", R\u00b2 = {result.r2:.2f}" if np.isfinite(result.r2) else ""
         arm = "".join(f", {a}={label}" for a, label in result.arm.items())
-        fig.suptitle(f"{title + ': ' if title else ''}{result.outcome}{arm}\n{METHOD[result.kind]}, "
-                     f"{int(CONFIDENCE * 100)}% bootstrap intervals{extra}", fontsize="medium")
+        lines = [f"{title + ': ' if title else ''}{result.outcome}{arm}",
+                 f"{METHOD[result.kind]}, {int(CONFIDENCE * 100)}% bootstrap intervals{extra}"]
+        fig.suptitle("\n".join(textwrap.fill(line, 80) for line in lines), fontsize="medium")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)

@@ -263,7 +263,7 @@ def trap_imitation_figure(results: pd.DataFrame, experiment, folder: Path) -> Pa
     settings = levels(results, "imitation")
     rows = list(dict.fromkeys(_lags(i)[0] for i in settings))
     cols = list(dict.fromkeys(_lags(i)[1] for i in settings))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.6), layout="constrained")
     top, _ = _top_budget(results)
     gaps = {s: {i: interval(values(top, RETENTION_GAP, imitation=i, strategy=s)) for i in settings}
             for s in ("basic", "latent")}
@@ -276,7 +276,7 @@ def trap_imitation_figure(results: pd.DataFrame, experiment, folder: Path) -> Pa
             grid[r, c] = ci["mean"]
             dark = abs(ci["mean"]) > 0.6 * bound  # white text on the saturated cells
             ax.text(c, r, f"{ci['mean']:+.3f}\n[{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]", ha="center",
-                    va="center", fontsize=9, color="white" if dark else "black")
+                    va="center", fontsize=8, color="white" if dark else "black")
         image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound)
         ax.set_title(f"after {strategy} investment")
         fig.colorbar(image, ax=ax, shrink=0.8, label="cohort retention gap to Average")
