@@ -649,6 +649,12 @@ def _execute(factory: Callable[[], Executor], todo: list[Task], claims: _Claims,
                 fut.cancel()
             _stop_executor(executor)
             remove_stale_temp_dirs(out_root)
+            if not database_failed:  # a run a worker finished writing as the stop came is kept, and counted
+                for task in in_flight.values():
+                    with contextlib.suppress(StorageError):
+                        if record_run_dir(registry, run_dir_for(out_root, task.key), task.key) is not None:
+                            result.stored += copies[task.key]
+                            log.info("%s was written as the sweep stopped: recorded", task.describe())
             if lost is not None:
                 raise SweepDatabaseLost(result.reused + result.stored, result.total, str(lost)) from None
             if not database_failed:  # else the next open finds the claims abandoned: no waiting for the database
