@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -10,20 +11,26 @@ import numpy as np
 CONFIDENCE = 0.95
 
 
+@functools.lru_cache(maxsize=1024)
+def _t_quantile(q: float, df: int) -> float:
+    """The t distribution's quantile (a report asks for the same few thousands of times)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
 def interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> dict[str, float]:
     """n (non-NaN values), mean, sd and the t-distribution confidence interval of the mean.
 
     With one value the sd and interval are NaN; with none, everything but n.
     """
-    from scipy import stats
-
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     n = int(v.size)
     mean = float(v.mean()) if n else math.nan
     if n >= 2:
         sd = float(v.std(ddof=1))
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+        half = _t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
     else:
         sd = half = math.nan
     return {"n": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}

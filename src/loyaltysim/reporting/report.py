@@ -202,6 +202,32 @@ def point_summary(tidy: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
     return summary.merge(points, on="design", how="left")[["design", *factors, "outcome", *STAT_COLUMNS]]
 
 
+def _by_point_and_outcome(tidy: pd.DataFrame, factors: list[str]) -> dict[tuple, tuple[pd.Index, np.ndarray]]:
+    """Per (design point's labels, outcome): its replications (an index) and values, in the table's row order."""
+    out = {}
+    for keys, g in tidy.groupby([*factors, "outcome"], observed=True, sort=True):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        out[keys] = (pd.Index(g["replication"].to_numpy()), g["value"].to_numpy(dtype=float))
+    return out
+
+
+def _paired(mine: tuple[pd.Index, np.ndarray] | None, theirs: tuple[pd.Index, np.ndarray] | None) -> np.ndarray:
+    """``mine`` minus ``theirs``, replication by replication (the replications both have, in ``mine``'s order, as
+    an inner join on the replication), pairs with a NaN dropped."""
+    if mine is None or theirs is None:
+        return np.empty(0)
+    (mine_reps, mine_values), (their_reps, their_values) = mine, theirs
+    if not their_reps.is_unique:  # a replication twice: every pairing, as a merge makes them
+        pairs = pd.DataFrame({"replication": mine_reps, "value": mine_values}).merge(
+            pd.DataFrame({"replication": their_reps, "value": their_values}), on="replication", suffixes=("", "_ref"))
+        d = (pairs["value"] - pairs["value_ref"]).to_numpy(dtype=float)
+    else:
+        at = their_reps.get_indexer(mine_reps)
+        found = at >= 0
+        d = mine_values[found] - their_values[at[found]]
+    return d[~np.isnan(d)]
+
+
 def paired_differences(tidy: pd.DataFrame, factors: Sequence[str], reference: dict[str, str],
                        risk: bool = False) -> pd.DataFrame:
     """Each design point minus its reference design point, replication by replication, per outcome.
@@ -216,22 +242,19 @@ def paired_differences(tidy: pd.DataFrame, factors: Sequence[str], reference: di
     if not reference or not factors:
         return pd.DataFrame(columns=columns)
     tidy = _ordered(tidy, [*factors, "outcome"])
-    by_point = {keys if isinstance(keys, tuple) else (keys,): g
-                for keys, g in tidy.groupby(factors, observed=True, sort=True)}
+    points = [keys if isinstance(keys, tuple) else (keys,)
+              for keys, _ in tidy.groupby(factors, observed=True, sort=True)]
+    known = set(points)
+    values = _by_point_and_outcome(tidy, factors)
     ref_text = ", ".join(f"{k}={v}" for k, v in reference.items())
     rows = []
     for outcome in tidy["outcome"].cat.categories:
-        for labels, g in by_point.items():
+        for labels in points:
             point = dict(zip(factors, labels, strict=True))
             ref = tuple(reference.get(f, point[f]) for f in factors)
-            if ref == labels or ref not in by_point:
+            if ref == labels or ref not in known:
                 continue
-            mine = g[g["outcome"] == outcome][["replication", "value"]]
-            theirs = by_point[ref]
-            theirs = theirs[theirs["outcome"] == outcome][["replication", "value"]]
-            pairs = mine.merge(theirs, on="replication", suffixes=("", "_ref"))
-            d = (pairs["value"] - pairs["value_ref"]).to_numpy(dtype=float)
-            d = d[~np.isnan(d)]
+            d = _paired(values.get((*labels, outcome)), values.get((*ref, outcome)))
             row = {**point, "reference": ref_text, "outcome": outcome, **interval(d)}
             if risk:
                 p05, p95 = (np.percentile(d, [5, 95]) if d.size else (math.nan, math.nan))
@@ -249,18 +272,16 @@ def pairwise_differences(tidy: pd.DataFrame, factors: Sequence[str]) -> pd.DataF
     if not factors:
         return pd.DataFrame(columns=columns)
     tidy = _ordered(tidy, [*factors, "outcome"])
-    points = [(", ".join(f"{f}={v}" for f, v in zip(factors, keys if isinstance(keys, tuple) else (keys,),
-                                                       strict=True)), g)
-              for keys, g in tidy.groupby(factors, observed=True, sort=True)]
+    points = [(", ".join(f"{f}={v}" for f, v in zip(factors, keys, strict=True)), keys)
+              for keys in (k if isinstance(k, tuple) else (k,)
+                           for k, _ in tidy.groupby(factors, observed=True, sort=True))]
+    values = _by_point_and_outcome(tidy, factors)
     rows = []
     for outcome in tidy["outcome"].cat.categories:
-        for i, (label_a, ga) in enumerate(points):
-            a = ga[ga["outcome"] == outcome][["replication", "value"]]
-            for label_b, gb in points[i + 1:]:
-                b = gb[gb["outcome"] == outcome][["replication", "value"]]
-                pairs = b.merge(a, on="replication", suffixes=("", "_a"))
-                d = (pairs["value"] - pairs["value_a"]).to_numpy(dtype=float)
-                d = d[~np.isnan(d)]
+        for i, (label_a, keys_a) in enumerate(points):
+            a = values.get((*keys_a, outcome))
+            for label_b, keys_b in points[i + 1:]:
+                d = _paired(values.get((*keys_b, outcome)), a)
                 p05, p95 = np.percentile(d, [5, 95]) if d.size else (math.nan, math.nan)
                 rows.append({"a": label_a, "b": label_b, "outcome": outcome, **interval(d), "p05": float(p05),
                              "p95": float(p95), "p_negative": float((d < 0).mean()) if d.size else math.nan})
