@@ -68,10 +68,12 @@ def test_service_leavers_are_harder_to_win_back_than_price_leavers(winback):
     assert _mean(winback, fw.RATE, "price leavers (discount)", "service leavers (discount)") > 0.01
 
 
-def test_targeting_by_value_pays_and_an_untargeted_campaign_loses_money(winback):
+def test_targeting_by_value_returns_more_and_an_untargeted_campaign_loses_money(winback):
+    # whether the targeted campaign pays depends on the credit per regained customer (experiments/winback_cost.toml:
+    # at the shipped 400 it does not); that targeting loses much less than contacting every leaver does not
     assert _mean(winback, fw.ROI, "targeted by value", "discount 30%") > 0.3
-    assert _mean(winback, fw.NPV, "targeted by value", "no campaign") > 0
     assert _mean(winback, fw.NPV, "discount 30%", "no campaign") < 0
+    assert _mean(winback, fw.NPV, "targeted by value", "discount 30%") > 0
 
 
 # At this size the gap between price and service leavers (about 0.05 in win-back rate, from about 130 contacts of
