@@ -20,7 +20,8 @@ must share it), and the coordinator records a run done only once it sees the run
 
 A sweep is resumable: a run whose registry row is ``done`` and whose run directory is intact is skipped, and a run
 whose directory was written but never recorded (its coordinator died, or lost its database) is recorded from it. On
-Ctrl-C the coordinator cancels what is queued, stops the workers and raises :class:`SweepInterrupted`; if a
+Ctrl-C the coordinator cancels what is queued, stops the workers, records the runs a worker finished writing as
+the stop came, and raises :class:`SweepInterrupted`; if a
 worker dies, :class:`SweepBroken`; if the registry stays unusable beyond its retry bound, :class:`SweepDatabaseLost`.
 Runs killed mid-write leave only a temporary directory (the run directory itself is renamed into place when
 complete), which the next sweep on the same output root removes.
