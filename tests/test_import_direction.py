@@ -1,6 +1,7 @@
 """The package's layers import downwards only, and no modules import each other in a circle.
 
-Layers, bottom to top: units, scenario and economics, model, measures, experiments and datasets, reporting, cli.
+Layers, bottom to top: units, scenario and economics, model, measures, experiments and datasets, reporting and viz,
+cli.
 Every ``import`` in a module counts, those inside functions included (they run too, only later). The package's
 ``__init__`` is its public face and may name any layer.
 """
@@ -16,7 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "loyaltysim"
 LAYERS = {"version": 0, "units": 0, "scenario": 0, "economics": 0, "model": 1, "measures": 2, "experiments": 3,
-          "datasets": 3, "reporting": 4, "cli": 5}
+          "datasets": 3, "reporting": 4, "viz": 4, "cli": 5}
 
 
 def _module(path: Path) -> str:

@@ -816,6 +816,60 @@ def optimise(
                f"{', '.join(p.name for p in written)} under {folder}")
 
 
+DEFAULT_DASHBOARD_SCENARIO = Path("experiments/scenarios/baseline.toml")
+
+
+@app.command()
+def dashboard(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML) the page starts from [default: the "
+                                                  "contractual baseline, experiments/scenarios/baseline.toml].")]
+    = DEFAULT_DASHBOARD_SCENARIO,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but a loopback address exposes the "
+                                           "page to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
+    population: Annotated[int, typer.Option(min=1, help="Customers in the market (a classroom size keeps a step "
+                                                        "quick).")] = 2000,
+) -> None:
+    """Serve the teaching dashboard: sliders for the market's and the focal firm's levers, classroom presets and
+    live plots of shares, retention, satisfaction by Kano class, Jones & Sasser classes and ladder stages (needs
+    the viz extra: pip install 'loyaltysim[viz]')."""
+    import ipaddress
+    import socket
+
+    from .scenario import ScenarioError
+
+    try:
+        from loyaltysim.viz.dashboard import load_dashboard
+
+        load_dashboard(scenario.resolve(), population)  # a bad file is reported here, in one message
+    except ScenarioError as err:
+        _fail(str(err))
+    try:
+        import mesa.visualization  # noqa: F401
+        import solara  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as err:
+        _fail(f"the dashboard needs the viz extra ({err.name} is not installed): pip install 'loyaltysim[viz]', or "
+              "from a checkout: pip install -e '.[viz]'")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        typer.echo(f"warning: listening on {host}, not a loopback address: anyone who can reach this machine on port "
+                   f"{port} can use the dashboard", err=True)
+    try:  # a port in use, or an address this machine does not have, is told in one line before Solara starts
+        with socket.create_server((host, port)):
+            pass
+    except OSError as err:
+        _fail(f"cannot listen on {host}:{port}: {err.strerror or err}")
+    from loyaltysim.viz.server import serve
+
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"loyaltysim dashboard of {scenario} at http://{shown}:{port}/ (Ctrl-C to stop)", err=True)
+    serve(scenario.resolve(), population, host, port)
+
+
 def _dirichlet_table(check, step: str):
     """The Dirichlet benchmark of a calibration check: each brand's measures, observed beside the fitted model's."""
     import pandas as pd
