@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from cli_process import clean_env, cli_args, finish, start
+from loyaltysim.measures.tables import firms_table
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
 from loyaltysim.viz.dashboard import (
     DEFAULT_PROGRAMME,
     build_model,
     build_scenario,
     dashboard_for,
-    firm_series,
 )
 from loyaltysim.viz.server import InstalledAssetsOnly
 
@@ -137,7 +137,7 @@ def test_a_lever_out_of_range_is_rejected_clearly(tiny, values, message):
 
 def test_the_built_model_steps_records_and_stops_at_the_horizon(tiny):
     model = build_model(tiny, {"switching_cost": 0.1, "programme": True}, seed=3)
-    assert firm_series(model).empty and model.running
+    assert firms_table(model).empty and model.running
     model.step()
     assert model.levers["switching_cost"] == 0.1 and model.levers["price"] == 20.0
     assert model.programmes is not None
@@ -150,7 +150,7 @@ def test_the_built_model_steps_records_and_stops_at_the_horizon(tiny):
         <= set(series.columns)
     again = build_model(tiny, {"switching_cost": 0.1, "programme": True}, seed=3)
     again.run(20)
-    assert firm_series(again)["share"].tolist() == series["share"].tolist()  # the same seed, the same run
+    assert firms_table(again)["share"].tolist() == series["share"].tolist()  # the same seed, the same run
 
 
 def test_every_preset_builds_and_changes_only_its_own_lever():

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from loyaltysim.model import classifications
+from loyaltysim.model.accounts import FIRM_METRICS
 from loyaltysim.model.agents import Firm
 from loyaltysim.model.logs import categorical, int8_missing_at
 from loyaltysim.model.market import LoyaltyMarket
@@ -22,13 +23,7 @@ TABLES = ("firms", "market", "defections", "surveys", "customers")
 def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
     """The run's tables: firm and market time series, the defection log, survey answers, the customers, and the
     logs of campaigns, programmes, categories and the panel when there are any."""
-    names = {f.unique_id: f.name for f in model.firms}
-    recorded = model.datacollector.get_agenttype_vars_dataframe(Firm)  # indexed by (Step, AgentID)
-    index = recorded.index
-    firms = pd.concat([pd.DataFrame({
-        "step": index.get_level_values("Step").to_numpy().astype(np.int32),
-        "firm": pd.Series(index.get_level_values("AgentID").to_numpy()).map(names),
-    }), recorded.reset_index(drop=True)], axis=1)
+    firms = firms_table(model)
     market = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
     market.insert(0, "step", np.arange(1, len(market) + 1, dtype=np.int32))
     firm_names = np.array([*model.firm_names, None], dtype=object)  # index -1 (no firm) maps to None
@@ -46,6 +41,21 @@ def tabulate(model: LoyaltyMarket) -> dict[str, pd.DataFrame]:
     tables.update(model.segment_log.tables())
     tables.update(model.event_logs.tables(firm_names))
     return tables
+
+
+def firms_table(model: LoyaltyMarket) -> pd.DataFrame:
+    """What the data collector recorded for each firm at each step so far: one row per step and firm, with ``step``,
+    ``firm`` and the firm metrics (:data:`~loyaltysim.model.accounts.FIRM_METRICS`); no rows before the first step."""
+    recorded = model.datacollector.get_agenttype_vars_dataframe(Firm)  # indexed by (Step, AgentID)
+    if recorded.empty or "AgentID" not in recorded.index.names:  # nothing recorded yet
+        return pd.DataFrame({"step": pd.Series(dtype=np.int32), "firm": pd.Series(dtype=object),
+                             **{name: pd.Series(dtype=float) for name in FIRM_METRICS}})
+    names = {f.unique_id: f.name for f in model.firms}
+    index = recorded.index
+    return pd.concat([pd.DataFrame({
+        "step": index.get_level_values("Step").to_numpy().astype(np.int32),
+        "firm": pd.Series(index.get_level_values("AgentID").to_numpy()).map(names),
+    }), recorded.reset_index(drop=True)], axis=1)
 
 
 def customers_table(model: LoyaltyMarket) -> pd.DataFrame:

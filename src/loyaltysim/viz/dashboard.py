@@ -14,7 +14,8 @@ The levers are the market's and the focal firm's main ones:
   win-back campaign of the focal firm if it has one, else :data:`DEFAULT_WINBACK`.
 
 Every lever holds from the first step. Nothing here imports Solara: :func:`build_scenario` and :func:`build_model`
-are plain functions of a scenario and the levers' values, and :func:`firm_series` reads what the model recorded.
+are plain functions of a scenario and the levers' values, and the plots read what the model recorded through
+:func:`~loyaltysim.measures.tables.firms_table`.
 The page is :mod:`loyaltysim.viz.app`.
 """
 
@@ -30,8 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loyaltysim.model.accounts import FIRM_METRICS
-from loyaltysim.model.agents import Firm
+from loyaltysim.measures.tables import firms_table
 from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import LoyaltyScenario, ScenarioError, load_scenario, scenario_from_dict
 
@@ -263,31 +263,16 @@ class DashboardMarket(LoyaltyMarket):
         self.running = self.steps < self.config.steps()
 
     def series(self) -> pd.DataFrame:
-        """:func:`firm_series` of this model now (made once a step, however many plots read it)."""
+        """The firms' recorded series so far (:func:`~loyaltysim.measures.tables.firms_table`), made once a step
+        however many plots read it."""
         if self._series is None or self._series[0] != self.steps:
-            self._series = (self.steps, firm_series(self))
+            self._series = (self.steps, firms_table(self))
         return self._series[1]
 
 
 def build_model(dashboard: Dashboard, values: Mapping[str, Any], seed: int = 1) -> DashboardMarket:
     """A model of the dashboard's scenario with the levers set to ``values``, from root seed ``seed``."""
     return DashboardMarket(dashboard=dashboard, seed=seed, **values)
-
-
-def firm_series(model: LoyaltyMarket) -> pd.DataFrame:
-    """What the model recorded for each firm at each step so far: one row per step and firm, with ``step``,
-    ``firm`` and the columns of the ``firms`` table (share, retention, satisfaction by Kano class, ladder stages
-    ``stage_*``, Jones & Sasser classes ``js_*``, ...)."""
-    recorded = model.datacollector.get_agenttype_vars_dataframe(Firm)
-    if recorded.empty or "AgentID" not in recorded.index.names:  # nothing recorded yet (before the first step)
-        return pd.DataFrame({"step": pd.Series(dtype=np.int64), "firm": pd.Series(dtype=object),
-                             **{name: pd.Series(dtype=float) for name in FIRM_METRICS}})
-    names = {f.unique_id: f.name for f in model.firms}
-    index = recorded.index
-    frame = recorded.reset_index(drop=True)
-    frame.insert(0, "firm", pd.Series(index.get_level_values("AgentID").to_numpy()).map(names))
-    frame.insert(0, "step", index.get_level_values("Step").to_numpy().astype(np.int64))
-    return frame
 
 
 def annual_retention(per_step: pd.Series, steps_per_year: float, window: int) -> pd.Series:
