@@ -242,10 +242,9 @@ def paired_differences(tidy: pd.DataFrame, factors: Sequence[str], reference: di
     if not reference or not factors:
         return pd.DataFrame(columns=columns)
     tidy = _ordered(tidy, [*factors, "outcome"])
-    points = [keys if isinstance(keys, tuple) else (keys,)
-              for keys, _ in tidy.groupby(factors, observed=True, sort=True)]
-    known = set(points)
     values = _by_point_and_outcome(tidy, factors)
+    points = list(dict.fromkeys(keys[:-1] for keys in values))  # design order, as the groupby sorts them
+    known = set(points)
     ref_text = ", ".join(f"{k}={v}" for k, v in reference.items())
     rows = []
     for outcome in tidy["outcome"].cat.categories:
@@ -272,10 +271,9 @@ def pairwise_differences(tidy: pd.DataFrame, factors: Sequence[str]) -> pd.DataF
     if not factors:
         return pd.DataFrame(columns=columns)
     tidy = _ordered(tidy, [*factors, "outcome"])
-    points = [(", ".join(f"{f}={v}" for f, v in zip(factors, keys, strict=True)), keys)
-              for keys in (k if isinstance(k, tuple) else (k,)
-                           for k, _ in tidy.groupby(factors, observed=True, sort=True))]
     values = _by_point_and_outcome(tidy, factors)
+    points = [(", ".join(f"{f}={v}" for f, v in zip(factors, keys, strict=True)), keys)
+              for keys in dict.fromkeys(keys[:-1] for keys in values)]  # design order, as the groupby sorts them
     rows = []
     for outcome in tidy["outcome"].cat.categories:
         for i, (label_a, keys_a) in enumerate(points):
