@@ -12,6 +12,7 @@ import solara
 from matplotlib.figure import Figure
 from mesa.visualization import Slider, SolaraViz
 
+from loyaltysim.units import DAYS, parse_duration
 from loyaltysim.viz.dashboard import (
     DashboardMarket,
     annual_retention,
@@ -24,8 +25,8 @@ SCENARIO = DASHBOARD.scenario
 FOCAL = DASHBOARD.focal
 UNIT = SCENARIO.time.step
 WARMUP = SCENARIO.warmup_steps()
-STEPS_PER_YEAR = {"week": 52.0, "day": 365.0}[UNIT]
-RETENTION_WINDOW = 13 if UNIT == "week" else 91  # steps: a quarter
+STEPS_PER_YEAR = DAYS["year"] / DAYS[UNIT]  # the project's year (365.25 days)
+RETENTION_WINDOW = parse_duration("13 weeks").steps(UNIT)  # steps: a quarter
 SEED = 1
 PRESETS = list(DASHBOARD.presets)
 
