@@ -249,3 +249,22 @@ def cdnow_folder(request, tmp_path_factory) -> Path:
         return cdnow.fetch(folder)
     except cdnow.CDNOWUnavailable as err:
         _unavailable(f"PyPI is not reachable: {err}", "the CDNOW data")
+
+
+# --- scheduling across processes ------------------------------------------------------------------------------------
+# The suite runs one test file per process (--dist=loadfile), so a file's module fixtures are built once. The teaching
+# notebooks share no fixture and each takes tens of seconds, so each notebook's test is its own unit of work.
+SPREAD_FILES = ("tests/test_notebooks.py",)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class NotebooksApart(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return nodeid if file.endswith(SPREAD_FILES) else file
+
+    return NotebooksApart(config, log)
