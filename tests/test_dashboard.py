@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cli_process import clean_env, cli_args, finish, start
@@ -69,7 +70,8 @@ def tiny():
 def test_the_attributes_are_found_by_kano_class_and_the_levers_start_at_the_scenarios_values(tiny):
     assert (tiny.focal, tiny.basic, tiny.latent) == ("Us", "network", "lounge")
     assert tiny.defaults == {"switching_cost": 0.4, "price": 20.0, "basic_level": 0.7, "latent_level": 0.2,
-                             "programme": False, "earn_rate": 1.0, "winback": False}
+                             "programme": False, "earn_rate": 1.0, "winback": False,
+                             "change_at": 0}
     assert build_scenario(tiny, {}).to_dict() == {**tiny.scenario.to_dict(),
                                                   "policy": {**tiny.scenario.to_dict()["policy"], "price": 20.0,
                                                              "programmes": [], "campaigns": []}}
@@ -128,6 +130,8 @@ def test_a_scenario_without_a_basic_or_a_latent_attribute_is_refused_clearly():
     ({"basic_level": "high"}, "basic_level (Us's network (basic)): expected a number, got 'high'"),
     ({"programme": 1}, "programme (Us Points (points programme)): expected on or off (true/false), got 1"),
     ({"volume": 11}, "unknown lever 'volume'"),
+    ({"change_at": 2.5}, "change_at (The levers change at week (0: from the start)): expected a whole number, got 2.5"),
+    ({"change_at": 20}, "is outside its range 0 to 19"),
 ])
 def test_a_lever_out_of_range_is_rejected_clearly(tiny, values, message):
     with pytest.raises(ScenarioError) as caught:
@@ -161,13 +165,80 @@ def test_every_preset_builds_and_changes_only_its_own_lever():
         assert {k for k in values if values[k] != d.defaults[k]} <= set(changes), name
         assert all(values[k] == v for k, v in changes.items()), name
     assert d.values("Protected market (switching cost 2.5)")["switching_cost"] == 2.5
-    assert d.values("Latent investment (lounge +0.2)")["latent_level"] == pytest.approx(0.4)
+    latent = d.values("Latent investment (lounge +0.2 at week 4)")
+    assert latent["latent_level"] == pytest.approx(0.4) and latent["change_at"] == 4  # at the end of the warm-up
+
+
+def test_levers_changed_later_arrive_as_scheduled_events_and_the_run_is_the_scenarios_until_then():
+    d = dashboard_for(scenario_from_dict(_scenario(policy={"firm": "Us", "campaigns": [
+        {"kind": "win_back", "offer": {"discount": 0.5}}]})), population=None)
+    later = {"switching_cost": 1.5, "price": 18.0, "basic_level": 0.9, "programme": True, "winback": False,
+             "change_at": 8}
+    s = build_scenario(d, later)
+    us = s.effective_firms()[0]
+    assert s.market.customers.switching_cost == 0.4 and us.price == 20.0  # the scenario's, until week 8
+    assert us.attributes == {"network": 0.7, "speed": 0.5, "lounge": 0.2}
+    events = [e.model_dump(mode="json") for e in s.market.events]
+    assert [(e["kind"], e["at"]) for e in events] == [("switching_cost_change", "8 weeks"), ("price_change", "8 weeks"),
+                                                      ("attribute_change", "8 weeks")]
+    assert events[1]["price"] == 18.0 and (events[2]["attribute"], events[2]["level"]) == ("network", 0.9)
+    assert us.programmes[0].start.steps("week") == 8  # switched on: launched at the change
+    assert us.campaigns[0].stop.steps("week") == 8 and us.campaigns[0].offer.discount == 0.5  # its own, stopped
+
+    # until the change the run is the scenario's own, step for step; then it differs
+    changed, own = build_model(d, later, seed=5), build_model(d, {}, seed=5)
+    changed.run(14)
+    own.run(14)
+    a, b = changed.series().set_index(["step", "firm"]), own.series().set_index(["step", "firm"])
+    before = a.index.get_level_values("step") < 8
+    pd.testing.assert_frame_equal(a[before], b[before])
+    assert not a.loc[a.index.get_level_values("step") >= 10, "share"].equals(
+        b.loc[b.index.get_level_values("step") >= 10, "share"])
 
 
 def test_the_population_is_set_and_checked():
     assert dashboard_for(scenario_from_dict(_scenario()), 120).scenario.market.customers.population == 120
     with pytest.raises(ScenarioError, match="population"):
         dashboard_for(scenario_from_dict(_scenario()), 0)
+
+
+# ------------------------------------------------------------------------------------------ the page in a notebook
+
+
+def test_explore_renders_the_chosen_plots_with_the_levers_and_steps_when_asked():
+    """What a notebook shows: the page rendered into widgets as Jupyter does (inside an app layout), without a
+    browser. The preset sets the sliders; pressing Step redraws every plot."""
+    import ipyvuetify as v
+    import ipywidgets
+    import solara
+
+    from loyaltysim.viz.page import explore
+
+    scenario = scenario_from_dict(_scenario())
+    page = explore(scenario, plots=["shares", "kano"], preset="Protected market (switching cost 2.5)", population=None)
+    _, rc = solara.render(solara.AppLayout(children=[page]), handle_error=False)
+    sliders = {s.label: s.v_model for s in rc.find(v.Slider).widgets}
+    assert sliders["Switching cost (utility)"] == 2.5 and sliders["Us's network (basic)"] == 0.7
+    assert sliders["The levers change at week (0: from the start)"] == 0
+    images = rc.find(ipywidgets.Image).widgets
+    assert len(images) == 2
+    before = [bytes(i.value) for i in images]
+    rc.find(v.Btn, children=["Step"]).widget.click()
+    assert all(bytes(i.value) != b for i, b in zip(rc.find(ipywidgets.Image).widgets, before, strict=True))
+    rc.find(v.CardTitle, children=["This run: week 4 of 20"]).assert_single()  # Step runs a render interval (4)
+    rc.close()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"plots": ["shares", "profit"]}, "unknown plot(s) ['profit']; the dashboard's plots are ['shares', "),
+    ({"preset": "Monopoly"}, "unknown preset 'Monopoly'; this dashboard's presets are ['As in the scenario', "),
+])
+def test_explore_refuses_an_unknown_plot_or_preset_in_the_cell(kwargs, message):
+    from loyaltysim.viz.page import explore
+
+    with pytest.raises(ValueError) as caught:
+        explore(scenario_from_dict(_scenario()), population=None, **kwargs)
+    assert message in str(caught.value)
 
 
 # ------------------------------------------------------------------------------------------ the server's asset guard

@@ -11,12 +11,19 @@ The levers are the market's and the focal firm's main ones:
   (``policy.programmes``): the scenario's own first points programme of the focal firm if it has one, else
   :data:`DEFAULT_PROGRAMME`;
 - ``winback``: whether the focal firm runs a win-back campaign (``policy.campaigns``): the scenario's own first
-  win-back campaign of the focal firm if it has one, else :data:`DEFAULT_WINBACK`.
+  win-back campaign of the focal firm if it has one, else :data:`DEFAULT_WINBACK`;
+- ``change_at``: the step at which the other levers take effect. At 0 they hold from the first step. Later, the
+  scenario's own values hold until then, and the changes arrive as the scenario's scheduled events do
+  (``switching_cost_change``, ``price_change``, ``attribute_change``), a programme switched on launches then, and a
+  win-back campaign switched on starts (or the scenario's own, switched off, stops) then. A programme cannot be
+  closed during a run, so the scenario's own programme switched off is absent from the start, and its earn rate
+  holds from its launch.
 
-Every lever holds from the first step. Nothing here imports Solara: :func:`build_scenario` and :func:`build_model`
+Nothing here imports Solara: :func:`build_scenario` and :func:`build_model`
 are plain functions of a scenario and the levers' values, and the plots read what the model recorded through
 :func:`~loyaltysim.measures.tables.firms_table`.
-The page is :mod:`loyaltysim.viz.app`.
+The page is :mod:`loyaltysim.viz.page` (served by :mod:`loyaltysim.viz.app`, shown in a notebook by
+:func:`loyaltysim.viz.page.explore`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import pandas as pd
 from loyaltysim.measures.tables import firms_table
 from loyaltysim.model.market import LoyaltyMarket
 from loyaltysim.scenario import LoyaltyScenario, ScenarioError, load_scenario, scenario_from_dict
+from loyaltysim.units import parse_duration
 
 SCENARIO_ENV = "LOYALTYSIM_DASHBOARD_SCENARIO"  # the scenario file the page's server reads, once (an absolute path)
 POPULATION_ENV = "LOYALTYSIM_DASHBOARD_POPULATION"  # its number of customers
@@ -66,6 +74,7 @@ class Lever:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
+    whole: bool = False  # a whole number (of steps)
 
     @property
     def is_switch(self) -> bool:
@@ -80,6 +89,8 @@ class Lever:
             return f"{self.name} ({self.label}): expected a number, got {value!r}"
         if not self.minimum <= value <= self.maximum:
             return f"{self.name} ({self.label}) = {value:g} is outside its range {self.minimum:g} to {self.maximum:g}"
+        if self.whole and value != int(value):
+            return f"{self.name} ({self.label}): expected a whole number, got {value:g}"
         return None
 
 
@@ -157,6 +168,7 @@ def dashboard_for(scenario: LoyaltyScenario, population: int | None = CLASSROOM_
     winback_at = _first_of_kind(campaigns, "win_back")
     winback = campaigns[winback_at] if winback_at is not None else copy.deepcopy(DEFAULT_WINBACK)
 
+    unit, warmup = scenario.time.step, scenario.warmup_steps()
     switching = scenario.market.customers.switching_cost
     price = focal.price
     earn = programme["earn_rate"]
@@ -172,15 +184,22 @@ def dashboard_for(scenario: LoyaltyScenario, population: int | None = CLASSROOM_
         "programme": Lever("programme", f"{programme['name']} (points programme)", programme_at is not None),
         "earn_rate": Lever("earn_rate", "Points per unit of money", earn, 0.25, max(5.0, earn), 0.25),
         "winback": Lever("winback", "Win-back campaign", winback_at is not None),
+        "change_at": Lever("change_at", f"The levers change at {unit} (0: from the start)", 0, 0,
+                           scenario.steps() - 1, 1, whole=True),
     }
     low, high = 0.1, min(2.5, levers["switching_cost"].maximum)
+    # the market's structure holds from the start; a firm's move comes when the warm-up ends, against a market that
+    # has settled (and, in a market whose rivals imitate, gives them something to copy)
+    move = f" at {unit} {warmup}" if warmup else ""
     presets = {
         "As in the scenario": {},
         f"Competitive market (switching cost {low:g})": {"switching_cost": low},
         f"Protected market (switching cost {high:g})": {"switching_cost": high},
-        f"Basic investment ({basic} +0.2)": {"basic_level": min(1.0, round(focal.attributes[basic] + 0.2, 10))},
-        f"Latent investment ({latent} +0.2)": {"latent_level": min(1.0, round(focal.attributes[latent] + 0.2, 10))},
-        "Programme on": {"programme": True},
+        f"Basic investment ({basic} +0.2{move})": {
+            "basic_level": min(1.0, round(focal.attributes[basic] + 0.2, 10)), "change_at": warmup},
+        f"Latent investment ({latent} +0.2{move})": {
+            "latent_level": min(1.0, round(focal.attributes[latent] + 0.2, 10)), "change_at": warmup},
+        f"Programme on{move}": {"programme": True, "change_at": warmup},
         "Programme off": {"programme": False},
     }
     return Dashboard(scenario, focal.name, basic, latent, levers, presets, programme, programme_at, winback,
@@ -216,6 +235,12 @@ def _switched(items: list[dict], at: int | None, template: dict, on: bool) -> li
     return [*rest[:at], template, *rest[at:]] if at is not None else [*rest, template]
 
 
+def _starting(item: dict, at: int, unit: str) -> dict:
+    """``item`` (a programme or a campaign) starting no earlier than step ``at``."""
+    start = parse_duration(item.get("start", "0 weeks")).steps(unit)
+    return item if start >= at else {**item, "start": f"{at} {unit}s"}
+
+
 def build_scenario(dashboard: Dashboard, values: Mapping[str, Any]) -> LoyaltyScenario:
     """The dashboard's scenario with the levers set to ``values`` (a lever left out keeps the scenario's value).
     Raises :class:`ScenarioError` naming every unknown lever and every value out of its range."""
@@ -225,20 +250,43 @@ def build_scenario(dashboard: Dashboard, values: Mapping[str, Any]) -> LoyaltySc
                  for p in [dashboard.levers[name].problem(v)] if p]
     if problems:
         raise ScenarioError(SOURCE, problems)
-    v = {**dashboard.defaults, **values}
+    v, d = {**dashboard.defaults, **values}, dashboard.defaults
     base = dashboard.scenario
     focal = base.effective_firms()[base.focal_index]
     data = base.to_dict()
-    data["market"]["customers"]["switching_cost"] = float(v["switching_cost"])
-    attributes = data["market"]["firms"][base.focal_index]["attributes"]
-    attributes[dashboard.basic] = float(v["basic_level"])
-    attributes[dashboard.latent] = float(v["latent_level"])
-    data["policy"]["price"] = float(v["price"])
+    at, unit = int(v["change_at"]), base.time.step
+    when = f"{at} {unit}s"
+    changed = {name for name in d if name != "change_at" and v[name] != d[name]}
     programme = {**dashboard.programme, "earn_rate": float(v["earn_rate"])}
+    winback = dashboard.winback
+    if at == 0:
+        data["market"]["customers"]["switching_cost"] = float(v["switching_cost"])
+        attributes = data["market"]["firms"][base.focal_index]["attributes"]
+        attributes[dashboard.basic] = float(v["basic_level"])
+        attributes[dashboard.latent] = float(v["latent_level"])
+        data["policy"]["price"] = float(v["price"])
+    else:  # the scenario's values until step `at`, then the changes, as scheduled events
+        events = list(data["market"].get("events") or [])
+        if "switching_cost" in changed:
+            events.append({"kind": "switching_cost_change", "at": when, "switching_cost": float(v["switching_cost"])})
+        if "price" in changed:
+            events.append({"kind": "price_change", "at": when, "firm": focal.name, "price": float(v["price"])})
+        for lever, attribute in (("basic_level", dashboard.basic), ("latent_level", dashboard.latent)):
+            if lever in changed:
+                events.append({"kind": "attribute_change", "at": when, "firm": focal.name, "attribute": attribute,
+                               "level": float(v[lever])})
+        data["market"]["events"] = events
+        if dashboard.programme_at is None:  # switched on: it launches at the change
+            programme = _starting(programme, at, unit)
+        if dashboard.winback_at is None:
+            winback = _starting(winback, at, unit)
+        elif not v["winback"]:  # the scenario's own campaign runs until the change
+            winback = {**winback, "stop": when}
     data["policy"]["programmes"] = _switched([p.model_dump(mode="json") for p in focal.programmes],
                                              dashboard.programme_at, programme, v["programme"])
+    stopped = at > 0 and dashboard.winback_at is not None and not v["winback"]
     data["policy"]["campaigns"] = _switched([c.model_dump(mode="json") for c in focal.campaigns],
-                                            dashboard.winback_at, dashboard.winback, v["winback"])
+                                            dashboard.winback_at, winback, v["winback"] or stopped)
     return scenario_from_dict(data, source=SOURCE)
 
 
@@ -248,9 +296,11 @@ class DashboardMarket(LoyaltyMarket):
 
     def __init__(self, *, dashboard: Dashboard, seed: int = 1, switching_cost: float | None = None,
                  price: float | None = None, basic_level: float | None = None, latent_level: float | None = None,
-                 programme: bool | None = None, earn_rate: float | None = None, winback: bool | None = None):
+                 programme: bool | None = None, earn_rate: float | None = None, winback: bool | None = None,
+                 change_at: int | None = None):
         given = {"switching_cost": switching_cost, "price": price, "basic_level": basic_level,
-                 "latent_level": latent_level, "programme": programme, "earn_rate": earn_rate, "winback": winback}
+                 "latent_level": latent_level, "programme": programme, "earn_rate": earn_rate, "winback": winback,
+                 "change_at": change_at}
         self.dashboard = dashboard
         self.levers = {**dashboard.defaults, **{k: v for k, v in given.items() if v is not None}}
         self.seed = seed
