@@ -1,4 +1,5 @@
-"""Every teaching notebook runs top to bottom against the installed library, so none drifts from the API."""
+"""Every teaching notebook runs top to bottom against the installed library, so none drifts from the API; each draws
+a figure, and notebooks 02-04 show the dashboard's components (a widget)."""
 
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+WITH_DASHBOARD = ("02_", "03_", "04_")
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def test_there_are_notebooks():
@@ -25,3 +28,8 @@ def test_notebook_executes(path, monkeypatch):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "data" in o and "image/png" in o["data"]]
     assert images, "the notebook shows no figure"
+    widgets = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if WIDGET in o.get("data", {})]
+    if path.name.startswith(WITH_DASHBOARD):
+        assert widgets, "the notebook shows no dashboard (loyaltysim.viz.page.explore)"
+
