@@ -229,6 +229,25 @@ def test_explore_renders_the_chosen_plots_with_the_levers_and_steps_when_asked()
     rc.close()
 
 
+def test_explore_in_jupyter_sends_nothing(monkeypatch):
+    """Solara's Jupyter display reports its first use (an internet address look-up, then usage statistics); after
+    explore() it does neither."""
+    import requests
+    from solara.server import telemetry
+
+    from loyaltysim.viz.page import explore
+
+    calls = []
+    monkeypatch.setattr(requests, "get", lambda *a, **k: calls.append(("get", a)))
+    monkeypatch.setattr(requests, "post", lambda *a, **k: calls.append(("post", a)))
+    monkeypatch.setattr(telemetry, "_jupyter_start_event_send", False)
+    explore(scenario_from_dict(_scenario()), population=None)
+    telemetry.jupyter_start()  # what the notebook's display calls
+    telemetry.track("Solara Jupyter use")
+    time.sleep(0.5)
+    assert calls == []
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"plots": ["shares", "profit"]}, "unknown plot(s) ['profit']; the dashboard's plots are ['shares', "),
     ({"preset": "Monopoly"}, "unknown preset 'Monopoly'; this dashboard's presets are ['As in the scenario', "),

@@ -197,17 +197,29 @@ def DashboardPage(dashboard: Dashboard, plots: Sequence[str] = tuple(PLOTS), pre
               name=f"loyaltysim: {scenario.name}", play_interval=50, render_interval=4).key(f"preset {chosen}")
 
 
+def _quiet_in_jupyter() -> None:
+    """No usage statistics from a notebook: Solara's Jupyter display looks up the machine's public address on the
+    internet when it first shows a page, whatever its telemetry setting (Solara 1.58); mark that as done, and switch
+    the telemetry off, as the served page does (:mod:`loyaltysim.viz.server`)."""
+    from solara.server import settings, telemetry
+
+    settings.telemetry.mixpanel_enable = False
+    telemetry._jupyter_start_event_send = True  # Solara's own flag for "already reported"
+
+
 def explore(scenario: LoyaltyScenario | str | os.PathLike, *, plots: Sequence[str] = tuple(PLOTS),
             preset: str | None = None, population: int | None = CLASSROOM_POPULATION):
     """The dashboard of ``scenario`` (a scenario, or the path of its file) for a Jupyter notebook, showing ``plots``
     (names from :data:`PLOTS`) and starting from ``preset`` (a name of the dashboard's presets; None: the first, the
     scenario as it is), at ``population`` customers (None: the scenario's). Display the value (the last expression
-    of a cell) to show it. Raises ``ValueError`` for an unknown plot or preset, and
-    :class:`~loyaltysim.scenario.ScenarioError` for a scenario the dashboard cannot use."""
+    of a cell) to show it: in Jupyter the presets, levers and controls open from the ☰ button of the page's bar.
+    Nothing is sent anywhere: Solara's usage statistics are switched off. Raises ``ValueError`` for an unknown plot
+    or preset, and :class:`~loyaltysim.scenario.ScenarioError` for a scenario the dashboard cannot use."""
     if not isinstance(scenario, LoyaltyScenario):
         scenario = load_scenario(scenario)
     dashboard = dashboard_for(scenario, population)
     _components(plots)  # an unknown plot is refused here, in the notebook's cell, not when the page renders
     if preset is not None and preset not in dashboard.presets:
         raise ValueError(f"unknown preset {preset!r}; this dashboard's presets are {list(dashboard.presets)}")
+    _quiet_in_jupyter()
     return DashboardPage(dashboard, plots=tuple(plots), preset=preset)
