@@ -7,7 +7,6 @@ page, after the run, as the README's screenshot.
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from browser import free_port, headless_chromium
 from cli_process import clean_env, cli_args, finish, start
 from loyaltysim.measures.tables import firms_table
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
@@ -29,7 +29,6 @@ from loyaltysim.viz.dashboard import (
 from loyaltysim.viz.server import InstalledAssetsOnly
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def _scenario(**extra) -> dict:
@@ -334,12 +333,6 @@ def test_without_the_viz_extra_the_command_says_how_to_install_it(tmp_path):
 # ------------------------------------------------------------------------------------------ the page in a browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _listening_addresses(port: int) -> set[str]:
     """The local addresses of the sockets listening on ``port`` (Linux's /proc/net tables)."""
     found = set()
@@ -361,27 +354,14 @@ def _listening_addresses(port: int) -> set[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the dev extra has it)")
-    if missing:
-        reason = f"{' and '.join(missing)} not found: install Debian's chromium and chromium-driver"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"{reason} (CI installs them: .ci/run)")
-        pytest.skip(reason)
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1250"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium()
     yield driver
     driver.quit()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     proc = start("dashboard", REPO / "experiments/scenarios/baseline.toml", "--port", port, "--population", 1000,
                  cwd=tmp_path_factory.mktemp("dashboard"))
     url = f"http://127.0.0.1:{port}/"
@@ -459,7 +439,7 @@ def test_browser_a_slider_and_play_change_the_plots(server, browser):
 
 def test_the_command_warns_when_not_on_loopback(tmp_path):
     """It listens where told (here every IPv4 address, on a free port), after a one-line warning."""
-    port = _free_port()
+    port = free_port()
     proc = start("dashboard", REPO / "experiments/scenarios/baseline.toml", "--host", "0.0.0.0", "--port", port,
                  cwd=tmp_path)
     try:
