@@ -33,3 +33,7 @@ def test_notebook_executes(path, monkeypatch):
     if path.name.startswith(WITH_DASHBOARD):
         assert widgets, "the notebook shows no dashboard (loyaltysim.viz.page.explore)"
 
+
+def test_the_course_is_numbered_without_gaps():
+    numbers = [int(p.name.split("_", 1)[0]) for p in NOTEBOOKS]
+    assert numbers == list(range(1, len(numbers) + 1)), [p.name for p in NOTEBOOKS]
