@@ -183,6 +183,12 @@ def test_levers_changed_later_arrive_as_scheduled_events_and_the_run_is_the_scen
     assert events[1]["price"] == 18.0 and (events[2]["attribute"], events[2]["level"]) == ("network", 0.9)
     assert us.programmes[0].start.steps("week") == 8  # switched on: launched at the change
     assert us.campaigns[0].stop.steps("week") == 8 and us.campaigns[0].offer.discount == 0.5  # its own, stopped
+    early = build_scenario(d, {"winback": False, "change_at": 3}).effective_firms()[0].campaigns[0]
+    assert early.stop.steps("week") == 3
+    ends = dashboard_for(scenario_from_dict(_scenario(policy={"firm": "Us", "campaigns": [
+        {"kind": "win_back", "stop": "5 weeks"}]})), population=None)  # a campaign that stops before the change
+    assert build_scenario(ends, {"winback": False, "change_at": 8}).effective_firms()[0].campaigns[0].stop.steps(
+        "week") == 5
 
     # until the change the run is the scenario's own, step for step; then it differs
     changed, own = build_model(d, later, seed=5), build_model(d, {}, seed=5)

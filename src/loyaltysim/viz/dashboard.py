@@ -280,8 +280,10 @@ def build_scenario(dashboard: Dashboard, values: Mapping[str, Any]) -> LoyaltySc
             programme = _starting(programme, at, unit)
         if dashboard.winback_at is None:
             winback = _starting(winback, at, unit)
-        elif not v["winback"]:  # the scenario's own campaign runs until the change
-            winback = {**winback, "stop": when}
+        elif not v["winback"]:  # the scenario's own campaign runs until the change (or its own earlier stop)
+            own_stop = winback.get("stop")
+            if own_stop is None or parse_duration(own_stop).steps(unit) > at:
+                winback = {**winback, "stop": when}
     data["policy"]["programmes"] = _switched([p.model_dump(mode="json") for p in focal.programmes],
                                              dashboard.programme_at, programme, v["programme"])
     stopped = at > 0 and dashboard.winback_at is not None and not v["winback"]
