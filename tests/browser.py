@@ -4,6 +4,10 @@ Skipped locally if they are missing; in CI (env ``CI`` set) a missing browser fa
 import os
 import shutil
 import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
 
 import pytest
 
@@ -33,3 +37,20 @@ def headless_chromium(width: int = 1500, height: int = 1250):
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def wait_until_served(url: str, proc: subprocess.Popen, seconds: float, why: Callable[[], str]) -> None:
+    """Poll ``url`` until it answers 200; if ``proc`` exits or ``seconds`` pass first, kill it and fail the test with
+    ``why()`` (e.g. the server's error output)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(why())
+        time.sleep(0.3)

@@ -10,13 +10,12 @@ import os
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from browser import free_port, headless_chromium
+from browser import free_port, headless_chromium, wait_until_served
 from cli_process import clean_env, cli_args, finish, start
 from loyaltysim.measures.tables import firms_table
 from loyaltysim.scenario import ScenarioError, scenario_from_dict
@@ -371,18 +370,7 @@ def server(tmp_path_factory):
     proc = start("dashboard", REPO / "experiments/scenarios/baseline.toml", "--port", port, "--population", 1000,
                  cwd=tmp_path_factory.mktemp("dashboard"))
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the dashboard did not serve {url}:\n{finish(proc).stderr}")
-        time.sleep(0.3)
+    wait_until_served(url, proc, 60, lambda: f"the dashboard did not serve {url}:\n{finish(proc).stderr}")
     yield proc, port, url
     proc.terminate()  # SIGTERM: uvicorn shuts down cleanly
     done = finish(proc)

@@ -6,14 +6,13 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from browser import free_port, headless_chromium
+from browser import free_port, headless_chromium, wait_until_served
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,18 +38,8 @@ def lab(tmp_path_factory):
          "--LabApp.expose_app_in_browser=True"],
         cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "api/status", timeout=5) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"JupyterLab did not start on {url}:\n{proc.communicate()[1][-3000:]}")
-        time.sleep(0.5)
+    wait_until_served(url + "api/status", proc, 90,
+                      lambda: f"JupyterLab did not start on {url}:\n{proc.communicate()[1][-3000:]}")
     yield url
     proc.terminate()
     try:
