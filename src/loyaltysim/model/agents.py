@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
+from loyaltysim.model.classifications import NAMES
 from loyaltysim.model.state import KANO_CODES, NEVER, NO_FIRM
 
 if TYPE_CHECKING:
@@ -105,17 +106,21 @@ class Customer(mesa.Agent):
     def value_tier(self) -> str:
         return ("low", "medium", "high")[int(self._get("value_tier"))]
 
+    def _class(self, kind: str) -> str:
+        """This customer's class of ``kind``: its own code (the model makes every customer's once a step), by name."""
+        return NAMES[kind][int(self.model.classify_codes(kind)[self.row])]
+
     @property
     def ladder_stage(self) -> str:
-        return self.model.classify("ladder")[self.row]
+        return self._class("ladder")
 
     @property
     def dick_basu(self) -> str:
-        return self.model.classify("dick_basu")[self.row]
+        return self._class("dick_basu")
 
     @property
     def jones_sasser(self) -> str:
-        return self.model.classify("jones_sasser")[self.row]
+        return self._class("jones_sasser")
 
 
 class Firm(mesa.Agent):
