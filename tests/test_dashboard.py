@@ -255,6 +255,7 @@ def test_explore_in_jupyter_sends_nothing(monkeypatch):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"plots": ["shares", "profit"]}, "unknown plot(s) ['profit']; the dashboard's plots are ['shares', "),
     ({"preset": "Monopoly"}, "unknown preset 'Monopoly'; this dashboard's presets are ['As in the scenario', "),
+    ({"plots": "profit"}, "unknown plot(s) ['profit']"),
 ])
 def test_explore_refuses_an_unknown_plot_or_preset_in_the_cell(kwargs, message):
     from loyaltysim.viz.page import explore

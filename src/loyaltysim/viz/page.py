@@ -217,6 +217,7 @@ def explore(scenario: LoyaltyScenario | str | os.PathLike, *, plots: Sequence[st
     or preset, and :class:`~loyaltysim.scenario.ScenarioError` for a scenario the dashboard cannot use."""
     if not isinstance(scenario, LoyaltyScenario):
         scenario = load_scenario(scenario)
+    plots = [plots] if isinstance(plots, str) else list(plots)  # one plot may be named alone
     dashboard = dashboard_for(scenario, population)
     _components(plots)  # an unknown plot is refused here, in the notebook's cell, not when the page renders
     if preset is not None and preset not in dashboard.presets:
