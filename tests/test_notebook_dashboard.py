@@ -32,20 +32,23 @@ def lab(tmp_path_factory):
            "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "false"}
     port = free_port()
+    log_path = root / "lab.log"  # the server's log, read if it fails to start (a pipe nobody reads could fill up)
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
          f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
          "--LabApp.expose_app_in_browser=True"],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url = f"http://127.0.0.1:{port}/"
     wait_until_served(url + "api/status", proc, 90,
-                      lambda: f"JupyterLab did not start on {url}:\n{proc.communicate()[1][-3000:]}")
+                      lambda: f"JupyterLab did not start on {url}:\n{log_path.read_text()[-3000:]}")
     yield url
     proc.terminate()
     try:
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
 
 
 def _text(driver) -> str:
